@@ -1,0 +1,22 @@
+# make demo | make test | make bench — each installs what is missing first (Debian: run as root).
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+
+.PHONY: install demo test bench
+install: .install.stamp
+	@command -v ngspice >/dev/null && ldconfig -p | grep -q 'libngspice.so ' || { \
+	  echo "installing ngspice (Debian packages ngspice libngspice0 libngspice0-dev)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ngspice libngspice0 libngspice0-dev; }
+
+.install.stamp: pyproject.toml
+	$(PIP) install -q -e '.[test]'
+	@touch $@
+
+demo: install
+	$(PYTHON) -m studies.demo
+
+test: install
+	$(PYTHON) -m pytest -q
+
+bench: install
+	$(PYTHON) benchmarks/bench_solver.py

@@ -1,0 +1,17 @@
+"""Physics constants and defaults shared by the CD solver and the ngspice decks (SI units)."""
+
+#: Thermal voltage ngspice uses (T = 300.15 K, CODATA 2014 k and q), V.
+VT = 0.025864917007157463
+
+#: Switch on-resistance of the nudging branch, Ω.
+R_ON = 1.0
+#: Switch off-resistance of the nudging branch in the free phase, Ω (``inf`` drops the branch).
+R_OFF = 1e12
+
+#: Default KCL tolerance: converged when max|KCL| <= TOL * I_ref (see ``solver.solve``).
+TOL = 1e-12
+
+#: Osana et al.'s double-Shockley element: saturation current (A), Vd = n*Vt (V), rails (V).
+OSANA_IS = 1e-6
+OSANA_VD = 0.05
+OSANA_VOFF = 0.8

@@ -1,0 +1,286 @@
+"""Node elements: the nonlinear element at each hidden node and its exact 1-D coordinate-descent update.
+
+Every element gives, for a node with total conductance ``a`` (S, > 0) and drive current ``c`` (A), the
+unique voltage ``v`` (V) solving the node's KCL ``a*v - c + I(v) = 0`` (SPEC §2), where ``I(v)`` is the
+current leaving the node through the element. Rails ``lo``/``hi`` (V) are per node; ``±inf`` means no diode
+on that side. Arrays broadcast: ``a``, ``lo``, ``hi`` have shape ``(n,)``, ``c`` and ``v`` ``(..., n)``.
+
+Each element also gives ``current(v)`` (A), ``conductance(v) = dI/dv`` (S), ``potential(v) = ∫I dv`` (W, the
+dissipation potential entering the co-content) and ``residual(v, a, c)``, the KCL residual (A) used for the
+stopping test. The ngspice lines of each element live in ``spice_bridge.netlist`` next to the same names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import wrightomega
+
+__all__ = ["Element", "Linear", "Ideal", "Shockley", "Pwl", "element_from_meta", "KINDS"]
+
+# Below this value of ln z the diode carries < 6e-6 of the node's current: W0(z) = z - z^2 is exact to
+# ~1e-21 there, and the (slow, ~110 ns) wrightomega call is skipped.
+_LNZ_CUTOFF = -12.0
+_EPS = np.finfo(float).eps
+
+
+class Element:
+    """Base class: the common interface of every node element."""
+
+    kind: ClassVar[str] = ""
+
+    def solve(self, a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Voltage (V) solving ``a*v - c + I(v) = 0``."""
+        raise NotImplementedError
+
+    def current(self, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Current (A) leaving the node through the element at voltage ``v``."""
+        raise NotImplementedError
+
+    def conductance(self, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Small-signal conductance ``dI/dv`` (S)."""
+        raise NotImplementedError
+
+    def potential(self, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Dissipation potential ``∫ I dv`` (W), up to a constant per node."""
+        raise NotImplementedError
+
+    def residual(self, v: np.ndarray, a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """KCL residual (A): current leaving the node, ``a*v - c + I(v)``."""
+        return a * v - c + self.current(v, lo, hi)
+
+    def to_meta(self) -> dict[str, Any]:
+        """The ``element`` entry of the network file's meta."""
+        return {"kind": self.kind}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_meta().items() if k != "kind")
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.to_meta() == other.to_meta()  # type: ignore[union-attr]
+
+
+class Linear(Element):
+    """No element: ``I = 0``, update ``v = c/a`` (exact)."""
+
+    kind = "linear"
+
+    def solve(self, a, c, lo, hi):
+        return c / a
+
+    def current(self, v, lo, hi):
+        return np.zeros_like(v)
+
+    def conductance(self, v, lo, hi):
+        return np.zeros_like(v)
+
+    def potential(self, v, lo, hi):
+        return np.zeros_like(v)
+
+
+class Ideal(Element):
+    """Ideal diodes to both rails: ``v`` is clamped to ``[lo, hi]``; update ``v = clip(c/a, lo, hi)`` (exact).
+
+    The diode current is whatever KCL needs, so ``current`` is undefined; ``residual`` is the natural
+    residual of the complementarity problem, ``a*(v - clip(c/a, lo, hi))`` (A): zero iff KCL holds with
+    non-negative diode currents (the KKT conditions of Scellier's QP).
+    """
+
+    kind = "ideal"
+
+    def solve(self, a, c, lo, hi):
+        return np.clip(c / a, lo, hi)
+
+    def current(self, v, lo, hi):
+        raise TypeError("an ideal diode's current is set by the circuit, not by its voltage")
+
+    def conductance(self, v, lo, hi):
+        """0 S inside the rails, ``inf`` (a voltage clamp) on a rail."""
+        return np.where((v <= lo) | (v >= hi), np.inf, 0.0)
+
+    def potential(self, v, lo, hi):
+        """Indicator of the rails: 0 inside, ``inf`` outside."""
+        return np.where((v < lo) | (v > hi), np.inf, 0.0)
+
+    def residual(self, v, a, c, lo, hi):
+        return a * (v - np.clip(c / a, lo, hi))
+
+
+class Shockley(Element):
+    """Shockley diodes: forward to the upper rail, reverse from the lower one (either may be absent).
+
+    ``I(v) = Is*(exp((v-hi)/Vd) - 1) - Is*(exp((lo-v)/Vd) - 1)``; a side whose rail is infinite is absent
+    (its term, ``-1`` included, is dropped). ``Is`` in A, ``Vd = n*Vt`` in V.
+
+    Update: the ``-1`` terms move into ``c' = c + Is*[hi finite] - Is*[lo finite]``; the dominant side has the
+    closed form ``v = c'/a ∓ Vd*W0(z)``, ``ln z = ln(Is/(a*Vd)) ± (c'/a - rail)/Vd``, with
+    ``W0(e^t) = wrightomega(t)`` (never forms ``z``), evaluated as ``rail ± Vd*(ln W0 - ln(Is/(a*Vd)))``
+    where the diode conducts (no cancellation, no overflow, for any ``|c/a|``); then one Newton step on the
+    full two-sided equation; nodes where both diodes conduct (rails within a few ``Vd``) continue with a
+    safeguarded Newton–bisection until the step is at rounding level. Exact to float64 rounding (tests: ≤ 1e-13 relative to brentq).
+    """
+
+    kind = "shockley"
+
+    def __init__(self, Is: float, Vd: float):
+        if not (math.isfinite(Is) and Is > 0):
+            raise ValueError(f"Shockley Is must be a positive finite current in A, got {Is!r}")
+        if not (math.isfinite(Vd) and Vd > 0):
+            raise ValueError(f"Shockley Vd must be a positive finite voltage in V, got {Vd!r}")
+        self.Is = float(Is)
+        self.Vd = float(Vd)
+
+    def to_meta(self):
+        return {"kind": self.kind, "Is": self.Is, "Vd": self.Vd}
+
+    def _sides(self, lo, hi):
+        """Constant part of I: ``-Is`` per present forward diode, ``+Is`` per present reverse diode."""
+        return self.Is * (np.isfinite(lo).astype(float) - np.isfinite(hi).astype(float))
+
+    def _exps(self, v, lo, hi):
+        return np.exp((v - hi) / self.Vd), np.exp((lo - v) / self.Vd)
+
+    def solve(self, a, c, lo, hi):
+        Is, Vd = self.Is, self.Vd
+        c1 = c - self._sides(lo, hi)  # c' : the -1 terms moved to the drive
+        x = c1 / a
+        ln_k = np.log(Is / (a * Vd))
+        t_fwd = ln_k + (x - hi) / Vd
+        t_rev = ln_k + (lo - x) / Vd
+        fwd = t_fwd >= t_rev
+        t = np.where(fwd, t_fwd, t_rev)
+        sign = np.where(fwd, 1.0, -1.0)
+        z = np.exp(np.minimum(t, _LNZ_CUTOFF))
+        v = x - sign * Vd * z * (1.0 - z)  # W0(z) = z - z^2 for small z: the diode barely conducts
+        on = t > _LNZ_CUTOFF
+        if on.any():  # W + ln W = t gives v = rail ± Vd*(ln W - ln k): no cancellation for any |c/a|
+            w = wrightomega(t[on]).real
+            rail = np.broadcast_to(np.where(fwd, hi, lo), v.shape)[on]
+            v[on] = rail + sign[on] * Vd * (np.log(w) - np.broadcast_to(ln_k, v.shape)[on])
+        v, step, noise = self._newton(v, a, c1, lo, hi)
+        todo = (np.abs(step) > noise) & np.isfinite(lo) & np.isfinite(hi)
+        if todo.any():  # both diodes conduct (rails within a few Vd): safeguarded Newton on those nodes
+            v[todo] = self._polish(v[todo], *(np.broadcast_to(q, v.shape)[todo] for q in (a, c1, lo, hi)))
+        return v
+
+    def _newton(self, v, a, c1, lo, hi):
+        """One Newton step on ``a*v - c1 + Is*(ef - er) = 0``; returns (v, step, rounding level of step)."""
+        tf, tr = (v - hi) / self.Vd, (lo - v) / self.Vd
+        ef, er = np.exp(tf), np.exp(tr)
+        slope = a + (self.Is / self.Vd) * (ef + er)
+        step = (a * v - c1 + self.Is * (ef - er)) / slope
+        # rounding of f: its terms, and exp's relative error eps*|argument| (0 for an absent diode)
+        grow = ef * (1 + np.abs(np.maximum(tf, -800.0))) + er * (1 + np.abs(np.maximum(tr, -800.0)))
+        noise = 8 * _EPS * (np.abs(a * v) + np.abs(c1) + self.Is * grow) / slope + 2 * _EPS * np.abs(v)
+        return v - step, step, noise
+
+    def _polish(self, v, a, c1, lo, hi):
+        """Newton with bisection fallback inside the bracket [rail midpoint, c1/a] (1-D arrays)."""
+        mid, x = 0.5 * (lo + hi), c1 / a
+        left, right = np.minimum(mid, x), np.maximum(mid, x)
+        for _ in range(200):
+            ef, er = self._exps(v, lo, hi)
+            f = a * v - c1 + self.Is * (ef - er)
+            left = np.where(f < 0, np.maximum(left, v), left)
+            right = np.where(f > 0, np.minimum(right, v), right)
+            new, step, noise = self._newton(v, a, c1, lo, hi)
+            outside = ~((new >= left) & (new <= right))
+            new[outside] = 0.5 * (left[outside] + right[outside])
+            done = (np.abs(step) <= noise) | (f == 0)
+            v = np.where(done, v, new)
+            if done.all():
+                return v
+        raise RuntimeError("Shockley node update did not converge in 200 safeguarded Newton steps")
+
+    def current(self, v, lo, hi):
+        ef, er = self._exps(v, lo, hi)
+        return self.Is * (ef - er) + self._sides(lo, hi)
+
+    def conductance(self, v, lo, hi):
+        ef, er = self._exps(v, lo, hi)
+        return (self.Is / self.Vd) * (ef + er)
+
+    def potential(self, v, lo, hi):
+        ef, er = self._exps(v, lo, hi)
+        return self.Is * self.Vd * (ef + er) + self._sides(lo, hi) * v
+
+
+class Pwl(Element):
+    """A measured I–V curve of the whole element: table ``(v_k, i_k)`` (V, A), ``v_k`` strictly increasing,
+    ``i_k`` non-decreasing; linear between points and extended linearly beyond the ends. Rails are unused.
+
+    Update (exact): ``g_k = a*v_k + i_k`` is increasing in ``k``; the segment with ``g_k <= c < g_{k+1}``
+    holds the root, ``v = (c - i_k + s_k*v_k)/(a + s_k)`` with ``s_k`` the segment's slope (S).
+    """
+
+    kind = "pwl"
+
+    def __init__(self, table):
+        t = np.asarray(table, dtype=float)
+        if t.ndim != 2 or t.shape[1] != 2 or t.shape[0] < 2:
+            raise ValueError(f"pwl table must be a list of at least 2 [v, i] pairs, got shape {t.shape}")
+        if not np.all(np.isfinite(t)):
+            raise ValueError("pwl table contains NaN or inf")
+        if np.any(np.diff(t[:, 0]) <= 0):
+            raise ValueError("pwl table voltages must be strictly increasing")
+        if np.any(np.diff(t[:, 1]) < 0):
+            raise ValueError("pwl table currents must be non-decreasing (the element must be passive, monotone)")
+        self.vk = t[:, 0].copy()
+        self.ik = t[:, 1].copy()
+        self.sk = np.diff(self.ik) / np.diff(self.vk)
+        # potential at the breakpoints, P(v_0) = 0
+        self.pk = np.concatenate([[0.0], np.cumsum(0.5 * (self.ik[1:] + self.ik[:-1]) * np.diff(self.vk))])
+
+    def to_meta(self):
+        return {"kind": self.kind, "table": np.column_stack([self.vk, self.ik]).tolist()}
+
+    def _segment(self, v):
+        return np.clip(np.searchsorted(self.vk, v, side="right") - 1, 0, len(self.vk) - 2)
+
+    def solve(self, a, c, lo, hi):
+        a = np.asarray(a, dtype=float)
+        g = a[..., None] * self.vk + self.ik  # (n, K)
+        k = np.clip(np.count_nonzero(c[..., None] >= g, axis=-1) - 1, 0, len(self.vk) - 2)
+        s = self.sk[k]
+        return (c - self.ik[k] + s * self.vk[k]) / (a + s)
+
+    def current(self, v, lo, hi):
+        k = self._segment(v)
+        return self.ik[k] + self.sk[k] * (v - self.vk[k])
+
+    def conductance(self, v, lo, hi):
+        return self.sk[self._segment(v)]
+
+    def potential(self, v, lo, hi):
+        k = self._segment(v)
+        d = v - self.vk[k]
+        return self.pk[k] + self.ik[k] * d + 0.5 * self.sk[k] * d * d
+
+
+KINDS = {cls.kind: cls for cls in (Linear, Ideal, Shockley, Pwl)}
+
+
+def element_from_meta(meta: Any) -> Element:
+    """Build an element from the network file's ``meta["element"]``; errors name the offending key."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta.element must be an object, got {type(meta).__name__}")
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"meta.element.kind must be one of {sorted(KINDS)}, got {kind!r}")
+    if kind == "shockley":
+        for key in ("Is", "Vd"):
+            val = meta.get(key)
+            if not isinstance(val, (int, float)) or isinstance(val, bool) or not (math.isfinite(val) and val > 0):
+                raise ValueError(f"meta.element.{key} must be a positive finite number, got {val!r}")
+        return Shockley(meta["Is"], meta["Vd"])
+    if kind == "pwl":
+        if "table" not in meta:
+            raise ValueError("meta.element.table is missing (a list of [v, i] pairs)")
+        try:
+            return Pwl(meta["table"])
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"meta.element.table: {e}") from None
+    return KINDS[kind]()

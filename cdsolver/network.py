@@ -1,0 +1,327 @@
+"""The DRN model (SPEC §1) and its network file, format ``drn/1`` (SPEC §4).
+
+Layers ``0..L``: layer 0 holds the input voltage sources, ``1..L-1`` are hidden, ``L`` is the output.
+``G[l-1]`` (S, shape ``(n_{l-1}, n_l)``) is crossbar ``l``, ``b[l-1]`` (A) the bias into layer ``l``,
+``lo[l-1]``/``hi[l-1]`` (V) the rails of hidden layer ``l``. Python lists are 0-based; file keys 1-based.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .constants import OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
+from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
+
+__all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
+
+FORMAT = "drn/1"
+ENCODINGS = ("pair", "identity")
+
+
+class NetworkFormatError(ValueError):
+    """A network file or a Network's arrays do not follow format drn/1; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Amplifier:
+    """Bidirectional amplifier after each hidden node: VCVS of gain ``A`` forward, CCCS of gain ``C`` back."""
+
+    A: float
+    C: float
+
+    def __post_init__(self):
+        for name in ("A", "C"):
+            val = getattr(self, name)
+            if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+                raise NetworkFormatError(f"meta.amplifier.{name} must be a positive finite number, got {val!r}")
+
+
+@dataclass
+class Network:
+    """A deep resistive network. Constructing one validates it (errors name the offending array or key)."""
+
+    G: list[np.ndarray]
+    b: list[np.ndarray]
+    lo: list[np.ndarray]
+    hi: list[np.ndarray]
+    element: Element
+    input_gain: float = 1.0
+    encoding: str = "pair"
+    amplifier: Amplifier | None = None
+    r_on: float = R_ON
+    r_off: float = R_OFF
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+    extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.G = [_float_array(g, f"G{l}", 2) for l, g in enumerate(self.G, 1)]
+        self.b = [_float_array(x, f"b{l}", 1) for l, x in enumerate(self.b, 1)]
+        self.lo = [_float_array(x, f"lo{l}", 1, allow_inf=True) for l, x in enumerate(self.lo, 1)]
+        self.hi = [_float_array(x, f"hi{l}", 1, allow_inf=True) for l, x in enumerate(self.hi, 1)]
+        self._validate()
+
+    # ---- structure ----
+    @property
+    def depth(self) -> int:
+        """Number of crossbars ``L``."""
+        return len(self.G)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Layer sizes ``[n_0, ..., n_L]``."""
+        return [self.G[0].shape[0]] + [g.shape[1] for g in self.G]
+
+    @property
+    def n_features(self) -> int:
+        """Number of input features a sample has before encoding."""
+        return self.sizes[0] // 2 if self.encoding == "pair" else self.sizes[0]
+
+    @property
+    def A(self) -> float:
+        return 1.0 if self.amplifier is None else float(self.amplifier.A)
+
+    @property
+    def C(self) -> float:
+        return 1.0 if self.amplifier is None else float(self.amplifier.C)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Input-source voltages ``v0`` (V), shape ``(batch, n_0)``, from features ``x`` (batch, n_features)."""
+        from .validation import check_inputs
+
+        x = check_inputs(x, self.n_features, "inputs")
+        v0 = np.concatenate([x, -x], axis=1) if self.encoding == "pair" else x.copy()
+        return self.input_gain * v0
+
+    def g_nudge(self, beta: float) -> float:
+        """Conductance (S) from each output to its target source: ``1/(1/β + R_on)`` when nudged (β ≠ 0),
+        ``1/R_off`` (0 if ``R_off = inf``) in the free phase."""
+        if beta != 0:
+            return 1.0 / (1.0 / beta + self.r_on)
+        return 0.0 if math.isinf(self.r_off) else 1.0 / self.r_off
+
+    def copy(self) -> "Network":
+        return copy.deepcopy(self)
+
+    def meta(self) -> dict[str, Any]:
+        """The JSON meta of the network file (unknown keys read from a file are kept)."""
+        m = dict(self.extra_meta)
+        m.update(
+            format=FORMAT,
+            input_gain=self.input_gain,
+            encoding=self.encoding,
+            element=self.element.to_meta(),
+            amplifier=None if self.amplifier is None else {"A": self.amplifier.A, "C": self.amplifier.C},
+            switch={"R_on": self.r_on, "R_off": None if math.isinf(self.r_off) else self.r_off},
+        )
+        return m
+
+    # ---- validation ----
+    def _validate(self) -> None:
+        L = self.depth
+        if L < 1:
+            raise NetworkFormatError("a network needs at least one crossbar (G1)")
+        for name, arrs, want in (("b", self.b, L), ("lo", self.lo, L - 1), ("hi", self.hi, L - 1)):
+            if len(arrs) != want:
+                raise NetworkFormatError(f"expected {want} arrays {name}1..{name}{want}, got {len(arrs)}")
+        for l in range(1, L):
+            if self.G[l].shape[0] != self.G[l - 1].shape[1]:
+                raise NetworkFormatError(
+                    f"G{l + 1} has {self.G[l].shape[0]} rows but layer {l} has {self.G[l - 1].shape[1]} nodes (G{l})")
+        n = self.sizes
+        for l, g in enumerate(self.G, 1):
+            if np.any(g < 0):
+                i, j = np.argwhere(g < 0)[0]
+                raise NetworkFormatError(f"G{l}[{i},{j}] = {g[i, j]!r} S: conductances must be >= 0")
+            if 0 in g.shape:
+                raise NetworkFormatError(f"G{l} has an empty dimension {g.shape}")
+        for l in range(1, L + 1):
+            _check_len(self.b[l - 1], n[l], f"b{l}")
+        for l in range(1, L):
+            lo, hi = self.lo[l - 1], self.hi[l - 1]
+            _check_len(lo, n[l], f"lo{l}")
+            _check_len(hi, n[l], f"hi{l}")
+            if np.any(lo == np.inf) or np.any(hi == -np.inf):
+                raise NetworkFormatError(f"lo{l} may be -inf but not +inf, hi{l} +inf but not -inf")
+            if np.any(lo > hi):
+                j = int(np.argmax(lo > hi))
+                raise NetworkFormatError(f"lo{l}[{j}] = {lo[j]} V > hi{l}[{j}] = {hi[j]} V")
+        for l in range(1, L + 1):
+            total = self.G[l - 1].sum(axis=0) + (self.G[l].sum(axis=1) if l < L else 0.0)
+            if np.any(total <= 0):
+                j = int(np.argmax(total <= 0))
+                raise NetworkFormatError(f"node {j} of layer {l} is floating: all its conductances are 0")
+        if not isinstance(self.element, Element):
+            raise NetworkFormatError(f"element must be an Element, got {type(self.element).__name__}")
+        if not (isinstance(self.input_gain, (int, float)) and math.isfinite(self.input_gain)):
+            raise NetworkFormatError(f"meta.input_gain must be a finite number, got {self.input_gain!r}")
+        if self.encoding not in ENCODINGS:
+            raise NetworkFormatError(f"meta.encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.encoding == "pair" and n[0] % 2:
+            raise NetworkFormatError(f"encoding 'pair' needs an even number of inputs, G1 has {n[0]} rows")
+        if not (isinstance(self.r_on, (int, float)) and math.isfinite(self.r_on) and self.r_on >= 0):
+            raise NetworkFormatError(f"meta.switch.R_on must be a finite number >= 0 Ω, got {self.r_on!r}")
+        if not (isinstance(self.r_off, (int, float)) and self.r_off > 0):
+            raise NetworkFormatError(f"meta.switch.R_off must be > 0 Ω or null (infinite), got {self.r_off!r}")
+
+
+def _float_array(x: Any, name: str, ndim: int, allow_inf: bool = False) -> np.ndarray:
+    try:
+        a = np.array(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise NetworkFormatError(f"{name}: not a numeric array ({e})") from None
+    if a.ndim != ndim:
+        raise NetworkFormatError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    bad = np.isnan(a) if allow_inf else ~np.isfinite(a)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise NetworkFormatError(f"{name}{list(idx)} = {a[idx]!r}: {'NaN' if allow_inf else 'NaN or inf'} not allowed")
+    return a
+
+
+def _check_len(a: np.ndarray, n: int, name: str) -> None:
+    if a.shape != (n,):
+        raise NetworkFormatError(f"{name} must have shape ({n},), got {a.shape}")
+
+
+# ---- file I/O ----
+_META_KEYS = ("format", "input_gain", "encoding", "element", "amplifier", "switch")
+
+
+def load_network(path: str | Path) -> Network:
+    """Read a ``drn/1`` network file; a malformed file raises NetworkFormatError naming the key."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # zip / pickle / format errors from numpy
+        raise NetworkFormatError(f"{path}: not a readable .npz network file ({e})") from None
+    try:
+        return _from_arrays(arrays)
+    except NetworkFormatError as e:
+        raise NetworkFormatError(f"{path}: {e}") from None
+
+
+def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
+    if "meta" not in arrays:
+        raise NetworkFormatError("missing array 'meta' (the JSON description)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except json.JSONDecodeError as e:
+        raise NetworkFormatError(f"meta is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise NetworkFormatError("meta must be a JSON object")
+    if meta.get("format") != FORMAT:
+        raise NetworkFormatError(f"meta.format must be {FORMAT!r}, got {meta.get('format')!r}")
+    for key in ("input_gain", "encoding", "element"):
+        if key not in meta:
+            raise NetworkFormatError(f"meta.{key} is missing")
+    L = 0
+    while f"G{L + 1}" in arrays:
+        L += 1
+    if L == 0:
+        raise NetworkFormatError("missing array 'G1'")
+
+    def take(prefix: str, count: int) -> list[np.ndarray]:
+        out = []
+        for l in range(1, count + 1):
+            if f"{prefix}{l}" not in arrays:
+                raise NetworkFormatError(f"missing array '{prefix}{l}'")
+            out.append(arrays.pop(f"{prefix}{l}"))
+        return out
+
+    G, b, lo, hi = take("G", L), take("b", L), take("lo", L - 1), take("hi", L - 1)
+    try:
+        element = element_from_meta(meta["element"])
+    except ValueError as e:
+        raise NetworkFormatError(str(e)) from None
+    amp = meta.get("amplifier")
+    if amp is not None:
+        if not isinstance(amp, dict) or "A" not in amp or "C" not in amp:
+            raise NetworkFormatError(f"meta.amplifier must be null or {{'A': float, 'C': float}}, got {amp!r}")
+        amp = Amplifier(amp["A"], amp["C"])
+    switch = meta.get("switch") or {}
+    if not isinstance(switch, dict):
+        raise NetworkFormatError(f"meta.switch must be an object, got {switch!r}")
+    r_off = switch.get("R_off", R_OFF)
+    return Network(
+        G=G, b=b, lo=lo, hi=hi, element=element,
+        input_gain=meta["input_gain"], encoding=meta["encoding"], amplifier=amp,
+        r_on=switch.get("R_on", R_ON), r_off=math.inf if r_off is None else r_off,
+        extra_meta={k: v for k, v in meta.items() if k not in _META_KEYS},
+        extra_arrays=arrays,
+    )
+
+
+def save_network(net: Network, path: str | Path) -> None:
+    """Write ``net`` as a ``drn/1`` file (float64 arrays, JSON meta; unknown keys kept)."""
+    arrays = dict(net.extra_arrays)
+    for name, arrs in (("G", net.G), ("b", net.b), ("lo", net.lo), ("hi", net.hi)):
+        arrays.update({f"{name}{l}": a for l, a in enumerate(arrs, 1)})
+    arrays["meta"] = np.array(json.dumps(net.meta()))
+    with open(path, "wb") as f:  # np.savez would append ".npz" to a name without it
+        np.savez(f, **arrays)
+
+
+# ---- random initialisation ----
+def random_network(
+    sizes: Sequence[int],
+    element: str | Element = "ideal",
+    *,
+    seed: int | np.random.Generator | None = 0,
+    g_mean: float | None = None,
+    rails: str | None = None,
+    v_off: float = OSANA_VOFF,
+    amplifier: Amplifier | tuple[float, float] | None = None,
+    bias: float = 0.0,
+    input_gain: float = 1.0,
+    encoding: str = "pair",
+    **kw: Any,
+) -> Network:
+    """A random network with layer sizes ``[n_0, ..., n_L]``.
+
+    Conductances are uniform on ``[0, 2*g_mean]`` S (default ``g_mean = 1/n_{l-1}`` per crossbar: each node's
+    input conductances sum to ~1 S); biases uniform on ``[-bias, bias]`` A. ``element``: a kind name
+    (``linear``, ``ideal``, ``shockley`` = Osana's Is=1e-6 A, Vd=0.05 V; ``pwl`` = a soft-clipping table) or an
+    Element. ``rails``: ``"split"`` (half the hidden nodes ``[0, inf)``, half ``(-inf, 0]``: Scellier) or
+    ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode); default split for ideal, both otherwise.
+    """
+    rng = np.random.default_rng(seed)
+    if isinstance(element, str):
+        element = {
+            "linear": Linear,
+            "ideal": Ideal,
+            "shockley": lambda: Shockley(OSANA_IS, OSANA_VD),
+            "pwl": lambda: Pwl([[-1.0, -0.5], [-0.5, -0.01], [0.5, 0.01], [1.0, 0.5]]),
+        }[element]()
+    rails = rails or ("split" if isinstance(element, Ideal) else "both")
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least the input and output layer, got {list(sizes)}")
+    G, b, lo, hi = [], [], [], []
+    for l in range(1, len(sizes)):
+        gm = g_mean if g_mean is not None else 1.0 / sizes[l - 1]
+        G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
+        b.append(rng.uniform(-bias, bias, sizes[l]))
+        if l < len(sizes) - 1:
+            n = sizes[l]
+            if rails == "split":
+                pos = np.arange(n) < (n + 1) // 2
+                lo.append(np.where(pos, 0.0, -np.inf))
+                hi.append(np.where(pos, np.inf, 0.0))
+            elif rails == "both":
+                lo.append(np.full(n, -v_off))
+                hi.append(np.full(n, v_off))
+            else:
+                raise ValueError(f"rails must be 'split' or 'both', got {rails!r}")
+    if isinstance(amplifier, tuple):
+        amplifier = Amplifier(*amplifier)
+    return Network(G=G, b=b, lo=lo, hi=hi, element=element, input_gain=input_gain, encoding=encoding,
+                   amplifier=amplifier, **kw)

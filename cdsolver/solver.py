@@ -1,0 +1,366 @@
+"""Exact block coordinate descent (SPEC §2): the steady state of a DRN for a batch of inputs.
+
+Nodes of one layer do not interact, so a layer is updated exactly, node by node, by its element's 1-D
+update; odd layers depend only on even ones and vice versa. One *sweep* updates all odd layers, then all
+even layers. Writing ``x`` for the even layers, a sweep is a map ``x -> T(x)`` whose fixed point is the
+steady state; plain block CD iterates it (the co-content never increases), and Anderson acceleration
+(the default, ``anderson=m``) extrapolates from the last ``m`` sweeps per sample, which removes the slow
+common-mode eigenvalue of deep networks (notes/cd-acceleration.md). Both are exact: they stop on KCL.
+
+Stopping test, per sample: ``max|KCL| <= tol * I_ref``. The state tested is ``(odd(x), x)``: its odd layers
+solve their KCL exactly (to rounding), so its residual is that of the even layers, computed in the sweep
+for free. ``I_ref`` is a lower bound of the largest crossbar-resistor current ``|G_ij (v_j - u_i)|``
+(the branches through each node's largest conductance and through each sample's extreme drives and node
+voltages), so the test is never looser than SPEC §2's; ``max_branch_current`` gives the exact value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .constants import TOL
+from .elements import Linear
+from .network import Network
+from .validation import check_array
+
+__all__ = ["solve", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current", "load_states"]
+
+
+# An accelerated step whose residual exceeds _GUARD times the sample's best is rejected.
+_GUARD = 100.0
+
+
+class NotConvergedError(RuntimeError):
+    """Raised by ``Solution.check()`` when some samples hit the sweep cap."""
+
+
+@dataclass
+class Solution:
+    """Steady states and per-sample statistics of a solve.
+
+    states: ``v1..vL`` (V), each ``(batch, n_l)``. iterations: sweeps per sample. residual: ``max|KCL|`` (A).
+    i_ref: the reference current of the stopping test (A). step: ``max|Δv|`` a further sweep would make (V).
+    converged: ``residual <= tol * i_ref``.
+    """
+
+    states: list[np.ndarray]
+    iterations: np.ndarray
+    residual: np.ndarray
+    i_ref: np.ndarray
+    step: np.ndarray
+    converged: np.ndarray
+    tol: float
+
+    @property
+    def result(self) -> str:
+        """``"converged"`` or ``"max_sweeps_reached"`` (for at least one sample)."""
+        return "converged" if self.converged.all() else "max_sweeps_reached"
+
+    def check(self) -> "Solution":
+        """Return self, or raise NotConvergedError naming the samples that did not converge."""
+        if not self.converged.all():
+            bad = np.flatnonzero(~self.converged)
+            rel = self.residual[bad] / np.maximum(self.i_ref[bad], 1e-300)
+            raise NotConvergedError(
+                f"{bad.size} of {self.converged.size} samples did not converge to tol={self.tol:g} "
+                f"(first: sample {bad[0]}, residual/I_ref = {rel[0]:.3g} after {self.iterations[bad[0]]} sweeps)")
+        return self
+
+    def save(self, path: str | Path) -> None:
+        """Write the states file of SPEC §4: ``v1..vL``, ``iterations``, ``residual``, ``converged`` (+ ``i_ref``, ``step``)."""
+        arrays = {f"v{l}": v for l, v in enumerate(self.states, 1)}
+        arrays.update(iterations=self.iterations, residual=self.residual, converged=self.converged,
+                      i_ref=self.i_ref, step=self.step, tol=np.array(self.tol))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_states(path: str | Path) -> list[np.ndarray]:
+    """The state arrays ``v1..vL`` of a states file."""
+    with np.load(path, allow_pickle=False) as f:
+        n = 0
+        while f"v{n + 1}" in f.files:
+            n += 1
+        if n == 0:
+            raise ValueError(f"{path}: not a states file (no array 'v1')")
+        return [f[f"v{l}"] for l in range(1, n + 1)]
+
+
+class _Anderson:
+    """Type-II Anderson mixing of ``x -> T(x)``, solved per sample (rows are independent problems).
+
+    Keeps the last ``m`` differences of ``f = T(x) - x`` and of ``T(x)``; the mixing coefficients solve the
+    column-scaled, Tikhonov-regularised (``reg``) ``m x m`` least-squares system of each sample.
+    """
+
+    def __init__(self, m: int, reg: float = 1e-10):
+        self.m, self.reg = m, reg
+        self.dF: list[np.ndarray] = []
+        self.dG: list[np.ndarray] = []
+        self.f = self.g = None
+
+    def keep(self, rows: np.ndarray) -> None:
+        if self.f is None:
+            return
+        self.dF = [d[rows] for d in self.dF]
+        self.dG = [d[rows] for d in self.dG]
+        self.f, self.g = self.f[rows], self.g[rows]
+
+    def restart(self, rows: np.ndarray) -> None:
+        """Forget the history of these samples (their next step is a plain CD step)."""
+        for d in self.dF + self.dG:
+            d[rows] = 0.0
+        if self.f is not None:
+            self.f[rows] = self.g[rows] = np.nan
+
+    def __call__(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        f = g - x
+        if self.f is not None:
+            self.dF.append(np.nan_to_num(f - self.f, nan=0.0))
+            self.dG.append(np.nan_to_num(g - self.g, nan=0.0))
+            if len(self.dF) > self.m:
+                del self.dF[0], self.dG[0]
+        self.f, self.g = f, g
+        if not self.dF:
+            return g
+        DF = np.stack(self.dF, axis=1)  # (B, k, N)
+        M = DF @ DF.transpose(0, 2, 1)
+        s = np.sqrt(np.einsum("bkk->bk", M))
+        s[s == 0] = 1.0
+        Ms = M / (s[:, :, None] * s[:, None, :]) + self.reg * np.eye(len(self.dF))
+        gamma = np.linalg.solve(Ms, (DF @ f[:, :, None]) / s[:, :, None])[:, :, 0] / s
+        return g - np.einsum("bk,bkn->bn", gamma, np.stack(self.dG, axis=1))
+
+
+class _Plain:
+    """Plain block CD: ``x <- T(x)``."""
+
+    def keep(self, rows: np.ndarray) -> None:
+        pass
+
+    def restart(self, rows: np.ndarray) -> None:
+        pass
+
+    def __call__(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return g
+
+
+class _Layers:
+    """Per-layer constants of one solve: total conductances ``a`` (S), rails, crossbars, fixed drives."""
+
+    def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None):
+        L, A, C = net.depth, net.A, net.C
+        self.net, self.L, self.A, self.C = net, L, A, C
+        self.G = net.G
+        self.colmax = [g.argmax(axis=0) for g in net.G]  # row of each node's largest input conductance
+        gn = net.g_nudge(beta)
+        self.a = []
+        for l in range(1, L + 1):
+            a = net.G[l - 1].sum(axis=0) + (C * A * net.G[l].sum(axis=1) if l < L else gn)
+            if np.any(a <= 0):
+                j = int(np.argmax(a <= 0))
+                raise ValueError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
+                                 f"(beta={beta} gives a nudging conductance of {gn:.4g} S; use a smaller |beta|)")
+            self.a.append(a)
+        inf = np.full(0, np.inf)
+        self.lo = net.lo + [-inf]  # output layer: linear
+        self.hi = net.hi + [inf]
+        # drive terms that do not change during the solve
+        self.fixed = [np.array(bl) for bl in net.b]
+        self.fixed[0] = v0 @ net.G[0] + net.b[0]
+        if targets is not None and gn != 0:
+            self.fixed[L - 1] = self.fixed[L - 1] + gn * targets
+        self.odd = list(range(1, L + 1, 2))
+        self.even = list(range(2, L + 1, 2))
+
+    def element(self, l: int):
+        return self.net.element if l < self.L else _LINEAR
+
+    def drive(self, l: int, v: dict[int, np.ndarray], rows: np.ndarray | slice) -> np.ndarray:
+        """``c`` of layer ``l`` (A) from its neighbours' voltages ``v`` (only ``rows`` of the batch)."""
+        fixed = self.fixed[l - 1]
+        c = fixed[rows] if fixed.ndim == 2 else fixed
+        if l > 1:
+            c = c + self.A * (v[l - 1] @ self.G[l - 1])
+        if l < self.L:
+            c = c + self.C * (v[l + 1] @ self.G[l].T)
+        return c
+
+    def update(self, l: int, v: dict[int, np.ndarray], rows) -> tuple[np.ndarray, np.ndarray]:
+        """(drive ``c``, new voltages) of layer ``l``."""
+        c = self.drive(l, v, rows)
+        i = l - 1
+        return c, self.element(l).solve(self.a[i], c, self.lo[i], self.hi[i])
+
+    def residual(self, l: int, vl: np.ndarray, c: np.ndarray) -> np.ndarray:
+        i = l - 1
+        return self.element(l).residual(vl, self.a[i], c, self.lo[i], self.hi[i])
+
+
+_LINEAR = Linear()
+
+
+def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
+    if not isinstance(net, Network):
+        raise TypeError(f"network must be a cdsolver.Network, got {type(net).__name__}")
+    n = net.sizes
+    v0 = check_array(v0, "v0 (input voltages)", (None, n[0]))
+    B = v0.shape[0]
+    if not np.isfinite(beta):
+        raise ValueError(f"beta must be finite, got {beta}")
+    if targets is not None:
+        targets = check_array(targets, "targets", (B, n[-1]))
+    if init is not None:
+        if len(init) != net.depth:
+            raise ValueError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
+        init = [check_array(s, f"init v{l}", (B, n[l])) for l, s in enumerate(init, 1)]
+    if not (tol > 0):
+        raise ValueError(f"tol must be > 0, got {tol}")
+    if int(max_sweeps) < 1:
+        raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
+    if int(anderson) < 0:
+        raise ValueError(f"anderson (history depth) must be >= 0, got {anderson}")
+    return v0, targets, init
+
+
+def solve(
+    network: Network,
+    v0: np.ndarray,
+    *,
+    beta: float = 0.0,
+    targets: np.ndarray | None = None,
+    init: Sequence[np.ndarray] | None = None,
+    tol: float = TOL,
+    max_sweeps: int = 1000,
+    anderson: int = 5,
+) -> Solution:
+    """Steady states of ``network`` for input voltages ``v0`` (V, ``(batch, n_0)``; see ``Network.encode``).
+
+    beta: nudging strength (S), 0 = free phase; targets: output target voltages (V, ``(batch, n_L)``; 0 V if
+    None). init: warm start ``v1..vL``. tol: relative KCL tolerance. max_sweeps: cap per sample; samples
+    that hit it are returned with ``converged=False`` (call ``.check()`` to raise). anderson: history depth of
+    Anderson acceleration; 0 = plain block CD (co-content non-increasing at every half sweep).
+    """
+    v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
+    P = _Layers(network, v0, beta, targets)
+    B, L, n = v0.shape[0], P.L, network.sizes
+    # even layers as one (batch, N) array x; a dict of views gives each layer
+    cuts = np.cumsum([0] + [n[l] for l in P.even])
+    x = np.zeros((B, cuts[-1]))
+    if init is not None:
+        for k, l in enumerate(P.even):
+            x[:, cuts[k]:cuts[k + 1]] = init[l - 1]
+    out = [np.empty((B, n[l])) for l in range(1, L + 1)]
+    iters = np.zeros(B, dtype=np.int64)
+    res, iref, step = np.zeros(B), np.zeros(B), np.zeros(B)
+    conv = np.zeros(B, dtype=bool)
+    acc = _Anderson(int(anderson)) if anderson else _Plain()
+    rows = np.arange(B)  # batch rows still being solved
+    # safeguard of the accelerated steps: each sample's best residual and the CD step from that state
+    r_best, g_best = np.full(B, np.inf), np.empty_like(x)
+    with np.errstate(over="ignore", invalid="ignore"):  # a wild extrapolation is caught by the safeguard
+        for sweep in range(1, int(max_sweeps) + 1):
+            v = {l: x[:, cuts[k]:cuts[k + 1]] for k, l in enumerate(P.even)}
+            for l in P.odd:
+                v[l] = P.update(l, v, rows)[1]
+            gx = np.empty_like(x)
+            r = np.zeros(len(rows))
+            for k, l in enumerate(P.even):
+                c, gx[:, cuts[k]:cuts[k + 1]] = P.update(l, v, rows)
+                r = np.maximum(r, np.abs(P.residual(l, v[l], c)).max(axis=1))
+            i_ref = _i_ref(P, v0[rows], v)
+            done = (r <= tol * i_ref) | (sweep == int(max_sweeps))
+            rejected = ~(r <= _GUARD * r_best)  # NaN included
+            better = r < r_best
+            r_best[better], g_best[better] = r[better], gx[better]
+            if done.any():
+                idx = rows[done]
+                for l in range(1, L + 1):
+                    out[l - 1][idx] = v[l][done]
+                iters[idx], res[idx], iref[idx] = sweep, r[done], i_ref[done]
+                step[idx] = np.abs(gx[done] - x[done]).max(axis=1, initial=0.0)
+                conv[idx] = r[done] <= tol * i_ref[done]
+                keep = ~done
+                if not keep.any():
+                    break
+                rows, x, gx, r_best, g_best, rejected = (q[keep] for q in (rows, x, gx, r_best, g_best, rejected))
+                acc.keep(keep)
+            x = acc(x, gx)
+            if anderson and rejected.any():  # restart from a plain CD step out of the best state
+                x[rejected] = g_best[rejected]
+                r_best[rejected] = np.inf
+                acc.restart(rejected)
+    return Solution(out, iters, res, iref, step, conv, float(tol))
+
+
+def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
+    """(layer, drive voltages u (V), node voltages v (V), G) of every crossbar."""
+    for l in range(1, P.L + 1):
+        u = v0 if l == 1 else P.A * v[l - 1]
+        yield l, u, v[l], P.G[l - 1]
+
+
+def _i_ref(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+    """A lower bound (A) of the largest crossbar current ``max |G_ij (v_j - u_i)|`` per sample: the branches
+    through each node's largest conductance, and those from each sample's highest/lowest drive and node."""
+    best = np.zeros(v0.shape[0])
+    for l, u, vl, G in _drives(P, v0, v):
+        top = P.colmax[l - 1]
+        best = np.maximum(best, (G[top, np.arange(G.shape[1])] * np.abs(vl - u[:, top])).max(axis=1))
+        for i in (u.argmax(axis=1), u.argmin(axis=1)):
+            ui = np.take_along_axis(u, i[:, None], axis=1)
+            best = np.maximum(best, (G[i] * np.abs(vl - ui)).max(axis=1))
+        for j in (vl.argmax(axis=1), vl.argmin(axis=1)):
+            vj = np.take_along_axis(vl, j[:, None], axis=1)
+            best = np.maximum(best, (G[:, j].T * np.abs(vj - u)).max(axis=1))
+    return best
+
+
+def _as_dict(states: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
+    return {l: np.asarray(s, dtype=np.float64) for l, s in enumerate(states, 1)}
+
+
+def kcl(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, beta: float = 0.0,
+        targets: np.ndarray | None = None) -> list[np.ndarray]:
+    """KCL residual (A) of every hidden and output node, per layer ``(batch, n_l)``: the current leaving the
+    node (ideal diodes: the natural residual, see ``elements.Ideal``)."""
+    P = _Layers(network, np.asarray(v0, dtype=np.float64), beta, targets)
+    v = _as_dict(states)
+    rows = slice(None)
+    return [P.residual(l, v[l], P.drive(l, v, rows)) for l in range(1, P.L + 1)]
+
+
+def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.ndarray]) -> np.ndarray:
+    """Exact largest crossbar-resistor current ``max_ij |G_ij (v_j - u_i)|`` (A) per sample (O(batch·n·m))."""
+    P = _Layers(network, np.asarray(v0, dtype=np.float64), 0.0, None)
+    best = np.zeros(len(v0))
+    for l, u, vl, G in _drives(P, np.asarray(v0, dtype=np.float64), _as_dict(states)):
+        for b in range(len(v0)):
+            best[b] = max(best[b], np.max(G * np.abs(vl[b][None, :] - u[b][:, None])))
+    return best
+
+
+def energy(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, beta: float = 0.0,
+           targets: np.ndarray | None = None) -> np.ndarray:
+    """Co-content ``E(v)`` (W) per sample, SPEC §1: ``Σ_l (C/A)^(l-1) E_l`` with
+    ``E_l = ½ Σ G (u - v)² + Σ P(v) - b·v`` and ``½ g_nudge Σ (v_L - y)²`` at the output (weighted like layer L).
+    CD minimises it exactly per layer; its gradient is the KCL residual scaled by the layer weight."""
+    v0 = np.asarray(v0, dtype=np.float64)
+    P = _Layers(network, v0, beta, targets)
+    v = _as_dict(states)
+    y = np.zeros_like(v[P.L]) if targets is None else targets
+    E = np.zeros(len(v0))
+    for l, u, vl, G in _drives(P, v0, v):
+        w = (P.C / P.A) ** (l - 1)
+        quad = (u * u) @ G.sum(axis=1) + (vl * vl) @ G.sum(axis=0) - 2 * np.einsum("bj,bj->b", u @ G, vl)
+        El = 0.5 * quad - vl @ network.b[l - 1]
+        if l < P.L:
+            El = El + P.element(l).potential(vl, P.lo[l - 1], P.hi[l - 1]).sum(axis=1)
+        else:
+            El = El + 0.5 * network.g_nudge(beta) * ((vl - y) ** 2).sum(axis=1)
+        E += w * El
+    return E

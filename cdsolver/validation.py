@@ -1,0 +1,32 @@
+"""Validation of user arrays: shape, dtype, finiteness; messages name the argument, what was expected and got."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_array", "check_inputs"]
+
+
+def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
+    """Return ``x`` as a C-contiguous finite float64 array of ``shape`` (``None`` = any length)."""
+    try:
+        a = np.ascontiguousarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: expected a numeric array, got {type(x).__name__} ({e})") from None
+    want = "(" + ", ".join("batch" if s is None else str(s) for s in shape) + ")"
+    if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+        raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise ValueError(f"{name}: entry {list(idx)} is {a[idx]} (NaN/inf not allowed)")
+    return a
+
+
+def check_inputs(x: Any, n: int, name: str = "inputs") -> np.ndarray:
+    """A batch of samples ``(batch, n)``; a single 1-D sample of length ``n`` becomes a batch of one."""
+    a = np.asarray(x)
+    if a.ndim == 1 and a.shape[0] == n:
+        a = a[None, :]
+    return check_array(a, name, (None, n))

@@ -1,0 +1,89 @@
+"""Independent reference physics for the tests: the element currents written from SPEC §1, and the full KCL
+system of a DRN with its Jacobian, built from the network arrays without using cdsolver.solver."""
+
+import numpy as np
+from scipy.linalg import solve as dense_solve
+
+from cdsolver.elements import Ideal, Linear, Pwl, Shockley
+
+
+def i_nl(el, v, lo, hi):
+    """Current (A) leaving a node through element ``el`` and its derivative (S), from SPEC §1."""
+    v = np.asarray(v, dtype=float)
+    if isinstance(el, Linear):
+        return 0 * v, 0 * v
+    if isinstance(el, Shockley):
+        Is, Vd = el.Is, el.Vd
+        fwd = np.where(np.isfinite(hi), Is * (np.exp((v - hi) / Vd) - 1), 0.0)
+        rev = np.where(np.isfinite(lo), Is * (np.exp((lo - v) / Vd) - 1), 0.0)
+        dfwd = np.where(np.isfinite(hi), Is / Vd * np.exp((v - hi) / Vd), 0.0)
+        drev = np.where(np.isfinite(lo), Is / Vd * np.exp((lo - v) / Vd), 0.0)
+        return fwd - rev, dfwd + drev
+    if isinstance(el, Pwl):
+        vk, ik = el.vk, el.ik
+        s = np.diff(ik) / np.diff(vk)
+        inside = np.interp(v, vk, ik)
+        below = ik[0] + s[0] * (v - vk[0])
+        above = ik[-1] + s[-1] * (v - vk[-1])
+        cur = np.where(v < vk[0], below, np.where(v > vk[-1], above, inside))
+        k = np.clip(np.searchsorted(vk, v, side="right") - 1, 0, len(vk) - 2)
+        return cur, s[k]
+    raise TypeError(el)
+
+
+def full_kcl(net, v0, x, beta=0.0, y=None):
+    """KCL vector (A) of all hidden+output nodes for one sample, and its Jacobian (S). ``x`` = stacked v1..vL."""
+    L, A, C = net.depth, net.A, net.C
+    n = net.sizes
+    cuts = np.cumsum([0] + n[1:])
+    v = [v0] + [x[cuts[l]:cuts[l + 1]] for l in range(L)]
+    gn = net.g_nudge(beta)
+    y = np.zeros(n[-1]) if y is None else y
+    F = np.zeros(cuts[-1])
+    J = np.zeros((cuts[-1], cuts[-1]))
+    for l in range(1, L + 1):
+        G = net.G[l - 1]
+        sl = slice(cuts[l - 1], cuts[l])
+        u = v[0] if l == 1 else A * v[l - 1]
+        f = G.sum(0) * v[l] - u @ G - net.b[l - 1]
+        J[sl, sl] += np.diag(G.sum(0))
+        if l > 1:
+            J[sl, cuts[l - 2]:cuts[l - 1]] -= A * G.T
+        if l < L:
+            G2 = net.G[l]
+            f += C * (A * G2.sum(1) * v[l] - G2 @ v[l + 1])
+            J[sl, sl] += np.diag(C * A * G2.sum(1))
+            J[sl, cuts[l]:cuts[l + 1]] -= C * G2
+            cur, dcur = i_nl(net.element, v[l], net.lo[l - 1], net.hi[l - 1])
+            f += cur
+            J[sl, sl] += np.diag(dcur)
+        else:
+            f += gn * (v[l] - y)
+            J[sl, sl] += gn * np.eye(n[l])
+        F[sl] = f
+    return F, J
+
+
+def newton_reference(net, v0, beta=0.0, y=None, x0=None, iters=200):
+    """Damped Newton on the full KCL system of each sample (scipy dense solves); returns states v1..vL."""
+    n = net.sizes
+    X = []
+    for b in range(len(v0)):
+        yb = None if y is None else y[b]
+        x = np.zeros(sum(n[1:])) if x0 is None else x0[b].copy()
+        F, J = full_kcl(net, v0[b], x, beta, yb)
+        for _ in range(iters):
+            dx = dense_solve(J, F)
+            t = 1.0
+            while True:  # backtracking on |F|
+                F2, J2 = full_kcl(net, v0[b], x - t * dx, beta, yb)
+                if np.linalg.norm(F2) <= (1 - 1e-4 * t) * np.linalg.norm(F) or t < 1e-10:
+                    break
+                t /= 2
+            x, F, J = x - t * dx, F2, J2
+            if np.abs(t * dx).max() <= 1e-16 * max(1.0, np.abs(x).max()):
+                break
+        X.append(x)
+    X = np.array(X)
+    cuts = np.cumsum([0] + n[1:])
+    return [X[:, cuts[l]:cuts[l + 1]] for l in range(net.depth)]
