@@ -51,6 +51,10 @@ class Element:
         """KCL residual (A): current leaving the node, ``a*v - c + I(v)``."""
         return a * v - c + self.current(v, lo, hi)
 
+    def admissible(self, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """``v`` projected on the voltages the element allows (all of them, except for ideal diodes)."""
+        return v
+
     def to_meta(self) -> dict[str, Any]:
         """The ``element`` entry of the network file's meta."""
         return {"kind": self.kind}
@@ -107,6 +111,9 @@ class Ideal(Element):
 
     def residual(self, v, a, c, lo, hi):
         return a * (v - np.clip(c / a, lo, hi))
+
+    def admissible(self, v, lo, hi):
+        return np.clip(v, lo, hi)
 
 
 class Shockley(Element):

@@ -138,7 +138,7 @@ class Network:
         for l, g in enumerate(self.G, 1):
             if np.any(g < 0):
                 i, j = np.argwhere(g < 0)[0]
-                raise NetworkFormatError(f"G{l}[{i},{j}] = {g[i, j]!r} S: conductances must be >= 0")
+                raise NetworkFormatError(f"G{l}[{i},{j}] = {float(g[i, j])} S: conductances must be >= 0")
             if 0 in g.shape:
                 raise NetworkFormatError(f"G{l} has an empty dimension {g.shape}")
         for l in range(1, L + 1):
@@ -181,7 +181,7 @@ def _float_array(x: Any, name: str, ndim: int, allow_inf: bool = False) -> np.nd
     bad = np.isnan(a) if allow_inf else ~np.isfinite(a)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise NetworkFormatError(f"{name}{list(idx)} = {a[idx]!r}: {'NaN' if allow_inf else 'NaN or inf'} not allowed")
+        raise NetworkFormatError(f"{name}{list(idx)} = {float(a[idx])}: {'NaN' if allow_inf else 'NaN or inf'} not allowed")
     return a
 
 

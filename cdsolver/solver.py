@@ -290,6 +290,9 @@ def solve(
                 rows, x, gx, r_best, g_best, rejected = (q[keep] for q in (rows, x, gx, r_best, g_best, rejected))
                 acc.keep(keep)
             x = acc(x, gx)
+            for k, l in enumerate(P.even):  # an extrapolation may leave an ideal diode's rails
+                xl = x[:, cuts[k]:cuts[k + 1]]
+                xl[...] = P.element(l).admissible(xl, P.lo[l - 1], P.hi[l - 1])
             if anderson and rejected.any():  # restart from a plain CD step out of the best state
                 x[rejected] = g_best[rejected]
                 r_best[rejected] = np.inf

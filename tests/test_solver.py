@@ -1,0 +1,171 @@
+"""The CD solver against independent references: full-system Newton (smooth elements), a QP with KKT checks
+(ideal diodes), KCL residuals, co-content monotonicity, warm start, honest non-convergence, input errors."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.linalg import solve as dense_solve
+from scipy.optimize import minimize
+
+from cdsolver import (NotConvergedError, energy, kcl, max_branch_current, random_network, solve)
+from reference import full_kcl, newton_reference
+
+AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25)}
+SIZES = {1: [6, 5, 3], 2: [6, 5, 4, 3], 3: [6, 5, 4, 4, 3]}
+
+
+def problem(kind, amp, depth, batch=8, seed=0):
+    rng = np.random.default_rng(seed + depth)
+    net = random_network(SIZES[depth], kind, seed=depth + 1, amplifier=AMPS[amp], input_gain=3.0, g_mean=1.0,
+                         bias=0.1)
+    v0 = net.encode(rng.uniform(0, 1, (batch, 3)))
+    y = rng.uniform(-1, 1, (batch, SIZES[depth][-1]))
+    return net, v0, y
+
+
+def rel_l1(a, b):
+    a, b = np.concatenate(a, axis=1), np.concatenate(b, axis=1)
+    return (np.abs(a - b).sum(axis=1) / np.abs(b).sum(axis=1)).max()
+
+
+@pytest.mark.parametrize("kind, amp, depth, beta", itertools.product(
+    ["linear", "shockley", "pwl"], AMPS, [1, 2, 3], [0.0, 0.5, -0.5]))
+def test_matches_newton_on_full_kcl(kind, amp, depth, beta):
+    net, v0, y = problem(kind, amp, depth)
+    sol = solve(net, v0, beta=beta, targets=y).check()
+    # the stopping test holds against the exact largest branch current, on a full recomputation of KCL
+    r = np.max([np.abs(x).max(axis=1) for x in kcl(net, v0, sol.states, beta=beta, targets=y)], axis=0)
+    assert np.all(r <= 1e-12 * max_branch_current(net, v0, sol.states))
+    ref = newton_reference(net, v0, beta, y)
+    r_ref = [np.abs(full_kcl(net, v0[b], np.concatenate([s[b] for s in ref]), beta, y[b])[0]).max()
+             for b in range(len(v0))]
+    assert np.all(r_ref <= 1e-13 * max_branch_current(net, v0, ref))
+    assert rel_l1(sol.states, ref) <= 3e-11  # KCL at 1e-12 of the branch currents, times the conditioning
+
+
+def qp_reference(net, v0, y, beta):
+    """Box-constrained QP of an ideal-diode network, solved independently: L-BFGS-B on the co-content, then
+    the active set fixed and the remaining linear KCL solved exactly (dense)."""
+    n = net.sizes
+    cuts = np.cumsum([0] + n[1:])
+    bounds = [(-np.inf, np.inf)] * cuts[-1]
+    for l in range(1, net.depth):
+        for j in range(n[l]):
+            bounds[cuts[l - 1] + j] = (net.lo[l - 1][j], net.hi[l - 1][j])
+    w = np.concatenate([np.full(n[l], (net.C / net.A) ** (l - 1)) for l in range(1, net.depth + 1)])
+    lin = random_network(n, "linear", amplifier=net.amplifier, g_mean=1.0)  # same arrays, no diodes
+    lin.G, lin.b = net.G, net.b
+    out = []
+    for b in range(len(v0)):
+        res = minimize(lambda x: _energy_flat(lin, v0[b], x, beta, y[b]), np.zeros(cuts[-1]),
+                       jac=lambda x: w * full_kcl(lin, v0[b], x, beta, y[b])[0],
+                       method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
+        x = res.x
+        lo = np.array([bd[0] for bd in bounds]); hi = np.array([bd[1] for bd in bounds])
+        active = (x <= lo + 1e-7) | (x >= hi - 1e-7)
+        x = np.where(x <= lo + 1e-7, lo, np.where(x >= hi - 1e-7, hi, x))
+        F, J = full_kcl(lin, v0[b], x, beta, y[b])
+        free = ~active
+        x[free] -= dense_solve(J[np.ix_(free, free)], F[free])
+        out.append(x)
+    X = np.array(out)
+    return [X[:, cuts[l]:cuts[l + 1]] for l in range(net.depth)]
+
+
+def _energy_flat(net, v0, x, beta, y):
+    n = net.sizes
+    cuts = np.cumsum([0] + n[1:])
+    return energy(net, v0[None], [x[None, cuts[l]:cuts[l + 1]] for l in range(net.depth)], beta=beta,
+                  targets=y[None])[0]
+
+
+@pytest.mark.parametrize("amp, depth, beta", itertools.product(AMPS, [1, 2, 3], [0.0, 0.5, -0.5]))
+def test_ideal_diodes_match_qp_and_satisfy_kkt(amp, depth, beta):
+    net, v0, y = problem("ideal", amp, depth, batch=5)
+    sol = solve(net, v0, beta=beta, targets=y).check()
+    assert rel_l1(sol.states, qp_reference(net, v0, y, beta)) <= 1e-10
+    # KKT at the CD solution: linear KCL residual r = current leaving through the resistors minus bias;
+    # interior nodes r = 0, nodes on the upper rail r <= 0 (the diode sinks -r >= 0), lower rail r >= 0
+    lin = random_network(net.sizes, "linear", amplifier=net.amplifier, g_mean=1.0)
+    lin.G, lin.b = net.G, net.b
+    scale = 1e-12 * max_branch_current(net, v0, sol.states)[:, None]
+    r = kcl(lin, v0, sol.states, beta=beta, targets=y)
+    for l in range(1, net.depth):
+        v, lo, hi = sol.states[l - 1], net.lo[l - 1], net.hi[l - 1]
+        assert np.all((v >= lo) & (v <= hi))
+        at_hi, at_lo = v == hi, v == lo
+        inner = ~(at_hi | at_lo)
+        assert np.all(np.abs(r[l - 1][inner]) <= np.broadcast_to(scale, v.shape)[inner])
+        assert np.all(r[l - 1][at_hi] <= np.broadcast_to(scale, v.shape)[at_hi])
+        assert np.all(r[l - 1][at_lo] >= -np.broadcast_to(scale, v.shape)[at_lo])
+        assert at_hi.any() or at_lo.any()  # the diodes are really in play
+    assert np.all(np.abs(r[-1]) <= scale)
+
+
+@pytest.mark.parametrize("kind, amp", itertools.product(["ideal", "shockley", "pwl", "linear"], AMPS))
+def test_co_content_never_increases_under_plain_cd(kind, amp):
+    net, v0, y = problem(kind, amp, 3)
+    E = [energy(net, v0, solve(net, v0, beta=0.5, targets=y, anderson=0, max_sweeps=k).states, beta=0.5,
+                targets=y) for k in range(1, 40)]
+    E = np.array(E)
+    assert np.all(np.diff(E, axis=0) <= 1e-13 * np.abs(E[:-1]))
+    assert np.all(E[-1] < E[0])
+
+
+def test_anderson_and_plain_cd_reach_the_same_state_and_anderson_is_faster():
+    net, v0, y = problem("shockley", "A4C1", 3, batch=20)
+    acc = solve(net, v0).check()
+    plain = solve(net, v0, anderson=0, max_sweeps=20000).check()
+    assert rel_l1(acc.states, plain.states) <= 1e-10
+    assert acc.iterations.mean() * 3 < plain.iterations.mean()
+
+
+def test_warm_start_from_the_solution_takes_one_sweep():
+    net, v0, y = problem("shockley", "A4C0.25", 2)
+    sol = solve(net, v0)
+    again = solve(net, v0, init=sol.states)
+    assert np.all(again.iterations == 1) and again.converged.all()
+    assert rel_l1(again.states, sol.states) <= 1e-12
+
+
+def test_hitting_the_sweep_cap_is_reported_not_hidden():
+    net, v0, y = problem("shockley", "A4C1", 3)
+    sol = solve(net, v0, max_sweeps=2, anderson=0)
+    assert not sol.converged.any() and sol.result == "max_sweeps_reached"
+    assert np.all(sol.iterations == 2) and np.all(sol.residual > 1e-12 * sol.i_ref)
+    with pytest.raises(NotConvergedError, match="did not converge"):
+        sol.check()
+
+
+def test_i_ref_is_a_lower_bound_of_the_largest_branch_current():
+    net, v0, y = problem("shockley", "A4C1", 3, batch=30)
+    sol = solve(net, v0)
+    exact = max_branch_current(net, v0, sol.states)
+    assert np.all(sol.i_ref <= exact) and np.all(sol.i_ref >= 0.5 * exact)
+
+
+def test_single_crossbar_is_one_exact_sweep():
+    net = random_network([6, 3], "linear", bias=0.1)
+    v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (4, 3)))
+    sol = solve(net, v0)
+    G = net.G[0]
+    np.testing.assert_allclose(sol.states[0], (v0 @ G + net.b[0]) / (G.sum(0) + 1e-12), rtol=1e-14)
+    assert np.all(sol.iterations == 1)
+
+
+def test_bad_inputs_give_clear_errors():
+    net, v0, y = problem("shockley", "no-amp", 2)
+    with pytest.raises(ValueError, match=r"v0 \(input voltages\): expected shape \(batch, 6\), got \(8, 5\)"):
+        solve(net, v0[:, :5])
+    bad = v0.copy(); bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"entry \[1, 2\] is nan"):
+        solve(net, bad)
+    with pytest.raises(ValueError, match=r"targets: expected shape \(8, 3\)"):
+        solve(net, v0, beta=0.5, targets=y[:, :2])
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        solve(net, v0, tol=0)
+    with pytest.raises(ValueError, match="init: expected 3 state arrays"):
+        solve(net, v0, init=[np.zeros((8, 5))])
+    with pytest.raises(ValueError, match=r"layer 3 node \d: total conductance .* <= 0"):
+        solve(net, v0, beta=-0.9)  # g_nudge = 1/(1/β + R_on) = -9 S: more than the output's conductances
