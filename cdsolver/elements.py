@@ -20,8 +20,8 @@ from scipy.special import wrightomega
 
 __all__ = ["Element", "Linear", "Ideal", "Shockley", "Pwl", "element_from_meta", "KINDS"]
 
-# Below this value of ln z the diode carries < 6e-6 of the node's current: W0(z) = z - z^2 is exact to
-# ~1e-21 there, and the (slow, ~110 ns) wrightomega call is skipped.
+# Below this value of ln z the diode carries < 6e-6 of the node's current: one Newton step from c'/a is
+# exact there (its error is ~z^2), and the (slow, ~110 ns) wrightomega call is skipped.
 _LNZ_CUTOFF = -12.0
 _EPS = np.finfo(float).eps
 
@@ -153,52 +153,52 @@ class Shockley(Element):
     def solve(self, a, c, lo, hi):
         Is, Vd = self.Is, self.Vd
         c1 = c - self._sides(lo, hi)  # c' : the -1 terms moved to the drive
-        x = c1 / a
+        v = c1 / a
         ln_k = np.log(Is / (a * Vd))
-        t_fwd = ln_k + (x - hi) / Vd
-        t_rev = ln_k + (lo - x) / Vd
-        fwd = t_fwd >= t_rev
-        t = np.where(fwd, t_fwd, t_rev)
-        sign = np.where(fwd, 1.0, -1.0)
-        z = np.exp(np.minimum(t, _LNZ_CUTOFF))
-        v = x - sign * Vd * z * (1.0 - z)  # W0(z) = z - z^2 for small z: the diode barely conducts
-        on = t > _LNZ_CUTOFF
+        t_fwd, t_rev = ln_k + (v - hi) / Vd, ln_k + (lo - v) / Vd
+        on = np.maximum(t_fwd, t_rev) > _LNZ_CUTOFF  # elsewhere the Newton step from c'/a below is exact
         if on.any():  # W + ln W = t gives v = rail ± Vd*(ln W - ln k): no cancellation for any |c/a|
-            w = wrightomega(t[on]).real
-            rail = np.broadcast_to(np.where(fwd, hi, lo), v.shape)[on]
-            v[on] = rail + sign[on] * Vd * (np.log(w) - np.broadcast_to(ln_k, v.shape)[on])
-        v, step, noise = self._newton(v, a, c1, lo, hi)
-        todo = (np.abs(step) > noise) & np.isfinite(lo) & np.isfinite(hi)
+            tf, tr, lk = t_fwd[on], t_rev[on], np.broadcast_to(ln_k, v.shape)[on]
+            fwd = tf >= tr
+            rail = np.where(fwd, np.broadcast_to(hi, v.shape)[on], np.broadcast_to(lo, v.shape)[on])
+            w = wrightomega(np.where(fwd, tf, tr)).real
+            v[on] = rail + np.where(fwd, Vd, -Vd) * (np.log(w) - lk)
+        v, left = self._newton(v, a, c1, lo, hi)
+        todo = left > _EPS * (np.abs(v) + Vd)
         if todo.any():  # both diodes conduct (rails within a few Vd): safeguarded Newton on those nodes
             v[todo] = self._polish(v[todo], *(np.broadcast_to(q, v.shape)[todo] for q in (a, c1, lo, hi)))
         return v
 
     def _newton(self, v, a, c1, lo, hi):
-        """One Newton step on ``a*v - c1 + Is*(ef - er) = 0``; returns (v, step, rounding level of step)."""
-        tf, tr = (v - hi) / self.Vd, (lo - v) / self.Vd
-        ef, er = np.exp(tf), np.exp(tr)
-        slope = a + (self.Is / self.Vd) * (ef + er)
-        step = (a * v - c1 + self.Is * (ef - er)) / slope
-        # rounding of f: its terms, and exp's relative error eps*|argument| (0 for an absent diode)
-        grow = ef * (1 + np.abs(np.maximum(tf, -800.0))) + er * (1 + np.abs(np.maximum(tr, -800.0)))
-        noise = 8 * _EPS * (np.abs(a * v) + np.abs(c1) + self.Is * grow) / slope + 2 * _EPS * np.abs(v)
-        return v - step, step, noise
+        """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er) = 0``. Returns the new ``v`` and the error
+        left after it, ``|f''| step² / (2 f')`` (V): Newton's quadratic term."""
+        ef, er = self._exps(v, lo, hi)
+        d = ef - er
+        slope = ef + er
+        slope *= self.Is / self.Vd
+        slope += a
+        step = (a * v - c1 + self.Is * d) / slope
+        left = np.abs(d) * (self.Is / (2 * self.Vd**2)) * step * step / slope
+        return v - step, left
 
     def _polish(self, v, a, c1, lo, hi):
         """Newton with bisection fallback inside the bracket [rail midpoint, c1/a] (1-D arrays)."""
         mid, x = 0.5 * (lo + hi), c1 / a
         left, right = np.minimum(mid, x), np.maximum(mid, x)
+        v = v.copy()
+        todo = np.arange(v.size)
         for _ in range(200):
-            ef, er = self._exps(v, lo, hi)
-            f = a * v - c1 + self.Is * (ef - er)
-            left = np.where(f < 0, np.maximum(left, v), left)
-            right = np.where(f > 0, np.minimum(right, v), right)
-            new, step, noise = self._newton(v, a, c1, lo, hi)
-            outside = ~((new >= left) & (new <= right))
-            new[outside] = 0.5 * (left[outside] + right[outside])
-            done = (np.abs(step) <= noise) | (f == 0)
-            v = np.where(done, v, new)
-            if done.all():
+            vt, at, ct, lt, ht = v[todo], a[todo], c1[todo], lo[todo], hi[todo]
+            ef, er = self._exps(vt, lt, ht)
+            f = at * vt - ct + self.Is * (ef - er)
+            left[todo] = np.where(f < 0, np.maximum(left[todo], vt), left[todo])
+            right[todo] = np.where(f > 0, np.minimum(right[todo], vt), right[todo])
+            new, err = self._newton(vt, at, ct, lt, ht)
+            outside = ~((new >= left[todo]) & (new <= right[todo]))
+            new[outside] = 0.5 * (left[todo][outside] + right[todo][outside])
+            v[todo] = new
+            todo = todo[outside | (err > _EPS * (np.abs(new) + self.Vd))]
+            if todo.size == 0:
                 return v
         raise RuntimeError("Shockley node update did not converge in 200 safeguarded Newton steps")
 

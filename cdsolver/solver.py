@@ -93,47 +93,47 @@ def load_states(path: str | Path) -> list[np.ndarray]:
 class _Anderson:
     """Type-II Anderson mixing of ``x -> T(x)``, solved per sample (rows are independent problems).
 
-    Keeps the last ``m`` differences of ``f = T(x) - x`` and of ``T(x)``; the mixing coefficients solve the
-    column-scaled, Tikhonov-regularised (``reg``) ``m x m`` least-squares system of each sample.
+    Keeps the last ``m`` differences of ``f = T(x) - x`` and of ``T(x)`` (a ring buffer); the mixing
+    coefficients solve the column-scaled, Tikhonov-regularised (``reg``) ``m x m`` least squares of each sample.
     """
 
     def __init__(self, m: int, reg: float = 1e-10):
         self.m, self.reg = m, reg
-        self.dF: list[np.ndarray] = []
-        self.dG: list[np.ndarray] = []
-        self.f = self.g = None
+        self.k = 0  # differences stored so far
+        self.f = self.g = self.dF = self.dG = None
 
     def keep(self, rows: np.ndarray) -> None:
-        if self.f is None:
-            return
-        self.dF = [d[rows] for d in self.dF]
-        self.dG = [d[rows] for d in self.dG]
-        self.f, self.g = self.f[rows], self.g[rows]
+        if self.f is not None:
+            self.f, self.g = self.f[rows], self.g[rows]
+            self.dF, self.dG = self.dF[rows], self.dG[rows]
 
     def restart(self, rows: np.ndarray) -> None:
         """Forget the history of these samples (their next step is a plain CD step)."""
-        for d in self.dF + self.dG:
-            d[rows] = 0.0
         if self.f is not None:
+            self.dF[rows] = self.dG[rows] = 0.0
             self.f[rows] = self.g[rows] = np.nan
 
     def __call__(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         f = g - x
-        if self.f is not None:
-            self.dF.append(np.nan_to_num(f - self.f, nan=0.0))
-            self.dG.append(np.nan_to_num(g - self.g, nan=0.0))
-            if len(self.dF) > self.m:
-                del self.dF[0], self.dG[0]
+        if self.f is None:
+            self.dF = np.zeros((len(x), self.m, x.shape[1]))
+            self.dG = np.zeros_like(self.dF)
+        else:
+            slot = self.k % self.m
+            self.dF[:, slot] = np.nan_to_num(f - self.f, nan=0.0)
+            self.dG[:, slot] = np.nan_to_num(g - self.g, nan=0.0)
+            self.k += 1
         self.f, self.g = f, g
-        if not self.dF:
+        k = min(self.k, self.m)
+        if k == 0:
             return g
-        DF = np.stack(self.dF, axis=1)  # (B, k, N)
+        DF = self.dF[:, :k]
         M = DF @ DF.transpose(0, 2, 1)
         s = np.sqrt(np.einsum("bkk->bk", M))
         s[s == 0] = 1.0
-        Ms = M / (s[:, :, None] * s[:, None, :]) + self.reg * np.eye(len(self.dF))
+        Ms = M / (s[:, :, None] * s[:, None, :]) + self.reg * np.eye(k)
         gamma = np.linalg.solve(Ms, (DF @ f[:, :, None]) / s[:, :, None])[:, :, 0] / s
-        return g - np.einsum("bk,bkn->bn", gamma, np.stack(self.dG, axis=1))
+        return g - np.einsum("bk,bkn->bn", gamma, self.dG[:, :k])
 
 
 class _Plain:
@@ -157,6 +157,7 @@ class _Layers:
         self.net, self.L, self.A, self.C = net, L, A, C
         self.G = net.G
         self.colmax = [g.argmax(axis=0) for g in net.G]  # row of each node's largest input conductance
+        self.gmax = [g.max() for g in net.G]
         gn = net.g_nudge(beta)
         self.a = []
         for l in range(1, L + 1):
@@ -272,7 +273,11 @@ def solve(
             for k, l in enumerate(P.even):
                 c, gx[:, cuts[k]:cuts[k + 1]] = P.update(l, v, rows)
                 r = np.maximum(r, np.abs(P.residual(l, v[l], c)).max(axis=1))
-            i_ref = _i_ref(P, v0[rows], v)
+            # I_ref only where the residual is within reach of the tolerance (an upper bound says so)
+            i_ref = np.zeros(len(rows))
+            near = (r <= tol * _i_upper(P, v0[rows], v)) | (sweep == int(max_sweeps))
+            if near.any():
+                i_ref[near] = _i_ref(P, v0[rows[near]], {l: vl[near] for l, vl in v.items()})
             done = (r <= tol * i_ref) | (sweep == int(max_sweeps))
             rejected = ~(r <= _GUARD * r_best)  # NaN included
             better = r < r_best
@@ -305,6 +310,15 @@ def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
     for l in range(1, P.L + 1):
         u = v0 if l == 1 else P.A * v[l - 1]
         yield l, u, v[l], P.G[l - 1]
+
+
+def _i_upper(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+    """An upper bound (A) of the largest crossbar current per sample: max G times the widest voltage span."""
+    best = np.zeros(v0.shape[0])
+    for l, u, vl, G in _drives(P, v0, v):
+        span = np.maximum(u.max(axis=1), vl.max(axis=1)) - np.minimum(u.min(axis=1), vl.min(axis=1))
+        best = np.maximum(best, P.gmax[l - 1] * span)
+    return best
 
 
 def _i_ref(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
