@@ -7,7 +7,8 @@ on that side. Arrays broadcast: ``a``, ``lo``, ``hi`` have shape ``(n,)``, ``c``
 
 Each element also gives ``current(v)`` (A), ``conductance(v) = dI/dv`` (S), ``potential(v) = ∫I dv`` (W, the
 dissipation potential entering the co-content) and ``residual(v, a, c)``, the KCL residual (A) used for the
-stopping test. The ngspice lines of each element live in ``spice_bridge.netlist`` next to the same names.
+stopping test — and ``spice(name, node, lo, hi)``, the ngspice lines of the same element at one node, so that
+the two engines model the same circuit (``spice_bridge.netlist`` assembles the deck).
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import wrightomega
 
-__all__ = ["Element", "Linear", "Ideal", "Shockley", "Pwl", "element_from_meta", "KINDS"]
+from .constants import VT
+
+__all__ = ["Element", "Linear", "Ideal", "Shockley", "Pwl", "element_from_meta", "spice_number", "KINDS"]
 
 # Below this value of ln z the diode carries < 6e-6 of the node's current: one Newton step from c'/a is
 # exact there (its error is ~z^2), and the (slow, ~110 ns) wrightomega call is skipped.
 _LNZ_CUTOFF = -12.0
 _EPS = np.finfo(float).eps
+
+
+def spice_number(x: float) -> str:
+    """A float as ngspice reads it back bit for bit (shortest round-trip repr)."""
+    return repr(float(x))
 
 
 class Element:
@@ -54,6 +62,10 @@ class Element:
     def admissible(self, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """``v`` projected on the voltages the element allows (all of them, except for ideal diodes)."""
         return v
+
+    def spice(self, name: str, node: str, lo: float, hi: float, builtin_diode: bool = False) -> list[str]:
+        """ngspice lines of the element at ``node`` (current leaving the node to ground); none if linear."""
+        return []
 
     def to_meta(self) -> dict[str, Any]:
         """The ``element`` entry of the network file's meta."""
@@ -114,6 +126,9 @@ class Ideal(Element):
 
     def admissible(self, v, lo, hi):
         return np.clip(v, lo, hi)
+
+    def spice(self, name, node, lo, hi, builtin_diode=False):
+        raise ValueError("ideal diodes have no exact ngspice model; simulate a Shockley (small Vd) or pwl element")
 
 
 class Shockley(Element):
@@ -206,6 +221,27 @@ class Shockley(Element):
         ef, er = self._exps(v, lo, hi)
         return self.Is * (ef - er) + self._sides(lo, hi)
 
+    def spice(self, name, node, lo, hi, builtin_diode=False):
+        """A behavioural ``B`` source with exactly ``I(v)`` (default), or built-in ``D`` diodes (model ``dshock``,
+        ``N = Vd/Vt``) to rail nodes ``rail_<value>`` — ngspice's D law differs in reverse bias by up to 3e-7 V."""
+        if builtin_diode:
+            lines = []
+            if np.isfinite(hi):
+                lines.append(f"D{name}f {node} {rail_node(hi)} dshock")
+            if np.isfinite(lo):
+                lines.append(f"D{name}r {rail_node(lo)} {node} dshock")
+            return lines
+        Is, Vd, terms = spice_number(self.Is), spice_number(self.Vd), []
+        if np.isfinite(hi):
+            terms.append(f"{Is}*(exp((V({node})-({spice_number(hi)}))/{Vd})-1)")
+        if np.isfinite(lo):
+            terms.append(f"-{Is}*(exp((({spice_number(lo)})-V({node}))/{Vd})-1)")
+        return [f"B{name} {node} 0 I={''.join(terms)}"] if terms else []
+
+    def spice_model(self) -> str:
+        """The ``.model`` line of the built-in diode option."""
+        return f".model dshock D(IS={spice_number(self.Is)} N={spice_number(self.Vd / VT)})"
+
     def conductance(self, v, lo, hi):
         ef, er = self._exps(v, lo, hi)
         return (self.Is / self.Vd) * (ef + er)
@@ -258,6 +294,11 @@ class Pwl(Element):
         k = self._segment(v)
         return self.ik[k] + self.sk[k] * (v - self.vk[k])
 
+    def spice(self, name, node, lo, hi, builtin_diode=False):
+        """A ``B`` source with ngspice's ``pwl()``, which extrapolates the end segments linearly (measured)."""
+        pts = ", ".join(f"{spice_number(v)}, {spice_number(i)}" for v, i in zip(self.vk, self.ik))
+        return [f"B{name} {node} 0 I=pwl(V({node}), {pts})"]
+
     def conductance(self, v, lo, hi):
         return self.sk[self._segment(v)]
 
@@ -268,6 +309,11 @@ class Pwl(Element):
 
 
 KINDS = {cls.kind: cls for cls in (Linear, Ideal, Shockley, Pwl)}
+
+
+def rail_node(v: float) -> str:
+    """Name of the node held at rail voltage ``v`` by a source (built-in diode option)."""
+    return "rail_" + spice_number(v).replace("-", "m").replace(".", "p").replace("+", "")
 
 
 def element_from_meta(meta: Any) -> Element:

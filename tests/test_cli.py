@@ -1,0 +1,75 @@
+"""The drn command line: solve writes the documented states file; bad input exits 2 with one clear line."""
+
+import re
+
+import numpy as np
+import pytest
+
+from cdsolver import load_network, random_network, save_network, solve
+from studies.cli import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    net = random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0)
+    save_network(net, tmp_path / "net.npz")
+    x = np.random.default_rng(0).uniform(0, 1, (7, 4))
+    np.save(tmp_path / "x.npy", x)
+    return tmp_path, net, x
+
+
+def test_solve_writes_states(files, capsys):
+    d, net, x = files
+    assert main(["solve", str(d / "net.npz"), str(d / "x.npy"), "--out", str(d / "s.npz")]) == 0
+    assert "7 converged" in capsys.readouterr().out
+    with np.load(d / "s.npz") as f:
+        assert {"v1", "v2", "iterations", "residual", "converged"} <= set(f.files)
+        assert f["v1"].shape == (7, 6) and f["v2"].shape == (7, 3) and f["converged"].all()
+        ref = solve(net, net.encode(x))
+        np.testing.assert_array_equal(f["v2"], ref.states[1])
+
+
+def test_solve_nudged_and_encoded(files):
+    d, net, x = files
+    y = np.ones((7, 3))
+    np.save(d / "y.npy", y)
+    np.save(d / "v0.npy", net.encode(x))
+    assert main(["solve", str(d / "net.npz"), str(d / "v0.npy"), "--encoded", "--beta", "0.5", "--targets",
+                 str(d / "y.npy"), "--out", str(d / "s.npz")]) == 0
+    with np.load(d / "s.npz") as f:
+        np.testing.assert_array_equal(f["v2"], solve(net, net.encode(x), beta=0.5, targets=y).states[1])
+
+
+def test_not_converged_exits_3_and_still_writes(files, capsys):
+    d, net, x = files
+    deep = random_network([8, 6, 6, 6, 3], "shockley", seed=0, input_gain=20.0, amplifier=(4, 1))
+    save_network(deep, d / "deep.npz")
+    assert main(["solve", str(d / "deep.npz"), str(d / "x.npy"), "--out", str(d / "s.npz"), "--max-iter", "1"]) == 3
+    assert "hit --max-iter 1" in capsys.readouterr().err
+    with np.load(d / "s.npz") as f:
+        assert not f["converged"].any()
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["missing.npz", "x.npy"], "network file not found"),
+    (["net.npz", "nope.npy"], "inputs file not found"),
+    (["net.npz", "bad.npy"], r"inputs: expected shape \(batch, 4\), got \(7, 5\)"),
+    (["junk.npz", "x.npy"], "not a readable .npz"),
+    (["net.npz", "x.npy", "--targets", "bad.npy"], r"targets: expected shape \(7, 3\)"),
+])
+def test_bad_input_exits_2(files, capsys, monkeypatch, args, msg):
+    d, net, x = files
+    monkeypatch.chdir(d)
+    np.save(d / "bad.npy", np.zeros((7, 5)))
+    (d / "junk.npz").write_text("not a zip")
+    assert main(["solve", *args, "--out", "s.npz"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drn solve: error:")
+    assert re.search(msg, err)
+
+
+def test_help_explains(capsys):
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    out = capsys.readouterr().out
+    assert "--beta" in out and "--encoded" in out and "KCL" in out
