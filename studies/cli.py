@@ -80,6 +80,76 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_netlist(args: argparse.Namespace) -> int:
+    from spice_bridge.netlist import deck
+
+    net, v0, targets = load_problem(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for b in range(len(v0)):
+        y = None if targets is None else targets[b]
+        (out / f"sample{b}.cir").write_text(deck(net, v0[b], beta=args.beta, targets=y,
+                                                 builtin_diode=args.builtin_diode, title=f"drn-cd sample {b}"))
+    (out / "batch.cir").write_text(deck(net, v0, beta=args.beta, targets=targets, builtin_diode=args.builtin_diode,
+                                        title=f"drn-cd: {len(v0)} samples swept by .dc"))
+    print(f"wrote {len(v0)} .op decks sample<k>.cir and one .dc sweep deck batch.cir to {out}/ "
+          f"(run: ngspice -b {out}/sample0.cir)")
+    return 0
+
+
+def cmd_spice(args: argparse.Namespace) -> int:
+    from spice_bridge.runners import run
+
+    net, v0, targets = load_problem(args)
+    t0 = time.perf_counter()
+    res = run(net, v0, runner=args.runner, beta=args.beta, targets=targets, jobs=args.jobs, timeout=args.timeout,
+              builtin_diode=args.builtin_diode)
+    total = time.perf_counter() - t0
+    res.save(args.out)
+    print(f"{len(v0)} samples through ngspice ({args.runner}): {int(res.ok.sum())} solved, "
+          f"{int(res.fallback.sum())} by op fallback; {res.wall.mean():.4f} s/sample ({res.clock}); "
+          f"total {total:.2f} s; wrote {args.out}")
+    if not res.ok.all():
+        bad = np.flatnonzero(~res.ok)
+        print(f"warning: {bad.size} samples failed (states NaN), first: sample {bad[0]}: {res.reason[bad[0]]}",
+              file=sys.stderr)
+        return EXIT_NOT_CONVERGED
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import platform
+
+    import scipy
+
+    from spice_bridge.runners import NgspiceMissing, _ngspice_shared, ngspice_version
+
+    problems = 0
+    print(f"python {platform.python_version()} on {platform.machine()}, {__import__('os').cpu_count()} cores")
+    print(f"numpy {np.__version__}, scipy {scipy.__version__}")
+    try:
+        blas = [c.get("internal_api", "?") + " " + str(c.get("num_threads", "?")) + " threads"
+                for c in __import__("threadpoolctl").threadpool_info() if c.get("user_api") == "blas"]
+        print(f"BLAS: {', '.join(blas) or 'unknown'}")
+    except ImportError:
+        print("BLAS: unknown (threadpoolctl not installed)")
+    try:
+        print(f"ngspice {ngspice_version()} (batch mode): ok")
+    except NgspiceMissing as e:
+        problems += 1
+        print(f"ngspice: MISSING — {e}")
+    try:
+        import PySpice
+
+        _ngspice_shared()
+        print(f"PySpice {PySpice.__version__}: shared library loads: ok")
+    except (ImportError, NgspiceMissing) as e:
+        problems += 1
+        print(f"PySpice shared ngspice: NOT AVAILABLE — {e}")
+    print("all good" if problems == 0 else f"{problems} problem(s)")
+    return 0 if problems == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="drn",
@@ -99,16 +169,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anderson", type=int, default=5,
                    help="Anderson history depth; 0 = plain block CD (default: 5)")
     p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("netlist", help="write ngspice decks of the same circuit",
+                       description="Write one .op deck per sample (sample<k>.cir) and one deck sweeping all samples "
+                                   "with .dc (batch.cir), readable, with tight options (SPEC §5).")
+    _add_problem_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--builtin-diode", action="store_true",
+                   help="Shockley elements as ngspice's built-in D model (differs by up to 3e-7 V in reverse bias) "
+                        "instead of exact behavioural B sources")
+    p.set_defaults(func=cmd_netlist)
+
+    p = sub.add_parser("spice", help="ngspice steady states of a network for a batch of inputs",
+                       description="Solve the same circuit with real ngspice. Writes a states file like `drn solve` "
+                                   "(converged = ngspice succeeded; failed samples are NaN with a reason) plus wall "
+                                   "time per sample. Exit 3 if some sample failed.")
+    _add_problem_args(p)
+    p.add_argument("--out", required=True, metavar="STATES.npz", help="output states file")
+    p.add_argument("--runner", choices=["op", "batch", "shared"], default="batch",
+                   help="op: one ngspice process per sample; batch: one .dc sweep over all samples (fastest); "
+                        "shared: PySpice in process, alter + op (default: batch)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per ngspice run (default: 600)")
+    p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
+    p.set_defaults(func=cmd_spice)
+
+    p = sub.add_parser("doctor", help="check ngspice, PySpice, versions, BLAS",
+                       description="Report versions and whether ngspice (batch) and its shared library work. "
+                                   "Exit 1 if something is missing.")
+    p.set_defaults(func=cmd_doctor)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     from cdsolver.network import NetworkFormatError
+    from spice_bridge.runners import NgspiceMissing, SpiceError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, NetworkFormatError, ValueError, FileNotFoundError) as e:
+    except (CliError, NetworkFormatError, ValueError, FileNotFoundError, NgspiceMissing, SpiceError) as e:
         print(f"drn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
