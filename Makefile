@@ -20,3 +20,4 @@ test: install
 
 bench: install
 	$(PYTHON) benchmarks/bench_solver.py
+	$(PYTHON) benchmarks/bench_spice.py

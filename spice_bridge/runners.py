@@ -199,43 +199,36 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
                                            for p in parts)
         for p, res in zip(parts, results):
             for k, (vec, t, why, it) in zip(p, res):
-                _store(out, net, k, vec, 0, t, why, it, wall, reason, iters)
+                _store(out, net, k, vec, t, why, it, wall, reason, iters)
     else:
         todo = np.arange(B)
         if runner == "batch":
-            parts = [p for p in np.array_split(todo, -(-B // chunk))]
+            parts = np.array_split(todo, -(-B // chunk))
             results = _parallel(jobs, None)(delayed(_batch_part)(str(wd), k, net, v0[p], y[p], beta, timeout)
                                             for k, p in enumerate(parts))
-            missing = []
-            for p, (vec, t, why, it) in zip(parts, results):
-                got = 0 if vec is None else len(vec["v(n1_0)"])
-                for m, k in enumerate(p):
-                    if m < got:
-                        _store(out, net, k, vec, m, t / len(p), "", it // len(p) if it > 0 else -1,
-                               wall, reason, iters)
-                    else:
-                        wall[k] = t / len(p)
-                        missing.append(k)
-            todo = np.array(missing, dtype=int)
+            for p, res in zip(parts, results):
+                for k, (vec, t, it) in zip(p, res):
+                    _store(out, net, k, vec, t, "sweep failed", it, wall, reason, iters)
+            todo = np.flatnonzero([r != "" for r in reason])
             fallback[todo] = True
         srcs = [netlist.sources(net, v0[k], beta=beta, targets=y[k]) for k in todo]
         results = _parallel(jobs, None)(delayed(_op_one)(str(wd), int(k), s, timeout) for k, s in zip(todo, srcs))
         for k, (vec, t, why, it) in zip(todo, results):
-            wall[k] += t
-            _store(out, net, k, vec, 0, 0.0, why, it, wall, reason, iters)
+            _store(out, net, k, vec, t, why, it, wall, reason, iters)
     ok = np.array([r == "" for r in reason])
     if own and ok.all():
         shutil.rmtree(wd, ignore_errors=True)
     return SpiceResult(out, wall, ok, reason, iters, fallback, runner, CLOCKS[runner])
 
 
-def _store(out, net, k, vec, point, t, why, it, wall, reason, iters):
+def _store(out, net, k, vec, t, why, it, wall, reason, iters):
+    """Record sample ``k``: its time is added (a fallback adds to its sweep share), its states or its reason."""
     wall[k] += t
     iters[k] = it
     if vec is None:
         reason[k] = why or "failed"
         return
-    for l, s in enumerate(_states_from(vec, net, point)):
+    for l, s in enumerate(_states_from(vec, net, 0)):
         out[l][k] = s
     reason[k] = ""
 
@@ -245,27 +238,39 @@ def _parallel(jobs: int, timeout: float | None) -> Parallel:
     return Parallel(n_jobs=jobs, backend="loky", timeout=timeout if jobs != 1 else None)
 
 
-def _batch_part(workdir: str, part: int, net: Network, v0: np.ndarray, y: np.ndarray, beta: float, timeout: float):
-    """One ``.dc`` sweep over a chunk. Returns (vectors or None, wall, reason, iterations)."""
+def _batch_part(workdir: str, part: int, net: Network, v0: np.ndarray, y: np.ndarray, beta: float,
+                timeout: float) -> list:
+    """A chunk through ``.dc`` sweeps: a sweep stops at a point ngspice cannot solve; that point is left to the
+    ``op`` fallback (vector None) and a new sweep resumes after it. Returns per sample (vectors of that point
+    or None, wall share (s), iterations share)."""
     d = Path(workdir)
-    raw = f"batch{part}.raw"
-    deck = d / f"batch{part}.cir"
-    deck.write_text("\n".join([f"* samples of chunk {part} swept by .dc; includes the network body net.cir",
-                               netlist.OPTIONS, *netlist.sources(net, v0, beta=beta, targets=y), ".include net.cir",
-                               *_control(netlist.analysis(v0)[1:], raw), ".end", ""]))
-    try:
-        log, wall = _run_process(deck, timeout)
-    except SpiceError as e:
-        return None, timeout, str(e), -1
-    _check_deck(log, deck)
-    try:
-        vec = parse_raw(d / raw)
-        if "v(n1_0)" not in vec:
-            raise ValueError
-    except (OSError, ValueError):
-        return None, wall, _errors(log), _iterations(log)
-    (d / raw).unlink()
-    return vec, wall, "", _iterations(log)
+    out: list = []
+    start, run_no = 0, 0
+    while start < len(v0):
+        raw, deck = f"batch{part}_{run_no}.raw", d / f"batch{part}_{run_no}.cir"
+        vs, ys = v0[start:], y[start:]
+        deck.write_text("\n".join([f"* samples {start}.. of chunk {part} swept by .dc; includes the network body",
+                                   netlist.OPTIONS, *netlist.sources(net, vs, beta=beta, targets=ys),
+                                   ".include net.cir", *_control(netlist.analysis(vs)[1:], raw), ".end", ""]))
+        try:
+            log, wall = _run_process(deck, timeout)
+        except SpiceError:  # a hung sweep: every remaining point goes to op (each with its own timeout)
+            return out + [(None, timeout / len(vs), -1)] * len(vs)
+        _check_deck(log, deck)
+        try:
+            vec = parse_raw(d / raw)
+            got = min(len(vec.get("v(n1_0)", ())), len(vs))
+            (d / raw).unlink()
+        except (OSError, ValueError):
+            got = 0
+        share, it = wall / (got + 1 if got < len(vs) else got), _iterations(log)
+        it_share = it // max(got, 1) if it > 0 else -1
+        out += [({k: v[m:m + 1] for k, v in vec.items()}, share, it_share) for m in range(got)]
+        if got < len(vs):  # point `got` failed: leave it to op, resume after it
+            out.append((None, share, -1))
+        start += got + 1
+        run_no += 1
+    return out[: len(v0)]
 
 
 # ---------------------------------------------------------------- shared library (PySpice)

@@ -108,7 +108,7 @@ def test_convergence_failure_is_recorded_with_ngspices_message(fake_ngspice):
 def test_unreadable_deck_raises_naming_it(fake_ngspice):
     fake_ngspice('echo "Error on line 6 or its substitute:"; echo "PTerror: syntax error"')
     net, v0, y = case("linear", "no-amp", 1)
-    with pytest.raises(SpiceError, match=r"could not read deck .*batch0.cir: Error on line 6"):
+    with pytest.raises(SpiceError, match=r"could not read deck .*batch0_0.cir: Error on line 6"):
         run(net, v0, runner="batch")
 
 
