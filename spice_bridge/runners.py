@@ -101,8 +101,9 @@ def parse_raw(path: str | Path) -> dict[str, np.ndarray]:
     return {name.lower(): values[:, k] for k, name in enumerate(names)}
 
 
-def _states_from(vectors: dict[str, np.ndarray], net: Network, point: int) -> list[np.ndarray]:
-    return [np.array([vectors[f"v({netlist.node(l, j)})"][point] for j in range(net.sizes[l])])
+def _states_from(vectors: dict[str, np.ndarray], net: Network) -> list[np.ndarray]:
+    """States v1..vL of one sample from its result vectors (first point)."""
+    return [np.array([vectors[f"v({netlist.node(l, j)})"][0] for j in range(net.sizes[l])])
             for l in range(1, net.depth + 1)]
 
 
@@ -195,7 +196,7 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     fallback = np.zeros(B, dtype=bool)
     if runner == "shared":
         parts = np.array_split(np.arange(B), max(1, min(jobs, B)))
-        results = _parallel(jobs, timeout)(delayed(_shared_part)(str(wd), net, beta, builtin_diode, v0[p], y[p])
+        results = _parallel(jobs, timeout)(delayed(_shared_part)(net, beta, builtin_diode, v0[p], y[p])
                                            for p in parts)
         for p, res in zip(parts, results):
             for k, (vec, t, why, it) in zip(p, res):
@@ -228,7 +229,7 @@ def _store(out, net, k, vec, t, why, it, wall, reason, iters):
     if vec is None:
         reason[k] = why or "failed"
         return
-    for l, s in enumerate(_states_from(vec, net, 0)):
+    for l, s in enumerate(_states_from(vec, net)):
         out[l][k] = s
     reason[k] = ""
 
@@ -292,7 +293,8 @@ def _ngspice_shared():
     return _SHARED["ng"]
 
 
-def _shared_part(workdir: str, net: Network, beta: float, builtin_diode: bool, v0: np.ndarray, y: np.ndarray):
+def _shared_part(net: Network, beta: float, builtin_diode: bool, v0: np.ndarray, y: np.ndarray) -> list:
+    """Samples through the process's shared ngspice. Returns per sample (vectors or None, wall, reason, iters)."""
     ng = _ngspice_shared()
     text = "\n".join(netlist.header(net, beta, "drn-cd shared", None)
                      + netlist.sources(net, v0[0], beta=beta, targets=y[0])

@@ -118,6 +118,7 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    import os
     import platform
 
     import scipy
@@ -125,12 +126,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from spice_bridge.runners import NgspiceMissing, _ngspice_shared, ngspice_version
 
     problems = 0
-    print(f"python {platform.python_version()} on {platform.machine()}, {__import__('os').cpu_count()} cores")
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
     print(f"numpy {np.__version__}, scipy {scipy.__version__}")
     try:
-        blas = [c.get("internal_api", "?") + " " + str(c.get("num_threads", "?")) + " threads"
-                for c in __import__("threadpoolctl").threadpool_info() if c.get("user_api") == "blas"]
-        print(f"BLAS: {', '.join(blas) or 'unknown'}")
+        from threadpoolctl import threadpool_info  # installed with scikit-learn
+
+        blas = {f"{c['internal_api']} {c['num_threads']} threads" for c in threadpool_info() if c["user_api"] == "blas"}
+        print(f"BLAS: {', '.join(sorted(blas)) or 'unknown'}")
     except ImportError:
         print("BLAS: unknown (threadpoolctl not installed)")
     try:
