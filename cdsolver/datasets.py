@@ -28,3 +28,70 @@ def load_digits(seed: int = 0, n_val: int = 360, n_test: int = 360) -> dict[str,
     idx = np.random.default_rng(seed).permutation(len(x))
     parts = {"test": idx[:n_test], "val": idx[n_test:n_test + n_val], "train": idx[n_test + n_val:]}
     return {k: Split(x[i], y[i]) for k, i in parts.items()}
+
+
+class DatasetError(ValueError):
+    """A data file is missing or malformed; the message says which and what is expected."""
+
+
+_IDX = {  # split: (images, labels) file stems
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path) -> np.ndarray:
+    """An IDX file (``.gz`` or not): magic ``0x0000 <type 0x08 = uint8> <ndim>``, big-endian sizes, data."""
+    import gzip
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        data = (gzip.open(p) if p.suffix == ".gz" else open(p, "rb")).read()
+    except OSError as e:
+        raise DatasetError(f"{p}: cannot read ({e})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
+        raise DatasetError(f"{p}: not an IDX file of unsigned bytes (bad magic {data[:4].hex()})")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DatasetError(f"{p}: header says shape {shape} ({int(np.prod(shape))} bytes), file has {body.size}")
+    return body.reshape(shape)
+
+
+def load_mnist(data_dir, n_val: int = 5000, seed: int = 0) -> dict[str, Split]:
+    """MNIST-format data from a user's folder: the four IDX files (``train-images-idx3-ubyte`` …, gzipped or
+    not) or ``mnist.npz`` with ``x_train, y_train, x_test, y_test``. Pixels /255; the last ``n_val`` training
+    images of a seeded permutation are the validation split. Nothing is downloaded."""
+    from pathlib import Path
+
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise DatasetError(f"data folder not found: {d}")
+    if (d / "mnist.npz").is_file():
+        with np.load(d / "mnist.npz", allow_pickle=False) as f:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+            if missing:
+                raise DatasetError(f"{d / 'mnist.npz'}: missing arrays {sorted(missing)}")
+            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    else:
+        arrays = {}
+        for split, stems in _IDX.items():
+            for key, stem in zip(("x", "y"), stems):
+                found = [d / (stem + ext) for ext in ("", ".gz") if (d / (stem + ext)).is_file()]
+                if not found:
+                    raise DatasetError(f"{d}: neither mnist.npz nor {stem}[.gz] found; put the four MNIST IDX files "
+                                       f"(train/t10k images and labels) or mnist.npz there")
+                arrays[f"{key}_{split}"] = read_idx(found[0])
+    out = {}
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(x) != len(y):
+            raise DatasetError(f"{split}: {len(x)} images but {len(y)} labels")
+        out[split] = Split(x.reshape(len(x), -1).astype(np.float64) / 255.0, y.astype(np.int64))
+    perm = np.random.default_rng(seed).permutation(len(out["train"].x))
+    tr, va = perm[:-n_val], perm[-n_val:]
+    x, y = out["train"].x, out["train"].y
+    out["train"], out["val"] = Split(x[tr], y[tr]), Split(x[va], y[va])
+    return out

@@ -117,6 +117,60 @@ def cmd_spice(args: argparse.Namespace) -> int:
     return 0
 
 
+# Tuned on Digits' validation split (README): input gain (V) and learning rate per element kind.
+TRAIN_DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1), "pwl": (4.0, 0.1)}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    from cdsolver.datasets import DatasetError, load_digits, load_mnist
+    from cdsolver.network import Amplifier, random_network, save_network
+    from cdsolver.train import TrainConfig, evaluate, train
+
+    gain0, lr0 = TRAIN_DEFAULTS[args.element]
+    gain = args.input_gain if args.input_gain is not None else gain0
+    if args.dataset == "digits":
+        data = load_digits(seed=args.seed)
+    else:
+        if args.data_dir is None:
+            raise CliError("--dataset mnist needs --data-dir DIR (MNIST IDX files or mnist.npz)")
+        try:
+            data = load_mnist(args.data_dir, seed=args.seed)
+        except DatasetError as e:
+            raise CliError(str(e)) from None
+    n_in = data["train"].x.shape[1]
+    amp = None if args.amplifier is None else Amplifier(*args.amplifier)
+    net = random_network([2 * n_in, *args.hidden, 10], args.element, seed=args.seed, rails=args.rails,
+                         amplifier=amp, input_gain=gain)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or lr0, momentum=args.momentum,
+                      beta=args.beta, estimator=args.estimator, g_min=args.g_min, g_max=args.g_max,
+                      target=args.target, tol=args.tol, seed=args.seed)
+    cfg.rates(net.depth)  # validates --lr before any work
+    out = Path(args.out)
+    hist_path = out.with_suffix(".history.csv")
+    cols = ["epoch", "train_error", "train_loss", "val_error", "val_loss", "seconds"]
+    with open(hist_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=cols)
+        writer.writeheader()
+
+        def on_epoch(row):
+            writer.writerow(row)
+            f.flush()
+            print(f"epoch {row['epoch']:3d}: train error {row['train_error']:.4f} loss {row['train_loss']:.5f} | "
+                  f"val error {row['val_error']:.4f} loss {row['val_loss']:.5f} | {row['seconds']:.2f} s", flush=True)
+
+        train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty())
+    test_err, test_loss = evaluate(net, data["test"], cfg)
+    net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr, "beta": cfg.beta,
+                                  "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
+                                  "test_error": test_err, "test_loss": test_loss}
+    save_network(net, out)
+    print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {out} and {hist_path}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     import os
     import platform
@@ -195,6 +249,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per ngspice run (default: 600)")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
+
+    p = sub.add_parser("train", help="train a network with equilibrium propagation (CD solver)",
+                       description="Train a DRN on Digits (shipped with scikit-learn) or MNIST-format local files with "
+                                   "EP (SPEC §3): mini-batch SGD with momentum, conductances clamped to [g_min, g_max]. "
+                                   "Writes the network (drn/1) and NET.history.csv (per-epoch train/val error, loss, "
+                                   "seconds). Deterministic for a given --seed.")
+    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits", help="(default: digits)")
+    p.add_argument("--data-dir", help="folder with MNIST IDX files (gz or not) or mnist.npz, for --dataset mnist")
+    p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
+    p.add_argument("--element", choices=sorted(TRAIN_DEFAULTS), default="shockley",
+                   help="node element (default: shockley, Is=1e-6 A, Vd=0.05 V)")
+    p.add_argument("--rails", choices=["both", "split"], help="both: every node [-0.8, 0.8] V (default for "
+                   "shockley/pwl); split: half [0, inf), half (-inf, 0] (default for ideal)")
+    p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifier gains")
+    p.add_argument("--input-gain", type=float, help="V per unit feature (default: 40 shockley, 4 otherwise)")
+    p.add_argument("--epochs", type=int, default=20, help="(default: 20)")
+    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
+    p.add_argument("--lr", type=float, nargs="+", help="learning rate, one or one per layer "
+                   "(default: 0.002 shockley, 0.1 otherwise)")
+    p.add_argument("--momentum", type=float, default=0.9, help="(default: 0.9)")
+    p.add_argument("--beta", type=float, default=0.1, help="nudging strength β > 0, S (default: 0.1)")
+    p.add_argument("--estimator", choices=["centered", "positive", "negative"], default="centered")
+    p.add_argument("--target", type=float, default=0.3, help="output target of the true class, V (default: 0.3)")
+    p.add_argument("--g-min", type=float, default=1e-6, help="conductance floor, S (default: 1e-6)")
+    p.add_argument("--g-max", type=float, default=10.0, help="conductance ceiling, S (default: 10)")
+    p.add_argument("--tol", type=float, default=1e-10, help="solver tolerance in training (evaluation: 1e-12)")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--out", required=True, metavar="NET.npz", help="output network file")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("doctor", help="check ngspice, PySpice, versions, BLAS",
                        description="Report versions and whether ngspice (batch) and its shared library work. "

@@ -1,0 +1,149 @@
+"""EP gradients against the implicit-differentiation gradient (and that against finite differences), training
+that lowers the loss deterministically, MNIST-format IDX/npz reading, and `drn train`."""
+
+import csv
+import gzip
+import itertools
+
+import numpy as np
+import pytest
+
+from cdsolver import load_network, random_network, save_network, solve
+from cdsolver.datasets import DatasetError, Split, load_digits, load_mnist, read_idx
+from cdsolver.ep import ep_gradient, implicit_gradient, loss
+from cdsolver.train import TrainConfig, evaluate, train
+from studies.cli import main
+
+NETS = {  # element, rails
+    "shockley-double": ("shockley", "both"),
+    "shockley-single": ("shockley", "split"),
+    "ideal": ("ideal", "split"),
+}
+AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25)}
+
+
+def problem(el, amp):
+    kind, rails = NETS[el]
+    net = random_network([6, 5, 4, 3], kind, rails=rails, seed=1, amplifier=AMPS[amp], input_gain=3.0, g_mean=1.0,
+                         bias=0.1)
+    rng = np.random.default_rng(0)
+    v0, y = net.encode(rng.uniform(0, 1, (4, 3))), rng.uniform(-1, 1, (4, 3))
+    return net, v0, y, solve(net, v0, targets=y, tol=1e-14, max_sweeps=5000).check()
+
+
+@pytest.mark.parametrize("el, amp", itertools.product(NETS, AMPS))
+def test_ep_converges_to_the_true_gradient_at_the_right_order(el, amp):
+    net, v0, y, free = problem(el, amp)
+    true = implicit_gradient(net, v0, free.states, y).flat()
+    # ideal diodes: β small enough that no node crosses a rail between phases
+    betas = [0.01, 0.005, 0.0025] if el == "ideal" else [0.04, 0.02, 0.01]
+
+    def err(est, beta):
+        g, _ = ep_gradient(net, v0, y, beta=beta, estimator=est, free=free, tol=1e-14, max_sweeps=5000)
+        return np.linalg.norm(g.flat() - true) / np.linalg.norm(true)
+
+    for est, order in (("centered", 4.0), ("positive", 2.0), ("negative", 2.0)):
+        e = [err(est, b) for b in betas]
+        ratios = [e[0] / e[1], e[1] / e[2]]
+        assert all(0.85 * order < r < 1.15 * order for r in ratios), (est, e, ratios)
+        assert e[-1] < (0.02 if est == "centered" else 0.2)
+
+
+@pytest.mark.parametrize("el", ["shockley-double", "shockley-single"])
+def test_implicit_gradient_matches_finite_differences(el):
+    net, v0, y, free = problem(el, "A4C0.25")
+    g = implicit_gradient(net, v0, free.states, y)
+    rng = np.random.default_rng(3)
+    for l in range(net.depth):
+        for _ in range(2):
+            i, j = rng.integers(net.G[l].shape[0]), rng.integers(net.G[l].shape[1])
+            L = []
+            for h in (1e-6, -1e-6):
+                n2 = net.copy()
+                n2.G[l][i, j] += h
+                L.append(loss(n2, solve(n2, v0, targets=y, tol=1e-14, max_sweeps=5000).states, y))
+            assert (L[0] - L[1]) / 2e-6 == pytest.approx(g.dG[l][i, j], rel=1e-5, abs=1e-9)
+        k = rng.integers(len(net.b[l]))
+        L = []
+        for h in (1e-6, -1e-6):
+            n2 = net.copy()
+            n2.b[l][k] += h
+            L.append(loss(n2, solve(n2, v0, targets=y, tol=1e-14, max_sweeps=5000).states, y))
+        assert (L[0] - L[1]) / 2e-6 == pytest.approx(g.db[l][k], rel=1e-5, abs=1e-9)
+
+
+def small_digits():
+    d = load_digits(seed=0)
+    return {"train": Split(d["train"].x[:300], d["train"].y[:300]), "val": Split(d["val"].x[:100], d["val"].y[:100])}
+
+
+def test_training_lowers_the_loss_and_is_deterministic(tmp_path):
+    data = small_digits()
+    cfg = TrainConfig(epochs=3, lr=0.002, target=0.3, beta=0.1)
+    nets = [random_network([128, 32, 10], "shockley", seed=0, input_gain=40.0) for _ in range(2)]
+    before = evaluate(nets[0], data["val"], cfg)[1]
+    hist = [train(n, data, cfg) for n in nets]
+    assert hist[0][-1]["val_loss"] < 0.8 * before
+    assert hist[0][-1]["train_loss"] < hist[0][0]["train_loss"]
+    for a, b in zip(nets[0].G + nets[0].b, nets[1].G + nets[1].b):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.all(G >= cfg.g_min) and np.all(G <= cfg.g_max) for G in nets[0].G)
+    save_network(nets[0], tmp_path / "t.npz")
+    back = load_network(tmp_path / "t.npz")
+    for a, b in zip(nets[0].G + nets[0].b, back.G + back.b):
+        np.testing.assert_array_equal(a, b)
+
+
+def write_idx(path, arr, gz=False):
+    head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
+    data = head + arr.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+def make_mnist(d, gz):
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", 40), ("t10k", 10)):
+        ext = ".gz" if gz else ""
+        write_idx(d / f"{stem}-images-idx3-ubyte{ext}", rng.integers(0, 256, (n, 28, 28)), gz)
+        write_idx(d / f"{stem}-labels-idx1-ubyte{ext}", rng.integers(0, 10, n), gz)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_idx_files(tmp_path, gz):
+    make_mnist(tmp_path, gz)
+    d = load_mnist(tmp_path, n_val=8)
+    assert d["train"].x.shape == (32, 784) and d["val"].x.shape == (8, 784) and d["test"].x.shape == (10, 784)
+    assert d["train"].x.max() <= 1.0 and d["train"].x.min() >= 0.0
+    raw = read_idx(tmp_path / ("t10k-labels-idx1-ubyte" + (".gz" if gz else "")))
+    np.testing.assert_array_equal(d["test"].y, raw)
+
+
+def test_mnist_npz_and_errors(tmp_path):
+    with pytest.raises(DatasetError, match="data folder not found"):
+        load_mnist(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="neither mnist.npz nor train-images-idx3-ubyte"):
+        load_mnist(tmp_path)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x08\x03\x00\x00" + bytes(20))
+    with pytest.raises(DatasetError, match="bad magic 08030000"):
+        read_idx(tmp_path / "train-images-idx3-ubyte")
+    write_idx(tmp_path / "short", np.zeros((2, 3)))
+    (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-1])
+    with pytest.raises(DatasetError, match=r"header says shape \(2, 3\)"):
+        read_idx(tmp_path / "short")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, (30, 28, 28)), y_train=rng.integers(0, 10, 30),
+             x_test=rng.integers(0, 256, (5, 28, 28)), y_test=rng.integers(0, 10, 5))
+    assert load_mnist(tmp_path, n_val=10)["val"].x.shape == (10, 784)
+
+
+def test_drn_train_writes_a_valid_network_and_history(tmp_path, capsys):
+    out = tmp_path / "net.npz"
+    assert main(["train", "--hidden", "16", "--epochs", "2", "--out", str(out)]) == 0
+    net = load_network(out)
+    assert net.sizes == [128, 16, 10] and net.meta()["training"]["epochs"] == 2
+    rows = list(csv.DictReader(open(tmp_path / "net.history.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and {"val_error", "seconds"} <= set(rows[0])
+    assert "test error" in capsys.readouterr().out
+    assert main(["train", "--dataset", "mnist", "--out", str(out)]) == 2
+    assert main(["train", "--hidden", "8", "8", "--lr", "0.1", "0.1", "--epochs", "1", "--out", str(out)]) == 2
+    assert "lr must be one positive rate or 3" in capsys.readouterr().err
