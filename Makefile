@@ -13,7 +13,9 @@ install: .install.stamp
 	@touch $@
 
 demo: install
-	$(PYTHON) -m studies.demo
+	drn compare studies/configs/demo.toml --out results/demo
+	drn plot results/demo
+	@echo "figures and tables: results/demo/ (summary.md, runtime_vs_width.png, error_cdf.png)"
 
 test: install
 	$(PYTHON) -m pytest -q

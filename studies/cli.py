@@ -117,19 +117,15 @@ def cmd_spice(args: argparse.Namespace) -> int:
     return 0
 
 
-# Tuned on Digits' validation split (README): input gain (V) and learning rate per element kind.
-TRAIN_DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1), "pwl": (4.0, 0.1)}
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     import csv
     import json
 
     from cdsolver.datasets import DatasetError, load_digits, load_mnist
     from cdsolver.network import Amplifier, random_network, save_network
-    from cdsolver.train import TrainConfig, evaluate, train
+    from cdsolver.train import DEFAULTS, TrainConfig, evaluate, train
 
-    gain0, lr0 = TRAIN_DEFAULTS[args.element]
+    gain0, lr0 = DEFAULTS[args.element]
     gain = args.input_gain if args.input_gain is not None else gain0
     if args.dataset == "digits":
         data = load_digits(seed=args.seed)
@@ -168,6 +164,27 @@ def cmd_train(args: argparse.Namespace) -> int:
                                   "test_error": test_err, "test_loss": test_loss}
     save_network(net, out)
     print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {out} and {hist_path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import ConfigError, compare
+
+    try:
+        summ = compare(args.config, out=args.out, jobs=args.jobs, max_samples=args.max_samples,
+                       progress=sys.stderr.isatty())
+    except ConfigError as e:
+        raise CliError(str(e)) from None
+    cols = ["depth", "width", "element", "amplifier", "runner", "spice_failed", "rel_l1_p90", "speedup_median"]
+    print(summ[cols].to_string(index=False))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot
+
+    for p in plot(args.results):
+        print(f"wrote {p}")
     return 0
 
 
@@ -258,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["digits", "mnist"], default="digits", help="(default: digits)")
     p.add_argument("--data-dir", help="folder with MNIST IDX files (gz or not) or mnist.npz, for --dataset mnist")
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
-    p.add_argument("--element", choices=sorted(TRAIN_DEFAULTS), default="shockley",
+    p.add_argument("--element", choices=["ideal", "linear", "pwl", "shockley"], default="shockley",
                    help="node element (default: shockley, Is=1e-6 A, Vd=0.05 V)")
     p.add_argument("--rails", choices=["both", "split"], help="both: every node [-0.8, 0.8] V (default for "
                    "shockley/pwl); split: half [0, inf), half (-inf, 0] (default for ideal)")
@@ -278,6 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--out", required=True, metavar="NET.npz", help="output network file")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="run a CD-vs-ngspice study from a TOML config (resumable)",
+                       description="For every cell of the config's grid (depth x width x element x amplifier x "
+                                   "seed): build or train the network, solve the validation samples with CD and each "
+                                   "ngspice runner, write per-sample and summary CSVs with provenance. Finished cells "
+                                   "are skipped on a re-run. Configs: studies/configs/*.toml.")
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("--out", metavar="DIR", help="results folder (default: results/<study name>)")
+    p.add_argument("--jobs", type=int, help="ngspice worker processes (overrides study.jobs)")
+    p.add_argument("--max-samples", type=int, help="at most this many validation samples per cell")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plot", help="figures (PNG+PDF) and a Markdown table from a compare results folder",
+                       description="runtime vs width per depth (log-log), speed-up vs width, error CDF, summary.md.")
+    p.add_argument("results", metavar="RESULTS_DIR")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("doctor", help="check ngspice, PySpice, versions, BLAS",
                        description="Report versions and whether ngspice (batch) and its shared library work. "

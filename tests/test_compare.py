@@ -1,0 +1,72 @@
+"""drn compare / drn plot on a tiny config: documented columns, P90 as documented, resume, fail-fast configs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studies.cli import main
+from studies.compare import COLUMNS, ConfigError, load_config
+
+TINY = """
+[study]
+name = "tiny"
+samples = 6
+runners = ["batch", "op"]
+[grid]
+depth = [1, 2]
+width = [5]
+element = ["shockley-double", "pwl"]
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    return cfg, tmp_path / "res"
+
+
+def test_compare_writes_documented_csvs_and_resumes(ngspice, tiny, capsys):
+    cfg, out = tiny
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    df = pd.read_csv(out / "samples.csv", comment="#")
+    assert list(df.columns) == COLUMNS and len(df) == 2 * 2 * 2 * 6  # depth x element x runner x samples
+    assert df.spice_ok.all() and (df.rel_l1 <= 1e-12).all() and df.cd_converged.all()
+    head = (out / "samples.csv").read_text().splitlines()[:11]
+    assert {h.split(":")[0] for h in head} >= {"# git_commit", "# ngspice", "# config_sha256", "# numpy", "# machine"}
+    summ = pd.read_csv(out / "summary.csv", comment="#")
+    for _, row in summ.iterrows():
+        g = df[(df.depth == row.depth) & (df.element == row.element) & (df.runner == row.runner)]
+        assert row.rel_l1_p90 == pytest.approx(np.percentile(g.rel_l1, 90), rel=1e-12)
+        assert row.speedup_median == pytest.approx(g.spice_s.median() / g.cd_s.mean())
+    cells = sorted((out / "cells").glob("*.csv"))
+    stamps = [c.stat().st_mtime_ns for c in cells]
+    capsys.readouterr()
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    assert [c.stat().st_mtime_ns for c in cells] == stamps  # nothing recomputed
+    assert capsys.readouterr().err.count("skip ") == len(cells) == 4
+    assert main(["plot", str(out)]) == 0
+    for name in ("runtime_vs_width", "speedup_vs_width", "error_cdf"):
+        assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.pdf").is_file()
+    assert "rel_l1_p90" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("change, msg", [
+    (lambda t: t + "\n[extra]\nx = 1\n", r"unknown section \[extra\]"),
+    (lambda t: t.replace("samples = 6", "samples = 6\nsample_count = 3"), "unknown key study.sample_count"),
+    (lambda t: t.replace('["batch", "op"]', '["batch", "xyce"]'), "study.runners must be"),
+    (lambda t: t.replace('"pwl"]', '"zener"]'), r"grid.element has invalid values \['zener'\]"),
+    (lambda t: t.replace("width = [5]", "width = [0]"), r"grid.width has invalid values \[0\]"),
+    (lambda t: t.replace("samples = 6", "samples = 'six'"), "study.samples must be int"),
+    (lambda t: t.replace("depth = [1, 2]\n", ""), "grid.depth is required"),
+    (lambda t: t + "amplifier = ['A4']\n", "grid.amplifier: 'A4' is not"),
+    (lambda t: t.replace("[grid]", "[grid"), "not valid TOML"),
+])
+def test_bad_config_fails_before_any_work(tiny, change, msg, capsys):
+    cfg, out = tiny
+    cfg.write_text(change(TINY))
+    with pytest.raises(ConfigError, match=msg):
+        load_config(cfg)
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert not out.exists()
+    assert "drn compare: error:" in capsys.readouterr().err
