@@ -17,14 +17,10 @@ import numpy as np
 
 from cdsolver import random_network, solve
 from spice_bridge.runners import ngspice_version, run
+from studies.metrics import rel_l1
 
 WIDTHS = (64, 256, 1024)
 SAMPLES = {"op": 4, "shared": 4, "batch": 40}
-
-
-def rel_l1(a, b):
-    a, b = np.concatenate(a, axis=1), np.concatenate(b, axis=1)
-    return (np.abs(a - b).sum(axis=1) / np.abs(b).sum(axis=1)).max()
 
 
 def main():
@@ -51,7 +47,7 @@ def table(x, builtin):
             res = run(net, v0[:k], runner=r, builtin_diode=builtin)
             assert res.ok.all(), res.reason
             per[r] = float(np.mean(res.wall))
-            worst = max(worst, rel_l1(res.states, [s[:k] for s in cd.states]))
+            worst = max(worst, rel_l1(res.states, [s[:k] for s in cd.states]).max())
         rows[H] = per
         print(f"| {H} | {per['op']:.4f} | {per['shared']:.4f} | {per['batch']:.4f} | {per['op'] / per['batch']:.1f} "
               f"| {t_cd:.2e} | {worst:.1e} |", flush=True)

@@ -47,6 +47,10 @@ class SpiceError(RuntimeError):
     """ngspice failed in a way that is not a per-sample convergence failure; the message names the deck."""
 
 
+class SpiceTimeout(SpiceError):
+    """An ngspice run exceeded its timeout (recorded per sample, not raised by ``run``)."""
+
+
 @dataclass
 class SpiceResult:
     """ngspice steady states, in the CD solver's layout. Failed samples have NaN states and a reason."""
@@ -119,7 +123,7 @@ def _run_process(deck_path: Path, timeout: float) -> tuple[str, float]:
         p = subprocess.run([ngspice_exe(), "-b", deck_path.name], cwd=deck_path.parent, capture_output=True,
                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise SpiceError(f"ngspice timed out after {timeout:g} s on deck {deck_path}") from None
+        raise SpiceTimeout(f"ngspice timed out after {timeout:g} s on deck {deck_path}") from None
     return p.stdout + p.stderr, time.perf_counter() - t0
 
 
@@ -145,25 +149,31 @@ def _iterations(log: str) -> int:
     return int(m[-1]) if m else -1
 
 
-def _op_one(workdir: str, b: int, src: list[str], timeout: float):
-    """One sample through its own ngspice process. Returns (states or None, wall, reason, iterations)."""
-    d = Path(workdir)
-    raw = f"s{b}.raw"
-    deck = d / f"sample{b}.cir"
-    deck.write_text("\n".join([f"* sample {b}: includes the network body net.cir", netlist.OPTIONS, *src,
-                               ".include net.cir", *_control("op", raw), ".end", ""]))
-    try:
-        log, wall = _run_process(deck, timeout)
-    except SpiceError as e:
-        return None, timeout, str(e), -1
+def _run_deck(d: Path, name: str, comment: str, src: list[str], analysis: str, timeout: float):
+    """Write ``<name>.cir`` (options, sources, ``.include net.cir``, ``analysis`` in a control block) and run it.
+    Returns (result vectors or None if ngspice wrote none, its output, wall s, deck path). Raises SpiceTimeout,
+    or SpiceError for a deck ngspice cannot read."""
+    deck, raw = d / f"{name}.cir", d / f"{name}.raw"
+    deck.write_text("\n".join([f"* {comment}; includes the network body net.cir", netlist.OPTIONS, *src,
+                               ".include net.cir", *_control(analysis, raw.name), ".end", ""]))
+    log, wall = _run_process(deck, timeout)
     _check_deck(log, deck)
     try:
-        vec = parse_raw(d / raw)
-        if "v(n1_0)" not in vec or len(vec["v(n1_0)"]) == 0:
-            raise ValueError
+        vec = parse_raw(raw)
+        raw.unlink()
     except (OSError, ValueError):
+        vec = None
+    return vec, log, wall, deck
+
+
+def _op_one(workdir: str, b: int, src: list[str], timeout: float):
+    """One sample through its own ngspice process. Returns (states or None, wall, reason, iterations)."""
+    try:
+        vec, log, wall, deck = _run_deck(Path(workdir), f"sample{b}", f"sample {b}", src, "op", timeout)
+    except SpiceTimeout as e:
+        return None, timeout, str(e), -1
+    if vec is None or len(vec.get("v(n1_0)", ())) == 0:
         return None, wall, f"{_errors(log)} [deck {deck}]", _iterations(log)
-    (d / raw).unlink()
     return vec, wall, "", _iterations(log)
 
 
@@ -244,26 +254,18 @@ def _batch_part(workdir: str, part: int, net: Network, v0: np.ndarray, y: np.nda
     """A chunk through ``.dc`` sweeps: a sweep stops at a point ngspice cannot solve; that point is left to the
     ``op`` fallback (vector None) and a new sweep resumes after it. Returns per sample (vectors of that point
     or None, wall share (s), iterations share)."""
-    d = Path(workdir)
     out: list = []
     start, run_no = 0, 0
     while start < len(v0):
-        raw, deck = f"batch{part}_{run_no}.raw", d / f"batch{part}_{run_no}.cir"
         vs, ys = v0[start:], y[start:]
-        deck.write_text("\n".join([f"* samples {start}.. of chunk {part} swept by .dc; includes the network body",
-                                   netlist.OPTIONS, *netlist.sources(net, vs, beta=beta, targets=ys),
-                                   ".include net.cir", *_control(netlist.analysis(vs)[1:], raw), ".end", ""]))
         try:
-            log, wall = _run_process(deck, timeout)
-        except SpiceError:  # a hung sweep: every remaining point goes to op (each with its own timeout)
+            vec, log, wall, _ = _run_deck(Path(workdir), f"batch{part}_{run_no}",
+                                          f"samples {start}.. of chunk {part} swept by .dc",
+                                          netlist.sources(net, vs, beta=beta, targets=ys),
+                                          netlist.analysis(vs)[1:], timeout)
+        except SpiceTimeout:  # a hung sweep: every remaining point goes to op (each with its own timeout)
             return out + [(None, timeout / len(vs), -1)] * len(vs)
-        _check_deck(log, deck)
-        try:
-            vec = parse_raw(d / raw)
-            got = min(len(vec.get("v(n1_0)", ())), len(vs))
-            (d / raw).unlink()
-        except (OSError, ValueError):
-            got = 0
+        got = 0 if vec is None else min(len(vec.get("v(n1_0)", ())), len(vs))
         share, it = wall / (got + 1 if got < len(vs) else got), _iterations(log)
         it_share = it // max(got, 1) if it > 0 else -1
         out += [({k: v[m:m + 1] for k, v in vec.items()}, share, it_share) for m in range(got)]
@@ -296,9 +298,7 @@ def _ngspice_shared():
 def _shared_part(net: Network, beta: float, builtin_diode: bool, v0: np.ndarray, y: np.ndarray) -> list:
     """Samples through the process's shared ngspice. Returns per sample (vectors or None, wall, reason, iters)."""
     ng = _ngspice_shared()
-    text = "\n".join(netlist.header(net, beta, "drn-cd shared", None)
-                     + netlist.sources(net, v0[0], beta=beta, targets=y[0])
-                     + netlist.body(net, beta=beta, builtin_diode=builtin_diode) + [".end"])
+    text = netlist.deck(net, v0[0], beta=beta, targets=y[0], builtin_diode=builtin_diode, title="drn-cd shared")
     ng.exec_command("destroy all")
     if _SHARED.get("loaded"):
         ng.remove_circuit()
