@@ -1,8 +1,10 @@
-# make demo | make test | make bench — each installs what is missing first (Debian: run as root).
+# make demo | make test | make bench | make data — each installs what is missing first (Debian: run as root).
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install demo test bench
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install demo test bench data
 install: .install.stamp
 	@command -v ngspice >/dev/null && ldconfig -p | grep -q 'libngspice.so ' || { \
 	  echo "installing ngspice (Debian packages ngspice libngspice0 libngspice0-dev)"; \
@@ -19,6 +21,13 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q
+
+# Fashion-MNIST (70,000 images, IDX) from Debian's package: drn train --dataset fashion-mnist reads it there.
+data:
+	@test -f $(FASHION_DIR)/train-images-idx3-ubyte.gz || { \
+	  echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }
+	@echo "Fashion-MNIST: $(FASHION_DIR)"
 
 bench: install
 	$(PYTHON) benchmarks/bench_solver.py

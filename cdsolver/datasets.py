@@ -1,4 +1,6 @@
-"""Datasets as features scaled to [0, 1] (SPEC §4): scikit-learn's Digits (shipped with the package)."""
+"""Datasets as features scaled to [0, 1] (SPEC §4): scikit-learn's Digits (shipped with the package), MNIST-format
+files from a user's folder, and Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package (``make data``).
+Nothing is ever downloaded."""
 
 from __future__ import annotations
 
@@ -6,7 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Split", "load_digits"]
+__all__ = ["Split", "DatasetError", "load_digits", "load_mnist", "load_fashion_mnist", "read_idx", "FASHION_DIR"]
+
+#: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files (``dpkg -L dataset-fashion-mnist``).
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 @dataclass
@@ -60,6 +65,19 @@ def read_idx(path) -> np.ndarray:
     return body.reshape(shape)
 
 
+def load_fashion_mnist(data_dir=FASHION_DIR, n_val: int = 5000, seed: int = 0) -> dict[str, Split]:
+    """Fashion-MNIST (70,000 28x28 images, 10 classes) from its four IDX files, by default those of Debian's
+    ``dataset-fashion-mnist`` package; split like ``load_mnist``."""
+    from pathlib import Path
+
+    if not Path(data_dir).is_dir():
+        hint = (" — install Debian's package with `make data` (apt-get install dataset-fashion-mnist)"
+                if str(data_dir) == FASHION_DIR else "")
+        raise DatasetError(f"Fashion-MNIST folder not found: {data_dir}{hint}, or pass a folder with the four "
+                           f"IDX files (train-images-idx3-ubyte[.gz], ...)")
+    return load_mnist(data_dir, n_val=n_val, seed=seed)
+
+
 def load_mnist(data_dir, n_val: int = 5000, seed: int = 0) -> dict[str, Split]:
     """MNIST-format data from a user's folder: the four IDX files (``train-images-idx3-ubyte`` …, gzipped or
     not) or ``mnist.npz`` with ``x_train, y_train, x_test, y_test``. Pixels /255; the last ``n_val`` training
@@ -89,6 +107,10 @@ def load_mnist(data_dir, n_val: int = 5000, seed: int = 0) -> dict[str, Split]:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(x) != len(y):
             raise DatasetError(f"{split}: {len(x)} images but {len(y)} labels")
+        if y.ndim != 1 or x.ndim < 2 or len(y) == 0:
+            raise DatasetError(f"{split}: expected images (n, rows, cols) and labels (n,), got {x.shape} and {y.shape}")
+        if y.min() < 0 or y.max() > 9:
+            raise DatasetError(f"{split}: labels must be classes 0..9, found {int(y.min())}..{int(y.max())}")
         out[split] = Split(x.reshape(len(x), -1).astype(np.float64) / 255.0, y.astype(np.int64))
     perm = np.random.default_rng(seed).permutation(len(out["train"].x))
     tr, va = perm[:-n_val], perm[-n_val:]

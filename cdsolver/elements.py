@@ -21,7 +21,8 @@ from scipy.special import wrightomega
 
 from .constants import VT
 
-__all__ = ["Element", "Linear", "Ideal", "Shockley", "Pwl", "element_from_meta", "spice_number", "KINDS"]
+__all__ = ["Element", "Linear", "LinearPair", "Ideal", "Shockley", "Pwl", "element_from_meta", "spice_number",
+           "KINDS"]
 
 # Below this value of ln z the diode carries < 6e-6 of the node's current: one Newton step from c'/a is
 # exact there (its error is ~z^2), and the (slow, ~110 ns) wrightomega call is skipped.
@@ -95,6 +96,35 @@ class Linear(Element):
 
     def potential(self, v, lo, hi):
         return np.zeros_like(v)
+
+
+class LinearPair(Linear):
+    """Paired (differential) linear output nodes: node ``k`` (``v+``) and node ``K+k`` (``v−``) of the layer are
+    joined by the nudging branch, conductance ``g`` (S) in series with the target source (its current is in
+    ``c``). KCL: ``a·v − c − g·v_partner = 0`` with ``a`` including ``g``; the update solves each 2×2 pair
+    exactly (needs ``a+·a− > g²``, true whenever the co-content is convex). Its SPICE lines: the nudging
+    branches of ``spice_bridge.netlist``."""
+
+    kind = "linear-pair"
+
+    def __init__(self, g: float):
+        self.g = float(g)
+
+    def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        K = x.shape[-1] // 2
+        return x[..., :K], x[..., K:]
+
+    def solve(self, a, c, lo, hi):
+        (ap, am), (cp, cm), g = self._split(a), self._split(c), self.g
+        det = ap * am - g * g
+        return np.concatenate([(cp * am + g * cm) / det, (cm * ap + g * cp) / det], axis=-1)
+
+    def residual(self, v, a, c, lo, hi):
+        vp, vm = self._split(v)
+        return a * v - c - self.g * np.concatenate([vm, vp], axis=-1)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "g": self.g}
 
 
 class Ideal(Element):

@@ -1,11 +1,11 @@
 """Equilibrium propagation (SPEC §3): EP gradient estimators from CD steady states, and the true gradient by
 implicit differentiation (the linearised circuit) to check them.
 
-In the circuit the nudge enters the co-content as ``w_L·(g(β) − g₀)·½‖v_L − y‖²`` with layer weights
-``w_l = (C/A)^(l−1)``, ``g(β) = 1/(1/β + R_on)`` and the free-phase leak ``g₀ = 1/R_off``. EP's strength is thus
+In the circuit the nudge enters the co-content as ``w_L·(g(β) − g₀)·½‖decode(v_L) − y‖²`` (``decode``: ``v_L``,
+or ``v+ − v−`` with paired outputs) with layer weights ``w_l = (C/A)^(l−1)``, ``g(β) = 1/(1/β + R_on)`` and the free-phase leak ``g₀ = 1/R_off``. EP's strength is thus
 ``β' = w_L·(g(β) − g₀)`` and every estimator is ``[∂E/∂θ(s_a) − ∂E/∂θ(s_b)] / (β'_a − β'_b)`` with
 ``∂E/∂G_l = w_l·½(u − v)²`` and ``∂E/∂b_l = −w_l·v`` — SPEC's factor ``(C/A)^(l−L)`` is ``w_l / w_L``.
-The loss is ``½‖v_L − y‖²`` at the free equilibrium, averaged over the batch.
+The loss is ``½‖decode(v_L) − y‖²`` at the free equilibrium, averaged over the batch.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def beta_eff(net: Network, beta: float) -> float:
 
 
 def loss(net: Network, states: Sequence[np.ndarray], y: np.ndarray) -> float:
-    """Batch-mean cost ``½‖v_L − y‖²`` (V²)."""
-    return float(0.5 * np.mean(np.sum((states[-1] - y) ** 2, axis=1)))
+    """Batch-mean cost ``½‖decode(v_L) − y‖²`` (V²; paired outputs: ``decode = v+ − v−``)."""
+    return float(0.5 * np.mean(np.sum((net.decode(states[-1]) - y) ** 2, axis=1)))
 
 
 def _drives(net: Network, v0: np.ndarray, states: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -103,6 +103,9 @@ def kcl_jacobian(net: Network, states_b: Sequence[np.ndarray]) -> np.ndarray:
         if l < L:
             diag = diag + net.element.conductance(states_b[l - 1], net.lo[l - 1], net.hi[l - 1])
         J[sl, sl] = np.diag(diag)
+        if l == L and net.outputs == "paired":  # the free-phase leak couples v+ and v−
+            K = net.n_classes
+            J[sl, sl][np.arange(K), K + np.arange(K)] = J[sl, sl][K + np.arange(K), np.arange(K)] = -net.g_nudge(0.0)
         if l > 1:
             J[sl, cuts[l - 2]:cuts[l - 1]] = -A * G.T
         if l < L:
@@ -115,14 +118,15 @@ def kcl_jacobian(net: Network, states_b: Sequence[np.ndarray]) -> np.ndarray:
 
 def implicit_gradient(net: Network, v0: np.ndarray, free_states: Sequence[np.ndarray], y: np.ndarray) -> Gradient:
     """True gradient of the loss at the free equilibrium by implicit differentiation: ``ds = −J⁻¹ r`` with
-    ``r = (v_L − y)/w_L`` on the outputs (the linearised circuit driven by the cost), then the derivative of
+    ``r = decodeᵀ(decode(v_L) − y)/w_L`` on the outputs (the linearised circuit driven by the cost), then the derivative of
     ``∂E/∂θ`` along ``ds``. Dense (O(N³) per sample): for checks on small networks."""
     n, w = net.sizes, _weights(net)
     cuts = np.cumsum([0] + n[1:])
     ds = np.zeros((len(v0), cuts[-1]))
     for b in range(len(v0)):
         rhs = np.zeros(cuts[-1])
-        rhs[cuts[-2]:] = (free_states[-1][b] - y[b]) / w[-1]
+        vL = free_states[-1][b:b + 1]
+        rhs[cuts[-2]:] = net.decode_T(net.decode(vL) - y[b:b + 1])[0] / w[-1]
         ds[b] = -np.linalg.solve(kcl_jacobian(net, [s[b] for s in free_states]), rhs)
     d = [ds[:, cuts[l]:cuts[l + 1]] for l in range(net.depth)]
     u, du = _drives(net, v0, free_states), [np.zeros_like(v0)] + [net.A * x for x in d[:-1]]

@@ -23,6 +23,7 @@ __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_n
 
 FORMAT = "drn/1"
 ENCODINGS = ("pair", "identity")
+OUTPUTS = ("single", "paired")
 
 
 class NetworkFormatError(ValueError):
@@ -55,6 +56,7 @@ class Network:
     input_gain: float = 1.0
     encoding: str = "pair"
     amplifier: Amplifier | None = None
+    outputs: str = "single"
     r_on: float = R_ON
     r_off: float = R_OFF
     extra_meta: dict[str, Any] = field(default_factory=dict)
@@ -99,8 +101,25 @@ class Network:
         v0 = np.concatenate([x, -x], axis=1) if self.encoding == "pair" else x.copy()
         return self.input_gain * v0
 
+    @property
+    def n_classes(self) -> int:
+        """Number of outputs a target has: ``n_L``, or ``n_L/2`` with paired outputs."""
+        return self.sizes[-1] // 2 if self.outputs == "paired" else self.sizes[-1]
+
+    def decode(self, v_out: np.ndarray) -> np.ndarray:
+        """Output values (V), ``(batch, n_classes)``: ``v_L`` itself, or ``v+ − v−`` with paired outputs (nodes
+        ``k`` and ``K+k`` of the output layer are the pair of class ``k``). The prediction is its argmax."""
+        if self.outputs == "paired":
+            K = self.n_classes
+            return v_out[:, :K] - v_out[:, K:]
+        return v_out
+
+    def decode_T(self, r: np.ndarray) -> np.ndarray:
+        """The transpose of ``decode``: spreads ``(batch, n_classes)`` onto the output nodes (``[r, −r]``)."""
+        return np.concatenate([r, -r], axis=1) if self.outputs == "paired" else r
+
     def g_nudge(self, beta: float) -> float:
-        """Conductance (S) from each output to its target source: ``1/(1/β + R_on)`` when nudged (β ≠ 0),
+        """Conductance (S) of each nudging branch (output to its target source; paired: ``v+`` to ``v−`` + target): ``1/(1/β + R_on)`` when nudged (β ≠ 0),
         ``1/R_off`` (0 if ``R_off = inf``) in the free phase."""
         if beta != 0:
             return 1.0 / (1.0 / beta + self.r_on)
@@ -118,6 +137,7 @@ class Network:
             encoding=self.encoding,
             element=self.element.to_meta(),
             amplifier=None if self.amplifier is None else {"A": self.amplifier.A, "C": self.amplifier.C},
+            outputs=self.outputs,
             switch={"R_on": self.r_on, "R_off": None if math.isinf(self.r_off) else self.r_off},
         )
         return m
@@ -165,6 +185,10 @@ class Network:
             raise NetworkFormatError(f"meta.encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         if self.encoding == "pair" and n[0] % 2:
             raise NetworkFormatError(f"encoding 'pair' needs an even number of inputs, G1 has {n[0]} rows")
+        if self.outputs not in OUTPUTS:
+            raise NetworkFormatError(f"meta.outputs must be one of {OUTPUTS}, got {self.outputs!r}")
+        if self.outputs == "paired" and n[-1] % 2:
+            raise NetworkFormatError(f"paired outputs need an even number of output nodes, G{L} has {n[-1]} columns")
         if not (isinstance(self.r_on, (int, float)) and math.isfinite(self.r_on) and self.r_on >= 0):
             raise NetworkFormatError(f"meta.switch.R_on must be a finite number >= 0 Ω, got {self.r_on!r}")
         if not (isinstance(self.r_off, (int, float)) and self.r_off > 0):
@@ -191,7 +215,7 @@ def _check_len(a: np.ndarray, n: int, name: str) -> None:
 
 
 # ---- file I/O ----
-_META_KEYS = ("format", "input_gain", "encoding", "element", "amplifier", "switch")
+_META_KEYS = ("format", "input_gain", "encoding", "element", "amplifier", "outputs", "switch")
 
 
 def load_network(path: str | Path) -> Network:
@@ -255,6 +279,7 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
     return Network(
         G=G, b=b, lo=lo, hi=hi, element=element,
         input_gain=meta["input_gain"], encoding=meta["encoding"], amplifier=amp,
+        outputs=meta.get("outputs", "single"),
         r_on=switch.get("R_on", R_ON), r_off=math.inf if r_off is None else r_off,
         extra_meta={k: v for k, v in meta.items() if k not in _META_KEYS},
         extra_arrays=arrays,
@@ -284,6 +309,7 @@ def random_network(
     bias: float = 0.0,
     input_gain: float = 1.0,
     encoding: str = "pair",
+    outputs: str = "single",
     **kw: Any,
 ) -> Network:
     """A random network with layer sizes ``[n_0, ..., n_L]``.
@@ -293,6 +319,7 @@ def random_network(
     (``linear``, ``ideal``, ``shockley`` = Osana's Is=1e-6 A, Vd=0.05 V; ``pwl`` = a soft-clipping table) or an
     Element. ``rails``: ``"split"`` (half the hidden nodes ``[0, inf)``, half ``(-inf, 0]``: Scellier) or
     ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode); default split for ideal, both otherwise.
+    ``outputs="paired"``: ``sizes[-1]`` is the number of classes and the output layer gets two nodes per class.
     """
     rng = np.random.default_rng(seed)
     if isinstance(element, str):
@@ -305,6 +332,8 @@ def random_network(
     rails = rails or ("split" if isinstance(element, Ideal) else "both")
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least the input and output layer, got {list(sizes)}")
+    if outputs == "paired":
+        sizes = list(sizes[:-1]) + [2 * sizes[-1]]
     G, b, lo, hi = [], [], [], []
     for l in range(1, len(sizes)):
         gm = g_mean if g_mean is not None else 1.0 / sizes[l - 1]
@@ -324,4 +353,4 @@ def random_network(
     if isinstance(amplifier, tuple):
         amplifier = Amplifier(*amplifier)
     return Network(G=G, b=b, lo=lo, hi=hi, element=element, input_gain=input_gain, encoding=encoding,
-                   amplifier=amplifier, **kw)
+                   amplifier=amplifier, outputs=outputs, **kw)

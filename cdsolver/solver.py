@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from .constants import TOL
-from .elements import Linear
+from .elements import Linear, LinearPair
 from .network import Network
 from .validation import check_array
 
@@ -170,16 +170,24 @@ class _Layers:
         inf = np.full(0, np.inf)
         self.lo = net.lo + [-inf]  # output layer: linear
         self.hi = net.hi + [inf]
+        self.out = _LINEAR
+        if net.outputs == "paired":
+            self.out = LinearPair(gn)
+            ap, am = np.split(self.a[-1], 2)
+            if np.any(ap * am <= gn * gn):
+                k = int(np.argmax(ap * am <= gn * gn))
+                raise ValueError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the circuit "
+                                 f"non-convex; use a smaller |beta|")
         # drive terms that do not change during the solve
         self.fixed = [np.array(bl) for bl in net.b]
         self.fixed[0] = v0 @ net.G[0] + net.b[0]
         if targets is not None and gn != 0:
-            self.fixed[L - 1] = self.fixed[L - 1] + gn * targets
+            self.fixed[L - 1] = self.fixed[L - 1] + gn * net.decode_T(targets)
         self.odd = list(range(1, L + 1, 2))
         self.even = list(range(2, L + 1, 2))
 
     def element(self, l: int):
-        return self.net.element if l < self.L else _LINEAR
+        return self.net.element if l < self.L else self.out
 
     def drive(self, l: int, v: dict[int, np.ndarray], rows: np.ndarray | slice) -> np.ndarray:
         """``c`` of layer ``l`` (A) from its neighbours' voltages ``v`` (only ``rows`` of the batch)."""
@@ -214,7 +222,7 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
     if not np.isfinite(beta):
         raise ValueError(f"beta must be finite, got {beta}")
     if targets is not None:
-        targets = check_array(targets, "targets", (B, n[-1]))
+        targets = check_array(targets, "targets", (B, net.n_classes))
     if init is not None:
         if len(init) != net.depth:
             raise ValueError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
@@ -241,8 +249,8 @@ def solve(
 ) -> Solution:
     """Steady states of ``network`` for input voltages ``v0`` (V, ``(batch, n_0)``; see ``Network.encode``).
 
-    beta: nudging strength (S), 0 = free phase; targets: output target voltages (V, ``(batch, n_L)``; 0 V if
-    None). init: warm start ``v1..vL``. tol: relative KCL tolerance. max_sweeps: cap per sample; samples
+    beta: nudging strength (S), 0 = free phase; targets: output target voltages (V, ``(batch, n_classes)``,
+    paired outputs: targets of ``v+ − v−``; 0 V if None). init: warm start ``v1..vL``. tol: relative KCL tolerance. max_sweeps: cap per sample; samples
     that hit it are returned with ``converged=False`` (call ``.check()`` to raise). anderson: history depth of
     Anderson acceleration; 0 = plain block CD (co-content non-increasing at every half sweep).
     """
@@ -364,12 +372,12 @@ def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.nda
 def energy(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, beta: float = 0.0,
            targets: np.ndarray | None = None) -> np.ndarray:
     """Co-content ``E(v)`` (W) per sample, SPEC §1: ``Σ_l (C/A)^(l-1) E_l`` with
-    ``E_l = ½ Σ G (u - v)² + Σ P(v) - b·v`` and ``½ g_nudge Σ (v_L - y)²`` at the output (weighted like layer L).
+    ``E_l = ½ Σ G (u - v)² + Σ P(v) - b·v`` and ``½ g_nudge Σ (decode(v_L) - y)²`` at the output (weighted like layer L).
     CD minimises it exactly per layer; its gradient is the KCL residual scaled by the layer weight."""
     v0 = np.asarray(v0, dtype=np.float64)
     P = _Layers(network, v0, beta, targets)
     v = _as_dict(states)
-    y = np.zeros_like(v[P.L]) if targets is None else targets
+    y = 0.0 if targets is None else targets
     E = np.zeros(len(v0))
     for l, u, vl, G in _drives(P, v0, v):
         w = (P.C / P.A) ** (l - 1)
@@ -378,6 +386,6 @@ def energy(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, be
         if l < P.L:
             El = El + P.element(l).potential(vl, P.lo[l - 1], P.hi[l - 1]).sum(axis=1)
         else:
-            El = El + 0.5 * network.g_nudge(beta) * ((vl - y) ** 2).sum(axis=1)
+            El = El + 0.5 * network.g_nudge(beta) * ((network.decode(vl) - y) ** 2).sum(axis=1)
         E += w * El
     return E

@@ -1,21 +1,25 @@
 """EP training with the CD solver: mini-batch SGD with momentum, per-layer learning rates, conductances clamped
 to ``[g_min, g_max]`` S after each step, biases trained. The free phase of each training sample is warm-started
-from its last free state; nudged phases start from the free state."""
+from its last free state (kept across epochs); nudged phases start from the free state. Training solves to
+``TrainConfig.tol`` (default 1e-10 of the largest branch current), evaluation to the strict ``eval_tol``.
+A run can be checkpointed after every epoch and resumed bit for bit (``save_checkpoint``/``load_checkpoint``)."""
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .datasets import Split
 from .ep import ep_gradient, loss
-from .network import Network
+from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
 
-__all__ = ["TrainConfig", "train", "evaluate", "DEFAULTS"]
+__all__ = ["TrainConfig", "TrainState", "train", "evaluate", "save_checkpoint", "load_checkpoint", "DEFAULTS"]
 
 #: Tuned on Digits' validation split (README): (input gain in V, learning rate) per element kind.
 DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1), "pwl": (4.0, 0.1)}
@@ -60,26 +64,80 @@ def evaluate(net: Network, data: Split, cfg: TrainConfig, batch: int = 512) -> t
     errs, losses = 0, 0.0
     for k in range(0, len(data.x), batch):
         x, lab = data.x[k:k + batch], data.y[k:k + batch]
-        y = targets(lab, net.sizes[-1], cfg.target)
+        y = targets(lab, net.n_classes, cfg.target)
         s = solve(net, net.encode(x), targets=y, tol=cfg.eval_tol)
-        errs += int((s.states[-1].argmax(1) != lab).sum())
+        errs += int((net.decode(s.states[-1]).argmax(1) != lab).sum())
         losses += loss(net, s.states, y) * len(x)
     return errs / len(data.x), losses / len(data.x)
 
 
-def train(net: Network, data: dict[str, Split], cfg: TrainConfig,
-          on_epoch: Callable[[dict], None] | None = None, progress: bool = False) -> list[dict]:
-    """Train ``net`` in place on ``data["train"]``; evaluates ``data["val"]`` after each epoch. Returns one
-    dict per epoch (epoch, train_error, train_loss, val_error, val_loss, seconds)."""
-    rng = np.random.default_rng(cfg.seed)
+@dataclass
+class TrainState:
+    """Everything but the network a run needs to go on bit for bit: epochs done, momentum buffers (one per
+    G then b), the warm-start cache of every training sample's free state, the shuffling RNG, the history."""
+
+    epoch: int
+    velocity: list[np.ndarray]
+    free_cache: list[np.ndarray]
+    rng: np.random.Generator
+    history: list[dict]
+
+    @classmethod
+    def start(cls, net: Network, n_train: int, seed: int) -> "TrainState":
+        return cls(0, [np.zeros_like(g) for g in net.G] + [np.zeros_like(b) for b in net.b],
+                   [np.zeros((n_train, n)) for n in net.sizes[1:]], np.random.default_rng(seed), [])
+
+
+def save_checkpoint(path: str | Path, net: Network, state: TrainState, run: dict) -> None:
+    """Write ``net`` + ``state`` as one ``drn/1`` network file (extra arrays ``ckpt_*``, meta ``checkpoint``:
+    epochs done, RNG state, history, and ``run``, the options that made it). Atomic: written to a temporary
+    file and renamed, so an interrupted run always leaves the previous checkpoint whole."""
+    arrays = {f"ckpt_velocity{k}": v for k, v in enumerate(state.velocity)}
+    arrays.update({f"ckpt_free{l}": c for l, c in enumerate(state.free_cache, 1)})
+    meta = dict(net.extra_meta, checkpoint={"epoch": state.epoch, "rng": state.rng.bit_generator.state,
+                                           "history": state.history, "run": run})
+    ck = replace(net, extra_meta=meta, extra_arrays=dict(net.extra_arrays, **arrays))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_network(ck, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[Network, TrainState, dict]:
+    """(network, state, run options) from a file written by ``save_checkpoint``."""
+    ck = load_network(path)
+    meta = dict(ck.extra_meta)
+    info = meta.pop("checkpoint", None)
+    if info is None:
+        raise NetworkFormatError(f"{path}: a network file but not a training checkpoint (no meta.checkpoint)")
+    arrays = dict(ck.extra_arrays)
+    take = lambda prefix, n: [arrays.pop(f"{prefix}{k}") for k in range(n)]  # noqa: E731
+    velocity = take("ckpt_velocity", 2 * ck.depth)
+    free = [arrays.pop(f"ckpt_free{l}") for l in range(1, ck.depth + 1)]
+    rng = np.random.default_rng()
+    rng.bit_generator.state = info["rng"]
+    net = replace(ck, extra_meta=meta, extra_arrays=arrays)
+    return net, TrainState(info["epoch"], velocity, free, rng, info["history"]), info["run"]
+
+
+def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
+          progress: bool = False, state: TrainState | None = None,
+          checkpoint: Callable[[TrainState], None] | None = None) -> list[dict]:
+    """Train ``net`` in place on ``data["train"]`` up to ``cfg.epochs``; evaluates ``data["val"]`` after each
+    epoch. ``state``: continue a run (``load_checkpoint``) — the result is bit for bit that of an uninterrupted
+    run; ``checkpoint(state)`` is called after every epoch. Returns the history, one dict per epoch (epoch,
+    train_error, train_loss, val_error, val_loss, seconds)."""
     lr = cfg.rates(net.depth)
     tr = data["train"]
-    free_cache = [np.zeros((len(tr.x), n)) for n in net.sizes[1:]]
-    velocity = [np.zeros_like(g) for g in net.G] + [np.zeros_like(b) for b in net.b]
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
+    st = state or TrainState.start(net, len(tr.x), cfg.seed)
+    for split in data.values():
+        if split.y.max() >= net.n_classes:
+            raise ValueError(f"the data has labels up to {split.y.max()} but the network has {net.n_classes} classes")
+    if len(st.free_cache[0]) != len(tr.x):
+        raise ValueError(f"the state was made with {len(st.free_cache[0])} training samples, the data has {len(tr.x)}")
+    for epoch in range(st.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        order = rng.permutation(len(tr.x))
+        order = st.rng.permutation(len(tr.x))
         errs, tot_loss = 0, 0.0
         batches = range(0, len(order), cfg.batch_size)
         if progress:
@@ -89,15 +147,15 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig,
         for k in batches:
             idx = order[k:k + cfg.batch_size]
             v0, lab = net.encode(tr.x[idx]), tr.y[idx]
-            y = targets(lab, net.sizes[-1], cfg.target)
-            free = solve(net, v0, targets=y, init=[c[idx] for c in free_cache], tol=cfg.tol)
+            y = targets(lab, net.n_classes, cfg.target)
+            free = solve(net, v0, targets=y, init=[c[idx] for c in st.free_cache], tol=cfg.tol)
             grad, free = ep_gradient(net, v0, y, beta=cfg.beta, estimator=cfg.estimator, free=free, tol=cfg.tol)
-            for c, s in zip(free_cache, free.states):
+            for c, s in zip(st.free_cache, free.states):
                 c[idx] = s
-            errs += int((free.states[-1].argmax(1) != lab).sum())
+            errs += int((net.decode(free.states[-1]).argmax(1) != lab).sum())
             tot_loss += loss(net, free.states, y) * len(idx)
             params = net.G + net.b
-            for p, (g, v, rate) in enumerate(zip(grad.dG + grad.db, velocity, lr + lr)):
+            for p, (g, v, rate) in enumerate(zip(grad.dG + grad.db, st.velocity, lr + lr)):
                 v *= cfg.momentum
                 v -= rate * g
                 params[p] += v
@@ -106,7 +164,10 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig,
         val_err, val_loss = evaluate(net, data["val"], cfg)
         row = dict(epoch=epoch, train_error=errs / len(tr.x), train_loss=tot_loss / len(tr.x), val_error=val_err,
                    val_loss=val_loss, seconds=time.perf_counter() - t0)
-        history.append(row)
+        st.history.append(row)
+        st.epoch = epoch
+        if checkpoint:
+            checkpoint(st)
         if on_epoch:
             on_epoch(row)
-    return history
+    return st.history

@@ -27,13 +27,18 @@ def node(l: int, j: int) -> str:
     return f"n{l}_{j}"
 
 
-def _source(name: str, nd: str, values: np.ndarray) -> str:
-    """A voltage source at ``nd``: DC for one value, a swept ``pwl`` B source for one value per sample."""
+def _source(name: str, nd: str, values: np.ndarray, ref: str = "0") -> str:
+    """A voltage source from ``ref`` to ``nd``: DC for one value, a swept ``pwl`` B source for one per sample."""
     if values.ndim == 0:
-        return f"V{name} {nd} 0 DC {num(values)}"
+        return f"V{name} {nd} {ref} DC {num(values)}"
     vals = values if len(values) > 1 else np.repeat(values, 2)
     pts = ", ".join(f"{k}, {num(x)}" for k, x in enumerate(vals))
-    return f"B{name} {nd} 0 V=pwl(V(sw), {pts})"
+    return f"B{name} {nd} {ref} V=pwl(V(sw), {pts})"
+
+
+def _target_ref(net: Network, k: int) -> str:
+    """The node target source ``y<L>_<k>`` stands on: ground, or the ``v−`` node of pair ``k``."""
+    return node(net.depth, net.n_classes + k) if net.outputs == "paired" else "0"
 
 
 def deck(net: Network, v0: np.ndarray, *, beta: float = 0.0, targets: np.ndarray | None = None,
@@ -72,15 +77,16 @@ def has_nudging_branch(net: Network, beta: float) -> bool:
 def sources(net: Network, v0: np.ndarray, *, beta: float = 0.0, targets: np.ndarray | None = None) -> list[str]:
     """Input sources ``in0_<i>`` and output target sources ``y<L>_<k>`` for one sample or a swept batch."""
     v0 = np.asarray(v0, dtype=np.float64)
-    sweep, L, nL = v0.ndim == 2, net.depth, net.sizes[-1]
+    sweep, L, nL = v0.ndim == 2, net.depth, net.n_classes
     if targets is None:
         targets = np.zeros(v0.shape[:-1] + (nL,))
     targets = np.asarray(targets, dtype=np.float64)
     lines = ["", "* ---- layer 0: input voltage sources"] + (["Vsw sw 0 DC 0"] if sweep else [])
     lines += [_source(f"in0_{i}", node(0, i), v0[..., i]) for i in range(net.sizes[0])]
     if has_nudging_branch(net, beta):
-        lines += ["", "* ---- output target voltage sources"]
-        lines += [_source(f"y{L}_{k}", f"t{L}_{k}", targets[..., k]) for k in range(nL)]
+        lines += ["", "* ---- output target voltage sources" + (" (on the v- node of each pair)"
+                                                                   if net.outputs == "paired" else "")]
+        lines += [_source(f"y{L}_{k}", f"t{L}_{k}", targets[..., k], _target_ref(net, k)) for k in range(nL)]
     return lines
 
 
@@ -120,8 +126,9 @@ def body(net: Network, *, beta: float = 0.0, builtin_diode: bool = False) -> lis
 
 
 def _nudging(net: Network, beta: float) -> list[str]:
-    """Output branches: switch S (RON/ROFF, closed by the phase source) + 1/β resistor, to the target node."""
-    L, nL = net.depth, net.sizes[-1]
+    """Output branches: switch S (RON/ROFF, closed by the phase source) + 1/β resistor, to the target node
+    (paired outputs: from ``v+`` to the target source standing on ``v−``, so the branch sees ``v+ − v− − y``)."""
+    L, nL = net.depth, net.n_classes
     if not has_nudging_branch(net, beta):
         return ["", "* ---- outputs: free phase, R_off = inf: no nudging branch"]
     roff = num(net.r_off) if math.isfinite(net.r_off) else "1e30"

@@ -22,6 +22,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from cdsolver.network import Network
+from cdsolver.validation import check_array
 
 from . import netlist
 
@@ -194,7 +195,7 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     if v0.ndim != 2 or v0.shape[1] != net.sizes[0]:
         raise ValueError(f"v0: expected shape (batch, {net.sizes[0]}), got {v0.shape}")
     B = len(v0)
-    y = np.zeros((B, net.sizes[-1])) if targets is None else np.asarray(targets, dtype=np.float64)
+    y = np.zeros((B, net.n_classes)) if targets is None else check_array(targets, "targets", (B, net.n_classes))
     own = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)
     wd.mkdir(parents=True, exist_ok=True)
@@ -305,7 +306,7 @@ def _shared_part(net: Network, beta: float, builtin_diode: bool, v0: np.ndarray,
     ng.load_circuit(text)
     _SHARED["loaded"] = True
     names = [f"vin0_{i}" for i in range(net.sizes[0])]
-    tnames = [f"vy{net.depth}_{k}" for k in range(net.sizes[-1])] if netlist.has_nudging_branch(net, beta) else []
+    tnames = [f"vy{net.depth}_{k}" for k in range(net.n_classes)] if netlist.has_nudging_branch(net, beta) else []
     res = []
     for b in range(len(v0)):
         t0 = time.perf_counter()

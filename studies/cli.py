@@ -117,54 +117,100 @@ def cmd_spice(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    import csv
-    import json
+#: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
+RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "input_gain", "outputs", "batch_size",
+               "lr", "momentum", "beta", "estimator", "target", "g_min", "g_max", "tol", "seed")
 
-    from cdsolver.datasets import DatasetError, load_digits, load_mnist
+
+def _train_data(args: argparse.Namespace) -> dict:
+    from cdsolver.datasets import FASHION_DIR, DatasetError, load_digits, load_fashion_mnist, load_mnist
+
+    try:
+        if args.dataset == "digits":
+            return load_digits(seed=args.seed)
+        if args.dataset == "fashion-mnist":
+            return load_fashion_mnist(args.data_dir or FASHION_DIR, seed=args.seed)
+        if args.data_dir is None:
+            raise CliError("--dataset mnist needs --data-dir DIR (MNIST IDX files, gzipped or not, or mnist.npz)")
+        return load_mnist(args.data_dir, seed=args.seed)
+    except DatasetError as e:
+        raise CliError(str(e)) from None
+
+
+def _write_history(rows: list[dict], path: Path) -> None:
+    import csv
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["epoch", "train_error", "train_loss", "val_error", "val_loss", "seconds"])
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from cdsolver.network import Amplifier, random_network, save_network
-    from cdsolver.train import DEFAULTS, TrainConfig, evaluate, train
+    from cdsolver.train import DEFAULTS, TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
     gain0, lr0 = DEFAULTS[args.element]
-    gain = args.input_gain if args.input_gain is not None else gain0
-    if args.dataset == "digits":
-        data = load_digits(seed=args.seed)
-    else:
-        if args.data_dir is None:
-            raise CliError("--dataset mnist needs --data-dir DIR (MNIST IDX files or mnist.npz)")
-        try:
-            data = load_mnist(args.data_dir, seed=args.seed)
-        except DatasetError as e:
-            raise CliError(str(e)) from None
-    n_in = data["train"].x.shape[1]
-    amp = None if args.amplifier is None else Amplifier(*args.amplifier)
-    net = random_network([2 * n_in, *args.hidden, 10], args.element, seed=args.seed, rails=args.rails,
-                         amplifier=amp, input_gain=gain)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or lr0, momentum=args.momentum,
+    args.input_gain = args.input_gain if args.input_gain is not None else gain0
+    args.lr = args.lr or [lr0]
+    run = {k: getattr(args, k) for k in RUN_OPTIONS}
+    out = Path(args.out)
+    ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                       beta=args.beta, estimator=args.estimator, g_min=args.g_min, g_max=args.g_max,
                       target=args.target, tol=args.tol, seed=args.seed)
+    if args.resume and not ckpt.is_file():
+        raise CliError(f"--resume: no checkpoint {ckpt} (it is written after every epoch of a run with --out {out})")
+    data = _train_data(args)
+    if args.resume:
+        net, state, run0 = load_checkpoint(ckpt)
+        diff = {k: (run0.get(k), v) for k, v in json_ready(run).items() if run0.get(k) != v}
+        if diff:
+            raise CliError("--resume: the checkpoint was made with other options (only --epochs may change): "
+                           + "; ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in diff.items()))
+        if state.epoch >= args.epochs:
+            raise CliError(f"--resume: the checkpoint has {state.epoch} epochs done; ask for more with --epochs")
+        print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
+    else:
+        amp = None if args.amplifier is None else Amplifier(*args.amplifier)
+        net = random_network([2 * data["train"].x.shape[1], *args.hidden, 10], args.element, seed=args.seed, rails=args.rails,
+                             amplifier=amp, input_gain=args.input_gain, outputs=args.outputs)
+        state = None
     cfg.rates(net.depth)  # validates --lr before any work
-    out = Path(args.out)
-    hist_path = out.with_suffix(".history.csv")
-    cols = ["epoch", "train_error", "train_loss", "val_error", "val_loss", "seconds"]
-    with open(hist_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=cols)
-        writer.writeheader()
+    if data["train"].x.shape[1] != net.n_features:
+        raise CliError(f"the data has {data['train'].x.shape[1]} features per sample, the network {net.n_features}")
 
-        def on_epoch(row):
-            writer.writerow(row)
-            f.flush()
-            print(f"epoch {row['epoch']:3d}: train error {row['train_error']:.4f} loss {row['train_loss']:.5f} | "
-                  f"val error {row['val_error']:.4f} loss {row['val_loss']:.5f} | {row['seconds']:.2f} s", flush=True)
+    def on_epoch(row: dict) -> None:
+        print(f"epoch {row['epoch']:3d}: train error {row['train_error']:.4f} loss {row['train_loss']:.5f} | "
+              f"val error {row['val_error']:.4f} loss {row['val_loss']:.5f} | {row['seconds']:.2f} s", flush=True)
 
-        train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty())
+    def checkpoint(st) -> None:
+        save_checkpoint(ckpt, net, st, json_ready(run))
+        _write_history(st.history, hist_path)
+
+    try:
+        train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty(), state=state, checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
+              file=sys.stderr)
+        return 130
     test_err, test_loss = evaluate(net, data["test"], cfg)
     net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr, "beta": cfg.beta,
                                   "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
-                                  "test_error": test_err, "test_loss": test_loss}
+                                  "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
     save_network(net, out)
-    print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {out} and {hist_path}")
+    print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {out}, {hist_path} and {ckpt}")
     return 0
+
+
+def json_ready(d: dict) -> dict:
+    """``d`` as it reads back from JSON (tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(d))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -268,12 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_spice)
 
     p = sub.add_parser("train", help="train a network with equilibrium propagation (CD solver)",
-                       description="Train a DRN on Digits (shipped with scikit-learn) or MNIST-format local files with "
-                                   "EP (SPEC §3): mini-batch SGD with momentum, conductances clamped to [g_min, g_max]. "
-                                   "Writes the network (drn/1) and NET.history.csv (per-epoch train/val error, loss, "
-                                   "seconds). Deterministic for a given --seed.")
-    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits", help="(default: digits)")
-    p.add_argument("--data-dir", help="folder with MNIST IDX files (gz or not) or mnist.npz, for --dataset mnist")
+                       description="Train a DRN with EP (SPEC §3) on Digits (shipped with scikit-learn), Fashion-MNIST "
+                                   "(Debian package dataset-fashion-mnist: make data) or MNIST-format local files: "
+                                   "mini-batch SGD with momentum, conductances clamped to [g_min, g_max]. After every "
+                                   "epoch writes NET.ckpt.npz (network + optimizer + RNG state; --resume continues bit "
+                                   "for bit) and NET.history.csv (train/val error, loss, seconds); at the end NET.npz "
+                                   "(drn/1) and the test error. Deterministic for a given --seed.",
+                       epilog="--config FILE.toml sets any of these options (keys = option names, e.g. lr = [0.01, "
+                              "0.002], input_gain = 40); options on the command line win. Ctrl-C keeps the last "
+                              "checkpoint valid.")
+    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (keys = option names)")
+    p.add_argument("--dataset", choices=["digits", "fashion-mnist", "mnist"], default="digits", help="(default: digits)")
+    p.add_argument("--data-dir", help="folder with the four IDX files (gz or not) or mnist.npz; needed for mnist, "
+                   "optional for fashion-mnist (default: /usr/share/datasets/fashion-mnist)")
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
     p.add_argument("--element", choices=["ideal", "linear", "pwl", "shockley"], default="shockley",
                    help="node element (default: shockley, Is=1e-6 A, Vd=0.05 V)")
@@ -281,7 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "shockley/pwl); split: half [0, inf), half (-inf, 0] (default for ideal)")
     p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifier gains")
     p.add_argument("--input-gain", type=float, help="V per unit feature (default: 40 shockley, 4 otherwise)")
-    p.add_argument("--epochs", type=int, default=20, help="(default: 20)")
+    p.add_argument("--outputs", choices=["single", "paired"], default="single",
+                   help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
+                        "between the pair (Kendall et al.) (default: single)")
+    p.add_argument("--epochs", type=int, default=20, help="(default: 20; with --resume: the new total)")
     p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     p.add_argument("--lr", type=float, nargs="+", help="learning rate, one or one per layer "
                    "(default: 0.002 shockley, 0.1 otherwise)")
@@ -291,8 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=0.3, help="output target of the true class, V (default: 0.3)")
     p.add_argument("--g-min", type=float, default=1e-6, help="conductance floor, S (default: 1e-6)")
     p.add_argument("--g-max", type=float, default=10.0, help="conductance ceiling, S (default: 10)")
-    p.add_argument("--tol", type=float, default=1e-10, help="solver tolerance in training (evaluation: 1e-12)")
+    p.add_argument("--tol", type=float, default=1e-10, help="solver tolerance in training, relative KCL "
+                   "(default: 1e-10; evaluation always uses 1e-12)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")
     p.add_argument("--out", required=True, metavar="NET.npz", help="output network file")
     p.set_defaults(func=cmd_train)
 
@@ -319,11 +377,48 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _config_options(argv: list[str]) -> list[str]:
+    """``drn train --config FILE.toml``: the file's keys become options placed before the command line's own
+    (which therefore win). Unknown keys and wrong types are errors naming the file."""
+    if not argv or argv[0] != "train" or "--config" not in argv:
+        return argv
+    import tomllib
+
+    i = argv.index("--config")
+    if i + 1 >= len(argv):
+        raise CliError("--config needs a file name")
+    path = Path(argv[i + 1])
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise CliError(f"--config {path}: cannot read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise CliError(f"--config {path}: not valid TOML ({e})") from None
+    opts: list[str] = []
+    for key, val in cfg.items():
+        dest = key.replace("-", "_")
+        if dest not in RUN_OPTIONS + ("epochs",):
+            raise CliError(f"--config {path}: unknown key {key!r} (allowed: {', '.join(RUN_OPTIONS)}, epochs)")
+        flag = "--" + dest.replace("_", "-")
+        vals = val if isinstance(val, list) else [val]
+        if any(isinstance(v, (dict, list, bool)) for v in vals):
+            raise CliError(f"--config {path}: {key} must be a number, a string or a list of them, got {val!r}")
+        opts += [flag, *map(str, vals)]
+    return [argv[0], *opts, *argv[1:i], *argv[i + 2:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     from cdsolver.network import NetworkFormatError
     from spice_bridge.runners import NgspiceMissing, SpiceError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = build_parser()
+    try:
+        argv = _config_options(argv)
+    except CliError as e:
+        print(f"drn: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args = ap.parse_args(argv)
     try:
         return args.func(args)
     except (CliError, NetworkFormatError, ValueError, FileNotFoundError, NgspiceMissing, SpiceError) as e:

@@ -38,7 +38,9 @@ def full_kcl(net, v0, x, beta=0.0, y=None):
     cuts = np.cumsum([0] + n[1:])
     v = [v0] + [x[cuts[l]:cuts[l + 1]] for l in range(L)]
     gn = net.g_nudge(beta)
-    y = np.zeros(n[-1]) if y is None else y
+    # nudging branches: output node k to its target (single), or v+ = node k to v- = node K+k plus target (paired)
+    M = np.eye(n[-1]) if net.outputs == "single" else np.hstack([np.eye(n[-1] // 2), -np.eye(n[-1] // 2)])
+    y = np.zeros(len(M)) if y is None else y
     F = np.zeros(cuts[-1])
     J = np.zeros((cuts[-1], cuts[-1]))
     for l in range(1, L + 1):
@@ -58,8 +60,8 @@ def full_kcl(net, v0, x, beta=0.0, y=None):
             f += cur
             J[sl, sl] += np.diag(dcur)
         else:
-            f += gn * (v[l] - y)
-            J[sl, sl] += gn * np.eye(n[l])
+            f += gn * M.T @ (M @ v[l] - y)
+            J[sl, sl] += gn * M.T @ M
         F[sl] = f
     return F, J
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from cdsolver import load_network, random_network, save_network, solve
-from cdsolver.datasets import DatasetError, Split, load_digits, load_mnist, read_idx
+from cdsolver.datasets import DatasetError, Split, load_digits, load_fashion_mnist, load_mnist, read_idx
 from cdsolver.ep import ep_gradient, implicit_gradient, loss
-from cdsolver.train import TrainConfig, evaluate, train
+from cdsolver.network import NetworkFormatError
+from cdsolver.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 from studies.cli import main
 
 NETS = {  # element, rails
@@ -22,18 +23,18 @@ NETS = {  # element, rails
 AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25)}
 
 
-def problem(el, amp):
+def problem(el, amp, outputs="single"):
     kind, rails = NETS[el]
     net = random_network([6, 5, 4, 3], kind, rails=rails, seed=1, amplifier=AMPS[amp], input_gain=3.0, g_mean=1.0,
-                         bias=0.1)
+                         bias=0.1, outputs=outputs)
     rng = np.random.default_rng(0)
     v0, y = net.encode(rng.uniform(0, 1, (4, 3))), rng.uniform(-1, 1, (4, 3))
     return net, v0, y, solve(net, v0, targets=y, tol=1e-14, max_sweeps=5000).check()
 
 
-@pytest.mark.parametrize("el, amp", itertools.product(NETS, AMPS))
-def test_ep_converges_to_the_true_gradient_at_the_right_order(el, amp):
-    net, v0, y, free = problem(el, amp)
+@pytest.mark.parametrize("el, amp, outputs", itertools.product(NETS, AMPS, ["single", "paired"]))
+def test_ep_converges_to_the_true_gradient_at_the_right_order(el, amp, outputs):
+    net, v0, y, free = problem(el, amp, outputs)
     true = implicit_gradient(net, v0, free.states, y).flat()
     # ideal diodes: β small enough that no node crosses a rail between phases
     betas = [0.01, 0.005, 0.0025] if el == "ideal" else [0.04, 0.02, 0.01]
@@ -49,9 +50,10 @@ def test_ep_converges_to_the_true_gradient_at_the_right_order(el, amp):
         assert e[-1] < (0.02 if est == "centered" else 0.2)
 
 
-@pytest.mark.parametrize("el", ["shockley-double", "shockley-single"])
-def test_implicit_gradient_matches_finite_differences(el):
-    net, v0, y, free = problem(el, "A4C0.25")
+@pytest.mark.parametrize("el, outputs", [("shockley-double", "single"), ("shockley-single", "single"),
+                                         ("shockley-double", "paired")])
+def test_implicit_gradient_matches_finite_differences(el, outputs):
+    net, v0, y, free = problem(el, "A4C0.25", outputs)
     g = implicit_gradient(net, v0, free.states, y)
     rng = np.random.default_rng(3)
     for l in range(net.depth):
@@ -147,3 +149,95 @@ def test_drn_train_writes_a_valid_network_and_history(tmp_path, capsys):
     assert main(["train", "--dataset", "mnist", "--out", str(out)]) == 2
     assert main(["train", "--hidden", "8", "8", "--lr", "0.1", "0.1", "--epochs", "1", "--out", str(out)]) == 2
     assert "lr must be one positive rate or 3" in capsys.readouterr().err
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    """1 epoch + checkpoint + load + 2 epochs == 3 epochs straight (weights, biases, history), paired outputs."""
+    data = small_digits()
+    cfg = TrainConfig(epochs=3, lr=0.002, target=0.3, beta=0.1)
+    make = lambda: random_network([128, 16, 10], "shockley", seed=0, input_gain=40.0, outputs="paired")  # noqa
+    straight = make()
+    hist = train(straight, data, cfg)
+    net = make()
+    train(net, data, TrainConfig(**{**cfg.__dict__, "epochs": 1}),
+          checkpoint=lambda st: save_checkpoint(tmp_path / "c.npz", net, st, {"note": 1}))
+    back, state, run = load_checkpoint(tmp_path / "c.npz")
+    assert state.epoch == 1 and run == {"note": 1} and "checkpoint" not in back.meta()
+    assert not any(k.startswith("ckpt_") for k in back.extra_arrays)
+    hist2 = train(back, data, cfg, state=state)
+    for a, b in zip(straight.G + straight.b, back.G + back.b):
+        np.testing.assert_array_equal(a, b)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(hist2) == strip(hist) and len(hist2) == 3
+    with pytest.raises(ValueError, match=r"labels up to 9 but the network has 3 classes"):
+        train(random_network([128, 4, 3], "shockley", seed=0), data, cfg)
+    assert load_network(tmp_path / "c.npz").sizes == [128, 16, 20]  # a checkpoint is a valid drn/1 network file
+    with pytest.raises(NetworkFormatError, match="not a training checkpoint"):
+        save_network(straight, tmp_path / "plain.npz")
+        load_checkpoint(tmp_path / "plain.npz")
+
+
+def test_drn_train_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, capsys):
+    import cdsolver.train as tr
+
+    base = ["train", "--hidden", "8", "--outputs", "paired", "--batch-size", "64"]
+    assert main(base + ["--epochs", "3", "--out", str(tmp_path / "full.npz")]) == 0
+    real_save, calls = tr.save_network, []
+
+    def save_then_ctrl_c(net, path):  # the 2nd checkpoint is cut half-written by Ctrl-C
+        calls.append(path)
+        if len(calls) == 2:
+            open(path, "wb").write(b"PK half a zip")
+            raise KeyboardInterrupt
+        real_save(net, path)
+
+    monkeypatch.setattr(tr, "save_network", save_then_ctrl_c)
+    out = tmp_path / "cut.npz"
+    assert main(base + ["--epochs", "3", "--out", str(out)]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert tr.load_checkpoint(tmp_path / "cut.ckpt.npz")[1].epoch == 1  # the last finished epoch, intact
+    assert len(list(csv.DictReader(open(tmp_path / "cut.history.csv")))) == 1
+    monkeypatch.setattr(tr, "save_network", real_save)
+    assert main(base + ["--epochs", "3", "--out", str(out), "--resume"]) == 0
+    a, b = load_network(tmp_path / "full.npz"), load_network(out)
+    for x, y in zip(a.G + a.b, b.G + b.b):
+        np.testing.assert_array_equal(x, y)
+    assert [r["val_error"] for r in csv.DictReader(open(tmp_path / "cut.history.csv"))] == \
+           [r["val_error"] for r in csv.DictReader(open(tmp_path / "full.history.csv"))]
+    # resume refuses what would not continue the same run
+    assert main(base + ["--epochs", "3", "--out", str(tmp_path / "none.npz"), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main(base + ["--epochs", "4", "--lr", "0.01", "--out", str(out), "--resume"]) == 2
+    assert "--lr was [0.002], now [0.01]" in capsys.readouterr().err
+    assert main(base + ["--epochs", "3", "--out", str(out), "--resume"]) == 2
+    assert "3 epochs done" in capsys.readouterr().err
+
+
+def test_drn_train_config_file(tmp_path, capsys):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('hidden = [8, 6]\nlr = [0.002, 0.001, 0.001]\nepochs = 1\noutputs = "paired"\ninput_gain = 30\n')
+    out = tmp_path / "n.npz"
+    assert main(["train", "--config", str(cfg), "--hidden", "8", "4", "--out", str(out)]) == 0  # command line wins
+    net = load_network(out)
+    assert net.sizes == [128, 8, 4, 20] and net.input_gain == 30.0 and net.outputs == "paired"
+    cfg.write_text("hiden = [8]\n")
+    assert main(["train", "--config", str(cfg), "--out", str(out)]) == 2
+    assert "unknown key 'hiden'" in capsys.readouterr().err
+    cfg.write_text("hidden = [8\n")
+    assert main(["train", "--config", str(cfg), "--out", str(out)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_fashion_mnist_files_and_messages(tmp_path, monkeypatch):
+    import cdsolver.datasets as ds
+
+    make_mnist(tmp_path, gz=True)  # the Debian package ships the four files gzipped
+    d = load_fashion_mnist(tmp_path, n_val=8)
+    assert d["train"].x.shape == (32, 784) and d["val"].x.shape == (8, 784) and d["test"].x.shape == (10, 784)
+    assert d["train"].x.max() <= 1.0
+    monkeypatch.setattr(ds, "FASHION_DIR", str(tmp_path / "usr-share"))
+    with pytest.raises(DatasetError, match=r"make data.*apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(ds.FASHION_DIR)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.full(10, 12), gz=True)
+    with pytest.raises(DatasetError, match=r"test: labels must be classes 0..9, found 12..12"):
+        load_fashion_mnist(tmp_path)

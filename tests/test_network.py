@@ -60,6 +60,9 @@ def good(tmp_path):
     (lambda a, m: m.__setitem__("amplifier", {"A": 4}), "meta.amplifier must be null or"),
     (lambda a, m: m.__setitem__("amplifier", {"A": 4, "C": -1}), "meta.amplifier.C"),
     (lambda a, m: m.__setitem__("switch", {"R_on": -1}), "meta.switch.R_on"),
+    (lambda a, m: m.__setitem__("outputs", "triple"), "meta.outputs must be one of"),
+    (lambda a, m: (m.__setitem__("outputs", "paired"), a.__setitem__("G2", np.ones((3, 3))),
+                   a.__setitem__("b2", np.zeros(3))), "paired outputs need an even number of output nodes"),
 ])
 def test_malformed_file_names_the_problem(tmp_path, change, msg):
     arrays, meta = good(tmp_path)
@@ -97,3 +100,17 @@ def test_g_nudge():
     assert net.g_nudge(-0.5) == pytest.approx(-1.0)
     assert net.g_nudge(0.0) == 1e-12
     assert random_network([4, 2], "ideal", r_off=np.inf).g_nudge(0.0) == 0.0
+
+
+def test_paired_outputs_decode_round_trip_and_default(tmp_path):
+    net = random_network([4, 3, 2], "shockley", seed=0, outputs="paired")
+    assert net.sizes == [4, 3, 4] and net.n_classes == 2
+    v = np.array([[0.3, -0.1, 0.1, 0.2]])  # v+ = (0.3, -0.1), v- = (0.1, 0.2)
+    np.testing.assert_allclose(net.decode(v), [[0.2, -0.3]])
+    assert net.decode(v).argmax(1)[0] == 0
+    np.testing.assert_array_equal(net.decode_T(np.array([[1.0, 2.0]])), [[1, 2, -1, -2]])
+    save_network(net, tmp_path / "p.npz")
+    assert load_network(tmp_path / "p.npz").outputs == "paired"
+    arrays, meta = good(tmp_path)  # files written before the key existed: single outputs
+    meta.pop("outputs")
+    assert load_network(write(tmp_path, arrays, meta)).outputs == "single"

@@ -15,10 +15,10 @@ AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25)}
 SIZES = {1: [6, 5, 3], 2: [6, 5, 4, 3], 3: [6, 5, 4, 4, 3]}
 
 
-def problem(kind, amp, depth, batch=8, seed=0):
+def problem(kind, amp, depth, batch=8, seed=0, outputs="single"):
     rng = np.random.default_rng(seed + depth)
     net = random_network(SIZES[depth], kind, seed=depth + 1, amplifier=AMPS[amp], input_gain=3.0, g_mean=1.0,
-                         bias=0.1)
+                         bias=0.1, outputs=outputs)
     v0 = net.encode(rng.uniform(0, 1, (batch, 3)))
     y = rng.uniform(-1, 1, (batch, SIZES[depth][-1]))
     return net, v0, y
@@ -29,10 +29,11 @@ def rel_l1(a, b):
     return (np.abs(a - b).sum(axis=1) / np.abs(b).sum(axis=1)).max()
 
 
-@pytest.mark.parametrize("kind, amp, depth, beta", itertools.product(
-    ["linear", "shockley", "pwl"], AMPS, [1, 2, 3], [0.0, 0.5, -0.5]))
-def test_matches_newton_on_full_kcl(kind, amp, depth, beta):
-    net, v0, y = problem(kind, amp, depth)
+@pytest.mark.parametrize("kind, amp, depth, beta, outputs", [
+    *itertools.product(["linear", "shockley", "pwl"], AMPS, [1, 2, 3], [0.0, 0.5, -0.5], ["single"]),
+    *itertools.product(["shockley"], AMPS, [1, 3], [0.0, 0.5, -0.2], ["paired"])])
+def test_matches_newton_on_full_kcl(kind, amp, depth, beta, outputs):
+    net, v0, y = problem(kind, amp, depth, outputs=outputs)
     sol = solve(net, v0, beta=beta, targets=y).check()
     # the stopping test holds against the exact largest branch current, on a full recomputation of KCL
     r = np.max([np.abs(x).max(axis=1) for x in kcl(net, v0, sol.states, beta=beta, targets=y)], axis=0)
@@ -169,3 +170,9 @@ def test_bad_inputs_give_clear_errors():
         solve(net, v0, init=[np.zeros((8, 5))])
     with pytest.raises(ValueError, match=r"layer 3 node \d: total conductance .* <= 0"):
         solve(net, v0, beta=-0.9)  # g_nudge = 1/(1/β + R_on) = -9 S: more than the output's conductances
+    paired, v0, y = problem("shockley", "no-amp", 2, outputs="paired")
+    assert paired.sizes[-1] == 6
+    with pytest.raises(ValueError, match=r"targets: expected shape \(8, 3\)"):  # one target per pair
+        solve(paired, v0, beta=0.5, targets=np.hstack([y, y]))
+    with pytest.raises(ValueError, match=r"output pair \d: beta=-0.7 .* non-convex"):
+        solve(paired, v0, beta=-0.7)  # -2.3 S between the pair: each node keeps a > 0, but a+ a- <= g^2

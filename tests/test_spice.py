@@ -57,6 +57,28 @@ def test_cd_and_every_runner_agree(ngspice, el, amp, phase):
     assert rel_l1(results["shared"].states, results["op"].states) <= 1e-12
 
 
+@pytest.mark.parametrize("amp, phase", itertools.product(["no-amp", "A4C0.25"], BETAS))
+def test_paired_outputs_agree(ngspice, amp, phase):
+    """Paired outputs: the nudging branch runs from v+ to the target source standing on v- (SPICE), the 2x2
+    pair update (CD); the nudge pulls v+ - v- (not each node) towards the target."""
+    kind, rails = ELEMENTS["shockley-double"]
+    net = random_network([6, 5, 4, 3], kind, rails=rails, seed=2, amplifier=AMPS[amp], input_gain=3.0,
+                         g_mean=1.0, bias=0.1, outputs="paired")
+    rng = np.random.default_rng(1)
+    v0, y = net.encode(rng.uniform(0, 1, (3, 3))), rng.uniform(-1, 1, (3, 3))
+    assert net.sizes[-1] == 6 and net.n_classes == 3
+    beta = BETAS[phase]
+    cd = solve(net, v0, beta=beta, targets=y, tol=1e-14, max_sweeps=5000).check()
+    for r in ("op", "batch", "shared"):
+        res = run(net, v0, runner=r, beta=beta, targets=y)
+        assert res.ok.all(), (r, res.reason)
+        assert rel_l1(res.states, cd.states) <= 1e-12, r
+    if beta > 0:  # the difference moves towards the target, the common mode is left alone by the nudge
+        free = solve(net, v0, targets=y, tol=1e-14)
+        d_free, d_nudged = net.decode(free.states[-1]), net.decode(cd.states[-1])
+        assert np.all(np.abs(d_nudged - y) < np.abs(d_free - y))
+
+
 def test_builtin_diode_model_differs_by_its_reverse_law(ngspice):
     """ngspice's D model follows Is*(exp(v/(N Vt))-1) only down to v = -3 N Vt, then a cubic reverse law:
     with rails ±0.8 V most diodes sit in deep reverse bias, where it leaks a little less than the pure law."""
