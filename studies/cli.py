@@ -191,8 +191,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         save_checkpoint(ckpt, net, st, json_ready(run))
         _write_history(st.history, hist_path)
 
+    from threadpoolctl import threadpool_limits
+
     try:
-        train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty(), state=state, checkpoint=checkpoint)
+        with threadpool_limits(args.threads, user_api="blas"):
+            train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty(), state=state, checkpoint=checkpoint)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
               file=sys.stderr)
@@ -218,7 +221,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         summ = compare(args.config, out=args.out, jobs=args.jobs, max_samples=args.max_samples,
-                       progress=sys.stderr.isatty())
+                       progress=sys.stderr.isatty(), cell_jobs=args.cell_jobs, dask=args.dask)
     except ConfigError as e:
         raise CliError(str(e)) from None
     cols = ["depth", "width", "element", "amplifier", "runner", "spice_failed", "rel_l1_p90", "speedup_median"]
@@ -227,9 +230,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .plot import plot
+    from .plot import learning_curves, plot
 
-    for p in plot(args.results):
+    paths = [Path(p) for p in args.results]
+    if all(p.name.endswith(".history.csv") for p in paths):
+        written = learning_curves(paths, args.out or paths[0].parent / "learning_curve.png")
+    elif len(paths) == 1 and args.out is None:
+        written = plot(paths[0])
+    else:
+        raise CliError("give one drn compare results folder, or drn train *.history.csv files (with optional --out)")
+    for p in written:
         print(f"wrote {p}")
     return 0
 
@@ -350,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-10, help="solver tolerance in training, relative KCL "
                    "(default: 1e-10; evaluation always uses 1e-12)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — faster for mini-batches "
+                   "of this size than 2 threads on the 2-core reference machine, see README)")
     p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")
     p.add_argument("--out", required=True, metavar="NET.npz", help="output network file")
     p.set_defaults(func=cmd_train)
@@ -363,11 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/<study name>)")
     p.add_argument("--jobs", type=int, help="ngspice worker processes (overrides study.jobs)")
     p.add_argument("--max-samples", type=int, help="at most this many validation samples per cell")
+    p.add_argument("--cell-jobs", type=int, help="cells run at once, joblib processes (overrides study.cell_jobs, "
+                   "default 1: parallel cells disturb each other's timings)")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the cells on a Dask cluster (scheduler address, e.g. "
+                   "tcp://10.0.0.5:8786; pip install 'drn-cd[dask]'; the --out folder must be shared by the workers)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("plot", help="figures (PNG+PDF) and a Markdown table from a compare results folder",
-                       description="runtime vs width per depth (log-log), speed-up vs width, error CDF, summary.md.")
-    p.add_argument("results", metavar="RESULTS_DIR")
+    p = sub.add_parser("plot", help="figures (PNG+PDF): a compare results folder, or training learning curves",
+                       description="RESULTS_DIR of drn compare: runtime vs width per depth (log-log), speed-up vs "
+                                   "width, error CDF, summary.md. NET.history.csv files of drn train: train and "
+                                   "validation error per epoch in one figure (--out, default: learning_curve.png "
+                                   "next to the first file).")
+    p.add_argument("results", nargs="+", metavar="RESULTS_DIR | NET.history.csv")
+    p.add_argument("--out", metavar="FIG.png", help="learning-curve figure (PNG; a PDF is written next to it)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("doctor", help="check ngspice, PySpice, versions, BLAS",

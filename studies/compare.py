@@ -43,12 +43,12 @@ ELEMENTS = {"shockley-double": ("shockley", "both"), "shockley-single": ("shockl
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "study": {"name": str, "dataset": str, "samples": int, "seeds": list, "runners": list, "jobs": int,
-              "timeout": float, "data_seed": int, "cd_tol": float},
+              "cell_jobs": int, "timeout": float, "data_seed": int, "cd_tol": float},
     "grid": {"depth": list, "width": list, "element": list, "amplifier": list},
     "train": {"epochs": int, "lr": float, "beta": float, "target": float, "batch_size": int},
 }
-DEFAULT = {"study": {"dataset": "digits", "seeds": [0], "runners": ["batch"], "jobs": 1, "timeout": 3600.0,
-                     "data_seed": 0, "cd_tol": 1e-13},
+DEFAULT = {"study": {"dataset": "digits", "seeds": [0], "runners": ["batch"], "jobs": 1, "cell_jobs": 1,
+                     "timeout": 3600.0, "data_seed": 0, "cd_tol": 1e-13},
            "grid": {"amplifier": ["none"]}, "train": {"epochs": 0}}
 
 COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "sample", "rel_l1", "max_abs_V",
@@ -104,8 +104,9 @@ def load_config(path: str | Path) -> dict:
         raise ConfigError(f"{p}: study.dataset must be 'digits' (MNIST studies: issue 7), got {st['dataset']!r}")
     if not 1 <= st["samples"] <= 360:
         raise ConfigError(f"{p}: study.samples must be 1..360 (the Digits validation split), got {st['samples']}")
-    if st["jobs"] < 1:
-        raise ConfigError(f"{p}: study.jobs must be >= 1, got {st['jobs']}")
+    for key in ("jobs", "cell_jobs"):
+        if st[key] < 1:
+            raise ConfigError(f"{p}: study.{key} must be >= 1, got {st[key]}")
     bad = [r for r in st["runners"] if r not in RUNNERS]
     if bad or not st["runners"]:
         raise ConfigError(f"{p}: study.runners must be a non-empty list of {RUNNERS}, got {st['runners']}")
@@ -219,12 +220,29 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(keys).apply(one, include_groups=False).reset_index()
 
 
+def _do_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> str:
+    """Run one cell and write its CSV (atomically); returns the cell name. Runs in a worker for parallel cells."""
+    write_csv(run_cell(cfg, c, out), out / "cells" / f"{cell_name(c)}.csv", prov)
+    return cell_name(c)
+
+
 def compare(config: str | Path, out: str | Path | None = None, jobs: int | None = None,
-            max_samples: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) a study; returns the summary. ``jobs``/``max_samples`` override the config."""
+            max_samples: int | None = None, progress: bool = True, cell_jobs: int | None = None,
+            dask: str | None = None) -> pd.DataFrame:
+    """Run (or resume) a study; returns the summary. ``jobs``/``max_samples``/``cell_jobs`` override the config.
+
+    cell_jobs: cells run at once (joblib loky processes; default 1, so that the timings of one cell are not
+    disturbed by another). dask: address of a Dask scheduler (``tcp://host:8786``); cells then go to its workers
+    through joblib's ``dask`` backend (``pip install 'drn-cd[dask]'``; OUT must be on storage every worker sees).
+    """
+    from joblib import Parallel, delayed, parallel_config
+
     cfg = load_config(config)
-    if jobs is not None:
-        cfg["study"]["jobs"] = jobs
+    for key, val in (("jobs", jobs), ("cell_jobs", cell_jobs)):
+        if val is not None:
+            if val < 1:
+                raise ConfigError(f"{key} must be >= 1, got {val}")
+            cfg["study"][key] = val
     if max_samples is not None:
         cfg["study"]["samples"] = min(cfg["study"]["samples"], max_samples)
     out = Path(out or Path("results") / cfg["study"]["name"])
@@ -232,20 +250,35 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     (out / "config.toml").write_text(Path(config).read_text())
     prov = provenance(cfg)
     todo = cells(cfg)
-    it = todo
-    if progress:
-        from tqdm import tqdm
+    paths = [out / "cells" / f"{cell_name(c)}.csv" for c in todo]
+    for c, p in zip(todo, paths):
+        if p.is_file():
+            print(f"skip {cell_name(c)} (done: {p})", file=sys.stderr)
+    pending = [c for c, p in zip(todo, paths) if not p.is_file()]
+    if dask:
+        from dask.distributed import Client
 
-        it = tqdm(todo, desc="cells", unit="cell", file=sys.stderr)
-    frames = []
-    for c in it:
-        path = out / "cells" / f"{cell_name(c)}.csv"
-        if path.is_file():
-            print(f"skip {cell_name(c)} (done: {path})", file=sys.stderr)
-        else:
-            write_csv(run_cell(cfg, c, out), path, prov)
-        frames.append(pd.read_csv(path, comment="#"))
-    df = pd.concat(frames, ignore_index=True)
+        try:
+            client = Client(dask, timeout="10s")
+        except OSError as e:
+            raise ConfigError(f"cannot reach the Dask scheduler {dask!r}: {e}") from None
+        backend = parallel_config(backend="dask")
+    else:
+        client, backend = None, parallel_config(backend="loky")
+    try:
+        with backend:
+            done = Parallel(n_jobs=-1 if dask else cfg["study"]["cell_jobs"], return_as="generator_unordered")(
+                delayed(_do_cell)(cfg, c, out, prov) for c in pending)
+            if progress:
+                from tqdm import tqdm
+
+                done = tqdm(done, total=len(pending), desc="cells", unit="cell", file=sys.stderr)
+            for _ in done:
+                pass
+    finally:
+        if client is not None:
+            client.close()
+    df = pd.concat([pd.read_csv(p, comment="#") for p in paths], ignore_index=True)
     write_csv(df, out / "samples.csv", prov)
     summ = summarize(df)
     write_csv(summ, out / "summary.csv", prov)

@@ -1,4 +1,5 @@
-"""`drn plot`: figures (PNG + PDF) and a Markdown table from a `drn compare` results folder."""
+"""`drn plot`: figures (PNG + PDF) and a Markdown table from a `drn compare` results folder, or learning curves
+from `drn train` histories."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot"]
+__all__ = ["plot", "learning_curves"]
 
 
 def _save(fig, out: Path, name: str) -> list[Path]:
@@ -71,4 +72,32 @@ def plot(results: str | Path) -> list[Path]:
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     written.append(out / "summary.md")
+    return written
+
+
+def learning_curves(histories: list[str | Path], out: str | Path) -> list[Path]:
+    """Train and validation error per epoch of ``drn train`` runs (``NET.history.csv``), one line pair per run,
+    written to ``out`` (``.png`` and ``.pdf``). Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for h in map(Path, histories):
+        if not h.is_file():
+            raise FileNotFoundError(f"history file not found: {h} (drn train writes NET.history.csv)")
+        df = pd.read_csv(h)
+        missing = {"epoch", "train_error", "val_error"} - set(df.columns)
+        if missing:
+            raise ValueError(f"{h}: not a drn train history (missing columns {sorted(missing)})")
+        name = h.name.removesuffix(".history.csv")
+        line, = ax.plot(df.epoch, 100 * df.val_error, "o-", ms=3, label=f"{name}: validation")
+        ax.plot(df.epoch, 100 * df.train_error, "--", color=line.get_color(), label=f"{name}: train (during epoch)")
+    ax.set(xlabel="epoch", ylabel="error (%)", title="EP training (CD solver)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    out = Path(out)
+    written = _save(fig, out.parent, out.stem)
+    plt.close(fig)
     return written

@@ -211,6 +211,11 @@ def test_drn_train_interrupted_then_resumed_equals_uninterrupted(tmp_path, monke
     assert "--lr was [0.002], now [0.01]" in capsys.readouterr().err
     assert main(base + ["--epochs", "3", "--out", str(out), "--resume"]) == 2
     assert "3 epochs done" in capsys.readouterr().err
+    # learning curves from the histories
+    fig = tmp_path / "curves.png"
+    assert main(["plot", str(tmp_path / "full.history.csv"), str(tmp_path / "cut.history.csv"), "--out", str(fig)]) == 0
+    assert fig.stat().st_size > 10_000 and fig.with_suffix(".pdf").is_file()
+    assert main(["plot", str(tmp_path / "full.history.csv"), str(tmp_path)]) == 2
 
 
 def test_drn_train_config_file(tmp_path, capsys):
