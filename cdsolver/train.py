@@ -27,12 +27,13 @@ DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1)
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters. lr: one rate or one per layer (G and b of layer l share it). tol: solver tolerance in
-    training (evaluation uses ``eval_tol``). target: output voltage (V) of the correct class, 0 V elsewhere."""
+    """Hyper-parameters. lr: one rate or one per layer (G and b of layer l share it), times ``lr_decay**(e-1)``
+    in epoch ``e``. tol: solver tolerance in training (evaluation uses ``eval_tol``). target: output voltage (V) of the correct class, 0 V elsewhere."""
 
     epochs: int = 20
     batch_size: int = 32
     lr: float | Sequence[float] = 0.05
+    lr_decay: float = 1.0
     momentum: float = 0.9
     beta: float = 0.5
     estimator: str = "centered"
@@ -49,6 +50,8 @@ class TrainConfig:
         lr = lr * depth if len(lr) == 1 else lr
         if len(lr) != depth or any(not x > 0 for x in lr):
             raise ValueError(f"lr must be one positive rate or {depth} of them (one per layer), got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         return lr
 
 
@@ -137,6 +140,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
         raise ValueError(f"the state was made with {len(st.free_cache[0])} training samples, the data has {len(tr.x)}")
     for epoch in range(st.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
+        rates = [r * cfg.lr_decay ** (epoch - 1) for r in lr]
         order = st.rng.permutation(len(tr.x))
         errs, tot_loss = 0, 0.0
         batches = range(0, len(order), cfg.batch_size)
@@ -155,7 +159,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
             errs += int((net.decode(free.states[-1]).argmax(1) != lab).sum())
             tot_loss += loss(net, free.states, y) * len(idx)
             params = net.G + net.b
-            for p, (g, v, rate) in enumerate(zip(grad.dG + grad.db, st.velocity, lr + lr)):
+            for p, (g, v, rate) in enumerate(zip(grad.dG + grad.db, st.velocity, rates + rates)):
                 v *= cfg.momentum
                 v -= rate * g
                 params[p] += v

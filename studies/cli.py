@@ -119,7 +119,7 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
 #: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
 RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "input_gain", "outputs", "batch_size",
-               "lr", "momentum", "beta", "estimator", "target", "g_min", "g_max", "tol", "seed")
+               "lr", "lr_decay", "momentum", "beta", "estimator", "target", "g_min", "g_max", "tol", "seed")
 
 
 def _train_data(args: argparse.Namespace) -> dict:
@@ -159,7 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = {k: getattr(args, k) for k in RUN_OPTIONS}
     out = Path(args.out)
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+                      momentum=args.momentum,
                       beta=args.beta, estimator=args.estimator, g_min=args.g_min, g_max=args.g_max,
                       target=args.target, tol=args.tol, seed=args.seed)
     if args.resume and not ckpt.is_file():
@@ -167,7 +168,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = _train_data(args)
     if args.resume:
         net, state, run0 = load_checkpoint(ckpt)
-        diff = {k: (run0.get(k), v) for k, v in json_ready(run).items() if run0.get(k) != v}
+        default = vars(build_parser().parse_args(["train", "--out", str(out)]))  # options newer than the checkpoint
+        diff = {k: (run0.get(k, default[k]), v) for k, v in json_ready(run).items() if run0.get(k, default[k]) != v}
         if diff:
             raise CliError("--resume: the checkpoint was made with other options (only --epochs may change): "
                            + "; ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in diff.items()))
@@ -351,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     p.add_argument("--lr", type=float, nargs="+", help="learning rate, one or one per layer "
                    "(default: 0.002 shockley, 0.1 otherwise)")
+    p.add_argument("--lr-decay", type=float, default=1.0, help="rates times this factor after every epoch (default: 1)")
     p.add_argument("--momentum", type=float, default=0.9, help="(default: 0.9)")
     p.add_argument("--beta", type=float, default=0.1, help="nudging strength β > 0, S (default: 0.1)")
     p.add_argument("--estimator", choices=["centered", "positive", "negative"], default="centered")

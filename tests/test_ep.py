@@ -149,6 +149,8 @@ def test_drn_train_writes_a_valid_network_and_history(tmp_path, capsys):
     assert main(["train", "--dataset", "mnist", "--out", str(out)]) == 2
     assert main(["train", "--hidden", "8", "8", "--lr", "0.1", "0.1", "--epochs", "1", "--out", str(out)]) == 2
     assert "lr must be one positive rate or 3" in capsys.readouterr().err
+    assert main(["train", "--hidden", "8", "--lr-decay", "0", "--epochs", "1", "--out", str(out)]) == 2
+    assert "lr_decay must be in (0, 1]" in capsys.readouterr().err
 
 
 def test_resume_continues_bit_for_bit(tmp_path):
