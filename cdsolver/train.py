@@ -27,8 +27,9 @@ DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1)
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters. lr: one rate or one per layer (G and b of layer l share it), times ``lr_decay**(e-1)``
-    in epoch ``e``. tol: solver tolerance in training (evaluation uses ``eval_tol``). target: output voltage (V) of the correct class, 0 V elsewhere."""
+    """Hyper-parameters. lr: one rate (see ``rates``) or one per layer (G and b of layer l share it), times
+    ``lr_decay**(e-1)`` in epoch ``e``. tol: solver tolerance in training (evaluation uses ``eval_tol``).
+    target: output voltage (V) of the correct class (paired outputs: of ``v+ − v−``), 0 V elsewhere."""
 
     epochs: int = 20
     batch_size: int = 32
@@ -45,9 +46,14 @@ class TrainConfig:
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
-    def rates(self, depth: int) -> list[float]:
+    def rates(self, net: Network) -> list[float]:
+        """Learning rate of each crossbar. One ``lr`` is the output layer's; crossbar ``l`` gets
+        ``lr·(C/A)^(L−l)``, which cancels the layer weight ``(A/C)^(L−l)`` in its EP gradient, so every crossbar
+        learns from its own ``½ΔV²`` (the local rule; no change without amplifiers). A list is used as given."""
+        depth = net.depth
         lr = [float(x) for x in np.atleast_1d(self.lr)]
-        lr = lr * depth if len(lr) == 1 else lr
+        if len(lr) == 1:
+            lr = [lr[0] * (net.C / net.A) ** (depth - l) for l in range(1, depth + 1)]
         if len(lr) != depth or any(not x > 0 for x in lr):
             raise ValueError(f"lr must be one positive rate or {depth} of them (one per layer), got {self.lr}")
         if not 0 < self.lr_decay <= 1:
@@ -130,7 +136,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
     epoch. ``state``: continue a run (``load_checkpoint``) — the result is bit for bit that of an uninterrupted
     run; ``checkpoint(state)`` is called after every epoch. Returns the history, one dict per epoch (epoch,
     train_error, train_loss, val_error, val_loss, seconds)."""
-    lr = cfg.rates(net.depth)
+    lr = cfg.rates(net)
     tr = data["train"]
     st = state or TrainState.start(net, len(tr.x), cfg.seed)
     for split in data.values():

@@ -181,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         net = random_network([2 * data["train"].x.shape[1], *args.hidden, 10], args.element, seed=args.seed, rails=args.rails,
                              amplifier=amp, input_gain=args.input_gain, outputs=args.outputs)
         state = None
-    cfg.rates(net.depth)  # validates --lr before any work
+    cfg.rates(net)  # validates --lr before any work
     if data["train"].x.shape[1] != net.n_features:
         raise CliError(f"the data has {data['train'].x.shape[1]} features per sample, the network {net.n_features}")
 
@@ -351,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "between the pair (Kendall et al.) (default: single)")
     p.add_argument("--epochs", type=int, default=20, help="(default: 20; with --resume: the new total)")
     p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
-    p.add_argument("--lr", type=float, nargs="+", help="learning rate, one or one per layer "
-                   "(default: 0.002 shockley, 0.1 otherwise)")
+    p.add_argument("--lr", type=float, nargs="+", help="learning rate, one per layer, or one: the output layer's, "
+                   "earlier layers scaled by (C/A)^(L-l) with amplifiers (default: 0.002 shockley, 0.1 otherwise)")
     p.add_argument("--lr-decay", type=float, default=1.0, help="rates times this factor after every epoch (default: 1)")
     p.add_argument("--momentum", type=float, default=0.9, help="(default: 0.9)")
     p.add_argument("--beta", type=float, default=0.1, help="nudging strength β > 0, S (default: 0.1)")

@@ -248,3 +248,13 @@ def test_fashion_mnist_files_and_messages(tmp_path, monkeypatch):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.full(10, 12), gz=True)
     with pytest.raises(DatasetError, match=r"test: labels must be classes 0..9, found 12..12"):
         load_fashion_mnist(tmp_path)
+
+
+def test_one_rate_is_scaled_per_layer_by_the_amplifier_weights():
+    amp = random_network([6, 5, 4, 3], "shockley", amplifier=(4.0, 0.25))
+    np.testing.assert_allclose(TrainConfig(lr=0.1).rates(amp), [0.1 / 256, 0.1 / 16, 0.1])
+    passive = random_network([6, 5, 4, 3], "shockley")
+    assert TrainConfig(lr=0.1).rates(passive) == [0.1, 0.1, 0.1]
+    assert TrainConfig(lr=[0.1, 0.2, 0.3]).rates(amp) == [0.1, 0.2, 0.3]
+    with pytest.raises(ValueError, match="lr must be one positive rate or 3"):
+        TrainConfig(lr=[0.1, 0.2]).rates(amp)
