@@ -153,6 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cdsolver.network import Amplifier, random_network, save_network
     from cdsolver.train import DEFAULTS, TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 
+    if args.threads < 1:
+        raise CliError(f"--threads must be >= 1, got {args.threads}")
     gain0, lr0 = DEFAULTS[args.element]
     args.input_gain = args.input_gain if args.input_gain is not None else gain0
     args.lr = args.lr or [lr0]
@@ -178,8 +180,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
     else:
         amp = None if args.amplifier is None else Amplifier(*args.amplifier)
-        net = random_network([2 * data["train"].x.shape[1], *args.hidden, 10], args.element, seed=args.seed, rails=args.rails,
-                             amplifier=amp, input_gain=args.input_gain, outputs=args.outputs)
+        sizes = [2 * data["train"].x.shape[1], *args.hidden, 10]
+        net = random_network(sizes, args.element, seed=args.seed, rails=args.rails, amplifier=amp,
+                             input_gain=args.input_gain, outputs=args.outputs)
         state = None
     cfg.rates(net)  # validates --lr before any work
     if data["train"].x.shape[1] != net.n_features:
@@ -198,11 +201,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         with threadpool_limits(args.threads, user_api="blas"):
             train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty(), state=state, checkpoint=checkpoint)
+            test_err, test_loss = evaluate(net, data["test"], cfg)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
               file=sys.stderr)
         return 130
-    test_err, test_loss = evaluate(net, data["test"], cfg)
     net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr, "beta": cfg.beta,
                                   "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
                                   "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
