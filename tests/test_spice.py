@@ -3,6 +3,7 @@ failures of ngspice are reported with its message and the deck, never lost."""
 
 import itertools
 import os
+import shutil
 import stat
 
 import numpy as np
@@ -125,6 +126,20 @@ def test_convergence_failure_is_recorded_with_ngspices_message(fake_ngspice):
     res = run(net, v0, runner="batch")
     assert not res.ok.any() and res.fallback.all()
     assert "no convergence" in res.reason[1] and "sample1.cir" in res.reason[1]
+
+
+def test_batch_resumes_the_sweep_after_a_failed_point(ngspice, fake_ngspice, tmp_path):
+    """The first sweep stops after 2 of 5 points (the real ngspice, its sweep cut short by the wrapper): point 2
+    goes to the op fallback, a new sweep resumes at point 3, and every sample still equals CD."""
+    real = shutil.which("ngspice")  # before the fake one goes first on PATH
+    fake_ngspice(f'[ "$2" = "batch0_0.cir" ] && sed -i "s/^dc Vsw 0 4 1$/dc Vsw 0 1 1/" "$2"\nexec {real} "$@"')
+    net, v0, y = case("shockley-double", "no-amp", 2, batch=5)
+    res = run(net, v0, runner="batch", workdir=tmp_path / "wd")
+    assert res.ok.all(), res.reason
+    assert res.fallback.tolist() == [False, False, True, False, False]
+    assert {p.name for p in (tmp_path / "wd").glob("*.cir")} >= {"batch0_0.cir", "batch0_1.cir", "sample2.cir"}
+    cd = solve(net, v0, tol=1e-14, max_sweeps=5000).check()
+    assert rel_l1(res.states, cd.states) <= 1e-12
 
 
 def test_unreadable_deck_raises_naming_it(fake_ngspice):
