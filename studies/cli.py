@@ -44,7 +44,7 @@ def load_problem(args: argparse.Namespace):
     v0 = check_array(x, "inputs (already encoded v0)", (None, net.sizes[0])) if args.encoded else net.encode(x)
     targets = None
     if args.targets is not None:
-        targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.sizes[-1]))
+        targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
     if args.beta != 0 and targets is None:
         print("note: --beta without --targets nudges the outputs towards 0 V", file=sys.stderr)
     return net, v0, targets
@@ -57,7 +57,8 @@ def _add_problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoded", action="store_true", help="INPUTS already holds the input voltages v0 (batch, n_0), V")
     p.add_argument("--beta", type=float, default=0.0,
                    help="nudging strength β (S); 0 = free phase; negative allowed (default: 0)")
-    p.add_argument("--targets", metavar="Y.npy", help="output target voltages (batch, n_L), V (default: 0 V)")
+    p.add_argument("--targets", metavar="Y.npy", help="output target voltages (batch, n_L), V; paired outputs: "
+                   "(batch, n_L/2), targets of v+ - v- (default: 0 V)")
 
 
 def cmd_solve(args: argparse.Namespace) -> int:

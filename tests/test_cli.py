@@ -40,6 +40,23 @@ def test_solve_nudged_and_encoded(files):
         np.testing.assert_array_equal(f["v2"], solve(net, net.encode(x), beta=0.5, targets=y).states[1])
 
 
+def test_solve_paired_outputs_takes_one_target_per_pair(files, capsys):
+    d, net, x = files
+    paired = random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0, outputs="paired")
+    save_network(paired, d / "p.npz")
+    np.save(d / "y.npy", np.ones((7, 3)))
+    assert main(["solve", str(d / "p.npz"), str(d / "x.npy"), "--beta", "0.5", "--targets", str(d / "y.npy"),
+                 "--out", str(d / "s.npz")]) == 0
+    with np.load(d / "s.npz") as f:
+        assert f["v2"].shape == (7, 6)
+        np.testing.assert_array_equal(f["v2"], solve(paired, paired.encode(x), beta=0.5,
+                                                     targets=np.ones((7, 3))).states[1])
+    np.save(d / "y6.npy", np.ones((7, 6)))
+    assert main(["solve", str(d / "p.npz"), str(d / "x.npy"), "--beta", "0.5", "--targets", str(d / "y6.npy"),
+                 "--out", str(d / "s.npz")]) == 2
+    assert r"targets: expected shape (7, 3)" in capsys.readouterr().err
+
+
 def test_not_converged_exits_3_and_still_writes(files, capsys):
     d, net, x = files
     deep = random_network([8, 6, 6, 6, 3], "shockley", seed=0, input_gain=20.0, amplifier=(4, 1))
