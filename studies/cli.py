@@ -230,6 +230,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                        progress=sys.stderr.isatty(), cell_jobs=args.cell_jobs, dask=args.dask)
     except ConfigError as e:
         raise CliError(str(e)) from None
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished cells and runners are kept; the same command resumes", file=sys.stderr)
+        return 130
     cols = ["depth", "width", "element", "amplifier", "runner", "spice_failed", "rel_l1_p90", "speedup_median"]
     print(summ[cols].to_string(index=False))
     return 0

@@ -4,7 +4,8 @@ For each cell: build (and, with ``[train] epochs > 0``, train with EP) the netwo
 ``OUT/networks/``; solve the validation samples with CD and with each ngspice runner; record per sample the
 relative L1 error ``‖v_cd − v_spice‖₁ / (‖v_spice‖₁ + ε)`` over hidden+output nodes (ε = ``metrics.EPS_L1``),
 the max absolute error (V), CD sweeps, ngspice iterations, wall times and ngspice failures. A finished cell is
-written to ``OUT/cells/<cell>.csv`` (atomically), so a re-run skips it. Then ``OUT/samples.csv`` (all rows)
+written to ``OUT/cells/<cell>.csv`` (atomically), so a re-run skips it; within a cell each finished runner is
+kept in ``OUT/cells/<cell>.<runner>.csv`` until the cell is done, so a re-run also skips finished runners. Then ``OUT/samples.csv`` (all rows)
 and ``OUT/summary.csv`` (per cell and runner), both with a provenance header.
 
 Timing: ``cd_s`` = one ``solve`` call over the cell's samples / samples (``study.cd_tol``, default 1e-13: the
@@ -182,23 +183,30 @@ def network_for(cfg: dict, c: dict, out: Path) -> Any:
     return net
 
 
-def run_cell(cfg: dict, c: dict, out: Path) -> pd.DataFrame:
+def run_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> pd.DataFrame:
+    """CD and every runner on the cell's samples. Each runner's rows are kept in ``OUT/cells/<cell>.<runner>.csv``
+    as soon as it finishes, so an interrupted cell resumes at the runner it was in (CD is re-solved: cheap)."""
     st = cfg["study"]
     net = network_for(cfg, c, out)
     v0 = net.encode(load_digits(seed=st["data_seed"])["val"].x[: st["samples"]])
     t = time.perf_counter()
     cd = solve(net, v0, tol=st["cd_tol"])
     cd_s = (time.perf_counter() - t) / len(v0)
-    rows = []
+    frames = []
     for r in st["runners"]:
+        part = out / "cells" / f"{cell_name(c)}.{r}.csv"
+        if part.is_file():
+            frames.append(pd.read_csv(part, comment="#"))
+            continue
         res = run(net, v0, runner=r, jobs=st["jobs"], timeout=st["timeout"])
         err, mx = rel_l1(cd.states, res.states), max_abs(cd.states, res.states)
-        for b in range(len(v0)):
-            rows.append(dict(**c, runner=r, sample=b, rel_l1=err[b], max_abs_V=mx[b], cd_sweeps=cd.iterations[b],
-                             cd_converged=cd.converged[b], cd_s=cd_s, spice_s=res.wall[b],
-                             spice_iterations=res.iterations[b], spice_ok=res.ok[b], spice_fallback=res.fallback[b],
-                             spice_reason=res.reason[b]))
-    return pd.DataFrame(rows, columns=COLUMNS)
+        rows = [dict(**c, runner=r, sample=b, rel_l1=err[b], max_abs_V=mx[b], cd_sweeps=cd.iterations[b],
+                     cd_converged=cd.converged[b], cd_s=cd_s, spice_s=res.wall[b], spice_iterations=res.iterations[b],
+                     spice_ok=res.ok[b], spice_fallback=res.fallback[b], spice_reason=res.reason[b])
+                for b in range(len(v0))]
+        frames.append(pd.DataFrame(rows, columns=COLUMNS))
+        write_csv(frames[-1], part, prov)
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -222,7 +230,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 def _do_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> str:
     """Run one cell and write its CSV (atomically); returns the cell name. Runs in a worker for parallel cells."""
-    write_csv(run_cell(cfg, c, out), out / "cells" / f"{cell_name(c)}.csv", prov)
+    df = run_cell(cfg, c, out, prov)
+    write_csv(df, out / "cells" / f"{cell_name(c)}.csv", prov)
+    for r in cfg["study"]["runners"]:
+        (out / "cells" / f"{cell_name(c)}.{r}.csv").unlink(missing_ok=True)
     return cell_name(c)
 
 

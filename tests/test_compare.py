@@ -51,6 +51,30 @@ def test_compare_writes_documented_csvs_and_resumes(ngspice, tiny, capsys):
     assert "rel_l1_p90" in (out / "summary.md").read_text()
 
 
+def test_an_interrupted_cell_resumes_at_the_runner_it_was_in(ngspice, tmp_path, monkeypatch):
+    import studies.compare as cmp
+
+    cfg = tmp_path / "one.toml"
+    cfg.write_text(TINY.replace("depth = [1, 2]", "depth = [1]").replace('"shockley-double", "pwl"', '"pwl"'))
+    out, calls, real_run = tmp_path / "res", [], cmp.run
+
+    def run_then_fail_at_op(net, v0, runner, **kw):
+        calls.append(runner)
+        if runner == "op" and len(calls) == 2:
+            raise KeyboardInterrupt  # the user stops the study while ngspice op runs
+        return real_run(net, v0, runner=runner, **kw)
+
+    monkeypatch.setattr(cmp, "run", run_then_fail_at_op)
+    assert main(["compare", str(cfg), "--out", str(out)]) == 130
+    part = out / "cells" / "d1_w5_pwl_none_s0.batch.csv"
+    assert part.is_file() and not (out / "cells" / "d1_w5_pwl_none_s0.csv").exists()
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    assert calls == ["batch", "op", "op"]  # batch was not run again
+    df = pd.read_csv(out / "samples.csv", comment="#")
+    assert sorted(df.runner.unique()) == ["batch", "op"] and len(df) == 12 and df.spice_ok.all()
+    assert not part.exists()  # folded into the cell file
+
+
 def test_parallel_cells_with_joblib_and_dask_give_the_same_rows(ngspice, tiny):
     """The same study with 2 cells at once (loky processes) and on a local Dask cluster (joblib's dask
     backend, as with a real cluster address): every cell written, the same samples, the same agreement."""
