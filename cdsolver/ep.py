@@ -59,9 +59,12 @@ def _energy_grad_diff(net: Network, v0: np.ndarray, sa: Sequence[np.ndarray], sb
     ua, ub = _drives(net, v0, sa), _drives(net, v0, sb)
     dG, db = [], []
     for l, w in enumerate(_weights(net), 1):
-        du, su = ua[l - 1] - ub[l - 1], ua[l - 1] + ub[l - 1]
         dv, sv = sa[l - 1] - sb[l - 1], sa[l - 1] + sb[l - 1]
-        g = (du * su).sum(0)[:, None] + (dv * sv).sum(0)[None, :] - du.T @ sv - su.T @ dv
+        if l == 1:  # both phases share the inputs: Δu = 0
+            g = (dv * sv).sum(0)[None, :] - 2.0 * (v0.T @ dv)
+        else:
+            du, su = ua[l - 1] - ub[l - 1], ua[l - 1] + ub[l - 1]
+            g = (du * su).sum(0)[:, None] + (dv * sv).sum(0)[None, :] - du.T @ sv - su.T @ dv
         dG.append(w * 0.5 * g / B)
         db.append(-w * dv.mean(0))
     return Gradient(dG, db)
