@@ -2,7 +2,8 @@
 implicit differentiation (the linearised circuit) to check them.
 
 In the circuit the nudge enters the co-content as ``w_L·(g(β) − g₀)·½‖decode(v_L) − y‖²`` (``decode``: ``v_L``,
-or ``v+ − v−`` with paired outputs) with layer weights ``w_l = (C/A)^(l−1)``, ``g(β) = 1/(1/β + R_on)`` and the free-phase leak ``g₀ = 1/R_off``. EP's strength is thus
+or ``v+ − v−`` with paired outputs) with layer weights ``w_l = (C/A)^(l−1)``, ``g(β) = 1/(1/β + R_on)`` and
+the free-phase leak ``g₀ = 1/R_off``. EP's strength is thus
 ``β' = w_L·(g(β) − g₀)`` and every estimator is ``[∂E/∂θ(s_a) − ∂E/∂θ(s_b)] / (β'_a − β'_b)`` with
 ``∂E/∂G_l = w_l·½(u − v)²`` and ``∂E/∂b_l = −w_l·v`` — SPEC's factor ``(C/A)^(l−L)`` is ``w_l / w_L``.
 The loss is ``½‖decode(v_L) − y‖²`` at the free equilibrium, averaged over the batch.
@@ -121,8 +122,8 @@ def kcl_jacobian(net: Network, states_b: Sequence[np.ndarray]) -> np.ndarray:
 
 def implicit_gradient(net: Network, v0: np.ndarray, free_states: Sequence[np.ndarray], y: np.ndarray) -> Gradient:
     """True gradient of the loss at the free equilibrium by implicit differentiation: ``ds = −J⁻¹ r`` with
-    ``r = decodeᵀ(decode(v_L) − y)/w_L`` on the outputs (the linearised circuit driven by the cost), then the derivative of
-    ``∂E/∂θ`` along ``ds``. Dense (O(N³) per sample): for checks on small networks."""
+    ``r = decodeᵀ(decode(v_L) − y)/w_L`` on the outputs (the linearised circuit driven by the cost), then the
+    derivative of ``∂E/∂θ`` along ``ds``. Dense (O(N³) per sample): for checks on small networks."""
     n, w = net.sizes, _weights(net)
     cuts = np.cumsum([0] + n[1:])
     ds = np.zeros((len(v0), cuts[-1]))

@@ -119,8 +119,8 @@ class Network:
         return np.concatenate([r, -r], axis=1) if self.outputs == "paired" else r
 
     def g_nudge(self, beta: float) -> float:
-        """Conductance (S) of each nudging branch (output to its target source; paired: ``v+`` to ``v−`` + target): ``1/(1/β + R_on)`` when nudged (β ≠ 0),
-        ``1/R_off`` (0 if ``R_off = inf``) in the free phase."""
+        """Conductance (S) of each nudging branch (output to its target source; paired: ``v+`` to ``v−`` plus
+        target): ``1/(1/β + R_on)`` when nudged (β ≠ 0), ``1/R_off`` (0 if ``R_off = inf``) in the free phase."""
         if beta != 0:
             return 1.0 / (1.0 / beta + self.r_on)
         return 0.0 if math.isinf(self.r_off) else 1.0 / self.r_off

@@ -174,8 +174,9 @@ class _Layers:
         if net.outputs == "paired":
             self.out = LinearPair(gn)
             ap, am = np.split(self.a[-1], 2)
-            if np.any(ap * am <= gn * gn):
-                k = int(np.argmax(ap * am <= gn * gn))
+            bad = ap * am <= gn * gn
+            if bad.any():
+                k = int(np.argmax(bad))
                 raise ValueError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the circuit "
                                  f"non-convex; use a smaller |beta|")
         # drive terms that do not change during the solve
@@ -250,8 +251,8 @@ def solve(
     """Steady states of ``network`` for input voltages ``v0`` (V, ``(batch, n_0)``; see ``Network.encode``).
 
     beta: nudging strength (S), 0 = free phase; targets: output target voltages (V, ``(batch, n_classes)``,
-    paired outputs: targets of ``v+ − v−``; 0 V if None). init: warm start ``v1..vL``. tol: relative KCL tolerance. max_sweeps: cap per sample; samples
-    that hit it are returned with ``converged=False`` (call ``.check()`` to raise). anderson: history depth of
+    paired outputs: targets of ``v+ − v−``; 0 V if None). init: warm start ``v1..vL``. tol: relative KCL
+    tolerance. max_sweeps: cap per sample; samples that hit it are returned with ``converged=False`` (call ``.check()`` to raise). anderson: history depth of
     Anderson acceleration; 0 = plain block CD (co-content non-increasing at every half sweep).
     """
     v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
@@ -372,7 +373,8 @@ def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.nda
 def energy(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, beta: float = 0.0,
            targets: np.ndarray | None = None) -> np.ndarray:
     """Co-content ``E(v)`` (W) per sample, SPEC §1: ``Σ_l (C/A)^(l-1) E_l`` with
-    ``E_l = ½ Σ G (u - v)² + Σ P(v) - b·v`` and ``½ g_nudge Σ (decode(v_L) - y)²`` at the output (weighted like layer L).
+    ``E_l = ½ Σ G (u - v)² + Σ P(v) - b·v`` and ``½ g_nudge Σ (decode(v_L) - y)²`` at the output (weighted
+    like layer L).
     CD minimises it exactly per layer; its gradient is the KCL residual scaled by the layer weight."""
     v0 = np.asarray(v0, dtype=np.float64)
     P = _Layers(network, v0, beta, targets)

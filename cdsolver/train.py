@@ -120,8 +120,7 @@ def load_checkpoint(path: str | Path) -> tuple[Network, TrainState, dict]:
     if info is None:
         raise NetworkFormatError(f"{path}: a network file but not a training checkpoint (no meta.checkpoint)")
     arrays = dict(ck.extra_arrays)
-    take = lambda prefix, n: [arrays.pop(f"{prefix}{k}") for k in range(n)]  # noqa: E731
-    velocity = take("ckpt_velocity", 2 * ck.depth)
+    velocity = [arrays.pop(f"ckpt_velocity{k}") for k in range(2 * ck.depth)]
     free = [arrays.pop(f"ckpt_free{l}") for l in range(1, ck.depth + 1)]
     rng = np.random.default_rng()
     rng.bit_generator.state = info["rng"]

@@ -343,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "0.002], input_gain = 40); options on the command line win. Ctrl-C keeps the last "
                               "checkpoint valid.")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (keys = option names)")
-    p.add_argument("--dataset", choices=["digits", "fashion-mnist", "mnist"], default="digits", help="(default: digits)")
+    p.add_argument("--dataset", choices=["digits", "fashion-mnist", "mnist"], default="digits",
+                   help="(default: digits)")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or not) or mnist.npz; needed for mnist, "
                    "optional for fashion-mnist (default: /usr/share/datasets/fashion-mnist)")
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")

@@ -5,8 +5,8 @@ For each cell: build (and, with ``[train] epochs > 0``, train with EP) the netwo
 relative L1 error ``‖v_cd − v_spice‖₁ / (‖v_spice‖₁ + ε)`` over hidden+output nodes (ε = ``metrics.EPS_L1``),
 the max absolute error (V), CD sweeps, ngspice iterations, wall times and ngspice failures. A finished cell is
 written to ``OUT/cells/<cell>.csv`` (atomically), so a re-run skips it; within a cell each finished runner is
-kept in ``OUT/cells/<cell>.<runner>.csv`` until the cell is done, so a re-run also skips finished runners. Then ``OUT/samples.csv`` (all rows)
-and ``OUT/summary.csv`` (per cell and runner), both with a provenance header.
+kept in ``OUT/cells/<cell>.<runner>.csv`` until the cell is done, so a re-run also skips finished runners.
+Then ``OUT/samples.csv`` (all rows) and ``OUT/summary.csv`` (per cell and runner), both with a provenance header.
 
 Timing: ``cd_s`` = one ``solve`` call over the cell's samples / samples (``study.cd_tol``, default 1e-13: the
 states are then accurate well below the 1e-12 errors a study reports; one process);
@@ -137,6 +137,11 @@ def cell_name(c: dict) -> str:
     return f"d{c['depth']}_w{c['width']}_{c['element']}_{c['amplifier']}_s{c['seed']}"
 
 
+def cell_csv(out: Path, c: dict, runner: str | None = None) -> Path:
+    """``OUT/cells/<cell>.csv`` (a finished cell), or ``<cell>.<runner>.csv`` (a finished runner of it)."""
+    return out / "cells" / f"{cell_name(c)}{'' if runner is None else '.' + runner}.csv"
+
+
 def provenance(cfg: dict) -> dict[str, str]:
     import scipy
 
@@ -194,7 +199,7 @@ def run_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> pd.DataFram
     cd_s = (time.perf_counter() - t) / len(v0)
     frames = []
     for r in st["runners"]:
-        part = out / "cells" / f"{cell_name(c)}.{r}.csv"
+        part = cell_csv(out, c, r)
         if part.is_file():
             frames.append(pd.read_csv(part, comment="#"))
             continue
@@ -230,10 +235,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 def _do_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> str:
     """Run one cell and write its CSV (atomically); returns the cell name. Runs in a worker for parallel cells."""
-    df = run_cell(cfg, c, out, prov)
-    write_csv(df, out / "cells" / f"{cell_name(c)}.csv", prov)
+    write_csv(run_cell(cfg, c, out, prov), cell_csv(out, c), prov)
     for r in cfg["study"]["runners"]:
-        (out / "cells" / f"{cell_name(c)}.{r}.csv").unlink(missing_ok=True)
+        cell_csv(out, c, r).unlink(missing_ok=True)
     return cell_name(c)
 
 
@@ -261,7 +265,7 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     (out / "config.toml").write_text(Path(config).read_text())
     prov = provenance(cfg)
     todo = cells(cfg)
-    paths = [out / "cells" / f"{cell_name(c)}.csv" for c in todo]
+    paths = [cell_csv(out, c) for c in todo]
     for c, p in zip(todo, paths):
         if p.is_file():
             print(f"skip {cell_name(c)} (done: {p})", file=sys.stderr)

@@ -11,6 +11,16 @@ import pandas as pd
 __all__ = ["plot", "learning_curves"]
 
 
+def _pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (files only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(fig, out: Path, name: str) -> list[Path]:
     fig.tight_layout()
     paths = [out / f"{name}.{ext}" for ext in ("png", "pdf")]
@@ -22,11 +32,7 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 def plot(results: str | Path) -> list[Path]:
     """runtime_vs_width (median s/sample, log-log, one panel per depth, CD and each runner), speedup_vs_width,
     error_cdf (relative L1 per element and runner), summary.md. Returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     out = Path(results)
     if not (out / "samples.csv").is_file():
         raise FileNotFoundError(f"{out}/samples.csv not found: run `drn compare CONFIG --out {out}` first")
@@ -78,11 +84,7 @@ def plot(results: str | Path) -> list[Path]:
 def learning_curves(histories: list[str | Path], out: str | Path) -> list[Path]:
     """Train and validation error per epoch of ``drn train`` runs (``NET.history.csv``), one line pair per run,
     written to ``out`` (``.png`` and ``.pdf``). Returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for h in map(Path, histories):
         if not h.is_file():
