@@ -1,5 +1,6 @@
-"""EP training with the CD solver: mini-batch SGD with momentum, per-layer learning rates, conductances clamped
-to ``[g_min, g_max]`` S after each step, biases trained. The free phase of each training sample is warm-started
+"""EP training with the CD solver: mini-batch SGD with momentum or Adam, per-layer learning rates, conductances
+clamped to ``[g_min, g_max]`` S after each step, biases trained, optionally an exponential moving average of the
+weights as the trained model. The free phase of each training sample is warm-started
 from its last free state (kept across epochs); nudged phases start from the free state. Training solves to
 ``TrainConfig.tol`` (default 1e-10 of the largest branch current), evaluation to the strict ``eval_tol``.
 A run can be checkpointed after every epoch and resumed bit for bit (``save_checkpoint``/``load_checkpoint``)."""
@@ -15,11 +16,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .datasets import Split
-from .ep import ep_gradient, loss
+from .ep import Gradient, ep_gradient, loss
 from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
 
-__all__ = ["TrainConfig", "TrainState", "train", "evaluate", "save_checkpoint", "load_checkpoint", "DEFAULTS"]
+__all__ = ["TrainConfig", "TrainState", "step", "train", "evaluate", "save_checkpoint", "load_checkpoint", "DEFAULTS"]
 
 #: Tuned on Digits' validation split (README): (input gain in V, learning rate) per element kind.
 DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1), "pwl": (4.0, 0.1)}
@@ -28,14 +29,18 @@ DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1)
 @dataclass
 class TrainConfig:
     """Hyper-parameters. lr: one rate (see ``rates``) or one per layer (G and b of layer l share it), times
-    ``lr_decay**(e-1)`` in epoch ``e``. tol: solver tolerance in training (evaluation uses ``eval_tol``).
+    ``lr_decay**(e-1)`` in epoch ``e``. optimizer: ``"momentum"`` (SGD) or ``"adam"`` (see ``step``; ``momentum``
+    is Adam's β₁). average: decay per batch of the weights' moving average, the model evaluated and kept
+    (0: the weights themselves). tol: solver tolerance in training (evaluation uses ``eval_tol``).
     target: output voltage (V) of the correct class (paired outputs: of ``v+ − v−``), 0 V elsewhere."""
 
     epochs: int = 20
     batch_size: int = 32
     lr: float | Sequence[float] = 0.05
     lr_decay: float = 1.0
+    optimizer: str = "momentum"
     momentum: float = 0.9
+    average: float = 0.0
     beta: float = 0.5
     estimator: str = "centered"
     g_min: float = 1e-6
@@ -47,17 +52,23 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def rates(self, net: Network) -> list[float]:
-        """Learning rate of each crossbar. One ``lr`` is the output layer's; crossbar ``l`` gets
+        """Learning rate of each crossbar. One ``lr`` with momentum is the output layer's; crossbar ``l`` gets
         ``lr·(C/A)^(L−l)``, which cancels the layer weight ``(A/C)^(L−l)`` in its EP gradient, so every crossbar
-        learns from its own ``½ΔV²`` (the local rule; no change without amplifiers). A list is used as given."""
+        learns from its own ``½ΔV²`` (the local rule; no change without amplifiers). Adam's steps do not scale
+        with the gradient: one ``lr`` is every layer's. A list is used as given."""
         depth = net.depth
         lr = [float(x) for x in np.atleast_1d(self.lr)]
+        if self.optimizer not in ("momentum", "adam"):
+            raise ValueError(f"optimizer must be 'momentum' or 'adam', got {self.optimizer!r}")
         if len(lr) == 1:
-            lr = [lr[0] * (net.C / net.A) ** (depth - l) for l in range(1, depth + 1)]
+            w = net.C / net.A if self.optimizer == "momentum" else 1.0
+            lr = [lr[0] * w ** (depth - l) for l in range(1, depth + 1)]
         if len(lr) != depth or any(not x > 0 for x in lr):
             raise ValueError(f"lr must be one positive rate or {depth} of them (one per layer), got {self.lr}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not (0 <= self.momentum < 1 and 0 <= self.average < 1):
+            raise ValueError(f"momentum and average must be in [0, 1), got {self.momentum}, {self.average}")
         return lr
 
 
@@ -80,28 +91,73 @@ def evaluate(net: Network, data: Split, cfg: TrainConfig, batch: int = 512) -> t
     return errs / len(data.x), losses / len(data.x)
 
 
+ADAM_BETA2, ADAM_EPS = 0.999, 1e-8  # Adam's second-moment decay and ε (gradient units; typical |g| 1e-5–1e-1)
+
+
+def step(cfg: TrainConfig, net: Network, grad: Gradient, rates: Sequence[float], slots: list[np.ndarray],
+         t: int) -> None:
+    """Update ``net``'s G then b in place from ``grad`` at the run's ``t``-th step (from 1); ``rates`` per layer.
+    momentum: ``v ← μ·v − rate·g``, ``θ ← θ + v`` (``slots``: one v per parameter). adam (Kingma & Ba, β₁ = μ,
+    the ε̂ form of their §2): ``θ ← θ − rate·scale·m̂/(√v̂ + ε̂)``, a step of about ``rate·scale``, ``scale`` =
+    1/n_{l−1} S for G_l (its mean conductance at initialisation) and 1 A for b_l (a node has ~1 S of input
+    conductance: ~rate V) (``slots``: first moments, then second moments)."""
+    params, grads, n = net.G + net.b, grad.dG + grad.db, 2 * net.depth
+    if cfg.optimizer == "momentum":
+        for p, g, v, r in zip(params, grads, slots, rates + rates):
+            v *= cfg.momentum
+            v -= r * g
+            p += v
+        return
+    scale = [r / m for r, m in zip(rates, net.sizes)] + list(rates)
+    corr = np.sqrt(1 - ADAM_BETA2 ** t) / (1 - cfg.momentum ** t)
+    for p, g, m, v, r in zip(params, grads, slots[:n], slots[n:], scale):
+        m *= cfg.momentum
+        m += (1 - cfg.momentum) * g
+        v *= ADAM_BETA2
+        v += (1 - ADAM_BETA2) * g * g
+        d = np.sqrt(v)
+        d += ADAM_EPS
+        np.divide(m, d, out=d)
+        d *= r * corr
+        p -= d
+
+
 @dataclass
 class TrainState:
-    """Everything but the network a run needs to go on bit for bit: epochs done, momentum buffers (one per
-    G then b), the warm-start cache of every training sample's free state, the shuffling RNG, the history."""
+    """Everything but the network a run needs to go on bit for bit: epochs done, optimizer buffers (see
+    ``step``), the weights' moving average (G then b; empty without ``average``), the warm-start cache of every
+    training sample's free state, the shuffling RNG, the history."""
 
     epoch: int
-    velocity: list[np.ndarray]
+    slots: list[np.ndarray]
+    average: list[np.ndarray]
     free_cache: list[np.ndarray]
     rng: np.random.Generator
     history: list[dict]
 
     @classmethod
-    def start(cls, net: Network, n_train: int, seed: int) -> "TrainState":
-        return cls(0, [np.zeros_like(g) for g in net.G] + [np.zeros_like(b) for b in net.b],
-                   [np.zeros((n_train, n)) for n in net.sizes[1:]], np.random.default_rng(seed), [])
+    def start(cls, net: Network, n_train: int, cfg: TrainConfig) -> "TrainState":
+        params = net.G + net.b
+        slots = [np.zeros_like(p) for p in params] * (1 if cfg.optimizer == "momentum" else 2)
+        return cls(0, [s.copy() for s in slots], [p.copy() for p in params] if cfg.average else [],
+                   [np.zeros((n_train, n)) for n in net.sizes[1:]], np.random.default_rng(cfg.seed), [])
+
+    def model(self, net: Network) -> Network:
+        """The trained model: ``net`` itself, or a copy holding the moving average of its weights."""
+        if not self.average:
+            return net
+        out = net.copy()
+        for dst, src in zip(out.G + out.b, self.average):
+            dst[...] = src
+        return out
 
 
 def save_checkpoint(path: str | Path, net: Network, state: TrainState, run: dict) -> None:
     """Write ``net`` + ``state`` as one ``drn/1`` network file (extra arrays ``ckpt_*``, meta ``checkpoint``:
     epochs done, RNG state, history, and ``run``, the options that made it). Atomic: written to a temporary
     file and renamed, so an interrupted run always leaves the previous checkpoint whole."""
-    arrays = {f"ckpt_velocity{k}": v for k, v in enumerate(state.velocity)}
+    arrays = {f"ckpt_slot{k}": v for k, v in enumerate(state.slots)}
+    arrays.update({f"ckpt_average{k}": a for k, a in enumerate(state.average)})
     arrays.update({f"ckpt_free{l}": c for l, c in enumerate(state.free_cache, 1)})
     meta = dict(net.extra_meta, checkpoint={"epoch": state.epoch, "rng": state.rng.bit_generator.state,
                                            "history": state.history, "run": run})
@@ -120,41 +176,48 @@ def load_checkpoint(path: str | Path) -> tuple[Network, TrainState, dict]:
     if info is None:
         raise NetworkFormatError(f"{path}: a network file but not a training checkpoint (no meta.checkpoint)")
     arrays = dict(ck.extra_arrays)
-    velocity = [arrays.pop(f"ckpt_velocity{k}") for k in range(2 * ck.depth)]
+    slots, average = ([arrays.pop(f"{p}{k}") for k in range(4 * ck.depth) if f"{p}{k}" in arrays]
+                      for p in ("ckpt_slot", "ckpt_average"))
     free = [arrays.pop(f"ckpt_free{l}") for l in range(1, ck.depth + 1)]
     rng = np.random.default_rng()
     rng.bit_generator.state = info["rng"]
     net = replace(ck, extra_meta=meta, extra_arrays=arrays)
-    return net, TrainState(info["epoch"], velocity, free, rng, info["history"]), info["run"]
+    return net, TrainState(info["epoch"], slots, average, free, rng, info["history"]), info["run"]
 
 
 def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
           progress: bool = False, state: TrainState | None = None,
           checkpoint: Callable[[TrainState], None] | None = None) -> list[dict]:
-    """Train ``net`` in place on ``data["train"]`` up to ``cfg.epochs``; evaluates ``data["val"]`` after each
-    epoch. ``state``: continue a run (``load_checkpoint``) — the result is bit for bit that of an uninterrupted
-    run; ``checkpoint(state)`` is called after every epoch. Returns the history, one dict per epoch (epoch,
-    train_error, train_loss, val_error, val_loss, seconds)."""
+    """Train ``net`` in place on ``data["train"]`` up to ``cfg.epochs``; evaluates the model (``state.model``)
+    on ``data["val"]`` after each epoch. ``state``: a new one (``TrainState.start``), whose ``model(net)`` is the
+    trained model afterwards, or a run to continue (``load_checkpoint``) — the result is bit for bit that of an
+    uninterrupted run; ``checkpoint(state)`` is called after every epoch. Returns the history, one dict per epoch
+    (epoch, train_error, train_loss, val_error, val_loss, seconds)."""
     lr = cfg.rates(net)
     tr = data["train"]
-    st = state or TrainState.start(net, len(tr.x), cfg.seed)
+    st = state or TrainState.start(net, len(tr.x), cfg)
     for split in data.values():
         if split.y.max() >= net.n_classes:
             raise ValueError(f"the data has labels up to {split.y.max()} but the network has {net.n_classes} classes")
     if len(st.free_cache[0]) != len(tr.x):
         raise ValueError(f"the state was made with {len(st.free_cache[0])} training samples, the data has {len(tr.x)}")
+    n_slots = 2 * net.depth * (1 if cfg.optimizer == "momentum" else 2)
+    if len(st.slots) != n_slots or bool(st.average) != bool(cfg.average):
+        raise ValueError(f"the state was made for another optimizer or averaging than {cfg.optimizer!r}, "
+                         f"average={cfg.average}")
+    n_batches = -(-len(tr.x) // cfg.batch_size)
     for epoch in range(st.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         rates = [r * cfg.lr_decay ** (epoch - 1) for r in lr]
         order = st.rng.permutation(len(tr.x))
         errs, tot_loss = 0, 0.0
-        batches = range(0, len(order), cfg.batch_size)
+        batches = range(n_batches)
         if progress:
             from tqdm import tqdm
 
             batches = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch")
         for k in batches:
-            idx = order[k:k + cfg.batch_size]
+            idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
             v0, lab = net.encode(tr.x[idx]), tr.y[idx]
             y = targets(lab, net.n_classes, cfg.target)
             free = solve(net, v0, targets=y, init=[c[idx] for c in st.free_cache], tol=cfg.tol)
@@ -163,14 +226,13 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
                 c[idx] = s
             errs += int((net.decode(free.states[-1]).argmax(1) != lab).sum())
             tot_loss += loss(net, free.states, y) * len(idx)
-            params = net.G + net.b
-            for p, (g, v, rate) in enumerate(zip(grad.dG + grad.db, st.velocity, rates + rates)):
-                v *= cfg.momentum
-                v -= rate * g
-                params[p] += v
+            step(cfg, net, grad, rates, st.slots, (epoch - 1) * n_batches + k + 1)
             for G in net.G:
                 np.clip(G, cfg.g_min, cfg.g_max, out=G)
-        val_err, val_loss = evaluate(net, data["val"], cfg)
+            for a, p in zip(st.average, net.G + net.b):
+                a *= cfg.average
+                a += (1 - cfg.average) * p
+        val_err, val_loss = evaluate(st.model(net), data["val"], cfg)
         row = dict(epoch=epoch, train_error=errs / len(tr.x), train_loss=tot_loss / len(tr.x), val_error=val_err,
                    val_loss=val_loss, seconds=time.perf_counter() - t0)
         st.history.append(row)

@@ -120,7 +120,8 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
 #: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
 RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "input_gain", "outputs", "batch_size",
-               "lr", "lr_decay", "momentum", "beta", "estimator", "target", "g_min", "g_max", "tol", "seed")
+               "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target", "g_min", "g_max",
+               "tol", "seed")
 
 
 def _train_data(args: argparse.Namespace) -> dict:
@@ -152,7 +153,7 @@ def _write_history(rows: list[dict], path: Path) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cdsolver.network import Amplifier, random_network, save_network
-    from cdsolver.train import DEFAULTS, TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
+    from cdsolver.train import DEFAULTS, TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, train
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
@@ -163,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                      momentum=args.momentum,
+                      optimizer=args.optimizer, momentum=args.momentum, average=args.average,
                       beta=args.beta, estimator=args.estimator, g_min=args.g_min, g_max=args.g_max,
                       target=args.target, tol=args.tol, seed=args.seed)
     if args.resume and not ckpt.is_file():
@@ -184,8 +185,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         sizes = [2 * data["train"].x.shape[1], *args.hidden, 10]
         net = random_network(sizes, args.element, seed=args.seed, rails=args.rails, amplifier=amp,
                              input_gain=args.input_gain, outputs=args.outputs)
-        state = None
-    cfg.rates(net)  # validates --lr before any work
+    cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
+    if not args.resume:
+        state = TrainState.start(net, len(data["train"].x), cfg)
     if data["train"].x.shape[1] != net.n_features:
         raise CliError(f"the data has {data['train'].x.shape[1]} features per sample, the network {net.n_features}")
 
@@ -202,12 +204,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         with threadpool_limits(args.threads, user_api="blas"):
             train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty(), state=state, checkpoint=checkpoint)
+            net = state.model(net)
             test_err, test_loss = evaluate(net, data["test"], cfg)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
               file=sys.stderr)
         return 130
-    net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr, "beta": cfg.beta,
+    net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
+                                  "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
                                   "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
                                   "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
     save_network(net, out)
@@ -335,10 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network with equilibrium propagation (CD solver)",
                        description="Train a DRN with EP (SPEC §3) on Digits (shipped with scikit-learn), Fashion-MNIST "
                                    "(Debian package dataset-fashion-mnist: make data) or MNIST-format local files: "
-                                   "mini-batch SGD with momentum, conductances clamped to [g_min, g_max]. After every "
-                                   "epoch writes NET.ckpt.npz (network + optimizer + RNG state; --resume continues bit "
-                                   "for bit) and NET.history.csv (train/val error, loss, seconds); at the end NET.npz "
-                                   "(drn/1) and the test error. Deterministic for a given --seed.",
+                                   "mini-batch SGD with momentum or Adam, conductances clamped to [g_min, g_max], "
+                                   "optionally a moving average of the weights as the model. After every epoch "
+                                   "writes NET.ckpt.npz (network + optimizer + RNG state; --resume continues bit for "
+                                   "bit) and NET.history.csv (train/val error, loss, seconds); at the end NET.npz "
+                                   "(drn/1, the model) and the test error. Deterministic for a given --seed.",
                        epilog="--config FILE.toml sets any of these options (keys = option names, e.g. lr = [0.01, "
                               "0.002], input_gain = 40); options on the command line win. Ctrl-C keeps the last "
                               "checkpoint valid.")
@@ -362,7 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, nargs="+", help="learning rate, one per layer, or one: the output layer's, "
                    "earlier layers scaled by (C/A)^(L-l) with amplifiers (default: 0.002 shockley, 0.1 otherwise)")
     p.add_argument("--lr-decay", type=float, default=1.0, help="rates times this factor after every epoch (default: 1)")
-    p.add_argument("--momentum", type=float, default=0.9, help="(default: 0.9)")
+    p.add_argument("--optimizer", choices=["momentum", "adam"], default="momentum",
+                   help="momentum: SGD with momentum; adam: Adam, steps of about lr x the layer's mean initial "
+                        "conductance (1/n_in S) and lr A for biases, one lr for all layers (default: momentum)")
+    p.add_argument("--momentum", type=float, default=0.9, help="momentum, Adam's beta1 (default: 0.9)")
+    p.add_argument("--average", type=float, default=0.0, metavar="DECAY",
+                   help="keep a moving average of the weights (decay per batch, e.g. 0.999) and use it as the "
+                        "trained model: validation, test and NET.npz (default: 0, off)")
     p.add_argument("--beta", type=float, default=0.1, help="nudging strength β > 0, S (default: 0.1)")
     p.add_argument("--estimator", choices=["centered", "positive", "negative"], default="centered")
     p.add_argument("--target", type=float, default=0.3, help="output target of the true class, V (default: 0.3)")

@@ -12,7 +12,8 @@ from cdsolver import load_network, random_network, save_network, solve
 from cdsolver.datasets import DatasetError, Split, load_digits, load_fashion_mnist, load_mnist, read_idx
 from cdsolver.ep import ep_gradient, implicit_gradient, loss
 from cdsolver.network import NetworkFormatError
-from cdsolver.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
+from cdsolver.ep import Gradient
+from cdsolver.train import TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, step, train
 from studies.cli import main
 
 NETS = {  # element, rails
@@ -96,6 +97,39 @@ def test_training_lowers_the_loss_and_is_deterministic(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_adam_first_step_moves_every_parameter_by_rate_times_scale():
+    """Adam's first step is ``rate·scale·sign(g)`` (up to ε): 1/n_{l−1} S per unit rate for G_l, 1 A for b_l; two
+    steps match the paper's formula; momentum is ``v ← μv − rate·g``."""
+    net = random_network([6, 5, 4], "shockley", seed=0)
+    rng = np.random.default_rng(1)
+    grads = [Gradient([rng.normal(size=G.shape) for G in net.G], [rng.normal(size=b.shape) for b in net.b])
+             for _ in range(2)]
+    cfg = TrainConfig(optimizer="adam")
+    rates = [0.1, 0.01]
+    start, slots = [p.copy() for p in net.G + net.b], TrainState.start(net, 1, cfg).slots
+    step(cfg, net, grads[0], rates, slots, 1)
+    scale = [0.1 / 6, 0.01 / 5, 0.1, 0.01]
+    for p, p0, g, s in zip(net.G + net.b, start, grads[0].dG + grads[0].db, scale):
+        np.testing.assert_allclose(p - p0, -s * np.sign(g), rtol=1e-4)  # up to ε
+    step(cfg, net, grads[1], rates, slots, 2)
+    corr = [np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) for t in (1, 2)]  # the ε̂ form of Adam (its §2)
+    for p, p0, g1, g2, s in zip(net.G + net.b, start, grads[0].dG + grads[0].db, grads[1].dG + grads[1].db, scale):
+        m, v = [0.1 * g1, 0.9 * 0.1 * g1 + 0.1 * g2], [0.001 * g1 ** 2, 0.999 * 0.001 * g1 ** 2 + 0.001 * g2 ** 2]
+        want = -sum(s * c * mt / (np.sqrt(vt) + 1e-8) for c, mt, vt in zip(corr, m, v))
+        np.testing.assert_allclose(p - p0, want, rtol=1e-12)
+    cfg = TrainConfig()
+    before, slots = [p.copy() for p in net.G + net.b], TrainState.start(net, 1, cfg).slots
+    step(cfg, net, grads[0], rates, slots, 1)
+    step(cfg, net, grads[1], rates, slots, 2)
+    for p, p0, g1, g2, r in zip(net.G + net.b, before, grads[0].dG + grads[0].db, grads[1].dG + grads[1].db,
+                                rates + rates):
+        np.testing.assert_allclose(p - p0, -r * (1.9 * g1 + g2), rtol=1e-12)
+    with pytest.raises(ValueError, match="optimizer must be 'momentum' or 'adam'"):
+        TrainConfig(optimizer="sgd").rates(net)
+    with pytest.raises(ValueError, match=r"momentum and average must be in \[0, 1\)"):
+        TrainConfig(average=1.0).rates(net)
+
+
 def write_idx(path, arr, gz=False):
     head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
     data = head + arr.astype(np.uint8).tobytes()
@@ -153,13 +187,16 @@ def test_drn_train_writes_a_valid_network_and_history(tmp_path, capsys):
     assert "lr_decay must be in (0, 1]" in capsys.readouterr().err
 
 
-def test_resume_continues_bit_for_bit(tmp_path):
-    """1 epoch + checkpoint + load + 2 epochs == 3 epochs straight (weights, biases, history), paired outputs."""
+@pytest.mark.parametrize("opt", [dict(), dict(optimizer="adam", lr=0.01, average=0.99)], ids=["momentum", "adam-avg"])
+def test_resume_continues_bit_for_bit(tmp_path, opt):
+    """1 epoch + checkpoint + load + 2 epochs == 3 epochs straight (weights, biases, averaged model, history),
+    paired outputs; SGD with momentum, and Adam with a moving average of the weights."""
     data = small_digits()
-    cfg = TrainConfig(epochs=3, lr=0.002, target=0.3, beta=0.1)
+    cfg = TrainConfig(**{**dict(epochs=3, lr=0.002, target=0.3, beta=0.1), **opt})
     make = lambda: random_network([128, 16, 10], "shockley", seed=0, input_gain=40.0, outputs="paired")  # noqa
     straight = make()
-    hist = train(straight, data, cfg)
+    st = TrainState.start(straight, len(data["train"].x), cfg)
+    hist = train(straight, data, cfg, state=st)
     net = make()
     train(net, data, TrainConfig(**{**cfg.__dict__, "epochs": 1}),
           checkpoint=lambda st: save_checkpoint(tmp_path / "c.npz", net, st, {"note": 1}))
@@ -167,10 +204,14 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert state.epoch == 1 and run == {"note": 1} and "checkpoint" not in back.meta()
     assert not any(k.startswith("ckpt_") for k in back.extra_arrays)
     hist2 = train(back, data, cfg, state=state)
-    for a, b in zip(straight.G + straight.b, back.G + back.b):
+    for a, b in zip(straight.G + straight.b + st.model(straight).G, back.G + back.b + state.model(back).G):
         np.testing.assert_array_equal(a, b)
+    assert (st.model(straight) is straight) == (not cfg.average)
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(hist2) == strip(hist) and len(hist2) == 3
+    other = TrainConfig(**{**cfg.__dict__, "optimizer": "momentum" if cfg.optimizer == "adam" else "adam"})
+    with pytest.raises(ValueError, match="made for another optimizer"):
+        train(back, data, other, state=state)
     with pytest.raises(ValueError, match=r"labels up to 9 but the network has 3 classes"):
         train(random_network([128, 4, 3], "shockley", seed=0), data, cfg)
     assert load_network(tmp_path / "c.npz").sizes == [128, 16, 20]  # a checkpoint is a valid drn/1 network file
@@ -213,11 +254,30 @@ def test_drn_train_interrupted_then_resumed_equals_uninterrupted(tmp_path, monke
     assert "--lr was [0.002], now [0.01]" in capsys.readouterr().err
     assert main(base + ["--epochs", "3", "--out", str(out), "--resume"]) == 2
     assert "3 epochs done" in capsys.readouterr().err
+    assert main(base + ["--epochs", "4", "--optimizer", "adam", "--out", str(out), "--resume"]) == 2
+    assert "--optimizer was 'momentum', now 'adam'" in capsys.readouterr().err
     # learning curves from the histories
     fig = tmp_path / "curves.png"
     assert main(["plot", str(tmp_path / "full.history.csv"), str(tmp_path / "cut.history.csv"), "--out", str(fig)]) == 0
     assert fig.stat().st_size > 10_000 and fig.with_suffix(".pdf").is_file()
     assert main(["plot", str(tmp_path / "full.history.csv"), str(tmp_path)]) == 2
+
+
+def test_drn_train_adam_with_average_saves_the_averaged_model(tmp_path, capsys):
+    out = tmp_path / "a.npz"
+    args = ["train", "--hidden", "8", "--epochs", "2", "--optimizer", "adam", "--lr", "0.01", "--average", "0.99"]
+    assert main(args + ["--out", str(out)]) == 0
+    test_err = float(capsys.readouterr().out.split("test error ")[1].split()[0])
+    net, raw = load_network(out), load_checkpoint(tmp_path / "a.ckpt.npz")
+    assert net.meta()["training"]["test_error"] == pytest.approx(test_err, abs=5e-5)
+    _, state, run = raw
+    assert run["optimizer"] == "adam" and run["average"] == 0.99 and len(state.slots) == 8
+    for model, avg, w in zip(net.G + net.b, state.average, raw[0].G + raw[0].b):
+        np.testing.assert_array_equal(model, avg)  # NET.npz is the average, the checkpoint keeps the weights
+        assert not np.array_equal(model, w)
+    assert evaluate(net, load_digits(seed=0)["test"], TrainConfig())[0] == pytest.approx(test_err, abs=5e-5)
+    assert main(["train", "--hidden", "8", "--average", "1", "--out", str(out)]) == 2
+    assert "momentum and average must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_drn_train_config_file(tmp_path, capsys):
