@@ -1,8 +1,8 @@
 """EP training with the CD solver: mini-batch SGD with momentum or Adam, per-layer learning rates, conductances
 clamped to ``[g_min, g_max]`` S after each step, biases trained, optionally an exponential moving average of the
-weights as the trained model. The free phase of each training sample is warm-started
-from its last free state (kept across epochs); nudged phases start from the free state. Training solves to
-``TrainConfig.tol`` (default 1e-10 of the largest branch current), evaluation to the strict ``eval_tol``.
+weights as the trained model. The free phase of each training sample is warm-started from its last free state
+(kept across epochs); nudged phases start from the free state. Training solves to ``TrainConfig.tol`` (default
+1e-10 of the largest branch current), evaluation to the strict ``eval_tol``.
 A run can be checkpointed after every epoch and resumed bit for bit (``save_checkpoint``/``load_checkpoint``)."""
 
 from __future__ import annotations
