@@ -310,6 +310,27 @@ def test_fashion_mnist_files_and_messages(tmp_path, monkeypatch):
         load_fashion_mnist(tmp_path)
 
 
+@pytest.mark.parametrize("name", ["fashion_shockley", "fashion_ideal"])
+def test_shipped_fashion_configs_train(tmp_path, name):
+    """The README's Fashion-MNIST configs run as shipped (one epoch on generated 28×28 files: 64 train images
+    after the 5,000 of the validation split)."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "studies" / "configs" / f"{name}.toml"
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", 5064), ("t10k", 50)):
+        write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), gz=True)
+        write_idx(tmp_path / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), gz=True)
+    out = tmp_path / "n.npz"
+    assert main(["train", "--config", str(path), "--data-dir", str(tmp_path), "--epochs", "1", "--out", str(out)]) == 0
+    want = tomllib.loads(path.read_text())
+    net = load_network(out)
+    assert net.sizes == [1568, 100, 20] and net.outputs == "paired"
+    assert {k: net.meta()["training"][k] for k in ("optimizer", "average")} == \
+           {"optimizer": want.get("optimizer", "momentum"), "average": want["average"]}
+
+
 def test_one_rate_is_scaled_per_layer_by_the_amplifier_weights():
     amp = random_network([6, 5, 4, 3], "shockley", amplifier=(4.0, 0.25))
     np.testing.assert_allclose(TrainConfig(lr=0.1).rates(amp), [0.1 / 256, 0.1 / 16, 0.1])
