@@ -179,6 +179,10 @@ def load_checkpoint(path: str | Path) -> tuple[Network, TrainState, dict]:
     slots, average = ([arrays.pop(f"{p}{k}") for k in range(4 * ck.depth) if f"{p}{k}" in arrays]
                       for p in ("ckpt_slot", "ckpt_average"))
     free = [arrays.pop(f"ckpt_free{l}") for l in range(1, ck.depth + 1)]
+    unknown = sorted(k for k in arrays if k.startswith("ckpt_"))
+    if unknown:
+        raise NetworkFormatError(f"{path}: checkpoint arrays {', '.join(unknown)} are not this version's (an older "
+                                 f"drn-cd wrote them); its network loads with load_network, the run must start anew")
     rng = np.random.default_rng()
     rng.bit_generator.state = info["rng"]
     net = replace(ck, extra_meta=meta, extra_arrays=arrays)

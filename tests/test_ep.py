@@ -215,6 +215,11 @@ def test_resume_continues_bit_for_bit(tmp_path, opt):
     with pytest.raises(ValueError, match=r"labels up to 9 but the network has 3 classes"):
         train(random_network([128, 4, 3], "shockley", seed=0), data, cfg)
     assert load_network(tmp_path / "c.npz").sizes == [128, 16, 20]  # a checkpoint is a valid drn/1 network file
+    old = load_network(tmp_path / "c.npz")  # a checkpoint of the previous format: momentum buffers "ckpt_velocity"
+    old.extra_arrays["ckpt_velocity0"] = old.extra_arrays.pop("ckpt_slot0")
+    save_network(old, tmp_path / "old.npz")
+    with pytest.raises(NetworkFormatError, match="checkpoint arrays ckpt_velocity0 are not this version's"):
+        load_checkpoint(tmp_path / "old.npz")
     with pytest.raises(NetworkFormatError, match="not a training checkpoint"):
         save_network(straight, tmp_path / "plain.npz")
         load_checkpoint(tmp_path / "plain.npz")
