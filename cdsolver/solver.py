@@ -252,8 +252,9 @@ def solve(
 
     beta: nudging strength (S), 0 = free phase; targets: output target voltages (V, ``(batch, n_classes)``,
     paired outputs: targets of ``v+ − v−``; 0 V if None). init: warm start ``v1..vL``. tol: relative KCL
-    tolerance. max_sweeps: cap per sample; samples that hit it are returned with ``converged=False`` (call ``.check()`` to raise). anderson: history depth of
-    Anderson acceleration; 0 = plain block CD (co-content non-increasing at every half sweep).
+    tolerance. max_sweeps: cap per sample; samples that hit it are returned with ``converged=False`` (call
+    ``.check()`` to raise). anderson: history depth of Anderson acceleration; 0 = plain block CD (co-content
+    non-increasing at every half sweep).
     """
     v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
     P = _Layers(network, v0, beta, targets)

@@ -25,6 +25,9 @@ __all__ = ["TrainConfig", "TrainState", "step", "train", "evaluate", "save_check
 #: Tuned on Digits' validation split (README): (input gain in V, learning rate) per element kind.
 DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1), "pwl": (4.0, 0.1)}
 
+#: Optimizers and the buffers each keeps per parameter (see ``step``): momentum its velocity, Adam two moments.
+OPTIMIZERS = {"momentum": 1, "adam": 2}
+
 
 @dataclass
 class TrainConfig:
@@ -58,7 +61,7 @@ class TrainConfig:
         with the gradient: one ``lr`` is every layer's. A list is used as given."""
         depth = net.depth
         lr = [float(x) for x in np.atleast_1d(self.lr)]
-        if self.optimizer not in ("momentum", "adam"):
+        if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be 'momentum' or 'adam', got {self.optimizer!r}")
         if len(lr) == 1:
             w = net.C / net.A if self.optimizer == "momentum" else 1.0
@@ -138,8 +141,8 @@ class TrainState:
     @classmethod
     def start(cls, net: Network, n_train: int, cfg: TrainConfig) -> "TrainState":
         params = net.G + net.b
-        slots = [np.zeros_like(p) for p in params] * (1 if cfg.optimizer == "momentum" else 2)
-        return cls(0, [s.copy() for s in slots], [p.copy() for p in params] if cfg.average else [],
+        slots = [np.zeros_like(p) for _ in range(OPTIMIZERS[cfg.optimizer]) for p in params]
+        return cls(0, slots, [p.copy() for p in params] if cfg.average else [],
                    [np.zeros((n_train, n)) for n in net.sizes[1:]], np.random.default_rng(cfg.seed), [])
 
     def model(self, net: Network) -> Network:
@@ -205,8 +208,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
             raise ValueError(f"the data has labels up to {split.y.max()} but the network has {net.n_classes} classes")
     if len(st.free_cache[0]) != len(tr.x):
         raise ValueError(f"the state was made with {len(st.free_cache[0])} training samples, the data has {len(tr.x)}")
-    n_slots = 2 * net.depth * (1 if cfg.optimizer == "momentum" else 2)
-    if len(st.slots) != n_slots or bool(st.average) != bool(cfg.average):
+    if len(st.slots) != 2 * net.depth * OPTIMIZERS[cfg.optimizer] or bool(st.average) != bool(cfg.average):
         raise ValueError(f"the state was made for another optimizer or averaging than {cfg.optimizer!r}, "
                          f"average={cfg.average}")
     n_batches = -(-len(tr.x) // cfg.batch_size)
