@@ -382,8 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-10, help="solver tolerance in training, relative KCL "
                    "(default: 1e-10; evaluation always uses 1e-12)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — faster for mini-batches "
-                   "of this size than 2 threads on the 2-core reference machine, see README)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
+                   "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; README)")
     p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")
     p.add_argument("--out", required=True, metavar="NET.npz", help="output network file")
     p.set_defaults(func=cmd_train)
