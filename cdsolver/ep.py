@@ -19,17 +19,22 @@ import numpy as np
 from .network import Network
 from .solver import Solution, solve
 
-__all__ = ["Gradient", "ep_gradient", "implicit_gradient", "loss", "ESTIMATORS", "beta_eff"]
+__all__ = ["Gradient", "ep_gradient", "implicit_gradient", "loss", "ESTIMATORS", "beta_eff", "beta_limit", "safe_beta"]
+
+#: The negative phase may take at most this fraction of the output nodes' conductance (``beta_limit``).
+BETA_MARGIN = 0.5
 
 ESTIMATORS = ("positive", "negative", "centered")
 
 
 @dataclass
 class Gradient:
-    """Gradient of the batch-mean loss: ``dG[l-1]`` (V²/S·… per S), shape of ``G[l-1]``; ``db[l-1]`` per A."""
+    """Gradient of the batch-mean loss: ``dG[l-1]`` (V²/S·… per S), shape of ``G[l-1]``; ``db[l-1]`` per A.
+    ``used``: the samples it averages over (EP: those whose phases all converged; ``None`` = all)."""
 
     dG: list[np.ndarray]
     db: list[np.ndarray]
+    used: np.ndarray | None = None
 
     def flat(self) -> np.ndarray:
         return np.concatenate([g.ravel() for g in self.dG] + [b.ravel() for b in self.db])
@@ -44,13 +49,47 @@ def beta_eff(net: Network, beta: float) -> float:
     return _weights(net)[-1] * (net.g_nudge(beta) - net.g_nudge(0.0))
 
 
+def beta_limit(net: Network, margin: float = BETA_MARGIN) -> float:
+    """Largest β (S) whose negative phase keeps the co-content convex, with ``margin`` to spare, at every operating
+    point: the nudging branch of ``−β`` is a negative conductance ``g(−β) = −β/(1 − β·R_on)``. Diodes only add
+    curvature, so the worst case is the diode-free network; its co-content Hessian ``H`` (layer weights ``w_l``) is
+    block-tridiagonal, and eliminating the layers from the input side leaves the outputs' Schur complement ``S``
+    (the conductance matrix seen from the outputs, S). The nudged co-content stays convex while
+    ``w_L·|g| < 1/λmax(D S⁻¹ Dᵀ)`` (``D``: ``decode``). With ``w_L·|g| = margin`` times that bound:
+    ``β = h/(1 + h·R_on)``, ``h = margin/(w_L·λmax)``. Costs one dense solve per hidden layer."""
+    w, A = _weights(net), net.A
+    L = net.depth
+    S = None
+    for l in range(1, L + 1):
+        diag = w[l - 1] * net.G[l - 1].sum(axis=0)
+        if l < L:
+            diag = diag + w[l] * A * A * net.G[l].sum(axis=1)
+        else:
+            diag = diag + w[-1] * net.g_nudge(0.0)
+        Hll = np.diag(diag)
+        if S is not None:  # eliminate layer l-1: H_ll − Bᵀ S⁻¹ B with B = −w_l·A·diag(signs)·G_l
+            B = w[l - 1] * A * net.signs(l - 1)[:, None] * net.G[l - 1]
+            Hll = Hll - B.T @ np.linalg.solve(S, B)
+        S = Hll
+    D = net.decode(np.eye(S.shape[0])).T  # (classes, n_L): decode as a matrix
+    R = D @ np.linalg.solve(S, D.T)
+    h = margin / (w[-1] * float(np.linalg.eigvalsh(0.5 * (R + R.T))[-1]))
+    return h / (1.0 + h * net.r_on)
+
+
+def safe_beta(net: Network, beta: float) -> float:
+    """``beta``, or ``beta_limit(net)`` where that is smaller: the β of a negative or centered EP phase (S).
+    ``train`` sets it once per epoch; the margin covers the conductances' drift within one."""
+    return min(beta, beta_limit(net))
+
+
 def loss(net: Network, states: Sequence[np.ndarray], y: np.ndarray) -> float:
     """Batch-mean cost ``½‖decode(v_L) − y‖²`` (V²; paired outputs: ``decode = v+ − v−``)."""
     return float(0.5 * np.mean(np.sum((net.decode(states[-1]) - y) ** 2, axis=1)))
 
 
 def _drives(net: Network, v0: np.ndarray, states: Sequence[np.ndarray]) -> list[np.ndarray]:
-    return [v0] + [net.A * s for s in states[:-1]]
+    return [v0] + [net.A * net.signs(l) * s for l, s in enumerate(states[:-1], 1)]
 
 
 def _energy_grad_diff(net: Network, v0: np.ndarray, sa: Sequence[np.ndarray], sb: Sequence[np.ndarray]) -> Gradient:
@@ -76,6 +115,7 @@ def ep_gradient(net: Network, v0: np.ndarray, y: np.ndarray, *, beta: float, est
     """EP estimate of the loss gradient, and the free-phase solution (pass ``free`` to reuse one).
 
     Nudged phases start from the free state. ``solve_kw`` go to ``solve`` (``tol``, ``max_sweeps``, ...).
+    A sample any of whose phases did not converge is left out of the mean (``Gradient.used``; all left out: zero).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
@@ -84,14 +124,18 @@ def ep_gradient(net: Network, v0: np.ndarray, y: np.ndarray, *, beta: float, est
     if free is None:
         free = solve(net, v0, targets=y, **solve_kw)
     phases = {"positive": (beta, 0.0), "negative": (0.0, -beta), "centered": (beta, -beta)}[estimator]
-    states = {0.0: free.states}
+    states, used = {0.0: free.states}, free.converged.copy()
     for b in phases:
         if b != 0.0:
-            states[b] = solve(net, v0, beta=b, targets=y, init=free.states, **solve_kw).states
+            s = solve(net, v0, beta=b, targets=y, init=free.states, **solve_kw)
+            states[b], used = s.states, used & s.converged
     a, b = phases
-    diff = _energy_grad_diff(net, v0, states[a], states[b])
+    if not used.any():
+        return Gradient([np.zeros_like(g) for g in net.G], [np.zeros_like(x) for x in net.b], used), free
+    rows = slice(None) if used.all() else np.flatnonzero(used)
+    diff = _energy_grad_diff(net, v0[rows], [s[rows] for s in states[a]], [s[rows] for s in states[b]])
     scale = 1.0 / (beta_eff(net, a) - beta_eff(net, b))
-    return Gradient([g * scale for g in diff.dG], [x * scale for x in diff.db]), free
+    return Gradient([g * scale for g in diff.dG], [x * scale for x in diff.db], used), free
 
 
 def kcl_jacobian(net: Network, states_b: Sequence[np.ndarray]) -> np.ndarray:
@@ -111,9 +155,9 @@ def kcl_jacobian(net: Network, states_b: Sequence[np.ndarray]) -> np.ndarray:
             K = net.n_classes
             J[sl, sl][np.arange(K), K + np.arange(K)] = J[sl, sl][K + np.arange(K), np.arange(K)] = -net.g_nudge(0.0)
         if l > 1:
-            J[sl, cuts[l - 2]:cuts[l - 1]] = -A * G.T
+            J[sl, cuts[l - 2]:cuts[l - 1]] = -A * G.T * net.signs(l - 1)
         if l < L:
-            J[sl, cuts[l]:cuts[l + 1]] = -C * net.G[l]
+            J[sl, cuts[l]:cuts[l + 1]] = -C * net.signs(l)[:, None] * net.G[l]
     clamped = ~np.isfinite(np.diag(J))
     J[clamped] = 0.0
     J[clamped, clamped] = 1.0
@@ -133,7 +177,7 @@ def implicit_gradient(net: Network, v0: np.ndarray, free_states: Sequence[np.nda
         rhs[cuts[-2]:] = net.decode_T(net.decode(vL) - y[b:b + 1])[0] / w[-1]
         ds[b] = -np.linalg.solve(kcl_jacobian(net, [s[b] for s in free_states]), rhs)
     d = [ds[:, cuts[l]:cuts[l + 1]] for l in range(net.depth)]
-    u, du = _drives(net, v0, free_states), [np.zeros_like(v0)] + [net.A * x for x in d[:-1]]
+    u, du = _drives(net, v0, free_states), _drives(net, np.zeros_like(v0), d)
     dG, db = [], []
     for l in range(1, net.depth + 1):
         # d/ds of w·½(u_i − v_j)² = w·(u_i − v_j)(du_i − dv_j), batch mean, in product form

@@ -24,6 +24,7 @@ __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_n
 FORMAT = "drn/1"
 ENCODINGS = ("pair", "identity")
 OUTPUTS = ("single", "paired")
+INVERT = ("none", "half")
 
 
 class NetworkFormatError(ValueError):
@@ -32,16 +33,26 @@ class NetworkFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Amplifier:
-    """Bidirectional amplifier after each hidden node: VCVS of gain ``A`` forward, CCCS of gain ``C`` back."""
+    """Bidirectional amplifier after each hidden node: VCVS of gain ``A`` forward, CCCS of gain ``C`` back.
+    ``invert="half"``: the second half of every hidden layer's amplifiers invert (gains ``−A`` and ``−C``), so
+    the next crossbar sees each node's value with both signs, as the input pair encoding does for the inputs
+    (positive conductances alone can then weigh a hidden node negatively, and the layers' common mode cancels)."""
 
     A: float
     C: float
+    invert: str = "none"
 
     def __post_init__(self):
         for name in ("A", "C"):
             val = getattr(self, name)
-            if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+            if not (isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val) and val > 0):
                 raise NetworkFormatError(f"meta.amplifier.{name} must be a positive finite number, got {val!r}")
+        if self.invert not in INVERT:
+            raise NetworkFormatError(f"meta.amplifier.invert must be one of {INVERT}, got {self.invert!r}")
+
+    def signs(self, n: int) -> np.ndarray:
+        """Sign (±1) of each of ``n`` amplifiers of a hidden layer."""
+        return np.where(np.arange(n) < (n + 1) // 2, 1.0, -1.0) if self.invert == "half" else np.ones(n)
 
 
 @dataclass
@@ -93,6 +104,12 @@ class Network:
     def C(self) -> float:
         return 1.0 if self.amplifier is None else float(self.amplifier.C)
 
+    def signs(self, l: int) -> np.ndarray:
+        """Sign (±1) of the amplifier of each node of hidden layer ``l`` (all +1 without inverting ones): the drive
+        of crossbar ``l+1`` is ``A·signs(l)·v_l`` and its pull-back ``C·signs(l)·(G_{l+1} v_{l+1})``."""
+        n = self.sizes[l]
+        return np.ones(n) if self.amplifier is None else self.amplifier.signs(n)
+
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Input-source voltages ``v0`` (V), shape ``(batch, n_0)``, from features ``x`` (batch, n_features)."""
         from .validation import check_inputs
@@ -136,7 +153,8 @@ class Network:
             input_gain=self.input_gain,
             encoding=self.encoding,
             element=self.element.to_meta(),
-            amplifier=None if self.amplifier is None else {"A": self.amplifier.A, "C": self.amplifier.C},
+            amplifier=None if self.amplifier is None else {"A": self.amplifier.A, "C": self.amplifier.C,
+                                                            "invert": self.amplifier.invert},
             outputs=self.outputs,
             switch={"R_on": self.r_on, "R_off": None if math.isinf(self.r_off) else self.r_off},
         )
@@ -270,8 +288,9 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
     amp = meta.get("amplifier")
     if amp is not None:
         if not isinstance(amp, dict) or "A" not in amp or "C" not in amp:
-            raise NetworkFormatError(f"meta.amplifier must be null or {{'A': float, 'C': float}}, got {amp!r}")
-        amp = Amplifier(amp["A"], amp["C"])
+            raise NetworkFormatError(f"meta.amplifier must be null or {{'A': float, 'C': float[, 'invert': 'none'|"
+                                     f"'half']}}, got {amp!r}")
+        amp = Amplifier(amp["A"], amp["C"], amp.get("invert", "none"))
     switch = meta.get("switch") or {}
     if not isinstance(switch, dict):
         raise NetworkFormatError(f"meta.switch must be an object, got {switch!r}")
@@ -305,17 +324,20 @@ def random_network(
     g_mean: float | None = None,
     rails: str | None = None,
     v_off: float = OSANA_VOFF,
-    amplifier: Amplifier | tuple[float, float] | None = None,
+    amplifier: Amplifier | tuple | None = None,
     bias: float = 0.0,
     input_gain: float = 1.0,
     encoding: str = "pair",
     outputs: str = "single",
+    init: str = "uniform",
     **kw: Any,
 ) -> Network:
     """A random network with layer sizes ``[n_0, ..., n_L]``.
 
-    Conductances are uniform on ``[0, 2*g_mean]`` S (default ``g_mean = 1/n_{l-1}`` per crossbar: each node's
-    input conductances sum to ~1 S); biases uniform on ``[-bias, bias]`` A. ``element``: a kind name
+    ``init="uniform"``: conductances uniform on ``[0, 2*g_mean]`` S (default ``g_mean = 1/n_{l-1}`` per crossbar:
+    each node's input conductances sum to ~1 S); ``init="clamped"`` (Scellier's): uniform on ``±1/√n_{l-1}`` S
+    (times ``g_mean·n_{l-1}`` if given), negative ones set to 0 — about half the conductances start at 0 (``G = 0``
+    is an open circuit; training may grow them), the others spread widely; biases uniform on ``[-bias, bias]`` A. ``element``: a kind name
     (``linear``, ``ideal``, ``shockley`` = Osana's Is=1e-6 A, Vd=0.05 V; ``pwl`` = a soft-clipping table) or an
     Element. ``rails``: ``"split"`` (half the hidden nodes ``[0, inf)``, half ``(-inf, 0]``: Scellier) or
     ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode); default split for ideal, both otherwise.
@@ -337,7 +359,13 @@ def random_network(
     G, b, lo, hi = [], [], [], []
     for l in range(1, len(sizes)):
         gm = g_mean if g_mean is not None else 1.0 / sizes[l - 1]
-        G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
+        if init == "uniform":
+            G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
+        elif init == "clamped":
+            bound = gm * math.sqrt(sizes[l - 1])
+            G.append(np.maximum(rng.uniform(-bound, bound, (sizes[l - 1], sizes[l])), 0.0))
+        else:
+            raise ValueError(f"init must be 'uniform' or 'clamped', got {init!r}")
         b.append(rng.uniform(-bias, bias, sizes[l]))
         if l < len(sizes) - 1:
             n = sizes[l]

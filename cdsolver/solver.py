@@ -155,6 +155,7 @@ class _Layers:
     def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None):
         L, A, C = net.depth, net.A, net.C
         self.net, self.L, self.A, self.C = net, L, A, C
+        self.sign = [net.signs(l) for l in range(1, L)]  # amplifier signs of each hidden layer
         self.G = net.G
         self.colmax = [g.argmax(axis=0) for g in net.G]  # row of each node's largest input conductance
         self.gmax = [g.max() for g in net.G]
@@ -195,9 +196,9 @@ class _Layers:
         fixed = self.fixed[l - 1]
         c = fixed[rows] if fixed.ndim == 2 else fixed
         if l > 1:
-            c = c + self.A * (v[l - 1] @ self.G[l - 1])
+            c = c + self.A * ((v[l - 1] * self.sign[l - 2]) @ self.G[l - 1])
         if l < self.L:
-            c = c + self.C * (v[l + 1] @ self.G[l].T)
+            c = c + self.C * self.sign[l - 1] * (v[l + 1] @ self.G[l].T)
         return c
 
     def update(self, l: int, v: dict[int, np.ndarray], rows) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +319,7 @@ def solve(
 def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
     """(layer, drive voltages u (V), node voltages v (V), G) of every crossbar."""
     for l in range(1, P.L + 1):
-        u = v0 if l == 1 else P.A * v[l - 1]
+        u = v0 if l == 1 else P.A * P.sign[l - 2] * v[l - 1]
         yield l, u, v[l], P.G[l - 1]
 
 

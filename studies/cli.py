@@ -119,9 +119,9 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
 
 #: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
-RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "input_gain", "outputs", "batch_size",
-               "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target", "g_min", "g_max",
-               "tol", "seed")
+RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "invert", "input_gain", "outputs",
+               "batch_size", "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target", "g_min", "g_max",
+               "tol", "max_sweeps", "gradient", "seed")
 
 
 def _train_data(args: argparse.Namespace) -> dict:
@@ -145,51 +145,54 @@ def _write_history(rows: list[dict], path: Path) -> None:
 
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["epoch", "train_error", "train_loss", "val_error", "val_loss", "seconds"])
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"])
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cdsolver.network import Amplifier, random_network, save_network
-    from cdsolver.train import DEFAULTS, TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, train
+    from cdsolver import defaults
+    from cdsolver.network import Amplifier, save_network
+    from cdsolver.train import TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, train
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
-    gain0, lr0 = DEFAULTS[args.element]
-    args.input_gain = args.input_gain if args.input_gain is not None else gain0
-    args.lr = args.lr or [lr0]
     run = {k: getattr(args, k) for k in RUN_OPTIONS}
     out = Path(args.out)
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
                       optimizer=args.optimizer, momentum=args.momentum, average=args.average,
                       beta=args.beta, estimator=args.estimator, g_min=args.g_min, g_max=args.g_max,
-                      target=args.target, tol=args.tol, seed=args.seed)
+                      target=args.target, tol=args.tol, max_sweeps=args.max_sweeps, gradient=args.gradient,
+                      seed=args.seed)
     if args.resume and not ckpt.is_file():
         raise CliError(f"--resume: no checkpoint {ckpt} (it is written after every epoch of a run with --out {out})")
     data = _train_data(args)
+    cfg = cfg.resolved(len(data["train"].x))
     if args.resume:
         net, state, run0 = load_checkpoint(ckpt)
         default = vars(build_parser().parse_args(["train", "--out", str(out)]))  # options newer than the checkpoint
         diff = {k: (run0.get(k, default[k]), v) for k, v in json_ready(run).items() if run0.get(k, default[k]) != v}
         if diff:
             raise CliError("--resume: the checkpoint was made with other options (only --epochs may change): "
-                           + "; ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in diff.items()))
+                           + "; ".join(f"--{k.replace('_', '-')} was {_shown(a)}, now {_shown(b)}"
+                                       for k, (a, b) in diff.items()))
         if state.epoch >= args.epochs:
             raise CliError(f"--resume: the checkpoint has {state.epoch} epochs done; ask for more with --epochs")
         print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
     else:
-        amp = None if args.amplifier is None else Amplifier(*args.amplifier)
-        sizes = [2 * data["train"].x.shape[1], *args.hidden, 10]
-        net = random_network(sizes, args.element, seed=args.seed, rails=args.rails, amplifier=amp,
-                             input_gain=args.input_gain, outputs=args.outputs)
+        amp = None if args.amplifier is None else Amplifier(*args.amplifier, args.invert)
+        net = defaults.network(data["train"].x, args.hidden, 10, args.element, rails_=args.rails, amplifier=amp,
+                               outputs=args.outputs, gain=args.input_gain, seed=args.seed)
     cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
     if not args.resume:
         state = TrainState.start(net, len(data["train"].x), cfg)
     if data["train"].x.shape[1] != net.n_features:
         raise CliError(f"the data has {data['train'].x.shape[1]} features per sample, the network {net.n_features}")
+    print(f"network {'-'.join(map(str, net.sizes))}, {args.element}, input gain {net.input_gain:.4g} V; batch "
+          f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, average {cfg.average:.4g}, beta {cfg.beta} S "
+          f"(at most ep.beta_limit), target {cfg.target} V, gradient {cfg.gradient}", flush=True)
 
     def on_epoch(row: dict) -> None:
         print(f"epoch {row['epoch']:3d}: train error {row['train_error']:.4f} loss {row['train_loss']:.5f} | "
@@ -211,12 +214,18 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
+                                  "batch_size": cfg.batch_size, "gradient": cfg.gradient,
                                   "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
                                   "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
                                   "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
     save_network(net, out)
     print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {out}, {hist_path} and {ckpt}")
     return 0
+
+
+def _shown(value) -> str:
+    """An option's value as the user gave it (``None``: the default rule of cdsolver/defaults.py)."""
+    return "the default" if value is None else repr(value)
 
 
 def json_ready(d: dict) -> dict:
@@ -293,6 +302,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cdsolver.defaults import TRAIN as T
+
     ap = argparse.ArgumentParser(
         prog="drn",
         description="Deep resistive networks: exact coordinate-descent steady states, checked against ngspice.")
@@ -358,30 +369,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rails", choices=["both", "split"], help="both: every node [-0.8, 0.8] V (default for "
                    "shockley/pwl); split: half [0, inf), half (-inf, 0] (default for ideal)")
     p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifier gains")
-    p.add_argument("--input-gain", type=float, help="V per unit feature (default: 40 shockley, 4 otherwise)")
+    p.add_argument("--invert", choices=["half", "none"], default="half",
+                   help="with --amplifier: half: the second half of each hidden layer's amplifiers invert (gains -A, "
+                        "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
+                        "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")
+    p.add_argument("--input-gain", type=float, help="V per unit feature (default: set from the training data so that "
+                   "the first hidden layer's pre-activations spread over the element's scale, times 2 per extra passive "
+                   "hidden layer; printed at the start; cdsolver/defaults.py)")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")
-    p.add_argument("--epochs", type=int, default=20, help="(default: 20; with --resume: the new total)")
-    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
-    p.add_argument("--lr", type=float, nargs="+", help="learning rate, one per layer, or one: the output layer's, "
-                   "earlier layers scaled by (C/A)^(L-l) with amplifiers (default: 0.002 shockley, 0.1 otherwise)")
-    p.add_argument("--lr-decay", type=float, default=1.0, help="rates times this factor after every epoch (default: 1)")
-    p.add_argument("--optimizer", choices=["momentum", "adam"], default="momentum",
+    p.add_argument("--epochs", type=int, default=T["epochs"], help=f"(default: {T['epochs']}; with --resume: the new "
+                   "total)")
+    p.add_argument("--batch-size", type=int, help="(default: training samples / 128, clipped to [8, 128]: Digits 8, "
+                   "Fashion-MNIST 128)")
+    p.add_argument("--lr", type=float, nargs="+", help="learning rate, one per layer, or one (momentum: the output "
+                   "layer's, earlier layers scaled by (C/A)^(L-l) with amplifiers) (default, Adam: 0.01 x "
+                   "sqrt(batch/8); momentum needs one)")
+    p.add_argument("--lr-decay", type=float, default=T["lr_decay"], help="rates times this factor after every epoch "
+                   f"(default: {T['lr_decay']})")
+    p.add_argument("--optimizer", choices=["momentum", "adam"], default=T["optimizer"],
                    help="momentum: SGD with momentum; adam: Adam, steps of about lr x the layer's mean initial "
-                        "conductance (1/n_in S) and lr A for biases, one lr for all layers (default: momentum)")
-    p.add_argument("--momentum", type=float, default=0.9, help="momentum, Adam's beta1 (default: 0.9)")
-    p.add_argument("--average", type=float, default=0.0, metavar="DECAY",
-                   help="keep a moving average of the weights (decay per batch, e.g. 0.999) and use it as the "
-                        "trained model: validation, test and NET.npz (default: 0, off)")
-    p.add_argument("--beta", type=float, default=0.1, help="nudging strength β > 0, S (default: 0.1)")
-    p.add_argument("--estimator", choices=["centered", "positive", "negative"], default="centered")
-    p.add_argument("--target", type=float, default=0.3, help="output target of the true class, V (default: 0.3)")
-    p.add_argument("--g-min", type=float, default=1e-6, help="conductance floor, S (default: 1e-6)")
-    p.add_argument("--g-max", type=float, default=10.0, help="conductance ceiling, S (default: 10)")
-    p.add_argument("--tol", type=float, default=1e-10, help="solver tolerance in training, relative KCL "
-                   "(default: 1e-10; evaluation always uses 1e-12)")
-    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+                        f"conductance (1/n_in S) and lr A for biases, one lr for all layers (default: {T['optimizer']})")
+    p.add_argument("--momentum", type=float, default=T["momentum"], help=f"momentum, Adam's beta1 (default: "
+                   f"{T['momentum']})")
+    p.add_argument("--average", type=float, metavar="DECAY",
+                   help="moving average of the weights (decay per batch; 0: off) used as the trained model: "
+                        "validation, test and NET.npz (default: a window of one epoch, 1 - batch/training samples)")
+    p.add_argument("--beta", type=float, default=T["beta"], help="nudging strength β > 0, S, lowered per batch to "
+                   f"keep the negative phase convex (half the smallest output conductance) (default: {T['beta']})")
+    p.add_argument("--estimator", choices=["centered", "positive", "negative"], default=T["estimator"],
+                   help=f"(default: {T['estimator']})")
+    p.add_argument("--gradient", choices=["ep", "implicit"], default=T["gradient"],
+                   help="ep: equilibrium propagation; implicit: the true gradient by implicit differentiation, a "
+                        f"control that tells EP's bias from a model that cannot learn (default: {T['gradient']})")
+    p.add_argument("--target", type=float, default=T["target"], help="output target of the true class, V "
+                   f"(default: {T['target']})")
+    p.add_argument("--g-min", type=float, default=T["g_min"], help=f"conductance floor, S (default: {T['g_min']})")
+    p.add_argument("--g-max", type=float, default=T["g_max"], help=f"conductance ceiling, S (default: {T['g_max']})")
+    p.add_argument("--tol", type=float, default=T["tol"], help="solver tolerance in training, relative KCL "
+                   f"(default: {T['tol']}; evaluation always uses {T['eval_tol']})")
+    p.add_argument("--max-sweeps", type=int, default=T["max_sweeps"], help="solver sweep cap in training; a sample "
+                   "any of whose phases hits it is left out of the gradient and counted (history column excluded) "
+                   f"(default: {T['max_sweeps']})")
+    p.add_argument("--seed", type=int, default=T["seed"], help=f"(default: {T['seed']})")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
                    "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; README)")
     p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")

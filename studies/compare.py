@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cdsolver import load_network, random_network, save_network, solve
+from cdsolver import load_network, save_network, solve
 from cdsolver.datasets import load_digits
 from cdsolver.network import Amplifier
-from cdsolver.train import DEFAULTS, TrainConfig, train
+from cdsolver import defaults
+from cdsolver.train import TrainConfig, TrainState, evaluate, train
 from spice_bridge.runners import RUNNERS, ngspice_version, run
 
 from .metrics import EPS_L1, max_abs, percentiles, rel_l1
@@ -46,7 +47,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "study": {"name": str, "dataset": str, "samples": int, "seeds": list, "runners": list, "jobs": int,
               "cell_jobs": int, "timeout": float, "data_seed": int, "cd_tol": float},
     "grid": {"depth": list, "width": list, "element": list, "amplifier": list},
-    "train": {"epochs": int, "lr": float, "beta": float, "target": float, "batch_size": int},
+    "train": {"epochs": int, "lr": float, "beta": float, "target": float, "batch_size": int, "optimizer": str,
+              "average": float, "lr_decay": float, "gradient": str},
 }
 DEFAULT = {"study": {"dataset": "digits", "seeds": [0], "runners": ["batch"], "jobs": 1, "cell_jobs": 1,
                      "timeout": 3600.0, "data_seed": 0, "cd_tol": 1e-13},
@@ -54,7 +56,7 @@ DEFAULT = {"study": {"dataset": "digits", "seeds": [0], "runners": ["batch"], "j
 
 COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "sample", "rel_l1", "max_abs_V",
            "cd_sweeps", "cd_converged", "cd_s", "spice_s", "spice_iterations", "spice_ok", "spice_fallback",
-           "spice_reason"]
+           "spice_reason", "test_error", "train_epochs", "train_s"]
 
 
 class ConfigError(ValueError):
@@ -64,10 +66,11 @@ class ConfigError(ValueError):
 def _amplifier(name: str) -> Amplifier | None:
     if name == "none":
         return None
-    m = re.fullmatch(r"A([0-9.]+)C([0-9.]+)", name)
+    m = re.fullmatch(r"A([0-9.]+)C([0-9.]+)(-inv)?", name)
     if not m:
-        raise ConfigError(f"grid.amplifier: {name!r} is not 'none' or like 'A4C1' (gains A and C)")
-    return Amplifier(float(m.group(1)), float(m.group(2)))
+        raise ConfigError(f"grid.amplifier: {name!r} is not 'none' or like 'A4C1' (gains A and C) or 'A4C1-inv' "
+                          f"(the second half of each hidden layer inverting)")
+    return Amplifier(float(m.group(1)), float(m.group(2)), "half" if m.group(3) else "none")
 
 
 def load_config(path: str | Path) -> dict:
@@ -175,14 +178,18 @@ def network_for(cfg: dict, c: dict, out: Path) -> Any:
     if path.is_file():
         return load_network(path)
     kind, rails = ELEMENTS[c["element"]]
-    gain, lr = DEFAULTS[kind]
-    net = random_network([128] + [c["width"]] * c["depth"] + [10], kind, rails=rails, seed=c["seed"],
-                         amplifier=_amplifier(c["amplifier"]), input_gain=gain)
+    data = load_digits(seed=cfg["study"]["data_seed"])
+    net = defaults.network(data["train"].x, [c["width"]] * c["depth"], 10, kind, rails_=rails, seed=c["seed"],
+                           amplifier=_amplifier(c["amplifier"]))
     tr = cfg["train"]
     if tr["epochs"] > 0:
-        tcfg = TrainConfig(epochs=tr["epochs"], lr=tr.get("lr", lr), beta=tr.get("beta", 0.1),
-                           target=tr.get("target", 0.3), batch_size=tr.get("batch_size", 32), seed=c["seed"])
-        train(net, load_digits(seed=cfg["study"]["data_seed"]), tcfg)
+        tcfg = TrainConfig(**dict(tr, seed=c["seed"]))
+        state = TrainState.start(net, len(data["train"].x), tcfg)
+        t0 = time.perf_counter()
+        train(net, data, tcfg, state=state)
+        net = state.model(net)
+        net.extra_meta["training"] = {"epochs": tr["epochs"], "seconds": time.perf_counter() - t0,
+                                      "test_error": evaluate(net, data["test"], tcfg)[0]}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_network(net, path)
     return net
@@ -193,6 +200,7 @@ def run_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> pd.DataFram
     as soon as it finishes, so an interrupted cell resumes at the runner it was in (CD is re-solved: cheap)."""
     st = cfg["study"]
     net = network_for(cfg, c, out)
+    trained = net.extra_meta.get("training", {})
     v0 = net.encode(load_digits(seed=st["data_seed"])["val"].x[: st["samples"]])
     t = time.perf_counter()
     cd = solve(net, v0, tol=st["cd_tol"])
@@ -207,11 +215,13 @@ def run_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> pd.DataFram
         err, mx = rel_l1(cd.states, res.states), max_abs(cd.states, res.states)
         rows = [dict(**c, runner=r, sample=b, rel_l1=err[b], max_abs_V=mx[b], cd_sweeps=cd.iterations[b],
                      cd_converged=cd.converged[b], cd_s=cd_s, spice_s=res.wall[b], spice_iterations=res.iterations[b],
-                     spice_ok=res.ok[b], spice_fallback=res.fallback[b], spice_reason=res.reason[b])
+                     spice_ok=res.ok[b], spice_fallback=res.fallback[b], spice_reason=res.reason[b],
+                     test_error=trained.get("test_error", np.nan), train_epochs=trained.get("epochs", 0),
+                     train_s=trained.get("seconds", np.nan))
                 for b in range(len(v0))]
         frames.append(pd.DataFrame(rows, columns=COLUMNS))
         write_csv(frames[-1], part, prov)
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+    return pd.concat(frames, ignore_index=True).reindex(columns=COLUMNS)
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -222,6 +232,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     def one(g: pd.DataFrame) -> pd.Series:
         ok = g[g.spice_ok]
         return pd.Series({
+            "test_error": g.test_error.iloc[0], "train_epochs": g.train_epochs.iloc[0], "train_s": g.train_s.iloc[0],
             "samples": len(g), "spice_failed": int((~g.spice_ok).sum()),
             **{f"rel_l1_{k}": v for k, v in percentiles(ok.rel_l1.to_numpy()).items()},
             "max_abs_V": ok.max_abs_V.max(), "cd_sweeps_mean": g.cd_sweeps.mean(),

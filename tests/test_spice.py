@@ -18,7 +18,7 @@ ELEMENTS = {  # kind, rails
     "shockley-single": ("shockley", "split"),
     "pwl": ("pwl", None),
 }
-AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25)}
+AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25), "A4C1inv": (4.0, 1.0, "half")}
 # β < 0 adds a negative resistor 1/(1/β + R_on) at each output: beyond the conductance the network presents
 # there (β = -0.5 gives -1 S) the co-content is not convex and the circuit has several DC equilibria (measured:
 # A=4, C=1, 3 hidden layers); CD and ngspice then may pick different ones. -0.1 S keeps every case convex.
