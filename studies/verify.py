@@ -345,6 +345,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"{'error' if v.spice_over else 'note'}: ngspice failed on {nf} samples (allowed "
               f"{v.allow_spice_failures}), first: sample {v.spice_failed[0][0]}: {v.spice_failed[0][1]}",
               file=sys.stderr)
+    if v.cd_not_converged:
+        print(f"note: CD hit its sweep cap on {v.cd_not_converged} samples (compared as they are)", file=sys.stderr)
     for c in v.comparisons:
         if not c.passed:
             print(f"drn verify: FAILED {c.name}: {c.failure}", file=sys.stderr)
