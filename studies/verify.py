@@ -295,7 +295,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--states", metavar="THEIRS.npz", help="your states: arrays v1..vL, (batch, n_l), V")
     p.add_argument("--runner", choices=["batch", "op", "shared"], default="batch",
                    help="ngspice runner, as in drn spice (default: batch)")
-    p.add_argument("--p90", type=float, default=P90_TOL,
+    p.add_argument("--p90", type=float, default=P90_TOL, metavar="TOL",
                    help=f"largest allowed P90 of the relative L1 error of each comparison (default: {P90_TOL:g})")
     p.add_argument("--max", type=float, dest="max_tol", metavar="TOL",
                    help="largest allowed relative L1 error of any sample (default: no limit)")
@@ -303,7 +303,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit 3 if ngspice fails on more than K samples (default: 0)")
     p.add_argument("--report", metavar="FILE.json|FILE.xml",
                    help="write a JSON report or a JUnit XML report (one test case per comparison)")
-    p.add_argument("--jobs", type=int, default=1, help="ngspice worker processes (default: 1)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="ngspice worker processes (default: 1)")
     p.set_defaults(func=cmd_verify)
 
 
