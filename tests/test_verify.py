@@ -2,8 +2,12 @@
 failures over the allowance exit 3; the JUnit and JSON reports hold the numbers."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,6 +114,16 @@ def test_bad_options_exit_2(files, capsys):
     assert "states file not found" in capsys.readouterr().err
 
 
+def test_module_entry_point_reports_bad_input_in_one_line(files):
+    """``python -m studies.cli``: errors raised by command modules (a CliError from the shared loader) exit 2."""
+    d, *_ = files
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-m", "studies.cli", *args(d, None)[:1], str(d / "nonet.npz"),
+                        str(d / "x.npy")], capture_output=True, text=True, cwd=root, env={**os.environ,
+                        "PYTHONPATH": str(root)})
+    assert p.returncode == 2 and p.stderr.strip() == f"drn verify: error: network file not found: {d / 'nonet.npz'}"
+
+
 @pytest.fixture
 def flaky_ngspice(tmp_path, monkeypatch, ngspice):
     """An ``ngspice`` on PATH that fails every .dc sweep and sample 1's .op, and runs the real one otherwise."""
@@ -120,7 +134,7 @@ def flaky_ngspice(tmp_path, monkeypatch, ngspice):
     fake.write_text(f'#!/bin/sh\ncase "$2" in batch*|sample1.cir) echo "doAnalyses: no convergence"; exit 1;; '
                     f'esac\nexec {real} "$@"\n')
     fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{shutil.os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
 
 
 def test_spice_failures_over_allowance_exit_3(files, flaky_ngspice, capsys):
