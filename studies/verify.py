@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import EPS_L1, max_abs, percentiles, rel_l1
+from .metrics import EPS_L1, percentiles, rel_l1
 
 __all__ = ["Comparison", "Verification", "compare_states", "load_their_states", "verify", "exit_code",
            "report_json", "report_junit", "write_report", "add_parser", "cmd_verify", "P90_TOL"]
@@ -93,17 +93,16 @@ def compare_states(name: str, a: Sequence[np.ndarray], b: Sequence[np.ndarray],
     sample indices ``rows`` (default: all)."""
     rows = np.arange(len(a[0])) if rows is None else np.asarray(rows, dtype=np.int64)
     a, b = [x[rows] for x in a], [x[rows] for x in b]
-    empty = {"p50": np.nan, "p90": np.nan, "p99": np.nan, "max": np.nan}
     if rows.size == 0:
-        return Comparison(name, 0, empty, [empty] * len(a), np.nan, -1, (-1, -1, -1))
+        none = percentiles(np.empty(0))
+        return Comparison(name, 0, none, [none] * len(a), np.nan, -1, (-1, -1, -1))
     err = rel_l1(a, b)
-    layers = [percentiles(rel_l1([x], [y])) for x, y in zip(a, b)]
     dv = np.abs(np.concatenate(a, axis=1) - np.concatenate(b, axis=1))
     k, j = np.unravel_index(int(np.argmax(dv)), dv.shape)
-    layer = int(np.searchsorted(np.cumsum([x.shape[1] for x in a]), j, side="right"))
-    node = int(j - sum(x.shape[1] for x in a[:layer]))
-    return Comparison(name, int(rows.size), percentiles(err), layers, float(max_abs(a, b).max()),
-                      int(rows[np.argmax(err)]), (int(rows[k]), layer + 1, node))
+    first = np.cumsum([0] + [x.shape[1] for x in a])  # first column of each layer in dv
+    layer = int(np.searchsorted(first, j, side="right")) - 1
+    return Comparison(name, int(rows.size), percentiles(err), [percentiles(rel_l1([x], [y])) for x, y in zip(a, b)],
+                      float(dv[k, j]), int(rows[np.argmax(err)]), (int(rows[k]), layer + 1, int(j - first[layer])))
 
 
 def load_their_states(path: str | Path, sizes: Sequence[int], batch: int) -> tuple[list[np.ndarray], int]:
