@@ -262,7 +262,7 @@ def report_junit(v: Verification) -> str:
     suite = ET.SubElement(root, "testsuite", name="drn verify", **counts)
     props = ET.SubElement(suite, "properties")
     for k, val in {**v.info, **{f"threshold_{k}": t for k, t in v.thresholds.items()}}.items():
-        ET.SubElement(props, "property", name=k, value=str(val))
+        ET.SubElement(props, "property", name=k, value="none" if val is None else str(val))
     suite.extend(cases)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
