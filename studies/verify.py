@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cdsolver.network import Network
+
 from .metrics import EPS_L1, percentiles, rel_l1
 
 __all__ = ["Comparison", "Verification", "compare_states", "load_their_states", "verify", "exit_code",
@@ -162,7 +164,7 @@ class Verification:
         return len(self.spice_failed) > self.allow_spice_failures
 
 
-def verify(net, v0: np.ndarray, *, theirs: Sequence[np.ndarray] | None = None, runner: str = "batch",
+def verify(net: Network, v0: np.ndarray, *, theirs: Sequence[np.ndarray] | None = None, runner: str = "batch",
            beta: float = 0.0, targets: np.ndarray | None = None, jobs: int = 1, p90: float = P90_TOL,
            max_tol: float | None = None, allow_spice_failures: int = 0) -> Verification:
     """Solve ``v0`` (V, ``(batch, n_0)``) with ngspice (``runner``, ``jobs`` processes) and CD, and compare
