@@ -447,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Report versions and whether ngspice (batch) and its shared library work. "
                                    "Exit 1 if something is missing.")
     p.set_defaults(func=cmd_doctor)
+    from .verify import add_parser as add_verify_parser
+    add_verify_parser(sub)
     return ap
 
 
@@ -499,5 +501,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # run the package's module, so that errors raised by command modules are caught
+    from studies.cli import main
     sys.exit(main())
