@@ -263,7 +263,10 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     out = Path(out or Path("results") / cfg["study"]["name"])
     (out / "cells").mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(Path(config).read_text())
-    prov = provenance(cfg)
+    prov = provenance(cfg) | {"command": " ".join(
+        ["drn compare", str(config), "--out", str(out)]
+        + [f"--{k.replace('_', '-')} {v}" for k, v in (("jobs", jobs), ("max_samples", max_samples),
+                                                        ("cell_jobs", cell_jobs), ("dask", dask)) if v is not None])}
     todo = cells(cfg)
     paths = [cell_csv(out, c) for c in todo]
     for c, p in zip(todo, paths):
