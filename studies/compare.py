@@ -102,7 +102,8 @@ def load_config(path: str | Path) -> dict:
         if key not in gr:
             raise ConfigError(f"{p}: grid.{key} is required")
     if st["dataset"] != "digits":
-        raise ConfigError(f"{p}: study.dataset must be 'digits' (MNIST studies: issue 7), got {st['dataset']!r}")
+        raise ConfigError(f"{p}: study.dataset must be 'digits' (studies support no other dataset yet), "
+                          f"got {st['dataset']!r}")
     if not 1 <= st["samples"] <= 360:
         raise ConfigError(f"{p}: study.samples must be 1..360 (the Digits validation split), got {st['samples']}")
     for key in ("jobs", "cell_jobs"):

@@ -47,7 +47,8 @@ def _rc(style: str) -> dict:
 def _save(fig, out: Path, name: str) -> list[Path]:
     paths = [out / f"{name}.{ext}" for ext in ("png", "pdf")]
     for p in paths:
-        fig.savefig(p)  # constrained layout: the figure keeps its width (3.4 in or 7 in for paper)
+        # constrained layout: the figure keeps its width (3.4 in or 7 in for paper); no date: same data, same PDF
+        fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     return paths
 
 
@@ -132,8 +133,9 @@ def speedup_figure(summ: pd.DataFrame, style: str = "paper"):
     plt = _pyplot()
     series, depths, runners = _series(summ), sorted(summ.depth.unique()), sorted(summ.runner.unique())
     colors, widths = _colors(series), sorted(summ.width.unique())
-    rows = [(w, ea) for w in widths for ea in series]
-    ys = np.arange(len(rows)) + np.repeat(np.arange(len(widths)), len(series)) * 0.6  # a gap between widths
+    have = set(zip(summ.width, summ.element, summ.amplifier))
+    rows = [(w, ea) for w in widths for ea in series if (w, *ea) in have]
+    ys = np.arange(len(rows)) + np.cumsum([i > 0 and w != rows[i - 1][0] for i, (w, _) in enumerate(rows)]) * 0.6
     off = np.linspace(-0.2, 0.2, len(runners)) if len(runners) > 1 else np.zeros(1)
     left = 10.0 ** np.floor(np.log10(summ.speedup_median.min() / 2))  # a decade below the smallest
     height = (1.5 if style == "paper" else 2.2) + len(rows) * len(runners) * (0.12 if style == "paper" else 0.18)
@@ -141,6 +143,8 @@ def speedup_figure(summ: pd.DataFrame, style: str = "paper"):
     for ax, d in zip(axes, depths):
         for y0, (w, ea) in zip(ys, rows):
             g = summ[(summ.depth == d) & (summ.width == w) & (summ.element == ea[0]) & (summ.amplifier == ea[1])]
+            if g.empty:
+                ax.text(left * 1.5, y0, "not measured", va="center", color="0.5", fontsize=STYLES[style]["font"] - 2)
             for dy, r in zip(off, runners):
                 v = g[g.runner == r].speedup_median
                 if v.empty:
@@ -152,8 +156,7 @@ def speedup_figure(summ: pd.DataFrame, style: str = "paper"):
                             ha="left", va="center", fontsize=STYLES[style]["font"] - 2)
         ax.set_xscale("log")
         ax.set_xlim(left, summ.speedup_median.max() * 12)
-        ax.set_yticks([ys[i * len(series):(i + 1) * len(series)].mean() for i in range(len(widths))],
-                      labels=[str(int(w)) for w in widths])
+        ax.set_yticks([ys[[r[0] == w for r in rows]].mean() for w in widths], labels=[str(int(w)) for w in widths])
         ax.set_ylim(ys[-1] + 0.6, ys[0] - 0.6)
         ax.set(xlabel="speed-up (ngspice / CD)", title=_depth_title(d))
         ax.grid(alpha=0.3, axis="x")
@@ -222,40 +225,74 @@ def provenance_header(path: Path) -> dict[str, str]:
     return out
 
 
-def _readme(out: Path, prov: dict[str, str], figures: list[str], samples_kept: bool) -> str:
-    """results/<study>/README.md: where the numbers come from, and the figures."""
+def _provenance_rows(prov: dict[str, str]) -> list[str]:
+    """A Markdown table of one provenance header."""
     versions = ", ".join(f"{k} {prov[k]}" for k in ("python", "numpy", "scipy", "pandas", "ngspice") if k in prov)
-    rows = [("command", f"`{prov['command']}`" if "command" in prov else
-             "not recorded (the run predates the `command` key; the config is `config.toml` here)"),
-            ("git commit", f"`{prov.get('git_commit', '?')}` (`-dirty`: the tree had uncommitted changes)"
-             if prov.get("git_commit", "").endswith("-dirty") else f"`{prov.get('git_commit', '?')}`"),
-            ("date (start of the run that wrote it, machine's local time)", prov.get("date", "?")),
+    commit = f"`{prov.get('git_commit', '?')}`" + (" (`-dirty`: the tree had uncommitted changes)"
+                                                   if prov.get("git_commit", "").endswith("-dirty") else "")
+    rows = [("study", prov.get("study", "?")),
+            ("command", f"`{prov['command']}`" if "command" in prov else
+             "not recorded (the run predates the `command` key)"),
+            ("git commit", commit), ("date (start of the run that wrote it, machine's local time)", prov.get("date", "?")),
             ("machine", prov.get("machine", "?")), ("versions", versions),
             ("config sha256 (first 16 hex)", f"`{prov.get('config_sha256', '?')}`"),
             ("ε of the relative L1 (V)", prov.get("eps_l1_V", "?"))]
-    text = [f"# {prov.get('study', out.name)}: CD vs ngspice", "",
-            "Written by `drn plot` from the provenance header of `summary.csv`.", "", "| | |", "|---|---|"]
-    text += [f"| {k} | {v} |" for k, v in rows]
-    text += ["", "Table: [summary.md](summary.md) (per cell and runner; columns in "
+    return ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+
+
+def _readme(out: Path, sources: list[tuple[Path, Path, dict[str, str]]], figures: list[str],
+            samples_kept: bool) -> str:
+    """results/<study>/README.md: where the numbers come from (one provenance table per source), and the figures."""
+    title = sources[0][2].get("study", out.name) if len(sources) == 1 else out.name
+    text = [f"# {title}: CD vs ngspice", ""]
+    if len(sources) == 1:
+        text += [f"Written by `drn plot` from the provenance header of `{sources[0][1].relative_to(out)}`.", ""]
+        text += _provenance_rows(sources[0][2])
+    else:
+        text += ["Written by `drn plot` from the studies below (provenance from the header of each one's CSV).", ""]
+        for folder, csv, prov in sources:
+            text += [f"## `{folder}` (`{csv.name}`)", ""] + _provenance_rows(prov)
+    text += ["Table: [summary.md](summary.md) (per cell and runner; columns in "
              "[docs/formats.md](../../docs/formats.md#study-csv-files))."
-             + ("" if samples_kept else " `samples.csv` (per sample) is not kept here, so the error figure shows the "
-                "P50, P90 and maximum of `summary.csv` per cell instead of a CDF."), ""]
+             + ("" if samples_kept else " Not every source kept `samples.csv` (per sample), so the error figure "
+                "shows the P50, P90 and maximum per cell instead of a CDF."), ""]
     text += [f"![{f}]({f}.png)  \n[{f}.pdf]({f}.pdf)\n" for f in figures]
     return "\n".join(text)
 
 
-def plot(results: str | Path, style: str = "paper") -> list[Path]:
+def _load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, Path]:
+    """(summary, samples or None, the CSV whose header is the provenance) of a ``drn compare`` folder; a folder
+    that kept only ``cells/`` is summarised from its cell files."""
+    from .compare import summarize
+
+    if (folder / "summary.csv").is_file():
+        samples = folder / "samples.csv"
+        return (pd.read_csv(folder / "summary.csv", comment="#"),
+                pd.read_csv(samples, comment="#") if samples.is_file() else None, folder / "summary.csv")
+    cells = sorted((folder / "cells").glob("*.csv"))
+    if not cells:
+        raise FileNotFoundError(f"{folder}: neither summary.csv nor cells/*.csv: run `drn compare CONFIG --out "
+                                f"{folder}` first")
+    samples = pd.concat([pd.read_csv(c, comment="#") for c in cells], ignore_index=True)
+    return summarize(samples), samples, cells[0]
+
+
+def plot(results: str | Path | list[str | Path], out: str | Path | None = None, style: str = "paper") -> list[Path]:
     """runtime_vs_width, speedup_vs_width and error_cdf (PNG + PDF, one panel per depth), summary.md and
-    README.md (provenance) in a ``drn compare`` folder. Without ``samples.csv`` (a curated folder keeps only
-    ``summary.csv``) error_vs_width replaces error_cdf. Returns the files written."""
+    README.md (provenance) for one ``drn compare`` folder (written into it) or several (merged, written to
+    ``out``). Where ``samples.csv`` was not kept (a curated folder), error_vs_width replaces error_cdf.
+    Returns the files written."""
     plt = _pyplot()
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")
-    out = Path(results)
-    if not (out / "summary.csv").is_file():
-        raise FileNotFoundError(f"{out}/summary.csv not found: run `drn compare CONFIG --out {out}` first")
-    summ = pd.read_csv(out / "summary.csv", comment="#")
-    samples = pd.read_csv(out / "samples.csv", comment="#") if (out / "samples.csv").is_file() else None
+    folders = [Path(r) for r in (results if isinstance(results, list) else [results])]
+    if out is None and len(folders) > 1:
+        raise ValueError("several results folders need an output folder (--out DIR)")
+    out = Path(out) if out is not None else folders[0]
+    loaded = [_load(f) for f in folders]
+    summ = pd.concat([s for s, _, _ in loaded], ignore_index=True)
+    samples = None if any(x is None for _, x, _ in loaded) else pd.concat([x for _, x, _ in loaded])
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     with plt.rc_context(_rc(style)):
         figures = {"runtime_vs_width": runtime_figure(summ, style), "speedup_vs_width": speedup_figure(summ, style)}
@@ -272,8 +309,8 @@ def plot(results: str | Path, style: str = "paper") -> list[Path]:
     for _, row in summ[cols].iterrows():
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-    (out / "README.md").write_text(_readme(out, provenance_header(out / "summary.csv"),
-                                           list(figures), samples is not None))
+    sources = [(f, csv, provenance_header(csv)) for f, (_, _, csv) in zip(folders, loaded)]
+    (out / "README.md").write_text(_readme(out, sources, list(figures), samples is not None))
     return written + [out / "summary.md", out / "README.md"]
 
 

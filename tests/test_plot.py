@@ -94,3 +94,17 @@ def test_without_samples_the_error_figure_shows_the_summary_quantiles(study):
     assert main(["plot", str(study)]) == 0
     assert (study / "error_vs_width.pdf").is_file() and not (study / "error_cdf.pdf").exists()
     assert "error_vs_width.png" in (study / "README.md").read_text()
+
+
+def test_several_studies_merge_into_one_figure_set(study, tmp_path):
+    """A folder that kept only cells/ (an unfinished or curated study) is summarised from its cell files."""
+    wide = tmp_path / "wide"
+    (wide / "cells").mkdir(parents=True)
+    df = _samples(depths=(3,), widths=(2048,))
+    write_csv(df, wide / "cells" / "d3_w2048_x.csv", PROV | {"study": "wide", "git_commit": "def5678"})
+    out = tmp_path / "both"
+    assert main(["plot", str(study), str(wide), "--out", str(out), "--style", "screen"]) == 0
+    readme = (out / "README.md").read_text()
+    assert "abc1234" in readme and "def5678" in readme and "error_cdf.png" in readme
+    assert "| 3 | 2048 | pwl | none | op |" in (out / "summary.md").read_text()
+    assert main(["plot", str(study), str(wide)]) == 2  # several folders need --out
