@@ -37,6 +37,7 @@ def _pyplot():
 
 
 def _rc(style: str) -> dict:
+    """matplotlib settings of a style; fonts TrueType (type 42) so that PDFs embed them."""
     s = STYLES[style]
     return {"font.size": s["font"], "axes.titlesize": s["font"], "axes.labelsize": s["font"],
             "legend.fontsize": s["font"] - 1, "xtick.labelsize": s["font"] - 1, "ytick.labelsize": s["font"] - 1,
@@ -53,7 +54,7 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 
 def _series(summ: pd.DataFrame) -> list[tuple[str, str]]:
-    """(element, amplifier) pairs in a fixed order; the label names the amplifier only when there is one."""
+    """The (element, amplifier) pairs of a study, in ELEMENT_COLORS' order."""
     return sorted({(e, a) for e, a in zip(summ.element, summ.amplifier)},
                   key=lambda ea: (list(ELEMENT_COLORS).index(ea[0]), ea[1]))
 
@@ -66,6 +67,7 @@ def _colors(series: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
 
 
 def _label(ea: tuple[str, str]) -> str:
+    """Legend text: the element, and the amplifier when there is one."""
     return ea[0] if ea[1] == "none" else f"{ea[0]}, {ea[1]}"
 
 
@@ -94,9 +96,8 @@ def _legend(fig, colors: dict, engines: list[str], markers: bool = True) -> None
 
 def _panels(plt, n: int, style: str, height: float):
     s = STYLES[style]
-    # one column: the legend below takes two or three rows instead of one
-    fig, axes = plt.subplots(1, n, figsize=(s["one"], height + 0.35) if n == 1 else (s["row"], height), squeeze=False,
-                             layout="constrained", sharey=True)
+    size = (s["one"], height + 0.35) if n == 1 else (s["row"], height)  # one column: a legend of 2-3 rows
+    fig, axes = plt.subplots(1, n, figsize=size, squeeze=False, layout="constrained", sharey=True)
     return fig, axes[0]
 
 
@@ -114,7 +115,7 @@ def runtime_figure(summ: pd.DataFrame, style: str = "paper"):
         s = summ[summ.depth == d]
         for ea in series:
             g = s[(s.element == ea[0]) & (s.amplifier == ea[1])]
-            for engine, col, sub in [("CD", "cd_s", g[g.runner == runners[0]])] + [
+            for engine, col, sub in [("CD", "cd_s", g)] + [
                     (r, "spice_s_median", g[g.runner == r]) for r in runners]:
                 v = sub.groupby("width")[col].median()
                 m, ls = ENGINE_STYLES[engine]
@@ -178,7 +179,9 @@ def error_figure(samples: pd.DataFrame, style: str = "paper"):
                 g = samples[(samples.depth == d) & (samples.element == ea[0]) & (samples.amplifier == ea[1])
                             & (samples.runner == r)]
                 x = np.sort(np.maximum(g.rel_l1[g.spice_ok].to_numpy(), 1e-18))
-                y = np.arange(1, len(x) + 1) / max(len(g), 1)
+                if not len(x):  # not measured, or every sample failed
+                    continue
+                y = np.arange(1, len(x) + 1) / len(g)
                 ax.step(np.r_[x[:1], x], np.r_[0.0, y], where="post", ls=ENGINE_STYLES[r][1], color=colors[ea])
         ax.axvline(1e-12, color="0.5", lw=0.8)
         ax.set(xscale="log", ylim=(0, 1.02), xlabel="relative L1 error", title=_depth_title(d))
@@ -233,7 +236,8 @@ def _provenance_rows(prov: dict[str, str]) -> list[str]:
     rows = [("study", prov.get("study", "?")),
             ("command", f"`{prov['command']}`" if "command" in prov else
              "not recorded (the run predates the `command` key)"),
-            ("git commit", commit), ("date (start of the run that wrote it, machine's local time)", prov.get("date", "?")),
+            ("git commit", commit),
+            ("date (start of the run that wrote it, machine's local time)", prov.get("date", "?")),
             ("machine", prov.get("machine", "?")), ("versions", versions),
             ("config sha256 (first 16 hex)", f"`{prov.get('config_sha256', '?')}`"),
             ("ε of the relative L1 (V)", prov.get("eps_l1_V", "?"))]
