@@ -143,6 +143,14 @@ def cell_csv(out: Path, c: dict, runner: str | None = None) -> Path:
     return out / "cells" / f"{cell_name(c)}{'' if runner is None else '.' + runner}.csv"
 
 
+def _memory() -> str:
+    """`` 24 GB`` (physical memory), or nothing where the OS does not say."""
+    try:
+        return f" {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB"
+    except (AttributeError, ValueError, OSError):
+        return ""
+
+
 def provenance(cfg: dict) -> dict[str, str]:
     import scipy
 
@@ -157,7 +165,8 @@ def provenance(cfg: dict) -> dict[str, str]:
     return {"study": cfg["study"]["name"], "config_sha256": cfg["hash"], "git_commit": commit,
             "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
             "ngspice": ngspice_version(), "python": platform.python_version(),
-            "machine": f"{platform.machine()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores{_memory()}",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "eps_l1_V": str(EPS_L1)}
 
 
