@@ -250,7 +250,9 @@ def _readme(out: Path, sources: list[tuple[Path, Path, dict[str, str]]], figures
     title = sources[0][2].get("study", out.name) if len(sources) == 1 else out.name
     text = [f"# {title}: CD vs ngspice", ""]
     if len(sources) == 1:
-        text += [f"Written by `drn plot` from the provenance header of `{sources[0][1].relative_to(out)}`.", ""]
+        folder, csv, _ = sources[0]
+        text += [f"Written by `drn plot` from the provenance header of `{csv.relative_to(folder)}`"
+                 + ("" if folder == out else f" in `{folder}`") + ".", ""]
         text += _provenance_rows(sources[0][2])
     else:
         text += ["Written by `drn plot` from the studies below (provenance from the header of each one's CSV).", ""]

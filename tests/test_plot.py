@@ -89,11 +89,13 @@ def test_width_ticks_colours_and_engine_styles_agree_in_every_panel():
         assert tops[0] == pytest.approx(12 / 15) and tops[-1] == 1.0  # op failed 1 of 5 per width: missing
 
 
-def test_without_samples_the_error_figure_shows_the_summary_quantiles(study):
+def test_without_samples_the_error_figure_shows_the_summary_quantiles(study, tmp_path):
     (study / "samples.csv").unlink()
-    assert main(["plot", str(study)]) == 0
-    assert (study / "error_vs_width.pdf").is_file() and not (study / "error_cdf.pdf").exists()
-    assert "error_vs_width.png" in (study / "README.md").read_text()
+    out = tmp_path / "elsewhere"
+    assert main(["plot", str(study), "--out", str(out)]) == 0
+    assert (out / "error_vs_width.pdf").is_file() and not (out / "error_cdf.pdf").exists()
+    readme = (out / "README.md").read_text()
+    assert "error_vs_width.png" in readme and f"`summary.csv` in `{study}`" in readme
 
 
 def test_several_studies_merge_into_one_figure_set(study, tmp_path):
