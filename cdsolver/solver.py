@@ -5,7 +5,7 @@ update; odd layers depend only on even ones and vice versa. One *sweep* updates 
 even layers. Writing ``x`` for the even layers, a sweep is a map ``x -> T(x)`` whose fixed point is the
 steady state; plain block CD iterates it (the co-content never increases), and Anderson acceleration
 (the default, ``anderson=m``) extrapolates from the last ``m`` sweeps per sample, which removes the slow
-common-mode eigenvalue of deep networks (notes/cd-acceleration.md). Both are exact: they stop on KCL.
+common-mode eigenvalue of deep networks (docs/solver.md). Both are exact: they stop on KCL.
 
 Stopping test, per sample: ``max|KCL| <= tol * I_ref``. The state tested is ``(odd(x), x)``: its odd layers
 solve their KCL exactly (to rounding), so its residual is that of the even layers, computed in the sweep

@@ -18,7 +18,7 @@ from cdsolver.network import Network
 
 __all__ = ["deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
 
-#: Tight tolerances: agree with exact references to ~1e-15 (notes/ngspice.md); reltol < 1e-15 fails.
+#: Tight tolerances: agree with exact references to ~1e-15 (docs/spice.md); reltol < 1e-15 fails.
 OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18 gmin=0"
 
 

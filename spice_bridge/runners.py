@@ -326,7 +326,7 @@ def _shared_part(net: Network, beta: float, builtin_diode: bool, v0: np.ndarray,
         ng.exec_command("destroy all")
         res.append((vec, time.perf_counter() - t0, why, it))
         if b % 50 == 49:
-            ng.exec_command("echo")  # keeps ngspice's command history from growing (notes/ngspice.md)
+            ng.exec_command("echo")  # keeps ngspice's command history from growing (docs/spice.md)
     return res
 
 

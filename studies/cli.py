@@ -256,11 +256,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.results]
     if all(p.name.endswith(".history.csv") for p in paths):
-        written = learning_curves(paths, args.out or paths[0].parent / "learning_curve.png")
-    elif len(paths) == 1 and args.out is None:
-        written = plot(paths[0])
+        written = learning_curves(paths, args.out or paths[0].parent / "learning_curve.png", args.style)
+    elif len(paths) == 1 or (args.out and all(p.is_dir() for p in paths)):
+        written = plot(paths, args.out, args.style)
     else:
-        raise CliError("give one drn compare results folder, or drn train *.history.csv files (with optional --out)")
+        raise CliError("give drn compare results folders (several: with --out DIR), or drn train *.history.csv "
+                       "files (with optional --out)")
     for p in written:
         print(f"wrote {p}")
     return 0
@@ -436,11 +437,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="figures (PNG+PDF): a compare results folder, or training learning curves",
                        description="RESULTS_DIR of drn compare: runtime vs width per depth (log-log), speed-up vs "
-                                   "width, error CDF, summary.md. NET.history.csv files of drn train: train and "
-                                   "validation error per epoch in one figure (--out, default: learning_curve.png "
-                                   "next to the first file).")
+                                   "width, error CDF per depth, summary.md and README.md (provenance), written into "
+                                   "it; several RESULTS_DIRs are merged into --out DIR. NET.history.csv files of drn "
+                                   "train: train and validation error per epoch in one figure (--out, default: "
+                                   "learning_curve.png next to the first file).")
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR | NET.history.csv")
-    p.add_argument("--out", metavar="FIG.png", help="learning-curve figure (PNG; a PDF is written next to it)")
+    p.add_argument("--out", metavar="FIG.png | DIR", help="learning-curve figure (PNG; a PDF is written next to "
+                   "it), or the folder for the figures of several results folders together")
+    p.add_argument("--style", choices=["paper", "screen"], default="paper",
+                   help="paper: 3.4 in / 7 in wide, 8 pt, fonts embedded in the PDF (default); screen: larger")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("doctor", help="check ngspice, PySpice, versions, BLAS",

@@ -105,7 +105,8 @@ def load_config(path: str | Path) -> dict:
         if key not in gr:
             raise ConfigError(f"{p}: grid.{key} is required")
     if st["dataset"] != "digits":
-        raise ConfigError(f"{p}: study.dataset must be 'digits' (MNIST studies: issue 7), got {st['dataset']!r}")
+        raise ConfigError(f"{p}: study.dataset must be 'digits' (studies support no other dataset yet), "
+                          f"got {st['dataset']!r}")
     if not 1 <= st["samples"] <= 360:
         raise ConfigError(f"{p}: study.samples must be 1..360 (the Digits validation split), got {st['samples']}")
     for key in ("jobs", "cell_jobs"):
@@ -145,6 +146,14 @@ def cell_csv(out: Path, c: dict, runner: str | None = None) -> Path:
     return out / "cells" / f"{cell_name(c)}{'' if runner is None else '.' + runner}.csv"
 
 
+def _memory() -> str:
+    """`` 24 GB`` (physical memory), or nothing where the OS does not say."""
+    try:
+        return f" {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB"
+    except (AttributeError, ValueError, OSError):
+        return ""
+
+
 def provenance(cfg: dict) -> dict[str, str]:
     import scipy
 
@@ -159,7 +168,8 @@ def provenance(cfg: dict) -> dict[str, str]:
     return {"study": cfg["study"]["name"], "config_sha256": cfg["hash"], "git_commit": commit,
             "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
             "ngspice": ngspice_version(), "python": platform.python_version(),
-            "machine": f"{platform.machine()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores{_memory()}",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "eps_l1_V": str(EPS_L1)}
 
 
@@ -274,7 +284,10 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     out = Path(out or Path("results") / cfg["study"]["name"])
     (out / "cells").mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(Path(config).read_text())
-    prov = provenance(cfg)
+    prov = provenance(cfg) | {"command": " ".join(
+        ["drn compare", str(config), "--out", str(out)]
+        + [f"--{k.replace('_', '-')} {v}" for k, v in (("jobs", jobs), ("max_samples", max_samples),
+                                                        ("cell_jobs", cell_jobs), ("dask", dask)) if v is not None])}
     todo = cells(cfg)
     paths = [cell_csv(out, c) for c in todo]
     for c, p in zip(todo, paths):

@@ -89,7 +89,7 @@ def test_builtin_diode_model_differs_by_its_reverse_law(ngspice):
     builtin = run(net, v0, runner="batch", builtin_diode=True)
     assert rel_l1(exact.states, cd.states) <= 1e-12
     err = max(np.abs(a - b).max() for a, b in zip(builtin.states, cd.states))
-    assert 1e-12 < err < 1e-6, err  # measured: ~1e-8 V here; notes/ngspice.md: up to 3e-7 V
+    assert 1e-12 < err < 1e-6, err  # measured: ~1e-8 V here; docs/spice.md: up to 3e-7 V
 
 
 @pytest.fixture
