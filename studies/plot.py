@@ -320,32 +320,63 @@ def plot(results: str | Path | list[str | Path], out: str | Path | None = None, 
     return written + [out / "summary.md", out / "README.md"]
 
 
+#: diagnostics panels of a learning-curve figure: (column prefix, column suffix, y label, log scale)
+DIAGNOSTICS = [("v", "_spread", "voltage spread over the batch (V)", True),
+               ("v", "_beyond", "nodes on or beyond a rail", False),
+               ("grad", "", "‖∂loss/∂G_l‖", True)]
+#: line style of layer l (1-based) in the diagnostics panels
+LAYER_STYLES = ["-", "--", ":", "-.", (0, (1, 3)), (0, (5, 1))]
+
+
 def learning_curves(histories: list[str | Path], out: str | Path, style: str = "paper") -> list[Path]:
     """Validation (solid) and train (dashed, during the epoch) error per epoch of ``drn train`` runs
-    (``NET.history.csv``), one colour per run, written to ``out`` (``.png`` and ``.pdf``). Returns the files."""
+    (``NET.history.csv``), one colour per run, written to ``out`` (``.png`` and ``.pdf``). Histories with the
+    training diagnostics (``cdsolver.train``) get three more panels beside it — each layer's voltage spread over the
+    batch, its fraction of nodes on or beyond a rail, each crossbar's gradient norm — one line style per layer.
+    Returns the files."""
     plt = _pyplot()
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")
+    frames = []
+    for h in map(Path, histories):
+        if not h.is_file():
+            raise FileNotFoundError(f"history file not found: {h} (drn train writes NET.history.csv)")
+        df = pd.read_csv(h)
+        missing = {"epoch", "train_error", "val_error"} - set(df.columns)
+        if missing:
+            raise ValueError(f"{h}: not a drn train history (missing columns {sorted(missing)})")
+        frames.append((h, df))
+    diag = all("v1_spread" in df.columns for _, df in frames)
     with plt.rc_context(_rc(style)):
-        fig, ax = plt.subplots(figsize=(STYLES[style]["row"], STYLES[style]["row"] / 2.4),
-                               layout="constrained")
-        for i, h in enumerate(map(Path, histories)):
-            if not h.is_file():
-                raise FileNotFoundError(f"history file not found: {h} (drn train writes NET.history.csv)")
-            df = pd.read_csv(h)
-            missing = {"epoch", "train_error", "val_error"} - set(df.columns)
-            if missing:
-                raise ValueError(f"{h}: not a drn train history (missing columns {sorted(missing)})")
+        w = STYLES[style]["row"]
+        fig, axes = plt.subplots(2 if diag else 1, 2 if diag else 1, figsize=(w, w / (1.4 if diag else 2.4)),
+                                 layout="constrained", squeeze=False)
+        axes = axes.ravel()
+        ax = axes[0]
+        for i, (h, df) in enumerate(frames):
             c = OKABE_ITO[i % len(OKABE_ITO)]
             ax.plot(df.epoch, 100 * df.val_error, "-", color=c, label=h.name.removesuffix(".history.csv"))
             ax.plot(df.epoch, 100 * df.train_error, "--", color=c, lw=0.8)
+            for dax, (pre, suf, _, _) in zip(axes[1:] if diag else [], DIAGNOSTICS):
+                l = 1
+                while f"{pre}{l}{suf}" in df.columns:
+                    dax.plot(df.epoch, df[f"{pre}{l}{suf}"], color=c, ls=LAYER_STYLES[(l - 1) % len(LAYER_STYLES)],
+                             lw=0.9)
+                    l += 1
         ax.set(xlabel="epoch", ylabel="error (%)")
-        ax.grid(alpha=0.3)
+        for dax, (_, _, label, log) in zip(axes[1:] if diag else [], DIAGNOSTICS):
+            dax.set(xlabel="epoch", ylabel=label, yscale="log" if log else "linear")
+        for a in axes:
+            a.grid(alpha=0.3)
         from matplotlib.lines import Line2D
 
         handles = ax.get_legend_handles_labels()[0] + [
             Line2D([], [], color="0.25", ls="-", label="validation"),
             Line2D([], [], color="0.25", ls="--", lw=0.8, label="train (during the epoch)")]
+        if diag:
+            depth = max(int(c[4:]) for _, df in frames for c in df.columns if c.startswith("grad"))
+            handles += [Line2D([], [], color="0.5", ls=LAYER_STYLES[(l - 1) % len(LAYER_STYLES)], lw=0.9,
+                               label=f"layer / crossbar {l}") for l in range(1, depth + 1)]
         fig.legend(handles=handles, loc="outside right upper", frameon=False)
         out = Path(out)
         written = _save(fig, out.parent, out.stem)
