@@ -416,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Report versions and whether ngspice (batch) and its shared library work. "
                                    "Exit 1 if something is missing.")
     p.set_defaults(func=cmd_doctor)
+    from . import gradients
+    gradients.add_parser(sub)
     return ap
 
 
