@@ -20,15 +20,30 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
+from cdsolver.datasets import Split
 from cdsolver.ep import ESTIMATORS, Gradient, ep_estimate, ep_phases, implicit_gradient, response_gradient
 from cdsolver.network import Network
 from cdsolver.solver import solve
-from cdsolver.train import TrainConfig
+from cdsolver.train import TrainConfig, targets
 
-__all__ = ["METHODS", "GradientResult", "gradient", "rel_error", "add_parser", "cmd_gradient"]
+from .metrics import percentiles
+
+__all__ = ["METHODS", "BETA", "PAIRS", "GradientResult", "gradient", "sample_errors", "rel_error", "gradient_columns",
+           "gradient_summary", "gradient_cdf", "add_parser", "cmd_gradient"]
 
 METHODS = ("implicit", "ep", "spice-ep", "spice-linear")
+
+#: Default EP nudging strength of the gradient checks, S: small against the ~1 S output conductances (the
+#: negative phase stays convex; centered-EP error ~1e-4 relative), large against SPICE's ~1e-15 V precision.
+BETA = 0.01
+
+#: (method, reference) pairs a study compares per sample
+PAIRS = (("ep", "implicit"), ("spice-ep", "implicit"), ("spice-linear", "implicit"), ("spice-ep", "ep"))
+
+#: (per-sample ok flags, reasons, gradient over chosen samples)
+_Prepared = tuple[np.ndarray, list[str], Callable[[np.ndarray], Gradient]]
 
 
 @dataclass
@@ -51,41 +66,28 @@ class GradientResult:
             np.savez(f, **arrays)
 
 
-def _mean_over(ok: np.ndarray, net: Network, fn: Callable[[np.ndarray], Gradient]) -> Gradient:
-    """``fn(rows)`` over the samples ``ok``; NaN where none is."""
-    if not ok.any():
-        return Gradient([np.full_like(g, np.nan) for g in net.G], [np.full_like(b, np.nan) for b in net.b])
-    return fn(np.flatnonzero(ok))
-
-
 def _take(states: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
     return [s[rows] for s in states]
 
 
-def _ep(net: Network, v0: np.ndarray, y: np.ndarray, beta: float, estimator: str,
-        phase: Callable[[float], tuple[list[np.ndarray], np.ndarray, list[str]]]):
+def _ep(net: Network, v0: np.ndarray, beta: float, estimator: str,
+        phase: Callable[[float], tuple[list[np.ndarray], np.ndarray, list[str]]]) -> _Prepared:
     """EP from the phases ``phase(β) -> (states, ok, reason)`` of any engine."""
     a, b = ep_phases(estimator, beta)
     (sa, oka, ra), (sb, okb, rb) = phase(a), phase(b)
-    ok = oka & okb
-    reason = [x or z for x, z in zip(ra, rb)]
-    grad = _mean_over(ok, net, lambda r: ep_estimate(net, v0[r], _take(sa, r), _take(sb, r), a, b))
-    return grad, ok, reason
+    return oka & okb, [x or z for x, z in zip(ra, rb)], \
+        lambda r: ep_estimate(net, v0[r], _take(sa, r), _take(sb, r), a, b)
 
 
-def gradient(net: Network, v0: np.ndarray, y: np.ndarray, method: str, *, beta: float = TrainConfig.beta,
-             estimator: str = "centered", runner: str = "batch", jobs: int = 1, timeout: float = 600.0,
-             chunk: int = 400, tol: float | None = None) -> GradientResult:
-    """Gradient of the batch-mean loss ``½‖decode(v_L) − y‖²`` at the free steady state, w.r.t. every conductance
-    and bias, by ``method`` (``METHODS``). ``v0`` input voltages (V, ``(batch, n_0)``), ``y`` targets (V,
-    ``(batch, n_classes)``). ``beta`` (S, > 0) and ``estimator``: the EP methods. ``runner``, ``jobs``,
-    ``timeout``, ``chunk``: ngspice (``spice_bridge.runners.run``). ``tol``: CD's tolerance (default: solver's)."""
+def _prepare(net: Network, v0: np.ndarray, y: np.ndarray, method: str, beta: float, estimator: str, runner: str,
+             jobs: int, timeout: float, chunk: int, tol: float | None) -> _Prepared:
+    """Solve what ``method`` needs (CD or ngspice); returns per-sample ok flags and reasons, and the function
+    that gives the gradient (batch mean) over chosen samples."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method in ("ep", "spice-ep"):
         ep_phases(estimator, beta)  # validates before any work
     kw = {} if tol is None else {"tol": tol}
-    t0 = time.perf_counter()
     if method in ("implicit", "ep"):
         free = solve(net, v0, targets=y, **kw)
 
@@ -93,33 +95,102 @@ def gradient(net: Network, v0: np.ndarray, y: np.ndarray, method: str, *, beta: 
             s = free if b == 0 else solve(net, v0, beta=b, targets=y, init=free.states, **kw)
             return s.states, s.converged, ["" if c else f"CD did not converge (beta={b})" for c in s.converged]
 
-        if method == "implicit":
-            _, ok, reason = cd_phase(0.0)
-            grad = _mean_over(ok, net, lambda r: implicit_gradient(net, v0[r], _take(free.states, r), y[r]))
-        else:
-            grad, ok, reason = _ep(net, v0, y, beta, estimator, cd_phase)
-    elif method == "spice-ep":
+        if method == "ep":
+            return _ep(net, v0, beta, estimator, cd_phase)
+        _, ok, reason = cd_phase(0.0)
+        return ok, reason, lambda r: implicit_gradient(net, v0[r], _take(free.states, r), y[r])
+    if method == "spice-ep":
         from spice_bridge.runners import run
 
         def spice_phase(b: float):
             res = run(net, v0, runner=runner, beta=b, targets=y, jobs=jobs, timeout=timeout, chunk=chunk)
             return res.states, res.ok, [x and f"ngspice (beta={b}): {x}" for x in res.reason]
 
-        grad, ok, reason = _ep(net, v0, y, beta, estimator, spice_phase)
-    else:
-        from spice_bridge.linear import run_linear
+        return _ep(net, v0, beta, estimator, spice_phase)
+    from spice_bridge.linear import run_linear
 
-        res = run_linear(net, v0, y, runner=runner, jobs=jobs, timeout=timeout, chunk=chunk)
-        ok, reason = res.ok, res.reason
-        grad = _mean_over(ok, net, lambda r: response_gradient(net, v0[r], _take(res.states, r),
-                                                                [-x[r] for x in res.response]))
+    res = run_linear(net, v0, y, runner=runner, jobs=jobs, timeout=timeout, chunk=chunk)
+    return res.ok, res.reason, lambda r: response_gradient(net, v0[r], _take(res.states, r),
+                                                           [-x[r] for x in res.response])
+
+
+def gradient(net: Network, v0: np.ndarray, y: np.ndarray, method: str, *, beta: float = BETA,
+             estimator: str = "centered", runner: str = "batch", jobs: int = 1, timeout: float = 600.0,
+             chunk: int = 400, tol: float | None = None) -> GradientResult:
+    """Gradient of the batch-mean loss ``½‖decode(v_L) − y‖²`` at the free steady state, w.r.t. every conductance
+    and bias, by ``method`` (``METHODS``). ``v0`` input voltages (V, ``(batch, n_0)``), ``y`` targets (V,
+    ``(batch, n_classes)``). ``beta`` (S, > 0) and ``estimator``: the EP methods. ``runner``, ``jobs``,
+    ``timeout`` (s), ``chunk``: ngspice (``spice_bridge.runners.run``). ``tol``: CD's tolerance (default: solver's)."""
+    t0 = time.perf_counter()
+    ok, reason, fn = _prepare(net, v0, y, method, beta, estimator, runner, jobs, timeout, chunk, tol)
+    grad = fn(np.flatnonzero(ok)) if ok.any() else Gradient([np.full_like(g, np.nan) for g in net.G],
+                                                             [np.full_like(b, np.nan) for b in net.b])
     return GradientResult(grad, ~ok, list(reason), method, time.perf_counter() - t0)
+
+
+def sample_errors(net: Network, v0: np.ndarray, y: np.ndarray, pairs: Sequence[tuple[str, str]] = PAIRS, *,
+                  beta: float = BETA, runner: str = "batch", jobs: int = 1, timeout: float = 600.0,
+                  tol: float | None = None) -> dict[tuple[str, str], np.ndarray]:
+    """Per sample, the relative L1 error (``rel_error``) of method ``m``'s one-sample gradient against method
+    ``ref``'s, for each pair ``(m, ref)`` (centered EP; NaN where either failed). Each method is solved once."""
+    args = dict(beta=beta, estimator="centered", runner=runner, jobs=jobs, timeout=timeout, chunk=400, tol=tol)
+    prep = {m: _prepare(net, v0, y, m, **args) for m in dict.fromkeys(x for p in pairs for x in p)}
+    out = {}
+    for m, ref in pairs:
+        (ok, _, fn), (ok0, _, fn0) = prep[m], prep[ref]
+        out[m, ref] = np.array([rel_error(fn([b]), fn0([b])) if ok[b] and ok0[b] else np.nan
+                                for b in range(len(v0))])
+    return out
 
 
 def rel_error(g: Gradient, ref: Gradient) -> float:
     """Relative L1 error over all parameters, ``Σ|g − ref| / Σ|ref|``."""
     a, b = g.flat(), ref.flat()
     return float(np.abs(a - b).sum() / np.abs(b).sum())
+
+
+# ---------------------------------------------------------------- studies (study.gradients = true)
+def _column(method: str, ref: str) -> str:
+    return "grad_" + method.replace("-", "_") + ("" if ref == "implicit" else "_vs_" + ref.replace("-", "_"))
+
+
+def gradient_columns(df: pd.DataFrame, net: Network, val: Split, cfg: dict) -> pd.DataFrame:
+    """A study cell's rows plus, per ``PAIRS`` entry, a column of per-sample relative L1 gradient errors:
+    ``grad_ep``, ``grad_spice_ep``, ``grad_spice_linear`` (against ``implicit``) and ``grad_spice_ep_vs_ep``
+    (ngspice methods through the row's runner; targets one-hot, ``TrainConfig.target`` V; β = ``BETA``)."""
+    st, n = cfg["study"], int(df["sample"].max()) + 1
+    v0, y = net.encode(val.x[:n]), targets(val.y[:n], net.n_classes, TrainConfig.target)
+    df = df.copy()
+    for r in df.runner.unique():
+        rows = (df.runner == r).to_numpy()
+        for pair, e in sample_errors(net, v0, y, runner=r, jobs=st["jobs"], timeout=st["timeout"]).items():
+            df.loc[rows, _column(*pair)] = e[df.loc[rows, "sample"].to_numpy()]
+    return df
+
+
+def gradient_summary(g: pd.DataFrame) -> dict[str, float]:
+    """P50/P90 (``metrics.percentiles``) of the gradient-error columns a cell's rows have (none: ``{}``)."""
+    out = {}
+    for c in (_column(*p) for p in PAIRS):
+        if c in g:
+            p = percentiles(g[c].to_numpy())
+            out.update({f"{c}_p50": p["p50"], f"{c}_p90": p["p90"]})
+    return out
+
+
+def gradient_cdf(df: pd.DataFrame, plt) -> object | None:
+    """Figure: CDF over a study's samples of each gradient-error column (None if the study has none)."""
+    cols = [(p, _column(*p)) for p in PAIRS if _column(*p) in df]
+    if not cols:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for k, ((m, ref), c) in enumerate(cols):
+        x = np.sort(np.maximum(df[c].dropna().to_numpy(), 1e-18))
+        ax.step(x, np.arange(1, len(x) + 1) / len(df), where="post", ls="-:"[k % 2], label=f"{m} vs {ref}")
+    ax.set(xscale="log", xlabel="relative L1 gradient error (all parameters)",
+           ylabel="fraction of samples (failed: missing)", title=f"gradients, centered EP at β = {BETA} S")
+    ax.legend(fontsize=7)
+    return fig
 
 
 # ---------------------------------------------------------------- command line
@@ -136,8 +207,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", required=True, metavar="Y.npy",
                    help="output targets (batch, n_classes), V; paired outputs: targets of v+ - v-")
     p.add_argument("--method", choices=METHODS, default="implicit", help="(default: implicit)")
-    p.add_argument("--beta", type=float, default=TrainConfig.beta,
-                   help=f"EP nudging strength β > 0, S (default: {TrainConfig.beta}, training's)")
+    p.add_argument("--beta", type=float, default=BETA, help=f"EP nudging strength β > 0, S (default: {BETA})")
     p.add_argument("--estimator", choices=ESTIMATORS, default="centered", help="EP estimator (default: centered)")
     p.add_argument("--runner", choices=["op", "batch", "shared"], default="batch",
                    help="ngspice runner of the spice methods' operating points (default: batch)")

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .gradients import gradient_cdf
+
 __all__ = ["plot", "learning_curves"]
 
 
@@ -70,9 +72,12 @@ def plot(results: str | Path) -> list[Path]:
            title="error CDF (failed SPICE samples count as missing)")
     ax.legend(fontsize=7)
     written += _save(fig, out, "error_cdf")
+    fig = gradient_cdf(df, plt)  # study.gradients = true
+    written += [] if fig is None else _save(fig, out, "gradient_error_cdf")
     plt.close("all")
     cols = ["depth", "width", "element", "amplifier", "runner", "samples", "spice_failed", "rel_l1_p50",
             "rel_l1_p90", "rel_l1_max", "max_abs_V", "cd_sweeps_mean", "cd_s", "spice_s_median", "speedup_median"]
+    cols += [c for c in summ.columns if c.startswith("grad_")]  # study.gradients = true
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in summ[cols].iterrows():
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")

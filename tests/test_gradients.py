@@ -5,6 +5,7 @@ ngspice's phases (`spice-ep`) converging to it as O(β²); `drn gradient` and it
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 from reference import full_kcl
 
@@ -136,3 +137,19 @@ def test_gradient_bad_input_exits_2(files, capsys, monkeypatch, extra, msg):
     assert main(["gradient", "net.npz", "x.npy", *extra, "--out", "g.npz"]) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_study_gradients_adds_percentiles_and_a_figure(ngspice, tmp_path):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text('[study]\nname = "g"\nsamples = 4\ngradients = true\n'
+                   '[grid]\ndepth = [2]\nwidth = [6]\nelement = ["shockley-double"]\namplifier = ["A4C0.25"]\n')
+    out = tmp_path / "res"
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    df = pd.read_csv(out / "samples.csv", comment="#")
+    summ = pd.read_csv(out / "summary.csv", comment="#").iloc[0]
+    assert summ.grad_ep_p90 == pytest.approx(np.percentile(df.grad_ep, 90), rel=1e-12)
+    assert 1e-6 < summ.grad_ep_p50 < 1e-2 and summ.grad_spice_ep_p50 == pytest.approx(summ.grad_ep_p50, rel=1e-6)
+    assert summ.grad_spice_linear_p90 < 1e-9 and summ.grad_spice_ep_vs_ep_p90 < 1e-8
+    assert main(["plot", str(out)]) == 0
+    assert "grad_spice_linear_p50" in (out / "summary.md").read_text()
+    assert (out / "gradient_error_cdf.png").stat().st_size > 1000
