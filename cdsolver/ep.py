@@ -19,8 +19,8 @@ import numpy as np
 from .network import Network
 from .solver import Solution, solve
 
-__all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_gradient", "adjoint_solve", "response_gradient",
-           "cost_current", "loss", "ESTIMATORS", "beta_eff"]
+__all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_gradient", "adjoint_solve",
+           "response_gradient", "cost_current", "kcl_diagonal", "loss", "ESTIMATORS", "beta_eff"]
 
 ESTIMATORS = ("positive", "negative", "centered")
 
@@ -209,6 +209,6 @@ def cost_current(net: Network, free_states: Sequence[np.ndarray], y: np.ndarray)
 def implicit_gradient(net: Network, v0: np.ndarray, free_states: Sequence[np.ndarray], y: np.ndarray) -> Gradient:
     """True gradient of the loss at the free equilibrium by implicit differentiation: ``ds = −J⁻¹ r`` (``r``:
     ``cost_current``, the linearised circuit driven by the cost; ``adjoint_solve``), then ``response_gradient``
-    along ``ds``. Exact to rounding; about 0.X s per sample at 3 × 1024 hidden nodes."""
+    along ``ds``. Exact to rounding; 0.3-0.7 s per sample at 3 × 1024 hidden nodes (docs/gradients.md)."""
     x = adjoint_solve(net, free_states, cost_current(net, free_states, y))
     return response_gradient(net, v0, free_states, [-s for s in x])

@@ -36,7 +36,8 @@ __all__ = ["METHODS", "BETA", "PAIRS", "GradientResult", "gradient", "sample_err
 METHODS = ("implicit", "ep", "spice-ep", "spice-linear")
 
 #: Default EP nudging strength of the gradient checks, S: small against the ~1 S output conductances (the
-#: negative phase stays convex; centered-EP error ~1e-4 relative), large against SPICE's ~1e-15 V precision.
+#: negative phase stays convex; centered EP is then 1e-4..1e-3 off the true gradient on the test and demo
+#: networks), large against the ~1e-15 V precision of the states (SPICE's EP = CD's EP to ~1e-11).
 BETA = 0.01
 
 #: (method, reference) pairs a study compares per sample
@@ -226,7 +227,8 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     from .cli import EXIT_NOT_CONVERGED, load_problem  # errors raise ValueError: also under python -m studies.cli
 
     if args.method in ("ep", "spice-ep") and not args.beta > 0:
-        raise ValueError(f"--beta must be > 0 for --method {args.method} (the estimator sets the signs), got {args.beta}")
+        raise ValueError(f"--beta must be > 0 for --method {args.method} (the estimator sets the signs), "
+                         f"got {args.beta}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.method.startswith("spice"):
