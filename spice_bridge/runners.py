@@ -91,7 +91,7 @@ def ngspice_version() -> str:
 
 # ---------------------------------------------------------------- raw files
 def parse_raw(path: str | Path) -> dict[str, np.ndarray]:
-    """Vectors of an ngspice binary raw file (real data): name -> values over the points."""
+    """Vectors of an ngspice binary raw file: name -> values over the points (complex for an ``.ac`` file)."""
     data = Path(path).read_bytes()
     head_end = data.find(b"Binary:\n")
     if head_end < 0:
@@ -100,7 +100,8 @@ def parse_raw(path: str | Path) -> dict[str, np.ndarray]:
     nvar = int(re.search(r"No\. Variables:\s*(\d+)", head).group(1))
     npts = int(re.search(r"No\. Points:\s*(\d+)", head).group(1))
     names = re.findall(r"^\s+\d+\s+(\S+)\s+\S+", head.split("\nVariables:", 1)[1], flags=re.M)[:nvar]
-    raw = np.frombuffer(data, dtype="<f8", offset=head_end + len(b"Binary:\n"))
+    dtype = "<c16" if re.search(r"^Flags:.*complex", head, flags=re.M) else "<f8"
+    raw = np.frombuffer(data, dtype=dtype, offset=head_end + len(b"Binary:\n"))
     npts = min(npts, raw.size // nvar)  # a sweep cut short writes fewer points
     values = raw[: npts * nvar].reshape(npts, nvar)
     return {name.lower(): values[:, k] for k, name in enumerate(names)}

@@ -454,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     from .verify import add_parser as add_verify_parser
     add_verify_parser(sub)
+    from . import gradients
+    gradients.add_parser(sub)
     return ap
 
 

@@ -36,6 +36,7 @@ from cdsolver import defaults
 from cdsolver.train import TrainConfig, TrainState, evaluate, train
 from spice_bridge.runners import RUNNERS, ngspice_version, run
 
+from .gradients import gradient_columns, gradient_summary
 from .metrics import EPS_L1, max_abs, percentiles, rel_l1
 
 __all__ = ["load_config", "compare", "ConfigError", "ELEMENTS", "summarize"]
@@ -45,13 +46,13 @@ ELEMENTS = {"shockley-double": ("shockley", "both"), "shockley-single": ("shockl
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "study": {"name": str, "dataset": str, "samples": int, "seeds": list, "runners": list, "jobs": int,
-              "cell_jobs": int, "timeout": float, "data_seed": int, "cd_tol": float},
+              "cell_jobs": int, "timeout": float, "data_seed": int, "cd_tol": float, "gradients": bool},
     "grid": {"depth": list, "width": list, "element": list, "amplifier": list},
     "train": {"epochs": int, "lr": float, "beta": float, "target": float, "batch_size": int, "optimizer": str,
               "average": float, "lr_decay": float, "gradient": str},
 }
 DEFAULT = {"study": {"dataset": "digits", "seeds": [0], "runners": ["batch"], "jobs": 1, "cell_jobs": 1,
-                     "timeout": 3600.0, "data_seed": 0, "cd_tol": 1e-13},
+                     "timeout": 3600.0, "data_seed": 0, "cd_tol": 1e-13, "gradients": False},
            "grid": {"amplifier": ["none"]}, "train": {"epochs": 0}}
 
 COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "sample", "rel_l1", "max_abs_V",
@@ -94,7 +95,7 @@ def load_config(path: str | Path) -> dict:
             want = SCHEMA[sec][key]
             if want is float and isinstance(val, int) and not isinstance(val, bool):
                 val = float(val)
-            if not isinstance(val, want) or isinstance(val, bool):
+            if not isinstance(val, want) or (isinstance(val, bool) and want is not bool):
                 raise ConfigError(f"{p}: {sec}.{key} must be {want.__name__}, got {val!r}")
             cfg[sec][key] = val
     st, gr = cfg["study"], cfg["grid"]
@@ -249,14 +250,17 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "cd_not_converged": int((~g.cd_converged).sum()),
             "spice_iterations_median": g.spice_iterations.median(), "cd_s": g.cd_s.mean(),
             "spice_s_median": g.spice_s.median(), "spice_s_mean": g.spice_s.mean(),
-            "speedup_median": g.spice_s.median() / g.cd_s.mean()})
+            "speedup_median": g.spice_s.median() / g.cd_s.mean(), **gradient_summary(g)})
 
     return df.groupby(keys).apply(one, include_groups=False).reset_index()
 
 
 def _do_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> str:
     """Run one cell and write its CSV (atomically); returns the cell name. Runs in a worker for parallel cells."""
-    write_csv(run_cell(cfg, c, out, prov), cell_csv(out, c), prov)
+    df = run_cell(cfg, c, out, prov)
+    if cfg["study"]["gradients"]:  # study.gradients = true: per-sample gradient errors vs implicit
+        df = gradient_columns(df, network_for(cfg, c, out), load_digits(seed=cfg["study"]["data_seed"])["val"], cfg)
+    write_csv(df, cell_csv(out, c), prov)
     for r in cfg["study"]["runners"]:
         cell_csv(out, c, r).unlink(missing_ok=True)
     return cell_name(c)

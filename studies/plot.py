@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .gradients import gradient_cdf
+
 __all__ = ["plot", "learning_curves", "STYLES", "ELEMENT_COLORS", "ENGINE_STYLES", "provenance_header"]
 
 #: figure widths (in) for one panel and for a row of panels, text size (pt), PNG resolution (dpi)
@@ -304,6 +306,9 @@ def plot(results: str | Path | list[str | Path], out: str | Path | None = None, 
         figures = {"runtime_vs_width": runtime_figure(summ, style), "speedup_vs_width": speedup_figure(summ, style)}
         if samples is not None:
             figures["error_cdf"] = error_figure(samples, style)
+            grad = gradient_cdf(samples, plt)  # study.gradients = true
+            if grad is not None:
+                figures["gradient_error_cdf"] = grad
         else:
             figures["error_vs_width"] = error_quantile_figure(summ, style)
         for name, fig in figures.items():
@@ -311,6 +316,9 @@ def plot(results: str | Path | list[str | Path], out: str | Path | None = None, 
             plt.close(fig)
     cols = ["depth", "width", "element", "amplifier", "runner", "samples", "spice_failed", "rel_l1_p50",
             "rel_l1_p90", "rel_l1_max", "max_abs_V", "cd_sweeps_mean", "cd_s", "spice_s_median", "speedup_median"]
+    if "test_error" in summ and summ.test_error.notna().any():  # trained cells: what the network learned
+        cols[4:4] = ["test_error", "train_epochs", "train_s"]
+    cols += [c for c in summ.columns if c.startswith("grad_")]  # study.gradients = true
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in summ[cols].iterrows():
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")
