@@ -15,7 +15,7 @@ from studies.cli import main
 from studies.gradients import gradient, rel_error
 
 ELEMENTS = {"linear": ("linear", None), "shockley": ("shockley", "both"), "pwl": ("pwl", None)}
-AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25)}
+AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25), "A4C1inv": (4.0, 1.0, "half")}
 
 
 def problem(kind, amp, depth, outputs, rails=None, batch=4):
