@@ -18,6 +18,7 @@ import numpy as np
 
 from .network import Network
 from .solver import Solution, solve
+from .validation import ValidationError
 
 __all__ = ["Gradient", "ep_gradient", "implicit_gradient", "loss", "ESTIMATORS", "beta_eff"]
 
@@ -78,9 +79,9 @@ def ep_gradient(net: Network, v0: np.ndarray, y: np.ndarray, *, beta: float, est
     Nudged phases start from the free state. ``solve_kw`` go to ``solve`` (``tol``, ``max_sweeps``, ...).
     """
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        raise ValidationError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if not beta > 0:
-        raise ValueError(f"beta must be > 0 (the estimator chooses the signs), got {beta}")
+        raise ValidationError(f"beta must be > 0 (the estimator chooses the signs), got {beta}")
     if free is None:
         free = solve(net, v0, targets=y, **solve_kw)
     phases = {"positive": (beta, 0.0), "negative": (0.0, -beta), "centered": (beta, -beta)}[estimator]

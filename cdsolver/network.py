@@ -18,6 +18,7 @@ import numpy as np
 
 from .constants import OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
+from .validation import ValidationError
 
 __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
 
@@ -26,7 +27,7 @@ ENCODINGS = ("pair", "identity")
 OUTPUTS = ("single", "paired")
 
 
-class NetworkFormatError(ValueError):
+class NetworkFormatError(ValidationError):
     """A network file or a Network's arrays do not follow format drn/1; the message names the problem."""
 
 
@@ -331,7 +332,7 @@ def random_network(
         }[element]()
     rails = rails or ("split" if isinstance(element, Ideal) else "both")
     if len(sizes) < 2:
-        raise ValueError(f"sizes must list at least the input and output layer, got {list(sizes)}")
+        raise ValidationError(f"sizes must list at least the input and output layer, got {list(sizes)}")
     if outputs == "paired":
         sizes = list(sizes[:-1]) + [2 * sizes[-1]]
     G, b, lo, hi = [], [], [], []
@@ -349,7 +350,7 @@ def random_network(
                 lo.append(np.full(n, -v_off))
                 hi.append(np.full(n, v_off))
             else:
-                raise ValueError(f"rails must be 'split' or 'both', got {rails!r}")
+                raise ValidationError(f"rails must be 'split' or 'both', got {rails!r}")
     if isinstance(amplifier, tuple):
         amplifier = Amplifier(*amplifier)
     return Network(G=G, b=b, lo=lo, hi=hi, element=element, input_gain=input_gain, encoding=encoding,

@@ -25,7 +25,7 @@ import numpy as np
 from .constants import TOL
 from .elements import Linear, LinearPair
 from .network import Network
-from .validation import check_array
+from .validation import ValidationError, check_array
 
 __all__ = ["solve", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current", "load_states"]
 
@@ -86,7 +86,7 @@ def load_states(path: str | Path) -> list[np.ndarray]:
         while f"v{n + 1}" in f.files:
             n += 1
         if n == 0:
-            raise ValueError(f"{path}: not a states file (no array 'v1')")
+            raise ValidationError(f"{path}: not a states file (no array 'v1')")
         return [f[f"v{l}"] for l in range(1, n + 1)]
 
 
@@ -164,7 +164,7 @@ class _Layers:
             a = net.G[l - 1].sum(axis=0) + (C * A * net.G[l].sum(axis=1) if l < L else gn)
             if np.any(a <= 0):
                 j = int(np.argmax(a <= 0))
-                raise ValueError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
+                raise ValidationError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
                                  f"(beta={beta} gives a nudging conductance of {gn:.4g} S; use a smaller |beta|)")
             self.a.append(a)
         inf = np.full(0, np.inf)
@@ -177,7 +177,7 @@ class _Layers:
             bad = ap * am <= gn * gn
             if bad.any():
                 k = int(np.argmax(bad))
-                raise ValueError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the circuit "
+                raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the circuit "
                                  f"non-convex; use a smaller |beta|")
         # drive terms that do not change during the solve
         self.fixed = [np.array(bl) for bl in net.b]
@@ -221,19 +221,19 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
     v0 = check_array(v0, "v0 (input voltages)", (None, n[0]))
     B = v0.shape[0]
     if not np.isfinite(beta):
-        raise ValueError(f"beta must be finite, got {beta}")
+        raise ValidationError(f"beta must be finite, got {beta}")
     if targets is not None:
         targets = check_array(targets, "targets", (B, net.n_classes))
     if init is not None:
         if len(init) != net.depth:
-            raise ValueError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
+            raise ValidationError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
         init = [check_array(s, f"init v{l}", (B, n[l])) for l, s in enumerate(init, 1)]
-    if not (tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol}")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValidationError(f"tol must be a finite number > 0, got {tol}")
     if int(max_sweeps) < 1:
-        raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
+        raise ValidationError(f"max_sweeps must be >= 1, got {max_sweeps}")
     if int(anderson) < 0:
-        raise ValueError(f"anderson (history depth) must be >= 0, got {anderson}")
+        raise ValidationError(f"anderson (history depth) must be >= 0, got {anderson}")
     return v0, targets, init
 
 

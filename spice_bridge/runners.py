@@ -26,7 +26,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from cdsolver.network import Network
-from cdsolver.validation import check_array
+from cdsolver.validation import ValidationError, check_array
 
 from . import netlist
 
@@ -241,15 +241,15 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     Ctrl-C stops the run and returns what is finished, ``interrupted=True``.
     """
     if runner not in RUNNERS:
-        raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
+        raise ValidationError(f"runner must be one of {RUNNERS}, got {runner!r}")
     ngspice_exe()
     v0 = check_array(v0, "v0", (None, net.sizes[0]))
     B = len(v0)
     if B == 0:
-        raise ValueError("v0: no samples (shape (0, n_0))")
+        raise ValidationError("v0: no samples (shape (0, n_0))")
     timeout = default_timeout(net) if timeout is None else timeout
     if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        raise ValidationError(f"timeout must be a positive number of seconds, got {timeout}")
     y = np.zeros((B, net.n_classes)) if targets is None else check_array(targets, "targets", (B, net.n_classes))
     own = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)

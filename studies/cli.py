@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from cdsolver.constants import TOL
+from cdsolver.validation import ValidationError
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
 
-class CliError(Exception):
+class CliError(ValidationError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -110,6 +111,10 @@ def cmd_spice(args: argparse.Namespace) -> int:
     print(f"{len(v0)} samples through ngspice ({args.runner}): {int(res.ok.sum())} solved, "
           f"{int(res.fallback.sum())} by op fallback; {res.wall.mean():.4f} s/sample ({res.clock}); "
           f"total {total:.2f} s; wrote {args.out}")
+    if res.interrupted:
+        print(f"\ninterrupted: {int(res.ok.sum())} finished samples written to {args.out}, the others marked "
+              f"'interrupted'", file=sys.stderr)
+        return 130
     if not res.ok.all():
         bad = np.flatnonzero(~res.ok)
         print(f"warning: {bad.size} samples failed (states NaN), first: sample {bad[0]}: {res.reason[bad[0]]}",
@@ -185,7 +190,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         sizes = [2 * data["train"].x.shape[1], *args.hidden, 10]
         net = random_network(sizes, args.element, seed=args.seed, rails=args.rails, amplifier=amp,
                              input_gain=args.input_gain, outputs=args.outputs)
-    cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
+    try:
+        cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
+    except ValueError as e:
+        raise CliError(str(e)) from None
     if not args.resume:
         state = TrainState.start(net, len(data["train"].x), cfg)
     if data["train"].x.shape[1] != net.n_features:
@@ -332,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="op: one ngspice process per sample; batch: one .dc sweep over all samples (fastest); "
                         "shared: PySpice in process, alter + op (default: batch)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per ngspice run (default: 600)")
+    p.add_argument("--timeout", type=float, help="seconds one sample's ngspice run may take before it counts as "
+                   "failed (default: sized to the network, at least 10; docs/reliability.md)")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
 
@@ -450,8 +459,7 @@ def _config_options(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cdsolver.network import NetworkFormatError
-    from spice_bridge.runners import NgspiceMissing, SpiceError
+    from spice_bridge.runners import NgspiceMissing
 
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = build_parser()
@@ -463,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, NetworkFormatError, ValueError, FileNotFoundError, NgspiceMissing, SpiceError) as e:
+    except (ValidationError, NgspiceMissing) as e:  # bad input; any other exception is a bug: traceback, exit 1
         print(f"drn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

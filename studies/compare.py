@@ -33,6 +33,7 @@ from cdsolver import load_network, random_network, save_network, solve
 from cdsolver.datasets import load_digits
 from cdsolver.network import Amplifier
 from cdsolver.train import DEFAULTS, TrainConfig, train
+from cdsolver.validation import ValidationError
 from spice_bridge.runners import RUNNERS, ngspice_version, run
 
 from .metrics import EPS_L1, max_abs, percentiles, rel_l1
@@ -57,7 +58,7 @@ COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "sample",
            "spice_reason"]
 
 
-class ConfigError(ValueError):
+class ConfigError(ValidationError):
     """A study config is invalid; the message names the key."""
 
 

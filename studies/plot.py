@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cdsolver.validation import ValidationError
+
 __all__ = ["plot", "learning_curves"]
 
 
@@ -35,7 +37,7 @@ def plot(results: str | Path) -> list[Path]:
     plt = _pyplot()
     out = Path(results)
     if not (out / "samples.csv").is_file():
-        raise FileNotFoundError(f"{out}/samples.csv not found: run `drn compare CONFIG --out {out}` first")
+        raise ValidationError(f"{out}/samples.csv not found: run `drn compare CONFIG --out {out}` first")
     df = pd.read_csv(out / "samples.csv", comment="#")
     summ = pd.read_csv(out / "summary.csv", comment="#")
     written = []
@@ -88,11 +90,11 @@ def learning_curves(histories: list[str | Path], out: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for h in map(Path, histories):
         if not h.is_file():
-            raise FileNotFoundError(f"history file not found: {h} (drn train writes NET.history.csv)")
+            raise ValidationError(f"history file not found: {h} (drn train writes NET.history.csv)")
         df = pd.read_csv(h)
         missing = {"epoch", "train_error", "val_error"} - set(df.columns)
         if missing:
-            raise ValueError(f"{h}: not a drn train history (missing columns {sorted(missing)})")
+            raise ValidationError(f"{h}: not a drn train history (missing columns {sorted(missing)})")
         name = h.name.removesuffix(".history.csv")
         line, = ax.plot(df.epoch, 100 * df.val_error, "o-", ms=3, label=f"{name}: validation")
         ax.plot(df.epoch, 100 * df.train_error, "--", color=line.get_color(), label=f"{name}: train (during epoch)")

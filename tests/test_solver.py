@@ -164,7 +164,7 @@ def test_bad_inputs_give_clear_errors():
         solve(net, bad)
     with pytest.raises(ValueError, match=r"targets: expected shape \(8, 3\)"):
         solve(net, v0, beta=0.5, targets=y[:, :2])
-    with pytest.raises(ValueError, match="tol must be > 0"):
+    with pytest.raises(ValueError, match="tol must be a finite number > 0"):
         solve(net, v0, tol=0)
     with pytest.raises(ValueError, match="init: expected 3 state arrays"):
         solve(net, v0, init=[np.zeros((8, 5))])

@@ -1,0 +1,165 @@
+"""Reliability and data integrity (docs/reliability.md): what a hostile but fair user tried, one test each —
+fake ngspice binaries on PATH, damaged files, interrupted runs. Each test failed before its fix."""
+
+import re
+import shutil
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cdsolver import random_network, save_network, solve
+from spice_bridge.runners import default_timeout, parse_raw, run
+from studies.cli import main
+
+#: `python PATCH RAW WHAT` damages an ngspice raw file in place: "nan" puts NaN in every v(n1_0) value,
+#: "no-nvar" drops the "No. Variables" line, "zero-nvar" declares 0 variables, "cut" sets "No. Points: 0" (a run
+#: killed while it wrote)
+PATCH = r'''
+import re, sys
+path, what = sys.argv[1], sys.argv[2]
+data = open(path, "rb").read()
+i = data.index(b"Binary:\n") + len(b"Binary:\n")
+head, body = data[:i].decode(), bytearray(data[i:])
+if what == "nan":
+    names = re.findall(r"^\s+\d+\s+(\S+)", head.split("\nVariables:", 1)[1], flags=re.M)
+    k, n = names.index("v(n1_0)"), len(names)
+    for row in range(len(body) // (8 * n)):
+        body[8 * (row * n + k):8 * (row * n + k + 1)] = bytes.fromhex("000000000000f87f")
+elif what == "no-nvar":
+    head = re.sub(r"No\. Variables:.*\n", "", head)
+elif what == "zero-nvar":
+    head = re.sub(r"No\. Variables:.*\n", "No. Variables: 0\n", head)
+elif what == "cut":
+    head = re.sub(r"No\. Points:.*\n", "No. Points: 0\n", head)
+open(path, "wb").write(head.encode() + bytes(body))
+'''
+
+
+def small(batch=5, seed=0):
+    net = random_network([6, 5, 3], "shockley", seed=seed, input_gain=3.0, g_mean=1.0, bias=0.1)
+    return net, net.encode(np.random.default_rng(seed).uniform(0, 1, (batch, 3)))
+
+
+def rel_l1(a, b):
+    a, b = np.concatenate(a, axis=1), np.concatenate(b, axis=1)
+    return (np.abs(a - b).sum(axis=1) / np.abs(b).sum(axis=1)).max()
+
+
+@pytest.fixture
+def wrap_ngspice(fake_ngspice, tmp_path):
+    """A fake ngspice that runs the real one, then `after` (shell, may use $3 = raw file, $4 = deck, $PATCH)."""
+    real = shutil.which("ngspice")
+    patch = tmp_path / "patch.py"
+    patch.write_text(PATCH)
+
+    def make(after, before=""):
+        fake_ngspice(f'PATCH="{sys.executable} {patch}"\n{before}\n{real} "$@"; rc=$?\n{after}\nexit $rc')
+    return make
+
+
+# ---- 2: the shared runner reads ngspice's result, not PySpice's exception
+def test_shared_runner_keeps_operating_points_found_by_gmin_stepping(ngspice):
+    """ngspice needs gmin stepping on 3 of these 5 samples; its notes on stderr made PySpice raise."""
+    net = random_network([8, 6, 4], "shockley", seed=0, input_gain=40.0)
+    v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (5, 4)))
+    res = run(net, v0, runner="shared")
+    assert res.ok.all(), res.reason
+    assert rel_l1(res.states, solve(net, v0, tol=1e-14).check().states) <= 1e-12
+
+
+# ---- 4: a NaN from ngspice is a failure with a reason
+@pytest.mark.parametrize("runner", ["op", "batch"])
+def test_nan_in_ngspice_result_is_a_failure(ngspice, wrap_ngspice, runner):
+    wrap_ngspice('case "$4" in sample1.cir|batch*) $PATCH "$3" nan;; esac')
+    net, v0 = small(3)
+    res = run(net, v0, runner=runner)
+    assert res.ok.tolist() == [True, False, True]
+    assert "nan V at node n1_0 (non-finite" in res.reason[1]
+    assert np.isnan(res.states[0][1]).all() and np.isfinite(res.states[0][[0, 2]]).all()
+    assert res.fallback.tolist() == [runner == "batch"] * 3  # batch: NaN at every swept point, all go to op
+
+
+# ---- 5: one bad ngspice output loses nothing else
+def test_one_unreadable_deck_loses_only_its_sample(ngspice, wrap_ngspice, tmp_path, capsys):
+    wrap_ngspice("", before='[ "$4" = sample1.cir ] && { echo "Error on line 3 or its substitute:"; exit 1; }')
+    net, v0 = small(3)
+    save_network(net, tmp_path / "net.npz")
+    np.save(tmp_path / "v0.npy", v0)
+    out = tmp_path / "s.npz"
+    assert main(["spice", str(tmp_path / "net.npz"), str(tmp_path / "v0.npy"), "--encoded", "--runner", "op",
+                 "--out", str(out)]) == 3
+    assert "could not read deck" in capsys.readouterr().err
+    with np.load(out) as f:
+        assert f["converged"].tolist() == [True, False, True] and np.isfinite(f["v1"][[0, 2]]).all()
+        assert re.search(r"could not read deck .*sample1.cir: Error on line 3", str(f["reason"][1]))
+
+
+@pytest.mark.parametrize("damage, msg", [("no-nvar", "without 'No. Variables'"),
+                                         ("zero-nvar", "declares 0 variables")])
+def test_bad_raw_header_is_a_reason_not_a_traceback(ngspice, wrap_ngspice, damage, msg):
+    wrap_ngspice(f'[ "$4" = sample0.cir ] && $PATCH "$3" {damage}')
+    net, v0 = small(2)
+    res = run(net, v0, runner="op")
+    assert res.ok.tolist() == [False, True]
+    assert "unreadable raw file" in res.reason[0] and msg in res.reason[0]
+
+
+def test_ctrl_c_keeps_the_finished_samples(ngspice, tmp_path, monkeypatch, capsys):
+    import spice_bridge.runners as runners
+
+    real, calls = runners._op_one, []
+
+    def op_then_ctrl_c(workdir, b, src, timeout):
+        calls.append(b)
+        if b == 2:
+            raise KeyboardInterrupt
+        return real(workdir, b, src, timeout)
+
+    monkeypatch.setattr(runners, "_op_one", op_then_ctrl_c)
+    net, v0 = small(4)
+    save_network(net, tmp_path / "net.npz")
+    np.save(tmp_path / "v0.npy", v0)
+    assert main(["spice", str(tmp_path / "net.npz"), str(tmp_path / "v0.npy"), "--encoded", "--runner", "op",
+                 "--out", str(tmp_path / "s.npz")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["converged"].tolist() == [True, True, False, False]
+        assert str(f["reason"][3]).startswith("interrupted")
+
+
+# ---- 12: time limits sized to the network; a failed point's time stays out of its neighbours' clocks
+def test_default_timeout_grows_with_the_network():
+    small_net = random_network([128, 32, 10], "shockley")
+    big = random_network([128, 1024, 1024, 10], "shockley")
+    amp = random_network([128, 1024, 1024, 10], "shockley", amplifier=(4.0, 1.0))
+    assert default_timeout(small_net) == 10.0  # the floor
+    assert 1000 < default_timeout(big) < default_timeout(amp) == 2 * default_timeout(big)
+
+
+def test_failed_sweep_point_keeps_its_time_to_itself(ngspice, wrap_ngspice, tmp_path):
+    """The first sweep spends 3 s and stops after 2 of 5 points (the failing point's stepping): points 0 and 1
+    get the clock of a clean sweep of their own, point 2 the 3 s, then its op fallback."""
+    wrap_ngspice("", before='[ "$4" = batch0_0_5.cir ] && { sleep 3; sed -i "s/^.dc Vsw 0 4 1$/.dc Vsw 0 1 1/" "$4"; }')
+    net, v0 = small(5)
+    res = run(net, v0, runner="batch", workdir=tmp_path / "wd")
+    assert res.ok.all() and res.fallback.tolist() == [False, False, True, False, False]
+    assert res.wall[2] >= 3.0 and max(res.wall[[0, 1, 3, 4]]) < 1.0, res.wall
+    assert rel_l1(res.states, solve(net, v0, tol=1e-14).check().states) <= 1e-12
+
+
+def test_sweep_killed_at_its_time_limit_keeps_the_points_it_finished(ngspice, wrap_ngspice, tmp_path):
+    """The first sweep writes 2 points and hangs: killed at its limit (2 s × (1 + 5/20)), its 2 points are kept,
+    point 2 goes to op, the sweep resumes at point 3; nothing waits longer than the limit."""
+    wrap_ngspice('[ "$4" = batch0_0_5.cir ] && { $PATCH "$3" cut; exec sleep 60; }',
+                 before='[ "$4" = batch0_0_5.cir ] && sed -i "s/^.dc Vsw 0 4 1$/.dc Vsw 0 1 1/" "$4"')
+    net, v0 = small(5)
+    t = time.perf_counter()
+    res = run(net, v0, runner="batch", timeout=2.0, workdir=tmp_path / "wd")
+    assert time.perf_counter() - t < 15
+    assert res.ok.all(), res.reason
+    assert res.fallback.tolist() == [False, False, True, False, False]
+    assert 2.5 <= res.wall[2] < 5 and max(res.wall[[0, 1, 3, 4]]) < 1.0, res.wall
+    assert rel_l1(res.states, solve(net, v0, tol=1e-14).check().states) <= 1e-12
+
