@@ -18,6 +18,7 @@ import numpy as np
 
 from .constants import OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
+from .files import atomic_write
 from .validation import ValidationError
 
 __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
@@ -288,12 +289,12 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
 
 
 def save_network(net: Network, path: str | Path) -> None:
-    """Write ``net`` as a ``drn/1`` file (float64 arrays, JSON meta; unknown keys kept)."""
+    """Write ``net`` as a ``drn/1`` file (float64 arrays, JSON meta; unknown keys kept), atomically."""
     arrays = dict(net.extra_arrays)
     for name, arrs in (("G", net.G), ("b", net.b), ("lo", net.lo), ("hi", net.hi)):
         arrays.update({f"{name}{l}": a for l, a in enumerate(arrs, 1)})
     arrays["meta"] = np.array(json.dumps(net.meta()))
-    with open(path, "wb") as f:  # np.savez would append ".npz" to a name without it
+    with atomic_write(path) as f:  # a file object: np.savez would append ".npz" to a name without it
         np.savez(f, **arrays)
 
 

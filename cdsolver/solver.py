@@ -24,6 +24,7 @@ import numpy as np
 
 from .constants import TOL
 from .elements import Linear, LinearPair
+from .files import atomic_write
 from .network import Network
 from .validation import ValidationError, check_array
 
@@ -75,7 +76,7 @@ class Solution:
         arrays = {f"v{l}": v for l, v in enumerate(self.states, 1)}
         arrays.update(iterations=self.iterations, residual=self.residual, converged=self.converged,
                       i_ref=self.i_ref, step=self.step, tol=np.array(self.tol))
-        with open(path, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, **arrays)
 
 

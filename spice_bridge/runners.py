@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
+from cdsolver.files import atomic_write
 from cdsolver.network import Network
 from cdsolver.validation import ValidationError, check_array
 
@@ -80,7 +81,7 @@ class SpiceResult:
                       wall=self.wall, reason=np.array(self.reason, dtype=str), fallback=self.fallback,
                       runner=np.array(self.runner),
                       clock=np.array(self.clock))
-        with open(path, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, **arrays)
 
 

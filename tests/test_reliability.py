@@ -163,3 +163,152 @@ def test_sweep_killed_at_its_time_limit_keeps_the_points_it_finished(ngspice, wr
     assert 2.5 <= res.wall[2] < 5 and max(res.wall[[0, 1, 3, 4]]) < 1.0, res.wall
     assert rel_l1(res.states, solve(net, v0, tol=1e-14).check().states) <= 1e-12
 
+
+
+# ---- 1: a resumed study never mixes runs of different settings
+ONE_CELL = """
+[study]
+name = "one"
+samples = 6
+runners = ["batch", "op"]
+[grid]
+depth = [1]
+width = [5]
+element = ["pwl"]
+"""
+
+
+def test_resume_with_other_settings_never_mixes_runs(ngspice, tmp_path, monkeypatch):
+    """--max-samples 3, then an interrupted --max-samples 5 (batch done, op not), then 5 again, then the config's
+    own 6: every run's samples.csv holds only rows made with its settings, each runner all of them."""
+    import pandas as pd
+
+    import studies.compare as cmp
+
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE_CELL)
+    real_run = cmp.run
+
+    def rows():
+        df = pd.read_csv(out / "samples.csv", comment="#")
+        return {r: sorted(g["sample"]) for r, g in df.groupby("runner")}, set(df.cell_id)
+
+    assert main(["compare", str(cfg), "--out", str(out), "--max-samples", "3"]) == 0
+    assert rows()[0] == {"batch": [0, 1, 2], "op": [0, 1, 2]}
+
+    def stop_at_op(net, v0, runner, **kw):
+        if runner == "op":
+            raise KeyboardInterrupt
+        return real_run(net, v0, runner=runner, **kw)
+
+    monkeypatch.setattr(cmp, "run", stop_at_op)
+    assert main(["compare", str(cfg), "--out", str(out), "--max-samples", "5"]) == 130
+    monkeypatch.setattr(cmp, "run", real_run)
+    assert main(["compare", str(cfg), "--out", str(out), "--max-samples", "5"]) == 0
+    five, ids5 = rows()
+    assert five == {"batch": list(range(5)), "op": list(range(5))} and len(ids5) == 1
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    six, ids6 = rows()
+    assert six == {"batch": list(range(6)), "op": list(range(6))} and ids6.isdisjoint(ids5)
+    prov = pd.read_csv(out / "provenance.csv", comment="#")
+    assert sorted(prov.runner) == ["batch", "op"] and set(prov.cell_id) == ids6
+    assert all('"samples": 6' in s for s in prov.settings)
+    assert len(list((out / "cells").glob("*.csv"))) == 3 * 2  # 3, 5 and 6 samples: 3 cell ids x 2 runners
+
+
+def test_changed_training_settings_make_a_new_network(tmp_path):
+    import studies.compare as cmp
+
+    cfg = tmp_path / "one.toml"
+    cfg.write_text(ONE_CELL + "[train]\nepochs = 0\n")
+    c = cmp.cells(cmp.load_config(cfg))[0]
+    a = cmp.cell_id(cmp.load_config(cfg), c)
+    cfg.write_text(ONE_CELL + "[train]\nepochs = 1\n")
+    b = cmp.cell_id(cmp.load_config(cfg), c)
+    assert a != b and a.split("-")[0] == b.split("-")[0] == "d1_w5_pwl_none_s0"
+
+
+# ---- 6, 7, 8: a study config and its overrides are checked before OUT exists
+@pytest.mark.parametrize("change, msg", [
+    (lambda t: t.replace('name = "one"', 'name = "../../elsewhere"'), "study.name must be"),
+    (lambda t: t.replace('name = "one"', 'name = "/tmp/abs"'), "study.name must be"),
+    (lambda t: t.replace('name = "one"', 'name = "a\\nb"'), "study.name must be"),
+    (lambda t: t.replace("samples = 6", "samples = 6\ntimeout = -1.0"), "study.timeout must be a finite number > 0"),
+    (lambda t: t.replace("samples = 6", "samples = 6\ntimeout = nan"), "study.timeout must be a finite number > 0"),
+    (lambda t: t.replace("samples = 6", "samples = 6\ncd_tol = inf"), "study.cd_tol must be a finite number > 0"),
+    (lambda t: t.replace("samples = 6", "samples = 6\njobs = 1000"), "study.jobs must be 1.."),
+    (lambda t: t + "[train]\nepochs = 1\nbatch_size = 0\n", "train.batch_size >= 1"),
+])
+def test_bad_study_settings_fail_before_any_work(tmp_path, capsys, change, msg):
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(change(ONE_CELL))
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert msg in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("args, msg", [(["--max-samples", "0"], "--max-samples must be >= 1"),
+                                       (["--max-samples", "-1"], "--max-samples must be >= 1"),
+                                       (["--jobs", "1000"], "--jobs must be 1.."),
+                                       (["--cell-jobs", "0"], "--cell-jobs must be 1..")])
+def test_bad_compare_options_fail_before_any_work(tmp_path, capsys, args, msg):
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE_CELL)
+    assert main(["compare", str(cfg), "--out", str(out), *args]) == 2
+    assert msg in capsys.readouterr().err and not out.exists()
+
+
+def test_compare_out_a_file_is_one_line(tmp_path, capsys):
+    cfg, out = tmp_path / "one.toml", tmp_path / "file"
+    cfg.write_text(ONE_CELL)
+    out.write_text("x")
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["compare", str(cfg), "--out", str(out / "under")]) == 2
+    assert "is not a folder this user can write in" in capsys.readouterr().err
+
+
+# ---- 9: writes
+def test_a_second_compare_on_the_same_folder_stops(tmp_path, capsys):
+    import fcntl
+
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE_CELL)
+    out.mkdir()
+    with open(out / ".lock", "w") as f:  # another drn compare holds the study folder
+        f.write("pid 1 on elsewhere")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_EX)
+        assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert "in use by another drn compare (pid 1 on elsewhere)" in capsys.readouterr().err
+    assert not (out / "cells").exists() or not any((out / "cells").iterdir())
+
+
+def test_two_writers_of_one_file_never_mix(tmp_path):
+    """Two writers interleaved on one path (the old fixed `.tmp` name made them share a temporary file): the
+    result is one writer's whole content, and no temporary file is left."""
+    from cdsolver.files import atomic_write
+
+    path = tmp_path / "cells.csv"
+    with atomic_write(path, "w") as a, atomic_write(path, "w") as b:
+        a.write("first writer, " * 1000)
+        b.write("second writer")
+        a.write("end")
+    assert path.read_text() == "first writer, " * 1000 + "end"
+    assert [p.name for p in tmp_path.iterdir()] == ["cells.csv"]
+
+
+def test_truncated_network_cache_is_rebuilt(tmp_path, capsys):
+    import studies.compare as cmp
+    from cdsolver import load_network
+
+    cfg_path = tmp_path / "one.toml"
+    cfg_path.write_text(ONE_CELL)
+    cfg = cmp.load_config(cfg_path)
+    c = cmp.cells(cfg)[0]
+    net = cmp.network_for(cfg, c, tmp_path)
+    cache = next((tmp_path / "networks").glob("*.npz"))
+    cache.write_bytes(cache.read_bytes()[:100])  # a full disk cut it short
+    again = cmp.network_for(cfg, c, tmp_path)
+    assert "rebuilding" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.G[0], net.G[0])
+    np.testing.assert_array_equal(load_network(cache).G[0], net.G[0])
