@@ -189,13 +189,15 @@ def _iterations(log: str) -> int:
 @dataclass
 class _Run:
     """One ngspice process: result vectors (empty if none are usable), wall s, Newton iterations (-1: unknown),
-    and why it stopped short ("" if it did not), naming the deck; ``unreadable``: ngspice rejected the deck."""
+    and why it stopped short ("" if it did not), naming the deck; ``unreadable``: ngspice rejected the deck;
+    ``killed``: stopped at its time limit."""
 
     vec: dict[str, np.ndarray]
     wall: float
     iterations: int
     why: str
     unreadable: bool
+    killed: bool
 
 
 def _run_deck(d: Path, name: str, comment: str, src: list[str], analysis: str, limit: float) -> _Run:
@@ -215,12 +217,12 @@ def _run_deck(d: Path, name: str, comment: str, src: list[str], analysis: str, l
         vec, problem = {}, f"unreadable raw file: {e}"
     raw.unlink(missing_ok=True)
     if timed_out:
-        why = f"ngspice timed out after {limit:g} s on deck {deck}"
+        why = f"ngspice timed out after {limit:.3g} s on deck {deck}"
     elif bad:
         vec, why = {}, f"ngspice could not read deck {deck}: {bad}"
     else:
         why = f"{_errors(log) or problem or 'ngspice wrote no result (see its output)'} [deck {deck}]"
-    return _Run(vec, wall, _iterations(log), why, bool(bad))
+    return _Run(vec, wall, _iterations(log), why, bool(bad), timed_out)
 
 
 def _op_one(workdir: str, b: int, src: list[str], timeout: float):
@@ -266,18 +268,19 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
             parts = np.array_split(np.arange(B), max(1, min(jobs, B)))
             results = _parallel(jobs, timeout)(delayed(_shared_part)(net, beta, builtin_diode, v0[p], y[p])
                                                for p in parts)
-            for p, res in zip(parts, results):
-                for k, (vec, t, why, it) in zip(p, res):
+            for i, res in enumerate(results):
+                for k, (vec, t, why, it) in zip(parts[i], res):
                     _store(out, net, k, vec, t, why, it, wall, reason, iters)
         else:
-            todo = np.arange(B)
+            todo, charges = np.arange(B), []
             if runner == "batch":
                 parts = np.array_split(todo, -(-B // chunk))
                 results = _parallel(jobs, None)(delayed(_batch_part)(str(wd), k, net, v0[p], y[p], beta, timeout)
                                                 for k, p in enumerate(parts))
-                for p, res in zip(parts, results):
-                    for k, (vec, t, it, why) in zip(p, res):
+                for i, (res, charge) in enumerate(results):
+                    for k, (vec, t, it, why) in zip(parts[i], res):
                         _store(out, net, k, vec, t, why, it, wall, reason, iters)
+                    charges += [(parts[i][a:b], t) for a, b, t in charge]
                 todo = np.flatnonzero([r != "" for r in reason])
                 fallback[todo] = True
                 for k in todo:
@@ -285,8 +288,11 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
             srcs = [netlist.sources(net, v0[k], beta=beta, targets=y[k]) for k in todo]
             results = _parallel(jobs, None)(delayed(_op_one)(str(wd), int(k), s, timeout)
                                             for k, s in zip(todo, srcs))
-            for k, (vec, t, why, it) in zip(todo, results):
-                _store(out, net, k, vec, t, why, it, wall, reason, iters)
+            for i, (vec, t, why, it) in enumerate(results):
+                _store(out, net, todo[i], vec, t, why, it, wall, reason, iters)
+            for ks, t in charges:  # a killed sweep's time: to the points that hung it
+                failed = [k for k in ks if reason[k] != ""] or list(ks)
+                wall[failed] += t / len(failed)
     except KeyboardInterrupt:
         pass
     ok = np.array([r == "" for r in reason])
@@ -324,13 +330,20 @@ def _parallel(jobs: int, timeout: float | None) -> Parallel:
 
 
 def _batch_part(workdir: str, part: int, net: Network, v0: np.ndarray, y: np.ndarray, beta: float,
-                timeout: float, first: int = 0) -> list:
-    """A chunk through ``.dc`` sweeps. A sweep stops at a point ngspice cannot solve (or is killed at its time
-    limit): that point is left to the ``op`` fallback (vectors None), the points before it are swept again on
-    their own so that their clocks hold no part of the failure, and a new sweep resumes after it. A deck ngspice
-    cannot read sends every point to the fallback. ``first``: index of ``v0[0]`` in the chunk (deck names).
-    Returns per sample (vectors of its point or None, wall (s), iterations, reason)."""
+                timeout: float, first: int = 0) -> tuple[list, list]:
+    """A chunk through ``.dc`` sweeps, each point's time its own:
+    - a sweep that stops at a point ngspice cannot solve: the points before it are swept again on their own
+      (their clocks hold nothing of the failure), the point keeps the rest of the time and goes to the ``op``
+      fallback (vectors None), a new sweep resumes after it;
+    - a sweep killed at its time limit: its written points are kept as above; which point hung it is not known
+      (the last rows may not have reached the raw file), so the rest go to ``op`` one by one and the killed
+      sweep's remaining time is a charge ``(start, stop, seconds)`` over them that ``run`` gives to those whose
+      ``op`` fails too;
+    - a deck ngspice cannot read sends every point to the fallback.
+    ``first``: index of ``v0[0]`` in the chunk (deck names). Returns (per sample (vectors of its point or None,
+    wall (s), iterations, reason), charges)."""
     out: list = []
+    charges: list = []
     start = 0
     while start < len(v0):
         vs, ys = v0[start:], y[start:]
@@ -341,14 +354,24 @@ def _batch_part(workdir: str, part: int, net: Network, v0: np.ndarray, y: np.nda
         got = min(_points(r.vec), len(vs))
         if got == len(vs):
             it = r.iterations // got if r.iterations > 0 else -1
-            return out + [({k: v[m:m + 1] for k, v in r.vec.items()}, r.wall / got, it, "") for m in range(got)]
+            out += [({k: v[m:m + 1] for k, v in r.vec.items()}, r.wall / got, it, "") for m in range(got)]
+            break
         if r.unreadable:
-            return out + [(None, r.wall / len(vs), -1, r.why)] * len(vs)
-        solved = _batch_part(workdir, part, net, vs[:got], ys[:got], beta, timeout, first + start) if got else []
+            out += [(None, r.wall / len(vs), -1, r.why)] * len(vs)
+            break
+        solved, more = _batch_part(workdir, part, net, vs[:got], ys[:got], beta, timeout, first + start) \
+            if got else ([], [])
         spent = max(r.wall - sum(s[1] for s in solved), 0.0)
-        out += solved + [(None, spent, -1, f"the sweep stopped at this point: {r.why}")]
+        out += solved
+        charges += [(a + start, b + start, t) for a, b, t in more]
+        if r.killed:
+            charges.append((start + got, len(v0), spent))
+            out += [(None, 0.0, -1, f"the sweep was killed before this point: {r.why}")] * (len(vs) - got)
+            break
+        out.append((None, spent, -1, f"the sweep stopped at this point: {r.why}"))
         start += got + 1
-    return out
+    return out, charges
+
 
 # ---------------------------------------------------------------- shared library (PySpice)
 _SHARED = {}
