@@ -29,6 +29,9 @@ __all__ = ["Element", "Linear", "LinearPair", "Ideal", "Shockley", "Pwl", "eleme
 # exact there (its error is ~z^2), and the (slow, ~110 ns) wrightomega call is skipped.
 _LNZ_CUTOFF = -12.0
 _EPS = np.finfo(float).eps
+#: Smallest Shockley Vd = n*Vt (V) accepted: far below any physical diode (n*Vt >= ~0.02 V); at 1e-300 the
+#: update divides by Vd**2 = 0.
+VD_MIN = 1e-12
 
 
 def spice_number(x: float) -> str:
@@ -181,8 +184,8 @@ class Shockley(Element):
     def __init__(self, Is: float, Vd: float):
         if not (math.isfinite(Is) and Is > 0):
             raise ValidationError(f"Shockley Is must be a positive finite current in A, got {Is!r}")
-        if not (math.isfinite(Vd) and Vd > 0):
-            raise ValidationError(f"Shockley Vd must be a positive finite voltage in V, got {Vd!r}")
+        if not (math.isfinite(Vd) and Vd >= VD_MIN):
+            raise ValidationError(f"Shockley Vd must be a finite voltage >= {VD_MIN:g} V, got {Vd!r}")
         self.Is = float(Is)
         self.Vd = float(Vd)
 
@@ -352,7 +355,7 @@ def element_from_meta(meta: Any) -> Element:
     if not isinstance(meta, dict):
         raise ValidationError(f"meta.element must be an object, got {type(meta).__name__}")
     kind = meta.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValidationError(f"meta.element.kind must be one of {sorted(KINDS)}, got {kind!r}")
     if kind == "shockley":
         for key in ("Is", "Vd"):

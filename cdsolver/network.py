@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,7 +43,7 @@ class Amplifier:
     def __post_init__(self):
         for name in ("A", "C"):
             val = getattr(self, name)
-            if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+            if not (_number(val) and math.isfinite(val) and val > 0):
                 raise NetworkFormatError(f"meta.amplifier.{name} must be a positive finite number, got {val!r}")
 
 
@@ -181,7 +182,7 @@ class Network:
                 raise NetworkFormatError(f"node {j} of layer {l} is floating: all its conductances are 0")
         if not isinstance(self.element, Element):
             raise NetworkFormatError(f"element must be an Element, got {type(self.element).__name__}")
-        if not (isinstance(self.input_gain, (int, float)) and math.isfinite(self.input_gain)):
+        if not (_number(self.input_gain) and math.isfinite(self.input_gain)):
             raise NetworkFormatError(f"meta.input_gain must be a finite number, got {self.input_gain!r}")
         if self.encoding not in ENCODINGS:
             raise NetworkFormatError(f"meta.encoding must be one of {ENCODINGS}, got {self.encoding!r}")
@@ -191,13 +192,22 @@ class Network:
             raise NetworkFormatError(f"meta.outputs must be one of {OUTPUTS}, got {self.outputs!r}")
         if self.outputs == "paired" and n[-1] % 2:
             raise NetworkFormatError(f"paired outputs need an even number of output nodes, G{L} has {n[-1]} columns")
-        if not (isinstance(self.r_on, (int, float)) and math.isfinite(self.r_on) and self.r_on >= 0):
+        if not (_number(self.r_on) and math.isfinite(self.r_on) and self.r_on >= 0):
             raise NetworkFormatError(f"meta.switch.R_on must be a finite number >= 0 Ω, got {self.r_on!r}")
-        if not (isinstance(self.r_off, (int, float)) and self.r_off > 0):
+        if not (_number(self.r_off) and self.r_off > 0):
             raise NetworkFormatError(f"meta.switch.R_off must be > 0 Ω or null (infinite), got {self.r_off!r}")
 
 
+def _number(x: Any) -> bool:
+    """A real number from JSON or Python (``true``/``false`` are not numbers here)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _float_array(x: Any, name: str, ndim: int, allow_inf: bool = False) -> np.ndarray:
+    kind = np.asarray(x).dtype.kind
+    if kind not in "fiu":
+        raise NetworkFormatError(f"{name}: expected real numbers, got dtype {np.asarray(x).dtype} (bool, complex "
+                                 f"and text are not conductances, currents or voltages)")
     try:
         a = np.array(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -250,11 +260,22 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
     for key in ("input_gain", "encoding", "element"):
         if key not in meta:
             raise NetworkFormatError(f"meta.{key} is missing")
-    L = 0
-    while f"G{L + 1}" in arrays:
-        L += 1
+    layers = {}  # name -> numbers of its arrays: G1..GL, b1..bL, lo1..lo{L-1}, hi1..hi{L-1}, nothing else
+    for key in arrays:
+        m = re.fullmatch(r"(G|b|lo|hi)(\d+)", key)
+        if m:
+            layers.setdefault(m.group(1), set()).add(int(m.group(2)))
+    L = max(layers.get("G", {0}))
     if L == 0:
         raise NetworkFormatError("missing array 'G1'")
+    for name, count in (("G", L), ("b", L), ("lo", L - 1), ("hi", L - 1)):
+        have = layers.get(name, set())
+        extra, missing = sorted(have - set(range(1, count + 1))), sorted(set(range(1, count + 1)) - have)
+        if missing:
+            raise NetworkFormatError(f"missing array '{name}{missing[0]}' (a network with G1..G{L} needs "
+                                     f"{name}1..{name}{count})")
+        if extra:
+            raise NetworkFormatError(f"array '{name}{extra[0]}' does not belong to a network with G1..G{L}")
 
     def take(prefix: str, count: int) -> list[np.ndarray]:
         out = []

@@ -156,12 +156,30 @@ def _write_history(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Ranges argparse does not check (one line naming the option, before any work)."""
+    import math
+
+    checks = [("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
+              ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
+              ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
+              ("--tol", args.tol, math.isfinite(args.tol) and args.tol > 0, "a finite number > 0"),
+              ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
+              ("--target", args.target, math.isfinite(args.target), "finite"),
+              ("--g-min/--g-max", (args.g_min, args.g_max), 0 <= args.g_min < args.g_max < math.inf,
+               "0 <= g_min < g_max < inf")]
+    for name, val, ok, want in checks:
+        if not ok:
+            raise CliError(f"{name} must be {want}, got {val}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cdsolver.network import Amplifier, random_network, save_network
     from cdsolver.train import DEFAULTS, TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, train
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
+    _check_train_args(args)
     gain0, lr0 = DEFAULTS[args.element]
     args.input_gain = args.input_gain if args.input_gain is not None else gain0
     args.lr = args.lr or [lr0]
@@ -430,7 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_options(argv: list[str]) -> list[str]:
     """``drn train --config FILE.toml``: the file's keys become options placed before the command line's own
-    (which therefore win). Unknown keys and wrong types are errors naming the file."""
+    (which therefore win). Unknown keys and wrong types are errors naming the file. A value is one option's
+    value, never more command-line words: scalars are passed as ``--key=value``, lists may hold numbers only."""
+    if argv[:1] == ["train"]:  # --config=FILE is --config FILE
+        argv = [w for a in argv for w in (["--config", a[9:]] if a.startswith("--config=") else [a])]
     if not argv or argv[0] != "train" or "--config" not in argv:
         return argv
     import tomllib
@@ -451,10 +472,14 @@ def _config_options(argv: list[str]) -> list[str]:
         if dest not in RUN_OPTIONS + ("epochs",):
             raise CliError(f"--config {path}: unknown key {key!r} (allowed: {', '.join(RUN_OPTIONS)}, epochs)")
         flag = "--" + dest.replace("_", "-")
-        vals = val if isinstance(val, list) else [val]
-        if any(isinstance(v, (dict, list, bool)) for v in vals):
-            raise CliError(f"--config {path}: {key} must be a number, a string or a list of them, got {val!r}")
-        opts += [flag, *map(str, vals)]
+        if isinstance(val, list):
+            if not val or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in val):
+                raise CliError(f"--config {path}: {key} must be a number, a string or a list of numbers, got {val!r}")
+            opts += [flag, *map(str, val)]
+        elif isinstance(val, (int, float, str)) and not isinstance(val, bool):
+            opts.append(f"{flag}={val}")
+        else:
+            raise CliError(f"--config {path}: {key} must be a number, a string or a list of numbers, got {val!r}")
     return [argv[0], *opts, *argv[1:i], *argv[i + 2:]]
 
 

@@ -315,3 +315,168 @@ def test_truncated_network_cache_is_rebuilt(tmp_path, capsys):
     assert "rebuilding" in capsys.readouterr().err
     np.testing.assert_array_equal(again.G[0], net.G[0])
     np.testing.assert_array_equal(load_network(cache).G[0], net.G[0])
+
+
+# ---- 3: a network file missing a crossbar does not load as a smaller network
+@pytest.mark.parametrize("drop, msg", [("G2", "missing array 'G2'"), ("b3", "missing array 'b3'"),
+                                       ("lo1", "missing array 'lo1'"), ("hi2", "missing array 'hi2'")])
+def test_a_network_file_with_a_hole_is_refused(tmp_path, drop, msg):
+    from cdsolver import load_network
+    from cdsolver.network import NetworkFormatError
+
+    save_network(random_network([6, 5, 4, 3], "shockley", seed=0), tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as f:
+        arrays = {k: f[k] for k in f.files if k != drop}
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(NetworkFormatError, match=msg):
+        load_network(tmp_path / "bad.npz")
+
+
+def test_an_array_beyond_the_last_crossbar_is_refused(tmp_path):
+    from cdsolver import load_network
+    from cdsolver.network import NetworkFormatError
+
+    save_network(random_network([6, 5, 3], "shockley", seed=0), tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(tmp_path / "bad.npz", **arrays, lo2=np.zeros(3))
+    with pytest.raises(NetworkFormatError, match="'lo2' does not belong to a network with G1..G2"):
+        load_network(tmp_path / "bad.npz")
+
+
+# ---- 4, 6: damaged checkpoints are a clear error
+def _checkpoint(tmp_path):
+    from cdsolver.train import TrainConfig, TrainState, save_checkpoint
+
+    net = random_network([8, 5, 3], "shockley", seed=0)
+    cfg = TrainConfig(average=0.9)
+    save_checkpoint(tmp_path / "c.npz", net, TrainState.start(net, 4, cfg), {"note": 1})
+    with np.load(tmp_path / "c.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("damage, msg", [
+    (lambda a, m: a["ckpt_average0"].__setitem__((0, 0), np.nan), "ckpt_average0 hold NaN or inf"),
+    (lambda a, m: m["checkpoint"].pop("rng"), "meta.checkpoint.rng must be an object, got 'missing'"),
+    (lambda a, m: m["checkpoint"].pop("run"), "meta.checkpoint.run must be an object"),
+    (lambda a, m: m["checkpoint"].__setitem__("epoch", "3"), "meta.checkpoint.epoch must be an integer, got '3'"),
+    (lambda a, m: m["checkpoint"].__setitem__("history", {"a": 1}), "meta.checkpoint.history must be a list"),
+    (lambda a, m: m["checkpoint"]["rng"].__setitem__("state", 5), "meta.checkpoint.rng is not a NumPy generator"),
+])
+def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage, msg):
+    import json
+
+    from cdsolver.network import NetworkFormatError
+    from cdsolver.train import load_checkpoint
+
+    arrays = _checkpoint(tmp_path)
+    meta = json.loads(str(arrays["meta"]))
+    damage(arrays, meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(NetworkFormatError, match=re.escape(msg)):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_resume_from_a_nan_checkpoint_exits_2(tmp_path, capsys):
+    out = tmp_path / "n.npz"
+    base = ["train", "--hidden", "8", "--batch-size", "200", "--out", str(out)]
+    assert main(base + ["--epochs", "1"]) == 0
+    ckpt = tmp_path / "n.ckpt.npz"
+    with np.load(ckpt) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["ckpt_slot0"][0, 0] = np.nan
+    np.savez(ckpt, **arrays)
+    capsys.readouterr()
+    assert main(base + ["--epochs", "2", "--resume"]) == 2
+    assert "ckpt_slot0 hold NaN or inf" in capsys.readouterr().err
+
+
+# ---- 6, 7: values that were accepted silently or ended in a traceback
+@pytest.mark.parametrize("args, msg", [
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--batch-size", "-5"], "--batch-size must be >= 1"),
+    (["--hidden", "0"], "--hidden must be sizes >= 1"),
+    (["--tol", "inf"], "--tol must be a finite number > 0"),
+    (["--g-min", "5", "--g-max", "1"], "--g-min/--g-max must be 0 <= g_min < g_max"),
+    (["--beta", "nan"], "--beta must be a finite number > 0"),
+])
+def test_bad_training_options_exit_2(tmp_path, capsys, args, msg):
+    assert main(["train", *args, "--out", str(tmp_path / "n.npz")]) == 2
+    assert msg in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("meta_change, msg", [
+    (lambda m: m["element"].__setitem__("kind", ["shockley"]), "meta.element.kind must be one of"),
+    (lambda m: m["element"].__setitem__("Vd", 1e-300), "Vd must be a finite voltage >= 1e-12 V"),
+    (lambda m: m.__setitem__("amplifier", {"A": True, "C": 1.0}), "meta.amplifier.A must be a positive finite"),
+    (lambda m: m.__setitem__("input_gain", True), "meta.input_gain must be a finite number"),
+])
+def test_bad_meta_values_exit_2(tmp_path, capsys, meta_change, msg):
+    import json
+
+    save_network(random_network([8, 5, 3], "shockley", seed=0), tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta_change(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "n.npz", **arrays)
+    np.save(tmp_path / "x.npy", np.zeros((2, 4)))
+    assert main(["solve", str(tmp_path / "n.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "s.npz")]) == 2
+    assert msg in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [complex, bool])
+def test_complex_or_boolean_arrays_are_refused(tmp_path, dtype):
+    from cdsolver import load_network
+    from cdsolver.network import NetworkFormatError
+
+    save_network(random_network([8, 5, 3], "shockley", seed=0), tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["G1"] = arrays["G1"].astype(dtype)
+    np.savez(tmp_path / "n.npz", **arrays)
+    with pytest.raises(NetworkFormatError, match="G1: expected real numbers"):
+        load_network(tmp_path / "n.npz")
+
+
+# ---- 8: a config file sets options, never more words of a command line
+def test_train_config_lists_cannot_smuggle_options(tmp_path, capsys):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('hidden = [8, "--dataset", "mnist", "--data-dir", "ELSEWHERE"]\n')
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "n.npz")]) == 2
+    assert "hidden must be a number, a string or a list of numbers" in capsys.readouterr().err
+    cfg.write_text('data_dir = "--epochs=0"\nhidden = [8]\nepochs = 0\n')  # a string is one value
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "n.npz")]) == 0
+
+
+def test_train_config_with_equals_sign_is_read(tmp_path, capsys):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text("hidden = [0]\n")
+    assert main(["train", f"--config={cfg}", "--out", str(tmp_path / "n.npz")]) == 2
+    assert "--hidden must be sizes >= 1" in capsys.readouterr().err
+
+
+# ---- 10: internal errors are not user errors
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    import cdsolver.solver
+
+    def broken(*a, **k):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(cdsolver.solver, "solve", broken)
+    save_network(random_network([8, 5, 3], "shockley", seed=0), tmp_path / "n.npz")
+    np.save(tmp_path / "x.npy", np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["solve", str(tmp_path / "n.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "s.npz")])
+
+
+def test_validation_errors_share_one_base():
+    from cdsolver.datasets import DatasetError
+    from cdsolver.network import NetworkFormatError
+    from cdsolver.validation import ValidationError
+    from studies.cli import CliError
+    from studies.compare import ConfigError
+
+    assert all(issubclass(e, ValidationError) for e in (DatasetError, NetworkFormatError, CliError, ConfigError))
