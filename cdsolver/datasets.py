@@ -50,12 +50,14 @@ _IDX = {  # split: (images, labels) file stems
 def read_idx(path) -> np.ndarray:
     """An IDX file (``.gz`` or not): magic ``0x0000 <type 0x08 = uint8> <ndim>``, big-endian sizes, data."""
     import gzip
+    import zlib
     from pathlib import Path
 
     p = Path(path)
     try:
-        data = (gzip.open(p) if p.suffix == ".gz" else open(p, "rb")).read()
-    except OSError as e:
+        with gzip.open(p) if p.suffix == ".gz" else open(p, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # a cut .gz ends in EOFError
         raise DatasetError(f"{p}: cannot read ({e})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
         raise DatasetError(f"{p}: not an IDX file of unsigned bytes (bad magic {data[:4].hex()})")

@@ -25,6 +25,8 @@ from .validation import ValidationError
 __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
 
 FORMAT = "drn/1"
+#: Smallest nonzero conductance (S): the deck's resistor 1/G must be a finite number (1/5e-309 S is inf).
+G_MIN_NONZERO = 1e-300
 ENCODINGS = ("pair", "identity")
 OUTPUTS = ("single", "paired")
 
@@ -164,6 +166,11 @@ class Network:
                 raise NetworkFormatError(f"G{l}[{i},{j}] = {float(g[i, j])} S: conductances must be >= 0")
             if 0 in g.shape:
                 raise NetworkFormatError(f"G{l} has an empty dimension {g.shape}")
+            tiny = (g > 0) & (g < G_MIN_NONZERO)
+            if tiny.any():
+                i, j = np.argwhere(tiny)[0]
+                raise NetworkFormatError(f"G{l}[{i},{j}] = {float(g[i, j])} S: a nonzero conductance must be >= "
+                                         f"{G_MIN_NONZERO:g} S (its resistance 1/G must be a finite number)")
         for l in range(1, L + 1):
             _check_len(self.b[l - 1], n[l], f"b{l}")
         for l in range(1, L):

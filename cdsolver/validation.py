@@ -16,6 +16,9 @@ class ValidationError(ValueError):
 
 def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
     """Return ``x`` as a C-contiguous finite float64 array of ``shape`` (``None`` = any length)."""
+    kind = np.asarray(x).dtype.kind
+    if kind not in "fiub":
+        raise ValidationError(f"{name}: expected real numbers, got dtype {np.asarray(x).dtype}")
     try:
         a = np.ascontiguousarray(x, dtype=np.float64)
     except (TypeError, ValueError) as e:

@@ -33,16 +33,48 @@ def load_npy(path: str, what: str) -> np.ndarray:
         raise CliError(f"{what} file {p} is not a readable .npy array ({e})") from None
 
 
+def check_out(path: str, folder: bool = False) -> None:
+    """``--out``: a file (or with ``folder``, a folder) this process can create or replace; else CliError."""
+    import os
+
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise CliError(f"--out {p} is a file, not a folder")
+    if not folder and p.is_dir():
+        raise CliError(f"--out {p} is a folder; give a file name")
+    parent = next(q for q in [p, *p.parents] if q.exists()) if folder else p.parent
+    if not parent.is_dir():
+        raise CliError(f"--out {p}: {parent} is not an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.is_file() and not os.access(p, os.W_OK)):
+        raise CliError(f"--out {p}: no permission to write in {parent}")
+
+
+def save_or_rescue(save, out: str) -> None:
+    """``save(out)``; if writing fails (a full disk, a folder that went away), the finished results are written
+    to a new temporary folder instead and CliError says where."""
+    import tempfile
+
+    try:
+        save(out)
+    except OSError as e:
+        rescue = Path(tempfile.mkdtemp(prefix="drn-rescue-")) / Path(out).name
+        save(rescue)
+        raise CliError(f"cannot write {out} ({e.strerror or e}); the results are in {rescue}") from None
+
+
 def load_problem(args: argparse.Namespace):
-    """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]."""
+    """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]; checks ``--out``."""
     from cdsolver.network import load_network
     from cdsolver.validation import check_array
 
+    check_out(args.out, folder=args.command == "netlist")
     if not Path(args.network).is_file():
         raise CliError(f"network file not found: {args.network}")
     net = load_network(args.network)
     x = load_npy(args.inputs, "inputs")
     v0 = check_array(x, "inputs (already encoded v0)", (None, net.sizes[0])) if args.encoded else net.encode(x)
+    if len(v0) == 0:
+        raise CliError(f"inputs: no samples (shape {np.shape(x)})")
     targets = None
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
@@ -70,7 +102,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     sol = solve(net, v0, beta=args.beta, targets=targets, tol=args.tol, max_sweeps=args.max_iter,
                 anderson=args.anderson)
     wall = time.perf_counter() - t0
-    sol.save(args.out)
+    save_or_rescue(sol.save, args.out)
     rel = sol.residual / np.maximum(sol.i_ref, 1e-300)
     print(f"{len(v0)} samples, network {'-'.join(map(str, net.sizes))} ({net.element.kind}): "
           f"{int(sol.converged.sum())} converged; sweeps mean {sol.iterations.mean():.1f} max {sol.iterations.max()}; "
@@ -86,14 +118,16 @@ def cmd_netlist(args: argparse.Namespace) -> int:
     from spice_bridge.netlist import deck
 
     net, v0, targets = load_problem(args)
+    from cdsolver.files import atomic_write
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for b in range(len(v0)):
-        y = None if targets is None else targets[b]
-        (out / f"sample{b}.cir").write_text(deck(net, v0[b], beta=args.beta, targets=y,
-                                                 builtin_diode=args.builtin_diode, title=f"drn-cd sample {b}"))
-    (out / "batch.cir").write_text(deck(net, v0, beta=args.beta, targets=targets, builtin_diode=args.builtin_diode,
-                                        title=f"drn-cd: {len(v0)} samples swept by .dc"))
+    decks = {f"sample{b}.cir": (v0[b], None if targets is None else targets[b], f"drn-cd sample {b}")
+             for b in range(len(v0))}
+    decks["batch.cir"] = (v0, targets, f"drn-cd: {len(v0)} samples swept by .dc")
+    for name, (v, y, title) in decks.items():
+        with atomic_write(out / name, "w") as f:
+            f.write(deck(net, v, beta=args.beta, targets=y, builtin_diode=args.builtin_diode, title=title))
     print(f"wrote {len(v0)} .op decks sample<k>.cir and one .dc sweep deck batch.cir to {out}/ "
           f"(run: ngspice -b {out}/sample0.cir)")
     return 0
@@ -107,7 +141,7 @@ def cmd_spice(args: argparse.Namespace) -> int:
     res = run(net, v0, runner=args.runner, beta=args.beta, targets=targets, jobs=args.jobs, timeout=args.timeout,
               builtin_diode=args.builtin_diode)
     total = time.perf_counter() - t0
-    res.save(args.out)
+    save_or_rescue(res.save, args.out)
     print(f"{len(v0)} samples through ngspice ({args.runner}): {int(res.ok.sum())} solved, "
           f"{int(res.fallback.sum())} by op fallback; {res.wall.mean():.4f} s/sample ({res.clock}); "
           f"total {total:.2f} s; wrote {args.out}")
@@ -146,14 +180,13 @@ def _train_data(args: argparse.Namespace) -> dict:
 
 def _write_history(rows: list[dict], path: Path) -> None:
     import csv
-    import os
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    from cdsolver.files import atomic_write
+
+    with atomic_write(path, "w") as f:
         w = csv.DictWriter(f, fieldnames=["epoch", "train_error", "train_loss", "val_error", "val_loss", "seconds"])
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _check_train_args(args: argparse.Namespace) -> None:
@@ -180,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
     _check_train_args(args)
+    check_out(args.out)
     gain0, lr0 = DEFAULTS[args.element]
     args.input_gain = args.input_gain if args.input_gain is not None else gain0
     args.lr = args.lr or [lr0]

@@ -480,3 +480,79 @@ def test_validation_errors_share_one_base():
     from studies.compare import ConfigError
 
     assert all(issubclass(e, ValidationError) for e in (DatasetError, NetworkFormatError, CliError, ConfigError))
+
+
+# ---- 6: --out problems are one line, found before the work; a failed final write loses nothing
+@pytest.fixture
+def problem(tmp_path):
+    save_network(random_network([8, 5, 3], "shockley", seed=0, input_gain=3.0), tmp_path / "n.npz")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 1, (3, 4)))
+    return tmp_path, [str(tmp_path / "n.npz"), str(tmp_path / "x.npy")]
+
+
+@pytest.mark.parametrize("command", ["solve", "spice", "netlist", "train"])
+def test_out_that_cannot_be_written_is_one_line(problem, capsys, command):
+    d, files = problem
+    (d / "afile").write_text("x")
+    (d / "adir").mkdir()
+    args = [command] + ([] if command == "train" else files)
+    cases = [str(d / "afile" / "under.npz")] + ([str(d / "afile")] if command == "netlist" else [str(d / "adir")])
+    for out in cases:
+        assert main(args + ["--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--out" in err, err
+
+
+def test_a_failed_final_write_keeps_the_results(problem, capsys, monkeypatch):
+    import errno
+
+    from cdsolver.solver import Solution
+
+    d, files = problem
+    real = Solution.save
+
+    def disk_full(self, path):
+        if str(path) == str(d / "s.npz"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, path)
+
+    monkeypatch.setattr(Solution, "save", disk_full)
+    assert main(["solve", *files, "--out", str(d / "s.npz")]) == 2
+    err = capsys.readouterr().err
+    rescued = re.search(r"the results are in (\S+)", err).group(1)
+    assert "No space left on device" in err
+    with np.load(rescued) as f:
+        assert f["converged"].all() and f["v1"].shape == (3, 5)
+
+
+# ---- 7: inputs that are not real numbers, empty batches, conductances without a finite resistance
+def test_complex_datetime_and_empty_inputs_are_refused(problem, capsys):
+    d, files = problem
+    for name, x, msg in [("c.npy", np.ones((2, 4), complex), "expected real numbers, got dtype complex128"),
+                         ("t.npy", np.zeros((2, 4), "datetime64[s]"), "expected real numbers, got dtype datetime64"),
+                         ("e.npy", np.zeros((0, 4)), "inputs: no samples")]:
+        np.save(d / name, x)
+        for command in ("solve", "netlist"):
+            assert main([command, files[0], str(d / name), "--out", str(d / "o")]) == 2
+            assert msg in capsys.readouterr().err
+    assert not (d / "o").exists()
+
+
+def test_a_conductance_with_no_finite_resistance_is_refused():
+    from cdsolver.network import NetworkFormatError
+
+    net = random_network([8, 5, 3], "shockley", seed=0)
+    net.G[0][0, 0] = 1e-310
+    with pytest.raises(NetworkFormatError, match=r"G1\[0,0\] = 1e-310 S: a nonzero conductance must be >= 1e-300"):
+        net.copy().__post_init__()
+
+
+def test_truncated_gz_idx_file_is_a_dataset_error(tmp_path):
+    import gzip
+
+    from cdsolver.datasets import DatasetError, read_idx
+
+    raw = bytes([0, 0, 8, 1]) + (1000).to_bytes(4, "big") + bytes(range(200)) * 5
+    (tmp_path / "x.gz").write_bytes(gzip.compress(raw)[:-20])
+    with pytest.raises(DatasetError, match="cannot read"):
+        read_idx(tmp_path / "x.gz")
