@@ -20,6 +20,7 @@ demo: install
 	@echo "figures and tables: results/demo/ (summary.md, runtime_vs_width.png, error_cdf.png)"
 
 test: install
+	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q
 
 # Fashion-MNIST (70,000 images, IDX) from Debian's package: drn train --dataset fashion-mnist reads it there.

@@ -176,7 +176,8 @@ class Shockley(Element):
     ``W0(e^t) = wrightomega(t)`` (never forms ``z``), evaluated as ``rail ± Vd*(ln W0 - ln(Is/(a*Vd)))``
     where the diode conducts (no cancellation, no overflow, for any ``|c/a|``); then one Newton step on the
     full two-sided equation; nodes where both diodes conduct (rails within a few ``Vd``) continue with a
-    safeguarded Newton–bisection until the step is at rounding level. Exact to float64 rounding (tests: ≤ 1e-13 relative to brentq).
+    safeguarded Newton–bisection until the step is at rounding level. Exact to float64 rounding (tests: ≤ 1e-13
+    relative to brentq).
     """
 
     kind = "shockley"

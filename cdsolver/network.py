@@ -224,7 +224,8 @@ def _float_array(x: Any, name: str, ndim: int, allow_inf: bool = False) -> np.nd
     bad = np.isnan(a) if allow_inf else ~np.isfinite(a)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise NetworkFormatError(f"{name}{list(idx)} = {float(a[idx])}: {'NaN' if allow_inf else 'NaN or inf'} not allowed")
+        what = "NaN" if allow_inf else "NaN or inf"
+        raise NetworkFormatError(f"{name}{list(idx)} = {float(a[idx])}: {what} not allowed")
     return a
 
 

@@ -72,7 +72,8 @@ class Solution:
         return self
 
     def save(self, path: str | Path) -> None:
-        """Write the states file of SPEC §4: ``v1..vL``, ``iterations``, ``residual``, ``converged`` (+ ``i_ref``, ``step``)."""
+        """Write the states file of SPEC §4: ``v1..vL``, ``iterations``, ``residual``, ``converged`` (+ ``i_ref``,
+        ``step``)."""
         arrays = {f"v{l}": v for l, v in enumerate(self.states, 1)}
         arrays.update(iterations=self.iterations, residual=self.residual, converged=self.converged,
                       i_ref=self.i_ref, step=self.step, tol=np.array(self.tol))
@@ -178,8 +179,8 @@ class _Layers:
             bad = ap * am <= gn * gn
             if bad.any():
                 k = int(np.argmax(bad))
-                raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the circuit "
-                                 f"non-convex; use a smaller |beta|")
+                raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the "
+                                      f"circuit non-convex; use a smaller |beta|")
         # drive terms that do not change during the solve
         self.fixed = [np.array(bl) for bl in net.b]
         self.fixed[0] = v0 @ net.G[0] + net.b[0]
@@ -326,7 +327,7 @@ def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
 def _i_upper(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """An upper bound (A) of the largest crossbar current per sample: max G times the widest voltage span."""
     best = np.zeros(v0.shape[0])
-    for l, u, vl, G in _drives(P, v0, v):
+    for l, u, vl, _ in _drives(P, v0, v):
         span = np.maximum(u.max(axis=1), vl.max(axis=1)) - np.minimum(u.min(axis=1), vl.min(axis=1))
         best = np.maximum(best, P.gmax[l - 1] * span)
     return best
@@ -366,7 +367,7 @@ def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.nda
     """Exact largest crossbar-resistor current ``max_ij |G_ij (v_j - u_i)|`` (A) per sample (O(batch·n·m))."""
     P = _Layers(network, np.asarray(v0, dtype=np.float64), 0.0, None)
     best = np.zeros(len(v0))
-    for l, u, vl, G in _drives(P, np.asarray(v0, dtype=np.float64), _as_dict(states)):
+    for _, u, vl, G in _drives(P, np.asarray(v0, dtype=np.float64), _as_dict(states)):
         for b in range(len(v0)):
             best[b] = max(best[b], np.max(G * np.abs(vl[b][None, :] - u[b][:, None])))
     return best

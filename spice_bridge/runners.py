@@ -13,7 +13,6 @@ finished so far (``SpiceResult.interrupted``).
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -382,7 +381,8 @@ def _ngspice_shared():
     if "ng" not in _SHARED:
         import logging
 
-        logging.getLogger("PySpice").setLevel(logging.CRITICAL)  # "Unsupported Ngspice version 39" and ngspice's stderr: read by _shared_op
+        # "Unsupported Ngspice version 39" and ngspice's stderr lines (read by _shared_op) are not log news
+        logging.getLogger("PySpice").setLevel(logging.CRITICAL)
         try:
             from PySpice.Spice.NgSpice.Shared import NgSpiceShared
 

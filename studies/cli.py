@@ -366,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_args(p)
     p.add_argument("--out", required=True, metavar="STATES.npz", help="output states file")
     p.add_argument("--tol", type=float, default=TOL,
-                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current (default: {TOL:g})")
+                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current "
+                        f"(default: {TOL:g})")
     p.add_argument("--max-iter", type=int, default=1000, help="sweep cap per sample (default: 1000)")
     p.add_argument("--anderson", type=int, default=5,
                    help="Anderson history depth; 0 = plain block CD (default: 5)")
