@@ -136,6 +136,10 @@ def cmd_netlist(args: argparse.Namespace) -> int:
 def cmd_spice(args: argparse.Namespace) -> int:
     from spice_bridge.runners import run
 
+    from .compare import MAX_JOBS
+
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise CliError(f"--jobs must be 1..{MAX_JOBS} (4 per core), got {args.jobs}")
     net, v0, targets = load_problem(args)
     t0 = time.perf_counter()
     res = run(net, v0, runner=args.runner, beta=args.beta, targets=targets, jobs=args.jobs, timeout=args.timeout,

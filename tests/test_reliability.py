@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cdsolver import random_network, save_network, solve
-from spice_bridge.runners import default_timeout, run
+from spice_bridge.runners import run
 from studies.cli import main
 
 #: `python PATCH RAW WHAT` damages an ngspice raw file in place: "nan" puts NaN in every v(n1_0) value,
@@ -131,6 +131,8 @@ def test_ctrl_c_keeps_the_finished_samples(ngspice, tmp_path, monkeypatch, capsy
 
 # ---- 12: time limits sized to the network; a failed point's time stays out of its neighbours' clocks
 def test_default_timeout_grows_with_the_network():
+    from spice_bridge.runners import default_timeout
+
     small_net = random_network([128, 32, 10], "shockley")
     big = random_network([128, 1024, 1024, 10], "shockley")
     amp = random_network([128, 1024, 1024, 10], "shockley", amplifier=(4.0, 1.0))
@@ -258,6 +260,12 @@ def test_bad_compare_options_fail_before_any_work(tmp_path, capsys, args, msg):
     cfg.write_text(ONE_CELL)
     assert main(["compare", str(cfg), "--out", str(out), *args]) == 2
     assert msg in capsys.readouterr().err and not out.exists()
+
+
+def test_spice_jobs_are_bounded(problem, capsys):
+    d, files = problem
+    assert main(["spice", *files, "--jobs", "1000", "--out", str(d / "s.npz")]) == 2
+    assert "--jobs must be 1.." in capsys.readouterr().err and not (d / "s.npz").exists()
 
 
 def test_compare_out_a_file_is_one_line(tmp_path, capsys):
