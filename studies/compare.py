@@ -325,7 +325,11 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     check_out_dir(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     with _lock(out):
-        return _compare(cfg, Path(config), out, progress, dask)
+        try:
+            return _compare(cfg, Path(config), out, progress, dask)
+        except OSError as e:  # a full disk or a folder that went away; every finished runner file is whole
+            raise ConfigError(f"cannot write in {out} ({e.strerror or e}); the finished cells and runners are "
+                              f"kept, the same command resumes") from None
 
 
 def check_out_dir(out: Path) -> None:

@@ -278,6 +278,29 @@ def test_compare_out_a_file_is_one_line(tmp_path, capsys):
     assert "is not a folder this user can write in" in capsys.readouterr().err
 
 
+def test_a_full_disk_during_a_study_is_one_line_and_keeps_finished_runners(ngspice, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import studies.compare as cmp
+
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE_CELL.replace("samples = 6", "samples = 2"))
+    real, calls = cmp.write_csv, []
+
+    def full_at_second(df, path, prov):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(df, path, prov)
+
+    monkeypatch.setattr(cmp, "write_csv", full_at_second)
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert [p.name.rsplit(".", 2)[1] for p in (out / "cells").glob("*.csv")] == ["batch"]
+    monkeypatch.setattr(cmp, "write_csv", real)
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+
+
 # ---- 9: writes
 def test_a_second_compare_on_the_same_folder_stops(tmp_path, capsys):
     import fcntl
