@@ -274,6 +274,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
               file=sys.stderr)
         return 130
+    except OSError as e:  # a checkpoint write failed (full disk): the previous checkpoint is whole
+        raise CliError(f"cannot write {e.filename or ckpt} ({e.strerror or e}); {ckpt} holds the last epoch "
+                       f"written, --resume continues from it") from None
     net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
                                   "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
                                   "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,

@@ -556,6 +556,27 @@ def test_a_failed_final_write_keeps_the_results(problem, capsys, monkeypatch):
         assert f["converged"].all() and f["v1"].shape == (3, 5)
 
 
+def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import cdsolver.train as tr
+
+    real, calls = tr.save_network, []
+
+    def full_at_second(net, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(net, path)
+
+    monkeypatch.setattr(tr, "save_network", full_at_second)
+    out = tmp_path / "n.npz"
+    assert main(["train", "--hidden", "8", "--batch-size", "200", "--epochs", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume continues" in err
+    assert tr.load_checkpoint(tmp_path / "n.ckpt.npz")[1].epoch == 1
+
+
 # ---- 7: inputs that are not real numbers, empty batches, conductances without a finite resistance
 def test_complex_datetime_and_empty_inputs_are_refused(problem, capsys):
     d, files = problem
