@@ -20,6 +20,7 @@ demo: install
 	@echo "results/demo/: README.md (provenance), summary.md, runtime_vs_width, speedup_vs_width, error_cdf (PNG + PDF)"
 
 test: install
+	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q
 
 # Fashion-MNIST (70,000 images, IDX) from Debian's package: drn train --dataset fashion-mnist reads it there.

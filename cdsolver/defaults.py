@@ -7,8 +7,9 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
   square root of the batch (the gradient's noise falls as 1/√batch).
 - ``average(batch, n_train)``: the weights' moving average spans about one epoch.
 - ``input_gain(...)``: the input voltage scale that puts the first hidden layer's pre-activation spread (over the
-  training inputs, at initialisation) at the element's scale — the rails for Shockley and pwl elements — and, in a
-  passive network, a gain that grows with depth to make up for each crossbar's attenuation.
+  training inputs, at initialisation, with the load of the next crossbar) at the element's scale — the rails for
+  Shockley and pwl elements — and, in a passive network, a gain that grows with depth to make up for each
+  crossbar's attenuation.
 - β: ``ep.safe_beta`` lowers ``TRAIN["beta"]`` per batch to keep the negative phase convex (``ep.beta_limit``).
 """
 
@@ -55,19 +56,22 @@ def rails(element: str) -> str:
 SPREAD = {"shockley": 1.2, "pwl": 1.2, "ideal": 0.3, "linear": 0.3}
 
 
-def input_gain(x: np.ndarray, G1: np.ndarray, element: str, encoding: str = "pair", depth: int = 2,
-               amplified: bool = False) -> float:
-    """Input gain (V per unit feature) from training features ``x`` (batch, n_features) and the first crossbar:
-    ``SPREAD[element] / σ`` with σ the median over nodes of the standard deviation over ``x`` of
-    ``encode(x) @ G1 / ΣG1`` (the first layer's linear pre-activation at unit gain), times ``2^(hidden − 1)`` in a
-    passive network (each passive crossbar averages its inputs, about halving the input-dependent part)."""
-    v0 = np.concatenate([x, -x], axis=1) if encoding == "pair" else x
-    pre = (v0 @ G1) / np.maximum(G1.sum(axis=0), 1e-300)
+def input_gain(x: np.ndarray, net, element: str) -> float:
+    """Input gain (V per unit feature) from training features ``x`` (batch, n_features) and network ``net``:
+    ``SPREAD[element] / σ`` with σ the median over the first hidden layer's nodes of the standard deviation over
+    ``x`` of ``encode(x)·G1 / a`` at unit gain — the node's voltage without its element, ``a`` its total
+    conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
+    A = 4, C = 1 with equal widths) — times ``2^(hidden − 1)`` in a passive network (each passive crossbar
+    averages its inputs, about halving the input-dependent part)."""
+    v0 = np.concatenate([x, -x], axis=1) if net.encoding == "pair" else x
+    G1 = net.G[0]
+    a = G1.sum(axis=0) + (net.C * net.A * net.G[1].sum(axis=1) if net.depth > 1 else 0.0)
+    pre = (v0 @ G1) / np.maximum(a, 1e-300)
     sigma = float(np.median(pre.std(axis=0)))
     if not sigma > 0:
         return 1.0
-    hidden = depth - 1
-    return SPREAD[element] / sigma * (1.0 if amplified else 2.0 ** max(hidden - 1, 0))
+    hidden = net.depth - 1
+    return SPREAD[element] / sigma * (1.0 if net.amplifier is not None else 2.0 ** max(hidden - 1, 0))
 
 
 def network(x: np.ndarray, hidden: list[int], n_classes: int, element: str, *, rails_: str | None = None,
@@ -78,6 +82,5 @@ def network(x: np.ndarray, hidden: list[int], n_classes: int, element: str, *, r
     sizes = [2 * x.shape[1], *hidden, n_classes]
     net = random_network(sizes, element, seed=seed, rails=rails_ or rails(element), amplifier=amplifier,
                          outputs=outputs, init=init)
-    net.input_gain = gain if gain is not None else input_gain(x, net.G[0], element, net.encoding, net.depth,
-                                                              amplifier is not None)
+    net.input_gain = gain if gain is not None else input_gain(x, net, element)
     return net

@@ -18,6 +18,7 @@ import numpy as np
 
 from .network import Network
 from .solver import Solution, solve
+from .validation import ValidationError
 
 __all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_gradient", "adjoint_solve",
            "response_gradient", "cost_current", "kcl_diagonal", "loss", "ESTIMATORS", "beta_eff", "beta_limit",
@@ -139,9 +140,9 @@ def ep_gradient(net: Network, v0: np.ndarray, y: np.ndarray, *, beta: float, est
 def ep_phases(estimator: str, beta: float) -> tuple[float, float]:
     """The two phases ``(β_a, β_b)`` (S) an estimator compares (0 = the free phase)."""
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        raise ValidationError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if not beta > 0:
-        raise ValueError(f"beta must be > 0 (the estimator chooses the signs), got {beta}")
+        raise ValidationError(f"beta must be > 0 (the estimator chooses the signs), got {beta}")
     return {"positive": (beta, 0.0), "negative": (0.0, -beta), "centered": (beta, -beta)}[estimator]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,16 +19,20 @@ import numpy as np
 
 from .constants import OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
+from .files import atomic_write
+from .validation import ValidationError
 
 __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
 
 FORMAT = "drn/1"
+#: Smallest nonzero conductance (S): the deck's resistor 1/G must be a finite number (1/5e-309 S is inf).
+G_MIN_NONZERO = 1e-300
 ENCODINGS = ("pair", "identity")
 OUTPUTS = ("single", "paired")
 INVERT = ("none", "half")
 
 
-class NetworkFormatError(ValueError):
+class NetworkFormatError(ValidationError):
     """A network file or a Network's arrays do not follow format drn/1; the message names the problem."""
 
 
@@ -45,7 +50,7 @@ class Amplifier:
     def __post_init__(self):
         for name in ("A", "C"):
             val = getattr(self, name)
-            if not (isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val) and val > 0):
+            if not (_number(val) and math.isfinite(val) and val > 0):
                 raise NetworkFormatError(f"meta.amplifier.{name} must be a positive finite number, got {val!r}")
         if self.invert not in INVERT:
             raise NetworkFormatError(f"meta.amplifier.invert must be one of {INVERT}, got {self.invert!r}")
@@ -179,6 +184,11 @@ class Network:
                 raise NetworkFormatError(f"G{l}[{i},{j}] = {float(g[i, j])} S: conductances must be >= 0")
             if 0 in g.shape:
                 raise NetworkFormatError(f"G{l} has an empty dimension {g.shape}")
+            tiny = (g > 0) & (g < G_MIN_NONZERO)
+            if tiny.any():
+                i, j = np.argwhere(tiny)[0]
+                raise NetworkFormatError(f"G{l}[{i},{j}] = {float(g[i, j])} S: a nonzero conductance must be >= "
+                                         f"{G_MIN_NONZERO:g} S (its resistance 1/G must be a finite number)")
         for l in range(1, L + 1):
             _check_len(self.b[l - 1], n[l], f"b{l}")
         for l in range(1, L):
@@ -197,7 +207,7 @@ class Network:
                 raise NetworkFormatError(f"node {j} of layer {l} is floating: all its conductances are 0")
         if not isinstance(self.element, Element):
             raise NetworkFormatError(f"element must be an Element, got {type(self.element).__name__}")
-        if not (isinstance(self.input_gain, (int, float)) and math.isfinite(self.input_gain)):
+        if not (_number(self.input_gain) and math.isfinite(self.input_gain)):
             raise NetworkFormatError(f"meta.input_gain must be a finite number, got {self.input_gain!r}")
         if self.encoding not in ENCODINGS:
             raise NetworkFormatError(f"meta.encoding must be one of {ENCODINGS}, got {self.encoding!r}")
@@ -207,13 +217,22 @@ class Network:
             raise NetworkFormatError(f"meta.outputs must be one of {OUTPUTS}, got {self.outputs!r}")
         if self.outputs == "paired" and n[-1] % 2:
             raise NetworkFormatError(f"paired outputs need an even number of output nodes, G{L} has {n[-1]} columns")
-        if not (isinstance(self.r_on, (int, float)) and math.isfinite(self.r_on) and self.r_on >= 0):
+        if not (_number(self.r_on) and math.isfinite(self.r_on) and self.r_on >= 0):
             raise NetworkFormatError(f"meta.switch.R_on must be a finite number >= 0 Ω, got {self.r_on!r}")
-        if not (isinstance(self.r_off, (int, float)) and self.r_off > 0):
+        if not (_number(self.r_off) and self.r_off > 0):
             raise NetworkFormatError(f"meta.switch.R_off must be > 0 Ω or null (infinite), got {self.r_off!r}")
 
 
+def _number(x: Any) -> bool:
+    """A real number from JSON or Python (``true``/``false`` are not numbers here)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _float_array(x: Any, name: str, ndim: int, allow_inf: bool = False) -> np.ndarray:
+    kind = np.asarray(x).dtype.kind
+    if kind not in "fiu":
+        raise NetworkFormatError(f"{name}: expected real numbers, got dtype {np.asarray(x).dtype} (bool, complex "
+                                 f"and text are not conductances, currents or voltages)")
     try:
         a = np.array(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -223,7 +242,8 @@ def _float_array(x: Any, name: str, ndim: int, allow_inf: bool = False) -> np.nd
     bad = np.isnan(a) if allow_inf else ~np.isfinite(a)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise NetworkFormatError(f"{name}{list(idx)} = {float(a[idx])}: {'NaN' if allow_inf else 'NaN or inf'} not allowed")
+        what = "NaN" if allow_inf else "NaN or inf"
+        raise NetworkFormatError(f"{name}{list(idx)} = {float(a[idx])}: {what} not allowed")
     return a
 
 
@@ -266,11 +286,22 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
     for key in ("input_gain", "encoding", "element"):
         if key not in meta:
             raise NetworkFormatError(f"meta.{key} is missing")
-    L = 0
-    while f"G{L + 1}" in arrays:
-        L += 1
+    layers = {}  # name -> numbers of its arrays: G1..GL, b1..bL, lo1..lo{L-1}, hi1..hi{L-1}, nothing else
+    for key in arrays:
+        m = re.fullmatch(r"(G|b|lo|hi)(\d+)", key)
+        if m:
+            layers.setdefault(m.group(1), set()).add(int(m.group(2)))
+    L = max(layers.get("G", {0}))
     if L == 0:
         raise NetworkFormatError("missing array 'G1'")
+    for name, count in (("G", L), ("b", L), ("lo", L - 1), ("hi", L - 1)):
+        have = layers.get(name, set())
+        extra, missing = sorted(have - set(range(1, count + 1))), sorted(set(range(1, count + 1)) - have)
+        if missing:
+            raise NetworkFormatError(f"missing array '{name}{missing[0]}' (a network with G1..G{L} needs "
+                                     f"{name}1..{name}{count})")
+        if extra:
+            raise NetworkFormatError(f"array '{name}{extra[0]}' does not belong to a network with G1..G{L}")
 
     def take(prefix: str, count: int) -> list[np.ndarray]:
         out = []
@@ -306,12 +337,12 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
 
 
 def save_network(net: Network, path: str | Path) -> None:
-    """Write ``net`` as a ``drn/1`` file (float64 arrays, JSON meta; unknown keys kept)."""
+    """Write ``net`` as a ``drn/1`` file (float64 arrays, JSON meta; unknown keys kept), atomically."""
     arrays = dict(net.extra_arrays)
     for name, arrs in (("G", net.G), ("b", net.b), ("lo", net.lo), ("hi", net.hi)):
         arrays.update({f"{name}{l}": a for l, a in enumerate(arrs, 1)})
     arrays["meta"] = np.array(json.dumps(net.meta()))
-    with open(path, "wb") as f:  # np.savez would append ".npz" to a name without it
+    with atomic_write(path) as f:  # a file object: np.savez would append ".npz" to a name without it
         np.savez(f, **arrays)
 
 
@@ -337,7 +368,8 @@ def random_network(
     ``init="uniform"``: conductances uniform on ``[0, 2*g_mean]`` S (default ``g_mean = 1/n_{l-1}`` per crossbar:
     each node's input conductances sum to ~1 S); ``init="clamped"`` (Scellier's): uniform on ``±1/√n_{l-1}`` S
     (times ``g_mean·n_{l-1}`` if given), negative ones set to 0 — about half the conductances start at 0 (``G = 0``
-    is an open circuit; training may grow them), the others spread widely; biases uniform on ``[-bias, bias]`` A. ``element``: a kind name
+    is an open circuit; training may grow them), the others spread widely; biases uniform on ``[-bias, bias]`` A.
+    ``element``: a kind name
     (``linear``, ``ideal``, ``shockley`` = Osana's Is=1e-6 A, Vd=0.05 V; ``pwl`` = a soft-clipping table) or an
     Element. ``rails``: ``"split"`` (half the hidden nodes ``[0, inf)``, half ``(-inf, 0]``: Scellier) or
     ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode); default split for ideal, both otherwise.
@@ -353,7 +385,7 @@ def random_network(
         }[element]()
     rails = rails or ("split" if isinstance(element, Ideal) else "both")
     if len(sizes) < 2:
-        raise ValueError(f"sizes must list at least the input and output layer, got {list(sizes)}")
+        raise ValidationError(f"sizes must list at least the input and output layer, got {list(sizes)}")
     if outputs == "paired":
         sizes = list(sizes[:-1]) + [2 * sizes[-1]]
     G, b, lo, hi = [], [], [], []
@@ -377,7 +409,7 @@ def random_network(
                 lo.append(np.full(n, -v_off))
                 hi.append(np.full(n, v_off))
             else:
-                raise ValueError(f"rails must be 'split' or 'both', got {rails!r}")
+                raise ValidationError(f"rails must be 'split' or 'both', got {rails!r}")
     if isinstance(amplifier, tuple):
         amplifier = Amplifier(*amplifier)
     return Network(G=G, b=b, lo=lo, hi=hi, element=element, input_gain=input_gain, encoding=encoding,

@@ -24,8 +24,9 @@ import numpy as np
 
 from .constants import TOL
 from .elements import Linear, LinearPair
+from .files import atomic_write
 from .network import Network
-from .validation import check_array
+from .validation import ValidationError, check_array
 
 __all__ = ["solve", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current", "load_states"]
 
@@ -71,11 +72,12 @@ class Solution:
         return self
 
     def save(self, path: str | Path) -> None:
-        """Write the states file of SPEC §4: ``v1..vL``, ``iterations``, ``residual``, ``converged`` (+ ``i_ref``, ``step``)."""
+        """Write the states file of SPEC §4: ``v1..vL``, ``iterations``, ``residual``, ``converged`` (+ ``i_ref``,
+        ``step``)."""
         arrays = {f"v{l}": v for l, v in enumerate(self.states, 1)}
         arrays.update(iterations=self.iterations, residual=self.residual, converged=self.converged,
                       i_ref=self.i_ref, step=self.step, tol=np.array(self.tol))
-        with open(path, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, **arrays)
 
 
@@ -86,7 +88,7 @@ def load_states(path: str | Path) -> list[np.ndarray]:
         while f"v{n + 1}" in f.files:
             n += 1
         if n == 0:
-            raise ValueError(f"{path}: not a states file (no array 'v1')")
+            raise ValidationError(f"{path}: not a states file (no array 'v1')")
         return [f[f"v{l}"] for l in range(1, n + 1)]
 
 
@@ -165,7 +167,7 @@ class _Layers:
             a = net.G[l - 1].sum(axis=0) + (C * A * net.G[l].sum(axis=1) if l < L else gn)
             if np.any(a <= 0):
                 j = int(np.argmax(a <= 0))
-                raise ValueError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
+                raise ValidationError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
                                  f"(beta={beta} gives a nudging conductance of {gn:.4g} S; use a smaller |beta|)")
             self.a.append(a)
         inf = np.full(0, np.inf)
@@ -178,8 +180,8 @@ class _Layers:
             bad = ap * am <= gn * gn
             if bad.any():
                 k = int(np.argmax(bad))
-                raise ValueError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the circuit "
-                                 f"non-convex; use a smaller |beta|")
+                raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the "
+                                      f"circuit non-convex; use a smaller |beta|")
         # drive terms that do not change during the solve
         self.fixed = [np.array(bl) for bl in net.b]
         self.fixed[0] = v0 @ net.G[0] + net.b[0]
@@ -222,19 +224,19 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
     v0 = check_array(v0, "v0 (input voltages)", (None, n[0]))
     B = v0.shape[0]
     if not np.isfinite(beta):
-        raise ValueError(f"beta must be finite, got {beta}")
+        raise ValidationError(f"beta must be finite, got {beta}")
     if targets is not None:
         targets = check_array(targets, "targets", (B, net.n_classes))
     if init is not None:
         if len(init) != net.depth:
-            raise ValueError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
+            raise ValidationError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
         init = [check_array(s, f"init v{l}", (B, n[l])) for l, s in enumerate(init, 1)]
-    if not (tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol}")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValidationError(f"tol must be a finite number > 0, got {tol}")
     if int(max_sweeps) < 1:
-        raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
+        raise ValidationError(f"max_sweeps must be >= 1, got {max_sweeps}")
     if int(anderson) < 0:
-        raise ValueError(f"anderson (history depth) must be >= 0, got {anderson}")
+        raise ValidationError(f"anderson (history depth) must be >= 0, got {anderson}")
     return v0, targets, init
 
 
@@ -326,7 +328,7 @@ def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
 def _i_upper(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """An upper bound (A) of the largest crossbar current per sample: max G times the widest voltage span."""
     best = np.zeros(v0.shape[0])
-    for l, u, vl, G in _drives(P, v0, v):
+    for l, u, vl, _ in _drives(P, v0, v):
         span = np.maximum(u.max(axis=1), vl.max(axis=1)) - np.minimum(u.min(axis=1), vl.min(axis=1))
         best = np.maximum(best, P.gmax[l - 1] * span)
     return best
@@ -366,7 +368,7 @@ def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.nda
     """Exact largest crossbar-resistor current ``max_ij |G_ij (v_j - u_i)|`` (A) per sample (O(batch·n·m))."""
     P = _Layers(network, np.asarray(v0, dtype=np.float64), 0.0, None)
     best = np.zeros(len(v0))
-    for l, u, vl, G in _drives(P, np.asarray(v0, dtype=np.float64), _as_dict(states)):
+    for _, u, vl, G in _drives(P, np.asarray(v0, dtype=np.float64), _as_dict(states)):
         for b in range(len(v0)):
             best[b] = max(best[b], np.max(G * np.abs(vl[b][None, :] - u[b][:, None])))
     return best

@@ -103,7 +103,8 @@ class _Diagnostics:
     """Per-epoch statistics of the free phase and the gradient, columns of the history (``row``): per layer
     ``v{l}_mean`` and ``v{l}_spread`` (V: mean over nodes and batches of the node voltage and of its standard
     deviation over the batch — how much the layer depends on the input), ``v{l}_beyond`` (hidden layers: fraction of
-    nodes on or beyond a rail), ``grad{l}`` (mean over batches of ‖dG_l‖, S-gradient units); ``excluded`` (samples left out
+    nodes on or beyond a rail), ``grad{l}`` (mean over batches of ‖dG_l‖, S-gradient units); ``excluded``
+    (samples left out
     of the gradient because a phase did not converge) and ``beta_min`` (the smallest β used, S)."""
 
     def __init__(self, net: Network):
@@ -232,22 +233,39 @@ def save_checkpoint(path: str | Path, net: Network, state: TrainState, run: dict
 
 
 def load_checkpoint(path: str | Path) -> tuple[Network, TrainState, dict]:
-    """(network, state, run options) from a file written by ``save_checkpoint``."""
+    """(network, state, run options) from a file written by ``save_checkpoint``. A damaged checkpoint (missing
+    or mistyped meta.checkpoint entries, non-finite arrays) raises NetworkFormatError naming the entry."""
     ck = load_network(path)
     meta = dict(ck.extra_meta)
     info = meta.pop("checkpoint", None)
     if info is None:
         raise NetworkFormatError(f"{path}: a network file but not a training checkpoint (no meta.checkpoint)")
+    for key, kind, what in (("epoch", int, "an integer"), ("rng", dict, "an object"), ("history", list, "a list"),
+                            ("run", dict, "an object")):
+        if not isinstance(info, dict) or not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
+            got = info.get(key, "missing") if isinstance(info, dict) else info
+            raise NetworkFormatError(f"{path}: meta.checkpoint.{key} must be {what}, got {got!r}")
+    if not all(isinstance(row, dict) for row in info["history"]):
+        raise NetworkFormatError(f"{path}: meta.checkpoint.history must be a list of objects (one per epoch)")
     arrays = dict(ck.extra_arrays)
+    bad = sorted(k for k, a in arrays.items() if k.startswith("ckpt_") and not np.all(np.isfinite(a)))
+    if bad:
+        raise NetworkFormatError(f"{path}: checkpoint arrays {', '.join(bad)} hold NaN or inf (a diverged or damaged "
+                                 f"run): resuming would write a network with non-finite conductances")
     slots, average = ([arrays.pop(f"{p}{k}") for k in range(4 * ck.depth) if f"{p}{k}" in arrays]
                       for p in ("ckpt_slot", "ckpt_average"))
-    free = [arrays.pop(f"ckpt_free{l}") for l in range(1, ck.depth + 1)]
+    free = [arrays.pop(f"ckpt_free{l}") for l in range(1, ck.depth + 1) if f"ckpt_free{l}" in arrays]
     unknown = sorted(k for k in arrays if k.startswith("ckpt_"))
     if unknown:
         raise NetworkFormatError(f"{path}: checkpoint arrays {', '.join(unknown)} are not this version's (an older "
                                  f"drn-cd wrote them); its network loads with load_network, the run must start anew")
+    if len(free) != ck.depth:
+        raise NetworkFormatError(f"{path}: checkpoint arrays ckpt_free1..ckpt_free{ck.depth} are incomplete")
     rng = np.random.default_rng()
-    rng.bit_generator.state = info["rng"]
+    try:
+        rng.bit_generator.state = info["rng"]
+    except (TypeError, ValueError, KeyError) as e:
+        raise NetworkFormatError(f"{path}: meta.checkpoint.rng is not a NumPy generator state ({e})") from None
     net = replace(ck, extra_meta=meta, extra_arrays=arrays)
     return net, TrainState(info["epoch"], slots, average, free, rng, info["history"]), info["run"]
 

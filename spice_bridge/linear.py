@@ -24,7 +24,7 @@ from cdsolver.ep import cost_current
 from cdsolver.network import Network
 
 from . import netlist
-from .runners import _errors, _parallel, ngspice_exe, parse_raw, run
+from .runners import _errors, _parallel, default_timeout, ngspice_exe, parse_raw, run
 
 __all__ = ["LinearResult", "run_linear", "FREQ_HZ"]
 
@@ -105,10 +105,12 @@ def _ac_part(workdir: str, part: str, net: Network, idx: np.ndarray, v0: np.ndar
 
 
 def run_linear(net: Network, v0: np.ndarray, y: np.ndarray, *, runner: str = "batch", jobs: int = 1,
-               timeout: float = 600.0, chunk: int = 400, workdir: str | Path | None = None) -> LinearResult:
+               timeout: float | None = None, chunk: int = 400, workdir: str | Path | None = None) -> LinearResult:
     """Free operating point (by ``runner``) and adjoint response (``.ac``) of ``net`` for input voltages ``v0``
     (V, ``(batch, n_0)``) and targets ``y`` (V, ``(batch, n_classes)``). ``jobs``, ``chunk`` (samples per
-    ``.ac`` process) and ``workdir`` as in ``runners.run``; ``timeout``: s per sample (pass 1: as ``runners.run``)."""
+    ``.ac`` process) and ``workdir`` as in ``runners.run``; ``timeout``: s per sample (default: ``default_timeout``
+    of ``net``, as ``runners.run``)."""
+    timeout = default_timeout(net) if timeout is None else timeout
     own = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="drn-adjoint-") if own else workdir)
     wd.mkdir(parents=True, exist_ok=True)

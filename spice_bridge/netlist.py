@@ -15,6 +15,7 @@ import numpy as np
 
 from cdsolver.elements import Shockley, rail_node, spice_number as num
 from cdsolver.network import Network
+from cdsolver.validation import ValidationError
 
 __all__ = ["deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
 
@@ -94,7 +95,7 @@ def sources(net: Network, v0: np.ndarray, *, beta: float = 0.0, targets: np.ndar
 def body(net: Network, *, beta: float = 0.0, builtin_diode: bool = False) -> list[str]:
     """Everything but the sources and the analysis: crossbars, biases, elements, amplifiers, nudging branches."""
     if beta != 0 and net.r_on <= 0:
-        raise ValueError("ngspice switches need R_on > 0 Ω; this network has R_on = 0")
+        raise ValidationError("ngspice switches need R_on > 0 Ω; this network has R_on = 0")
     L, n, el, amp = net.depth, net.sizes, net.element, net.amplifier is not None
     lines: list[str] = []
     rails: set[float] = set()

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from cdsolver.constants import TOL
+from cdsolver.validation import ValidationError
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
 
-class CliError(Exception):
+class CliError(ValidationError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -32,16 +33,48 @@ def load_npy(path: str, what: str) -> np.ndarray:
         raise CliError(f"{what} file {p} is not a readable .npy array ({e})") from None
 
 
+def check_out(path: str, folder: bool = False) -> None:
+    """``--out``: a file (or with ``folder``, a folder) this process can create or replace; else CliError."""
+    import os
+
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise CliError(f"--out {p} is a file, not a folder")
+    if not folder and p.is_dir():
+        raise CliError(f"--out {p} is a folder; give a file name")
+    parent = next(q for q in [p, *p.parents] if q.exists()) if folder else p.parent
+    if not parent.is_dir():
+        raise CliError(f"--out {p}: {parent} is not an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.is_file() and not os.access(p, os.W_OK)):
+        raise CliError(f"--out {p}: no permission to write in {parent}")
+
+
+def save_or_rescue(save, out: str) -> None:
+    """``save(out)``; if writing fails (a full disk, a folder that went away), the finished results are written
+    to a new temporary folder instead and CliError says where."""
+    import tempfile
+
+    try:
+        save(out)
+    except OSError as e:
+        rescue = Path(tempfile.mkdtemp(prefix="drn-rescue-")) / Path(out).name
+        save(rescue)
+        raise CliError(f"cannot write {out} ({e.strerror or e}); the results are in {rescue}") from None
+
+
 def load_problem(args: argparse.Namespace):
-    """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]."""
+    """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]; checks ``--out``."""
     from cdsolver.network import load_network
     from cdsolver.validation import check_array
 
+    check_out(args.out, folder=args.command == "netlist")
     if not Path(args.network).is_file():
         raise CliError(f"network file not found: {args.network}")
     net = load_network(args.network)
     x = load_npy(args.inputs, "inputs")
     v0 = check_array(x, "inputs (already encoded v0)", (None, net.sizes[0])) if args.encoded else net.encode(x)
+    if len(v0) == 0:
+        raise CliError(f"inputs: no samples (shape {np.shape(x)})")
     targets = None
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
@@ -69,7 +102,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     sol = solve(net, v0, beta=args.beta, targets=targets, tol=args.tol, max_sweeps=args.max_iter,
                 anderson=args.anderson)
     wall = time.perf_counter() - t0
-    sol.save(args.out)
+    save_or_rescue(sol.save, args.out)
     rel = sol.residual / np.maximum(sol.i_ref, 1e-300)
     print(f"{len(v0)} samples, network {'-'.join(map(str, net.sizes))} ({net.element.kind}): "
           f"{int(sol.converged.sum())} converged; sweeps mean {sol.iterations.mean():.1f} max {sol.iterations.max()}; "
@@ -85,14 +118,16 @@ def cmd_netlist(args: argparse.Namespace) -> int:
     from spice_bridge.netlist import deck
 
     net, v0, targets = load_problem(args)
+    from cdsolver.files import atomic_write
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for b in range(len(v0)):
-        y = None if targets is None else targets[b]
-        (out / f"sample{b}.cir").write_text(deck(net, v0[b], beta=args.beta, targets=y,
-                                                 builtin_diode=args.builtin_diode, title=f"drn-cd sample {b}"))
-    (out / "batch.cir").write_text(deck(net, v0, beta=args.beta, targets=targets, builtin_diode=args.builtin_diode,
-                                        title=f"drn-cd: {len(v0)} samples swept by .dc"))
+    decks = {f"sample{b}.cir": (v0[b], None if targets is None else targets[b], f"drn-cd sample {b}")
+             for b in range(len(v0))}
+    decks["batch.cir"] = (v0, targets, f"drn-cd: {len(v0)} samples swept by .dc")
+    for name, (v, y, title) in decks.items():
+        with atomic_write(out / name, "w") as f:
+            f.write(deck(net, v, beta=args.beta, targets=y, builtin_diode=args.builtin_diode, title=title))
     print(f"wrote {len(v0)} .op decks sample<k>.cir and one .dc sweep deck batch.cir to {out}/ "
           f"(run: ngspice -b {out}/sample0.cir)")
     return 0
@@ -101,15 +136,23 @@ def cmd_netlist(args: argparse.Namespace) -> int:
 def cmd_spice(args: argparse.Namespace) -> int:
     from spice_bridge.runners import run
 
+    from .compare import MAX_JOBS
+
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise CliError(f"--jobs must be 1..{MAX_JOBS} (4 per core), got {args.jobs}")
     net, v0, targets = load_problem(args)
     t0 = time.perf_counter()
     res = run(net, v0, runner=args.runner, beta=args.beta, targets=targets, jobs=args.jobs, timeout=args.timeout,
               builtin_diode=args.builtin_diode)
     total = time.perf_counter() - t0
-    res.save(args.out)
+    save_or_rescue(res.save, args.out)
     print(f"{len(v0)} samples through ngspice ({args.runner}): {int(res.ok.sum())} solved, "
           f"{int(res.fallback.sum())} by op fallback; {res.wall.mean():.4f} s/sample ({res.clock}); "
           f"total {total:.2f} s; wrote {args.out}")
+    if res.interrupted:
+        print(f"\ninterrupted: {int(res.ok.sum())} finished samples written to {args.out}, the others marked "
+              f"'interrupted'", file=sys.stderr)
+        return 130
     if not res.ok.all():
         bad = np.flatnonzero(~res.ok)
         print(f"warning: {bad.size} samples failed (states NaN), first: sample {bad[0]}: {res.reason[bad[0]]}",
@@ -120,7 +163,8 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
 #: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
 RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "invert", "input_gain", "outputs",
-               "batch_size", "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target", "g_min", "g_max",
+               "batch_size", "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target",
+               "g_min", "g_max",
                "tol", "max_sweeps", "gradient", "seed")
 
 
@@ -141,14 +185,31 @@ def _train_data(args: argparse.Namespace) -> dict:
 
 def _write_history(rows: list[dict], path: Path) -> None:
     import csv
-    import os
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    from cdsolver.files import atomic_write
+
+    with atomic_write(path, "w") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"])
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Ranges argparse does not check (one line naming the option, before any work)."""
+    import math
+
+    checks = [("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1, ">= 1"),
+              ("--max-sweeps", args.max_sweeps, args.max_sweeps >= 1, ">= 1"),
+              ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
+              ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
+              ("--tol", args.tol, math.isfinite(args.tol) and args.tol > 0, "a finite number > 0"),
+              ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
+              ("--target", args.target, math.isfinite(args.target), "finite"),
+              ("--g-min/--g-max", (args.g_min, args.g_max), 0 <= args.g_min < args.g_max < math.inf,
+               "0 <= g_min < g_max < inf")]
+    for name, val, ok, want in checks:
+        if not ok:
+            raise CliError(f"{name} must be {want}, got {val}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -158,6 +219,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
+    _check_train_args(args)
+    check_out(args.out)
     run = {k: getattr(args, k) for k in RUN_OPTIONS}
     out = Path(args.out)
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
@@ -185,7 +248,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         amp = None if args.amplifier is None else Amplifier(*args.amplifier, args.invert)
         net = defaults.network(data["train"].x, args.hidden, 10, args.element, rails_=args.rails, amplifier=amp,
                                outputs=args.outputs, gain=args.input_gain, seed=args.seed)
-    cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
+    try:
+        cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
+    except ValueError as e:
+        raise CliError(str(e)) from None
     if not args.resume:
         state = TrainState.start(net, len(data["train"].x), cfg)
     if data["train"].x.shape[1] != net.n_features:
@@ -213,6 +279,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
               file=sys.stderr)
         return 130
+    except OSError as e:  # a checkpoint write failed (full disk): the previous checkpoint is whole
+        raise CliError(f"cannot write {e.filename or ckpt} ({e.strerror or e}); {ckpt} holds the last epoch "
+                       f"written, --resume continues from it") from None
     net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
                                   "batch_size": cfg.batch_size, "gradient": cfg.gradient,
                                   "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
@@ -318,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_args(p)
     p.add_argument("--out", required=True, metavar="STATES.npz", help="output states file")
     p.add_argument("--tol", type=float, default=TOL,
-                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current (default: {TOL:g})")
+                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current "
+                        f"(default: {TOL:g})")
     p.add_argument("--max-iter", type=int, default=1000, help="sweep cap per sample (default: 1000)")
     p.add_argument("--anderson", type=int, default=5,
                    help="Anderson history depth; 0 = plain block CD (default: 5)")
@@ -344,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="op: one ngspice process per sample; batch: one .dc sweep over all samples (fastest); "
                         "shared: PySpice in process, alter + op (default: batch)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per ngspice run (default: 600)")
+    p.add_argument("--timeout", type=float, help="seconds one sample's ngspice run may take before it counts as "
+                   "failed (default: sized to the network, at least 10; docs/reliability.md)")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
 
@@ -375,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
                         "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")
     p.add_argument("--input-gain", type=float, help="V per unit feature (default: set from the training data so that "
-                   "the first hidden layer's pre-activations spread over the element's scale, times 2 per extra passive "
+                   "the first hidden layer's pre-activations spread over the element's scale, times 2 per extra "
+                   "passive "
                    "hidden layer; printed at the start; cdsolver/defaults.py)")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
@@ -391,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {T['lr_decay']})")
     p.add_argument("--optimizer", choices=["momentum", "adam"], default=T["optimizer"],
                    help="momentum: SGD with momentum; adam: Adam, steps of about lr x the layer's mean initial "
-                        f"conductance (1/n_in S) and lr A for biases, one lr for all layers (default: {T['optimizer']})")
+                        f"conductance (1/n_in S) and lr A for biases, one lr for all layers "
+                        f"(default: {T['optimizer']})")
     p.add_argument("--momentum", type=float, default=T["momentum"], help=f"momentum, Adam's beta1 (default: "
                    f"{T['momentum']})")
     p.add_argument("--average", type=float, metavar="DECAY",
@@ -461,7 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_options(argv: list[str]) -> list[str]:
     """``drn train --config FILE.toml``: the file's keys become options placed before the command line's own
-    (which therefore win). Unknown keys and wrong types are errors naming the file."""
+    (which therefore win). Unknown keys and wrong types are errors naming the file. A value is one option's
+    value, never more command-line words: scalars are passed as ``--key=value``, lists may hold numbers only."""
+    if argv[:1] == ["train"]:  # --config=FILE is --config FILE
+        argv = [w for a in argv for w in (["--config", a[9:]] if a.startswith("--config=") else [a])]
     if not argv or argv[0] != "train" or "--config" not in argv:
         return argv
     import tomllib
@@ -482,16 +558,19 @@ def _config_options(argv: list[str]) -> list[str]:
         if dest not in RUN_OPTIONS + ("epochs",):
             raise CliError(f"--config {path}: unknown key {key!r} (allowed: {', '.join(RUN_OPTIONS)}, epochs)")
         flag = "--" + dest.replace("_", "-")
-        vals = val if isinstance(val, list) else [val]
-        if any(isinstance(v, (dict, list, bool)) for v in vals):
-            raise CliError(f"--config {path}: {key} must be a number, a string or a list of them, got {val!r}")
-        opts += [flag, *map(str, vals)]
+        if isinstance(val, list):
+            if not val or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in val):
+                raise CliError(f"--config {path}: {key} must be a number, a string or a list of numbers, got {val!r}")
+            opts += [flag, *map(str, val)]
+        elif isinstance(val, (int, float, str)) and not isinstance(val, bool):
+            opts.append(f"{flag}={val}")
+        else:
+            raise CliError(f"--config {path}: {key} must be a number, a string or a list of numbers, got {val!r}")
     return [argv[0], *opts, *argv[1:i], *argv[i + 2:]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cdsolver.network import NetworkFormatError
-    from spice_bridge.runners import NgspiceMissing, SpiceError
+    from spice_bridge.runners import NgspiceMissing
 
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = build_parser()
@@ -503,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, NetworkFormatError, ValueError, FileNotFoundError, NgspiceMissing, SpiceError) as e:
+    except (ValidationError, NgspiceMissing) as e:  # bad input; any other exception is a bug: traceback, exit 1
         print(f"drn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

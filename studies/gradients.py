@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cdsolver.datasets import Split
+from cdsolver.validation import ValidationError
 from cdsolver.ep import ESTIMATORS, Gradient, ep_estimate, ep_phases, implicit_gradient, response_gradient
 from cdsolver.network import Network
 from cdsolver.solver import solve
@@ -81,11 +82,11 @@ def _ep(net: Network, v0: np.ndarray, beta: float, estimator: str,
 
 
 def _prepare(net: Network, v0: np.ndarray, y: np.ndarray, method: str, beta: float, estimator: str, runner: str,
-             jobs: int, timeout: float, chunk: int, tol: float | None) -> _Prepared:
+             jobs: int, timeout: float | None, chunk: int, tol: float | None) -> _Prepared:
     """Solve what ``method`` needs (CD or ngspice); returns per-sample ok flags and reasons, and the function
     that gives the gradient (batch mean) over chosen samples."""
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ValidationError(f"method must be one of {METHODS}, got {method!r}")
     if method in ("ep", "spice-ep"):
         ep_phases(estimator, beta)  # validates before any work
     kw = {} if tol is None else {"tol": tol}
@@ -116,7 +117,7 @@ def _prepare(net: Network, v0: np.ndarray, y: np.ndarray, method: str, beta: flo
 
 
 def gradient(net: Network, v0: np.ndarray, y: np.ndarray, method: str, *, beta: float = BETA,
-             estimator: str = "centered", runner: str = "batch", jobs: int = 1, timeout: float = 600.0,
+             estimator: str = "centered", runner: str = "batch", jobs: int = 1, timeout: float | None = None,
              chunk: int = 400, tol: float | None = None) -> GradientResult:
     """Gradient of the batch-mean loss ``½‖decode(v_L) − y‖²`` at the free steady state, w.r.t. every conductance
     and bias, by ``method`` (``METHODS``). ``v0`` input voltages (V, ``(batch, n_0)``), ``y`` targets (V,
@@ -130,7 +131,7 @@ def gradient(net: Network, v0: np.ndarray, y: np.ndarray, method: str, *, beta: 
 
 
 def sample_errors(net: Network, v0: np.ndarray, y: np.ndarray, pairs: Sequence[tuple[str, str]] = PAIRS, *,
-                  beta: float = BETA, runner: str = "batch", jobs: int = 1, timeout: float = 600.0,
+                  beta: float = BETA, runner: str = "batch", jobs: int = 1, timeout: float | None = None,
                   tol: float | None = None) -> dict[tuple[str, str], np.ndarray]:
     """Per sample, the relative L1 error (``rel_error``) of method ``m``'s one-sample gradient against method
     ``ref``'s, for each pair ``(m, ref)`` (centered EP; NaN where either failed). Each method is solved once."""
@@ -213,7 +214,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runner", choices=["op", "batch", "shared"], default="batch",
                    help="ngspice runner of the spice methods' operating points (default: batch)")
     p.add_argument("--jobs", type=int, default=1, help="ngspice worker processes (default: 1)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per ngspice run (default: 600)")
+    p.add_argument("--timeout", type=float, help="seconds per ngspice run of one sample (default: sized to the "
+                   "network, spice_bridge.runners.default_timeout)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1)")
     p.add_argument("--out", required=True, metavar="GRAD.npz", help="output gradient file")
     p.set_defaults(func=cmd_gradient)
@@ -224,13 +226,13 @@ def cmd_gradient(args: argparse.Namespace) -> int:
 
     from spice_bridge.runners import ngspice_exe
 
-    from .cli import EXIT_NOT_CONVERGED, load_problem  # errors raise ValueError: also under python -m studies.cli
+    from .cli import EXIT_NOT_CONVERGED, load_problem  # errors raise ValidationError: also under python -m studies.cli
 
     if args.method in ("ep", "spice-ep") and not args.beta > 0:
-        raise ValueError(f"--beta must be > 0 for --method {args.method} (the estimator sets the signs), "
+        raise ValidationError(f"--beta must be > 0 for --method {args.method} (the estimator sets the signs), "
                          f"got {args.beta}")
     if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        raise ValidationError(f"--threads must be >= 1, got {args.threads}")
     if args.method.startswith("spice"):
         ngspice_exe()  # NgspiceMissing: one line, exit 2
     net, v0, y = load_problem(args)

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cdsolver.validation import ValidationError
+
 from .gradients import gradient_cdf
 
 __all__ = ["plot", "learning_curves", "STYLES", "ELEMENT_COLORS", "ENGINE_STYLES", "provenance_header"]
@@ -348,11 +350,11 @@ def learning_curves(histories: list[str | Path], out: str | Path, style: str = "
     frames = []
     for h in map(Path, histories):
         if not h.is_file():
-            raise FileNotFoundError(f"history file not found: {h} (drn train writes NET.history.csv)")
+            raise ValidationError(f"history file not found: {h} (drn train writes NET.history.csv)")
         df = pd.read_csv(h)
         missing = {"epoch", "train_error", "val_error"} - set(df.columns)
         if missing:
-            raise ValueError(f"{h}: not a drn train history (missing columns {sorted(missing)})")
+            raise ValidationError(f"{h}: not a drn train history (missing columns {sorted(missing)})")
         frames.append((h, df))
     diag = all("v1_spread" in df.columns for _, df in frames)
     with plt.rc_context(_rc(style)):

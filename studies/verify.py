@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cdsolver.validation import ValidationError
+
 from cdsolver.network import Network
 
 from .metrics import EPS_L1, percentiles, rel_l1
@@ -40,7 +42,7 @@ EXIT_SPICE_FAILED = 3
 REPORT_SUFFIXES = (".json", ".xml")
 
 
-class VerifyInputError(ValueError):
+class VerifyInputError(ValidationError):
     """Bad input to ``drn verify`` (a states file that does not fit, a bad option): one line, exit 2."""
 
 

@@ -4,7 +4,7 @@ system of a DRN with its Jacobian, built from the network arrays without using c
 import numpy as np
 from scipy.linalg import solve as dense_solve
 
-from cdsolver.elements import Ideal, Linear, Pwl, Shockley
+from cdsolver.elements import Linear, Pwl, Shockley
 
 
 def i_nl(el, v, lo, hi):

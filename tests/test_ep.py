@@ -187,7 +187,8 @@ def test_drn_train_writes_a_valid_network_and_history(tmp_path, capsys):
     assert "lr_decay must be in (0, 1]" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("opt", [dict(optimizer="momentum", average=0.0), dict(optimizer="adam", lr=0.01, average=0.99)],
+@pytest.mark.parametrize("opt", [dict(optimizer="momentum", average=0.0),
+                                 dict(optimizer="adam", lr=0.01, average=0.99)],
                          ids=["momentum", "adam-avg"])
 def test_resume_continues_bit_for_bit(tmp_path, opt):
     """1 epoch + checkpoint + load + 2 epochs == 3 epochs straight (weights, biases, averaged model, history),

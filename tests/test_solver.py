@@ -65,7 +65,8 @@ def qp_reference(net, v0, y, beta):
                        jac=lambda x: w * full_kcl(lin, v0[b], x, beta, y[b])[0],
                        method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
         x = res.x
-        lo = np.array([bd[0] for bd in bounds]); hi = np.array([bd[1] for bd in bounds])
+        lo = np.array([bd[0] for bd in bounds])
+        hi = np.array([bd[1] for bd in bounds])
         active = (x <= lo + 1e-7) | (x >= hi - 1e-7)
         x = np.where(x <= lo + 1e-7, lo, np.where(x >= hi - 1e-7, hi, x))
         F, J = full_kcl(lin, v0[b], x, beta, y[b])
@@ -162,12 +163,13 @@ def test_bad_inputs_give_clear_errors():
     net, v0, y = problem("shockley", "no-amp", 2)
     with pytest.raises(ValueError, match=r"v0 \(input voltages\): expected shape \(batch, 6\), got \(8, 5\)"):
         solve(net, v0[:, :5])
-    bad = v0.copy(); bad[1, 2] = np.nan
+    bad = v0.copy()
+    bad[1, 2] = np.nan
     with pytest.raises(ValueError, match=r"entry \[1, 2\] is nan"):
         solve(net, bad)
     with pytest.raises(ValueError, match=r"targets: expected shape \(8, 3\)"):
         solve(net, v0, beta=0.5, targets=y[:, :2])
-    with pytest.raises(ValueError, match="tol must be > 0"):
+    with pytest.raises(ValueError, match="tol must be a finite number > 0"):
         solve(net, v0, tol=0)
     with pytest.raises(ValueError, match="init: expected 3 state arrays"):
         solve(net, v0, init=[np.zeros((8, 5))])

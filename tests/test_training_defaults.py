@@ -10,7 +10,7 @@ from cdsolver import defaults, random_network, solve
 from cdsolver.datasets import Split, load_digits
 from cdsolver.ep import _weights, beta_limit, ep_gradient, implicit_gradient, safe_beta
 from cdsolver.network import Amplifier
-from cdsolver.train import TrainConfig, TrainState, train
+from cdsolver.train import TrainConfig, train
 from studies.cli import main
 
 SHAPES = [[8, 6, 4], [8, 6, 5, 4], [8, 6, 5, 5, 4], [8, 12, 3]]
