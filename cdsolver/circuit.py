@@ -1,0 +1,173 @@
+"""General resistor–diode–source networks (any topology) and ngspice's DC diode law. No parsing here:
+``spice_bridge.parse`` builds a ``Circuit`` from a deck, ``cdsolver.graph`` solves it.
+
+A ``Circuit`` holds named nodes (``"0"`` is ground) and elements between them: resistors, junction diodes
+(ngspice ``D`` model with ``IS``, ``N``, ``RS``), independent DC voltage and current sources, and shorts (an
+inductor at DC). Every node name is stored lower case.
+
+Diode law (ngspice DC analysis, ``src/spicelib/devices/dio/dioload.c``, no breakdown, 27 °C = TNOM), with
+``vte = N*Vt`` and ``vd`` the junction voltage (anode side minus cathode side)::
+
+    I(vd) = IS*(exp(vd/vte) - 1)             vd >= -3*vte   (forward)
+    I(vd) = -IS*(1 + (3*vte/(e*vd))**3)      vd <  -3*vte   (reverse: saturates at -IS)
+    plus gmin*vd                             (every junction, ``.options gmin``, default 1e-12 S)
+
+continuous with a continuous slope at ``-3*vte``, strictly increasing. ``RS > 0`` puts a resistor ``RS`` between
+the anode and an internal node ``<diode>#internal`` (the junction's anode side), as ngspice does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .constants import VT
+
+__all__ = ["Circuit", "CircuitError", "GMIN", "diode_current", "diode_conductance", "diode_potential",
+           "GROUND"]
+
+#: ngspice's default gmin across every junction, S.
+GMIN = 1e-12
+#: ngspice's diode model defaults: saturation current (A), emission coefficient, series resistance (Ω).
+IS_DEFAULT, N_DEFAULT, RS_DEFAULT = 1e-14, 1.0, 0.0
+#: The ground node's name (``gnd`` is read as ``0``, as ngspice does).
+GROUND = "0"
+
+_E = math.e
+
+
+class CircuitError(ValueError):
+    """A circuit that cannot be built or solved as asked; the message names the element or node."""
+
+
+def _reverse(vd: np.ndarray, vte: np.ndarray) -> np.ndarray:
+    return vd < -3.0 * vte
+
+
+def diode_current(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray) -> np.ndarray:
+    """Junction current (A) at junction voltage ``vd`` (V), gmin excluded (ngspice's ``cdb``)."""
+    rev = _reverse(vd, vte)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        arg = (3.0 * vte / (np.where(rev, vd, -1.0) * _E)) ** 3
+        return np.where(rev, -Is * (1.0 + arg), Is * (np.exp(np.where(rev, 0.0, vd) / vte) - 1.0))
+
+
+def diode_conductance(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray) -> np.ndarray:
+    """``dI/dvd`` (S), gmin excluded (ngspice's ``gdb``)."""
+    rev = _reverse(vd, vte)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        vr = np.where(rev, vd, -1.0)
+        arg = (3.0 * vte / (vr * _E)) ** 3
+        return np.where(rev, Is * 3.0 * arg / vr, Is * np.exp(np.where(rev, 0.0, vd) / vte) / vte)
+
+
+def diode_potential(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray) -> np.ndarray:
+    """``∫ I dvd`` (W) with the value ``Is*vte`` at ``vd = 0`` (continuous at ``-3*vte``), gmin excluded."""
+    rev = _reverse(vd, vte)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        vr = np.where(rev, vd, -1.0)
+        back = -Is * vr + Is * (3.0 * vte / _E) ** 3 / (2.0 * vr * vr) - 0.5 * Is * vte * _E**-3
+        return np.where(rev, back, Is * vte * np.exp(np.where(rev, 0.0, vd) / vte) - Is * vd)
+
+
+@dataclass
+class Circuit:
+    """A DC resistor–diode–source network. Build it with the ``add_*`` methods (values in SI units).
+
+    nodes: node names in order of first use (ground excluded; internal diode nodes included, see ``internal``).
+    Element tables hold node indices, ``-1`` for ground. gmin: conductance across every junction (S).
+    """
+
+    gmin: float = GMIN
+    nodes: list[str] = field(default_factory=list)
+    internal: list[bool] = field(default_factory=list)
+    resistors: list[tuple[str, int, int, float]] = field(default_factory=list)  # name, a, b, conductance S
+    diodes: list[tuple[str, int, int, float, float]] = field(default_factory=list)  # name, anode, cathode, Is, N
+    vsources: list[tuple[str, int, int, float]] = field(default_factory=list)  # name, +, -, V
+    isources: list[tuple[str, int, int, float]] = field(default_factory=list)  # name, +, -, A (+ -> - inside)
+    shorts: list[tuple[str, int, int]] = field(default_factory=list)  # name, a, b (0 V)
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def node(self, name: str, internal: bool = False) -> int:
+        """Index of node ``name`` (created on first use), ``-1`` for ground."""
+        key = name.lower()
+        if key in (GROUND, "gnd"):
+            return -1
+        if key not in self._index:
+            self._index[key] = len(self.nodes)
+            self.nodes.append(key)
+            self.internal.append(internal)
+        return self._index[key]
+
+    def add_resistor(self, name: str, a: str, b: str, ohms: float) -> None:
+        """A resistor of ``ohms`` > 0 (Ω) between nodes ``a`` and ``b``."""
+        if not (math.isfinite(ohms) and ohms > 0):
+            raise CircuitError(f"{name}: resistance must be a positive finite number of Ω, got {ohms!r}")
+        self.resistors.append((name, self.node(a), self.node(b), 1.0 / ohms))
+
+    def add_diode(self, name: str, anode: str, cathode: str, Is: float = IS_DEFAULT, N: float = N_DEFAULT,
+                  RS: float = RS_DEFAULT) -> None:
+        """An ngspice junction diode from ``anode`` to ``cathode``: ``Is`` (A) > 0, ``N`` > 0, ``RS`` (Ω) >= 0."""
+        for key, val, ok in (("IS", Is, Is > 0), ("N", N, N > 0), ("RS", RS, RS >= 0)):
+            if not (math.isfinite(val) and ok):
+                raise CircuitError(f"{name}: diode {key} must be finite and {'>= 0' if key == 'RS' else '> 0'}, "
+                                   f"got {val!r}")
+        if RS > 0:
+            inner = f"{name.lower()}#internal"
+            self.resistors.append((name, self.node(anode), self.node(inner, internal=True), 1.0 / RS))
+            anode = inner
+        self.diodes.append((name, self.node(anode), self.node(cathode), float(Is), float(N)))
+
+    def add_vsource(self, name: str, plus: str, minus: str, volts: float) -> None:
+        """An independent DC voltage source: ``v(plus) - v(minus) = volts``."""
+        _finite(name, volts, "voltage")
+        self.vsources.append((name, self.node(plus), self.node(minus), float(volts)))
+
+    def add_isource(self, name: str, plus: str, minus: str, amps: float) -> None:
+        """An independent DC current source: ``amps`` flow from ``plus`` through the source to ``minus``."""
+        _finite(name, amps, "current")
+        self.isources.append((name, self.node(plus), self.node(minus), float(amps)))
+
+    def add_short(self, name: str, a: str, b: str) -> None:
+        """A 0 V connection (an inductor at DC): nodes ``a`` and ``b`` share one potential."""
+        self.shorts.append((name, self.node(a), self.node(b)))
+
+    @property
+    def external(self) -> np.ndarray:
+        """Indices of the deck's own nodes (internal diode nodes left out)."""
+        return np.flatnonzero(~np.array(self.internal, dtype=bool))
+
+    def node_names(self) -> list[str]:
+        """The deck's own node names, lower case, in the order of ``external``."""
+        return [self.nodes[k] for k in self.external]
+
+    def diode_table(self) -> tuple[np.ndarray, ...]:
+        """(anode, cathode, Is (A), vte = N*Vt (V)) arrays of every diode."""
+        if not self.diodes:
+            e = np.zeros(0)
+            return e.astype(np.int64), e.astype(np.int64), e, e
+        _, a, k, Is, N = zip(*self.diodes)
+        return np.array(a), np.array(k), np.array(Is), np.array(N) * VT
+
+    def energy(self, v: np.ndarray) -> float:
+        """Co-content (W) at node voltages ``v`` (V, every node incl. internal ones, ground excluded):
+        ``Σ_R ½g·Δv² + Σ_D (P(vd) + ½gmin·vd²) − Σ_I I·(v(−) − v(+))``; constrained by the sources and shorts."""
+        ve = np.append(np.asarray(v, dtype=np.float64), 0.0)  # index -1 = ground
+        E = 0.0
+        if self.resistors:
+            _, a, b, g = zip(*self.resistors)
+            E += 0.5 * float(np.sum(np.array(g) * (ve[list(a)] - ve[list(b)]) ** 2))
+        an, ca, Is, vte = self.diode_table()
+        if an.size:
+            vd = ve[an] - ve[ca]
+            E += float(np.sum(diode_potential(vd, Is, vte) + 0.5 * self.gmin * vd * vd))
+        for _, p, m, amps in self.isources:
+            E -= amps * (ve[m] - ve[p])
+        return E
+
+
+def _finite(name: str, x: float, what: str) -> None:
+    if not math.isfinite(x):
+        raise CircuitError(f"{name}: {what} must be finite, got {x!r}")
