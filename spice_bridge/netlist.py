@@ -16,7 +16,7 @@ import numpy as np
 from cdsolver.elements import Shockley, rail_node, spice_number as num
 from cdsolver.network import Network
 
-__all__ = ["deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
+__all__ = ["deck", "general_deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
 
 #: Tight tolerances: agree with exact references to ~1e-15 (notes/ngspice.md); reltol < 1e-15 fails.
 OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18 gmin=0"
@@ -142,3 +142,25 @@ def _nudging(net: Network, beta: float) -> list[str]:
         else:
             lines.append(f"S{L}_{k} {out} {tgt} phase 0 swnudge")
     return lines
+
+
+def general_deck(net: Network, v0: np.ndarray, title: str = "drn-cd network as a general deck") -> str:
+    """The ``.op`` deck of one sample (``v0`` (V), shape ``(n_0,)``) in the DC subset ``spice_bridge.parse``
+    reads: Shockley elements as built-in ``D`` diodes (ngspice's law: it differs from the layered solver's pure
+    Shockley law in reverse bias below -3·Vd), the free phase's open switch as its resistor ``R_off``."""
+    if net.amplifier is not None:
+        raise ValueError("networks with amplifiers need E/F sources, outside the DC subset of drn circuit")
+    if net.element.kind not in ("linear", "shockley"):
+        raise ValueError(f"{net.element.kind} elements have no built-in ngspice model; general decks take "
+                         f"linear or shockley networks")
+    v0 = np.asarray(v0, dtype=np.float64)
+    lines = header(net, 0.0, title, None) + sources(net, v0) + body(net, builtin_diode=True)
+    out = []
+    for ln in lines:
+        if ln.startswith((".model swnudge", "Vphase")):
+            continue
+        if ln.startswith(f"S{net.depth}_"):
+            name, a, b = ln.split()[:3]
+            ln = f"R{name} {a} {b} {num(net.r_off)}"
+        out.append(ln)
+    return "\n".join(out + ["", ".op", ".end", ""])

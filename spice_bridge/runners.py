@@ -26,7 +26,7 @@ from cdsolver.validation import check_array
 
 from . import netlist
 
-__all__ = ["SpiceResult", "SpiceError", "NgspiceMissing", "run", "RUNNERS", "ngspice_version", "parse_raw"]
+__all__ = ["SpiceResult", "SpiceError", "NgspiceMissing", "run", "op_deck", "RUNNERS", "ngspice_version", "parse_raw"]
 
 RUNNERS = ("op", "batch", "shared")
 
@@ -176,6 +176,48 @@ def _op_one(workdir: str, b: int, src: list[str], timeout: float):
     if vec is None or len(vec.get("v(n1_0)", ())) == 0:
         return None, wall, f"{_errors(log)} [deck {deck}]", _iterations(log)
     return vec, wall, "", _iterations(log)
+
+
+# ---------------------------------------------------------------- a user's deck
+#: ngspice's own analysis time, printed by ``rusage totanalysis``.
+_ANALYSIS_TIME = re.compile(r"Total analysis time \(seconds\)\s*=\s*([0-9.eE+-]+)")
+
+
+def op_deck(deck: str | Path, workdir: str | Path, *, options: str | None = None,
+            timeout: float = 600.0) -> tuple[dict[str, np.ndarray], float, float, int]:
+    """The DC operating point of a user's deck, unchanged but for: its ``.include`` paths made absolute, its
+    ``.control`` blocks and ``.end`` dropped, ``options`` (a ``.options`` line) added, and a control block
+    (``op``, binary raw file) appended. Written to ``workdir/<name>.op.cir``. Returns (vectors ``v(node)`` at the
+    operating point, process wall s, ngspice's analysis time s, Newton iterations). Raises SpiceError if ngspice
+    cannot read the deck or finds no operating point."""
+    deck, wd = Path(deck), Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    lines = deck.read_text(errors="replace").splitlines()
+    out, control = lines[:1], False
+    for text in lines[1:]:
+        key = text.strip().lower()
+        if control or key.startswith(".control"):
+            control = not key.startswith(".endc")
+            continue
+        if key == ".end":
+            break
+        words = text.split(None, 1)
+        if key.split()[:1] in ([".include"], [".inc"]) and len(words) == 2:
+            name = words[1].split(";")[0].strip().strip("'\"")
+            text = f"{words[0]} {(deck.parent / name).resolve()}"
+        out.append(text)
+    path, raw = wd / f"{deck.stem}.op.cir", wd / f"{deck.stem}.op.raw"
+    extra = [options] if options else []
+    path.write_text("\n".join(out + extra + _control("op", raw.name)[:-2]
+                              + ["rusage totanalysis", "quit", ".endc", ".end", ""]))
+    log, wall = _run_process(path, timeout)
+    _check_deck(log, path)
+    try:
+        vec = parse_raw(raw)
+    except (OSError, ValueError):
+        raise SpiceError(f"ngspice found no operating point for {deck}: {_errors(log)} [deck {path}]") from None
+    m = _ANALYSIS_TIME.findall(log)
+    return {k: v[0] for k, v in vec.items()}, wall, float(m[-1]) if m else float("nan"), _iterations(log)
 
 
 # ---------------------------------------------------------------- runners

@@ -13,6 +13,8 @@ import numpy as np
 
 from cdsolver.constants import TOL
 
+from . import circuit_cli
+
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
@@ -416,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Report versions and whether ngspice (batch) and its shared library work. "
                                    "Exit 1 if something is missing.")
     p.set_defaults(func=cmd_doctor)
+    circuit_cli.add_parser(sub)
     return ap
 
 

@@ -1,0 +1,327 @@
+"""Exact coordinate descent on a general resistor–diode–source network (``cdsolver.circuit.Circuit``).
+
+Unknowns: one potential per *coordinate*. Voltage sources and shorts tie nodes together: nodes joined to ground
+through them are fixed; every other group (a single node, or a supernode of nodes joined by floating sources)
+is one coordinate ``x`` with each member at ``x + offset``. The KCL of a coordinate (summed over its members) is
+``a*x - c + Σ s*J(s*(x - w)) = 0``: ``a`` (S) the conductances leaving it (resistors, diode ``RS`` and gmin),
+``c`` (A) the drive from its neighbours and sources, ``J`` each attached junction's current without gmin
+(``circuit.diode_current``), ``s = ±1`` (anode / cathode side) and ``w`` (V) set by the far terminal. It is
+strictly increasing in ``x``: the 1-D update is unique.
+
+Coordinates are coloured so that no element joins two of one colour (2 colours when the graph is bipartite,
+else Jones–Plassmann greedy colouring); a colour is then one exact vectorised block update (sparse rows of the
+conductance matrix; nodes without a diode: ``x = c/a``; with diodes: safeguarded Newton inside the bracket
+``[min(c/a, w), max(c/a, w)]``, bisection when a step leaves it, to rounding). One sweep updates every colour
+in turn (Gauss–Seidel); ``solver.fixed_point`` accelerates it (Anderson + safeguard) and stops on
+``max|KCL| <= tol * I_ref``, ``I_ref`` the largest resistor, diode or current-source current (exact).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+from .circuit import Circuit, CircuitError, diode_conductance, diode_current
+from .constants import TOL
+from .solver import Solution, fixed_point
+
+__all__ = ["Graph", "solve_circuit", "colouring"]
+
+_EPS = np.finfo(float).eps
+_NEWTON_CAP = 80  # safeguarded Newton steps per node update (bisection halves the bracket at worst)
+
+
+class _UnionFind:
+    """Nodes tied by voltage sources / shorts, with potential offsets ``v(node) - v(root)`` (V)."""
+
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+        self.off: dict[int, float] = {}
+
+    def find(self, i: int) -> tuple[int, float]:
+        off = 0.0
+        while i in self.parent:
+            off += self.off[i]
+            i = self.parent[i]
+        return i, off
+
+    def union(self, p: int, m: int, volts: float, name: str, nodes: list[str]) -> None:
+        """Tie ``v(p) = v(m) + volts``; a loop of sources/shorts is an error naming ``name``."""
+        rp, op = self.find(p)
+        rm, om = self.find(m)
+        if rp == rm:
+            raise CircuitError(f"{name} closes a loop of voltage sources/shorts (through node "
+                               f"{_name(nodes, p)}): ngspice's matrix would be singular")
+        if rp == -1:  # keep ground a root
+            rp, rm, op, om, volts = rm, rp, om, op, -volts
+        # v(rp) = v(p) - op = v(m) + volts - op = v(rm) + om + volts - op
+        self.parent[rp], self.off[rp] = rm, om + volts - op
+
+
+def _name(nodes: list[str], i: int) -> str:
+    return "0" if i < 0 else nodes[i]
+
+
+class Graph:
+    """The topology of a circuit for CD: coordinates, sparse conductances, junction terminals, colours.
+
+    n: coordinates; ``coord[k]``/``off[k]``: node ``k``'s coordinate (``n`` = fixed) and offset (V; the node's
+    potential if fixed). a (S), b (A): total conductance and constant drive per coordinate; W: off-diagonal
+    conductances (csr, S); terminals: arrays ``own, other, s, Is, vte, d`` with ``w = x[other] + d``.
+    """
+
+    def __init__(self, circuit: Circuit):
+        self.circuit = ckt = circuit
+        N = len(ckt.nodes)
+        uf = _UnionFind()
+        for name, p, m, volts in ckt.vsources:
+            uf.union(p, m, volts, name, ckt.nodes)
+        for name, p, m in ckt.shorts:
+            uf.union(p, m, 0.0, name, ckt.nodes)
+        root = np.arange(N)
+        off = np.zeros(N)
+        for k in {t for e in ckt.vsources + ckt.shorts for t in e[1:3] if t >= 0}:
+            root[k], off[k] = uf.find(k)
+        fixed = root < 0  # ground stays a root: off is then the node's potential
+        roots = np.unique(root[~fixed])
+        self.n = n = roots.size
+        coord = np.full(N, n)
+        coord[~fixed] = np.searchsorted(roots, root[~fixed])
+        self.coord, self.off = np.append(coord, n), np.append(off, 0.0)  # index -1 (ground) -> fixed, 0 V
+        # two-terminal linear branches: resistors, then gmin across every junction
+        an, ca, Is, vte = ckt.diode_table()
+        if ckt.resistors:
+            _, ra, rb, rg = (np.array(t) for t in zip(*ckt.resistors))
+        else:
+            ra = rb = np.zeros(0, dtype=np.int64)
+            rg = np.zeros(0)
+        bp = np.concatenate([ra, an]).astype(np.int64)
+        bq = np.concatenate([rb, ca]).astype(np.int64)
+        bg = np.concatenate([rg, np.full(an.size, ckt.gmin)])
+        self._r = (ra.astype(np.int64), rb.astype(np.int64), rg)
+        cp, cq = self.coord[bp], self.coord[bq]
+        op, oq = self.off[bp], self.off[bq]
+        keep = (cp != cq) & (bg > 0)
+        cp, cq, op, oq, bg = cp[keep], cq[keep], op[keep], oq[keep], bg[keep]
+        self.a = np.bincount(cp, bg, n + 1)[:n] + np.bincount(cq, bg, n + 1)[:n]
+        b = np.bincount(cp, bg * (oq - op), n + 1) + np.bincount(cq, bg * (op - oq), n + 1)
+        for _, p, m, amps in ckt.isources:  # leaves p, enters m
+            b[self.coord[p]] -= amps
+            b[self.coord[m]] += amps
+        self.b = b[:n]
+        both = (cp < n) & (cq < n)
+        W = sp.coo_matrix((bg[both], (cp[both], cq[both])), shape=(n, n))
+        self.W = (W + W.T).tocsr()
+        # junction terminals: own coordinate, far coordinate, side s, w offset d
+        cA, cK = self.coord[an], self.coord[ca]
+        jk = cA != cK
+        own = np.concatenate([cA[jk], cK[jk]])
+        other = np.concatenate([cK[jk], cA[jk]])
+        s = np.concatenate([np.ones(jk.sum()), -np.ones(jk.sum())])
+        d = np.concatenate([self.off[ca][jk] - self.off[an][jk], self.off[an][jk] - self.off[ca][jk]])
+        tI, tv = np.concatenate([Is[jk]] * 2), np.concatenate([vte[jk]] * 2)
+        t = own < n
+        self.terminals = tuple(q[t] for q in (own, other, s, tI, tv, d))
+        self._check_paths(cA[jk], cK[jk], cp, cq)
+        self.colours = colouring(self._adjacency(cA[jk], cK[jk]))
+        self.blocks = [_Block(self, S) for S in self.colours]
+
+    def _adjacency(self, cA: np.ndarray, cK: np.ndarray) -> sp.csr_matrix:
+        n = self.n
+        both = (cA < n) & (cK < n)
+        D = sp.coo_matrix((np.ones(both.sum()), (cA[both], cK[both])), shape=(n, n))
+        A = (self.W != 0).astype(float) + D + D.T
+        A = A.tocsr()
+        A.setdiag(0)
+        A.eliminate_zeros()
+        return A
+
+    def _check_paths(self, cA, cK, cp, cq) -> None:
+        """Every coordinate needs a DC path (resistor or junction) to a fixed potential, and a conductance."""
+        n = self.n
+        i = np.concatenate([cp, cA])
+        j = np.concatenate([cq, cK])
+        G = sp.coo_matrix((np.ones(i.size), (i, j)), shape=(n + 1, n + 1))
+        _, lab = connected_components(G, directed=False)
+        bad = np.flatnonzero(lab[:n] != lab[n])
+        if bad.size:
+            raise CircuitError(f"node {self.node_of(bad[0])} has no DC path to ground or a voltage source "
+                               f"(floating{f'; {bad.size} coordinates in all' if bad.size > 1 else ''})")
+        zero = np.flatnonzero(self.a <= 0)
+        if zero.size:
+            raise CircuitError(f"node {self.node_of(zero[0])} is connected only through diodes and gmin = 0: "
+                               f"CD needs a conductance at every node (set .options gmin > 0 or add a resistor)")
+
+    def node_of(self, c: int) -> str:
+        """A deck node name of coordinate ``c``."""
+        return self.circuit.nodes[int(np.flatnonzero(self.coord[:-1] == c)[0])]
+
+    # ---- states ----
+    def voltages(self, x: np.ndarray) -> np.ndarray:
+        """Potentials (V) of every node of the circuit (internal included) from coordinates ``x``."""
+        return np.append(x, 0.0)[self.coord[:-1]] + self.off[:-1]
+
+    def coordinates(self, v: np.ndarray) -> np.ndarray:
+        """Coordinates from node potentials ``v`` (V): the inverse of ``voltages`` on its image."""
+        x = np.zeros(self.n)
+        free = self.coord[:-1] < self.n
+        x[self.coord[:-1][free]] = (v - self.off[:-1])[free]
+        return x
+
+    def kcl(self, x: np.ndarray) -> np.ndarray:
+        """KCL residual (A) of every coordinate: the current leaving it."""
+        own, other, s, Is, vte, d = self.terminals
+        xe = np.append(x, 0.0)
+        J = s * diode_current(s * (xe[own] - xe[other] - d), Is, vte)
+        return self.a * x - self.b - self.W @ x + np.bincount(own, J, self.n)
+
+    def i_ref(self, x: np.ndarray) -> float:
+        """Largest branch current (A): resistors (with RS), junctions (with gmin), current sources."""
+        v = np.append(self.voltages(x), 0.0)
+        ra, rb, rg = self._r
+        an, ca, Is, vte = self.circuit.diode_table()
+        vd = v[an] - v[ca]
+        cur = [np.abs(rg * (v[ra] - v[rb])), np.abs(diode_current(vd, Is, vte) + self.circuit.gmin * vd),
+               np.abs([e[3] for e in self.circuit.isources])]
+        return max((float(c.max()) for c in cur if c.size), default=0.0)
+
+
+class _Block:
+    """One colour: its coordinates ``S``, their conductance rows, and the junction terminals on them."""
+
+    def __init__(self, g: Graph, S: np.ndarray):
+        self.S, self.W, self.a, self.b = S, g.W[S], g.a[S], g.b[S]
+        own, other, s, Is, vte, d = g.terminals
+        local = np.full(g.n + 1, -1)
+        local[S] = np.arange(S.size)
+        on = local[own] >= 0
+        order = np.argsort(local[own][on], kind="stable")
+        loc = local[own][on][order]
+        self.dn, starts = np.unique(loc, return_index=True)  # local indices of nodes with junctions
+        self.starts = starts
+        self.t_pos = np.searchsorted(self.dn, loc)  # terminal -> row of dn
+        self.other, self.s, self.Is, self.vte, self.d = (q[on][order] for q in (other, s, Is, vte, d))
+        self.vmin = np.minimum.reduceat(self.vte, starts) if starts.size else np.zeros(0)
+
+    def update(self, xe: np.ndarray) -> None:
+        """Set ``xe[S]`` to the exact minimiser given the other coordinates (``xe[-1] = 0``: fixed)."""
+        c = self.b + self.W @ xe[:-1]
+        v = c / self.a
+        if self.dn.size:
+            v[self.dn] = self._junctions(xe, xe[self.S[self.dn]], self.a[self.dn], c[self.dn])
+        xe[self.S] = v
+
+    def _junctions(self, xe, v, a, c):
+        """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``v``."""
+        w = xe[self.other] + self.d
+        s, Is, vte, pos, st = self.s, self.Is, self.vte, self.t_pos, self.starts
+        lo = np.minimum(c / a, np.minimum.reduceat(w, st))
+        hi = np.maximum(c / a, np.maximum.reduceat(w, st))
+        v = np.clip(v, lo, hi)
+        for _ in range(_NEWTON_CAP):
+            vd = s * (v[pos] - w)
+            J = s * diode_current(vd, Is, vte)
+            f = a * v - c + np.add.reduceat(J, st)
+            fp = a + np.add.reduceat(diode_conductance(vd, Is, vte), st)
+            lo = np.where(f < 0, v, lo)
+            hi = np.where(f > 0, v, hi)
+            new = v - f / fp
+            out = ~((new >= lo) & (new <= hi))
+            new[out] = 0.5 * (lo[out] + hi[out])
+            # done: a step at rounding level, or f at rounding level (its last Newton step taken)
+            scale = np.abs(a * v) + np.abs(c) + np.add.reduceat(np.abs(J), st)
+            done = (np.abs(new - v) <= 2 * _EPS * (np.abs(v) + self.vmin)) | (np.abs(f) <= _EPS * scale)
+            v = new
+            if done.all():
+                break
+        return v
+
+
+def colouring(A: sp.csr_matrix, seed: int = 0) -> list[np.ndarray]:
+    """Colour classes of the graph ``A`` (symmetric csr, no diagonal): no edge inside a class. Two classes
+    when the graph is bipartite (BFS parity), else Jones–Plassmann: in each round the uncoloured nodes whose
+    random priority beats all their uncoloured neighbours take the smallest colour none of their neighbours has."""
+    n = A.shape[0]
+    if n == 0:
+        return []
+    parity = _bfs_parity(A)
+    i, j = A.nonzero()
+    if np.all(parity[i] != parity[j]):
+        return [q for q in (np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)) if q.size]
+    prio = np.random.default_rng(seed).permutation(n).astype(float) + 1.0
+    colour = np.full(n, -1)
+    Ai = A.tocsr()
+    while (colour < 0).any():
+        U = colour < 0
+        best = Ai.multiply(np.where(U, prio, 0.0)[None, :]).max(axis=1).toarray().ravel()
+        S = np.flatnonzero(U & (prio > best))
+        R = Ai[S].tocoo()
+        cols = colour[R.col]
+        has = cols >= 0
+        k = colour.max() + 2
+        used = np.zeros((S.size, k), dtype=bool)
+        used[R.row[has], cols[has]] = True
+        colour[S] = np.argmin(used, axis=1)
+    return [np.flatnonzero(colour == c) for c in range(colour.max() + 1)]
+
+
+def _bfs_parity(A: sp.csr_matrix) -> np.ndarray:
+    """Parity of each node's BFS depth from its component's first node (pointer jumping, vectorised)."""
+    n = A.shape[0]
+    ncomp, lab = connected_components(A, directed=False)
+    pred = np.arange(n)
+    for comp in range(ncomp):
+        r = int(np.argmax(lab == comp))
+        _, p = breadth_first_order(A, r, directed=False, return_predecessors=True)
+        got = p >= 0
+        pred[got] = p[got]
+    anc, par = pred.copy(), (pred != np.arange(n)).astype(np.int64)
+    while np.any(anc[anc] != anc):
+        par = par ^ np.where(anc != np.arange(n), par[anc], 0)
+        anc = anc[anc]
+    return par
+
+
+class _Problem:
+    """``solver.fixed_point``'s interface for a graph (one sample: rows of ``x`` are 1)."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+        self.x = None
+
+    def sweep(self, x, rows):
+        g = self.g
+        r = np.abs(g.kcl(x[0])).max(initial=0.0)
+        xe = np.append(x[0], 0.0)
+        for blk in g.blocks:
+            blk.update(xe)
+        return xe[None, :-1], np.array([r]), x[0]
+
+    def i_upper(self, rows, state):
+        return np.array([np.inf])
+
+    def i_ref(self, rows, state, near):
+        return np.array([self.g.i_ref(state)])
+
+    def store(self, idx, state, done):
+        self.x = state.copy()
+
+    def project(self, x):
+        pass
+
+
+def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, tol: float = TOL,
+                  max_sweeps: int = 10000, anderson: int = 5) -> Solution:
+    """DC operating point of ``circuit`` by exact coordinate descent. Returns a ``Solution`` whose one state is
+    ``(1, n_nodes)``: every node's potential (V) in ``circuit.nodes`` order (internal diode nodes included).
+    init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``."""
+    g = circuit if isinstance(circuit, Graph) else Graph(circuit)
+    if not (tol > 0):
+        raise ValueError(f"tol must be > 0, got {tol}")
+    if int(max_sweeps) < 1 or int(anderson) < 0:
+        raise ValueError(f"max_sweeps must be >= 1 and anderson >= 0, got {max_sweeps}, {anderson}")
+    x = np.zeros((1, g.n)) if init is None else g.coordinates(np.asarray(init, dtype=np.float64))[None, :]
+    P = _Problem(g)
+    stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson)
+    return Solution([g.voltages(P.x)[None, :]], *stats, float(tol))
