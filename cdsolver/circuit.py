@@ -25,7 +25,7 @@ import numpy as np
 
 from .constants import VT
 
-__all__ = ["Circuit", "CircuitError", "GMIN", "diode_current", "diode_conductance", "diode_potential",
+__all__ = ["Circuit", "CircuitError", "GMIN", "random_circuit", "KINDS", "diode_current", "diode_conductance", "diode_potential",
            "GROUND"]
 
 #: ngspice's default gmin across every junction, S.
@@ -88,6 +88,7 @@ class Circuit:
     vsources: list[tuple[str, int, int, float]] = field(default_factory=list)  # name, +, -, V
     isources: list[tuple[str, int, int, float]] = field(default_factory=list)  # name, +, -, A (+ -> - inside)
     shorts: list[tuple[str, int, int]] = field(default_factory=list)  # name, a, b (0 V)
+    series: dict[str, tuple[str, float]] = field(default_factory=dict)  # diode name -> (outer anode, RS Ω)
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def node(self, name: str, internal: bool = False) -> int:
@@ -116,6 +117,7 @@ class Circuit:
                                    f"got {val!r}")
         if RS > 0:
             inner = f"{name.lower()}#internal"
+            self.series[name] = (anode.lower(), float(RS))
             self.resistors.append((name, self.node(anode), self.node(inner, internal=True), 1.0 / RS))
             anode = inner
         self.diodes.append((name, self.node(anode), self.node(cathode), float(Is), float(N)))
@@ -171,3 +173,76 @@ class Circuit:
 def _finite(name: str, x: float, what: str) -> None:
     if not math.isfinite(x):
         raise CircuitError(f"{name}: {what} must be finite, got {x!r}")
+
+
+#: Topologies of ``random_circuit``.
+KINDS = ("graph", "grid", "ladder", "bridge")
+
+
+def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: float = GMIN) -> Circuit:
+    """A random resistor–diode network with about ``n`` nodes (a test and benchmark case).
+
+    graph: a random spanning tree of resistors plus ~n extra random branches (30 % diodes), n/50 voltage
+    sources to ground (≥ 1) and n/50 current sources; grid: a √n × √n resistor mesh, a diode to ground at every
+    third node, sources at two corners; ladder: series resistors, a diode and a resistor to ground at every rung;
+    bridge: n/4 diode bridges fed by one source, each with its load. Resistors 100 Ω–10 kΩ (log-uniform), diodes
+    IS 1e-15–1e-12 A, N 1–2, and ``RS`` 1–50 Ω when ``rs``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    rng = np.random.default_rng(seed)
+    ckt = Circuit(gmin=gmin)
+    count = {"r": 0, "d": 0}
+
+    def res(a, b):
+        count["r"] += 1
+        ckt.add_resistor(f"r{count['r']}", a, b, float(10 ** rng.uniform(2, 4)))
+
+    def dio(a, b):
+        count["d"] += 1
+        ckt.add_diode(f"d{count['d']}", a, b, float(10 ** rng.uniform(-15, -12)), float(rng.uniform(1, 2)),
+                      float(rng.uniform(1, 50)) if rs else 0.0)
+
+    nm = lambda i: f"n{i}"  # noqa: E731
+    if kind == "graph":
+        for i in range(1, n):
+            res(nm(i), nm(int(rng.integers(0, i))))
+        for _ in range(n):
+            i, j = (int(q) for q in rng.integers(0, n, 2))
+            if i != j:
+                (dio if rng.uniform() < 0.3 else res)(nm(i), nm(j))
+        for k, i in enumerate(rng.choice(n, max(1, n // 50), replace=False)):
+            ckt.add_vsource(f"v{k}", nm(int(i)), "0", float(rng.uniform(-5, 5)))
+        for k, i in enumerate(rng.choice(n, max(1, n // 50), replace=False)):
+            ckt.add_isource(f"i{k}", "0", nm(int(i)), float(rng.uniform(-1e-3, 1e-3)))
+    elif kind == "grid":
+        m = max(2, int(round(n ** 0.5)))
+        g = lambda r, c: nm(r * m + c)  # noqa: E731
+        for r in range(m):
+            for c in range(m):
+                if c + 1 < m:
+                    res(g(r, c), g(r, c + 1))
+                if r + 1 < m:
+                    res(g(r, c), g(r + 1, c))
+                if (r * m + c) % 3 == 0:
+                    dio(g(r, c), "0")
+        ckt.add_vsource("v0", g(0, 0), "0", 5.0)
+        ckt.add_vsource("v1", g(m - 1, m - 1), "0", -2.0)
+    elif kind == "ladder":
+        ckt.add_vsource("v0", nm(0), "0", 3.0)
+        for i in range(1, n):
+            res(nm(i - 1), nm(i))
+            dio(nm(i), "0")
+            res(nm(i), "0")
+    else:  # bridge
+        ckt.add_vsource("v0", "in", "0", 4.0)
+        for b in range(max(1, n // 4)):
+            p, q, o = f"p{b}", f"q{b}", f"o{b}"
+            res("in", p)
+            dio(p, o)
+            dio(q, p)
+            dio("0", o)
+            dio(q, "0")
+            res(o, q)
+            res(q, "0")
+    return ckt

@@ -68,7 +68,7 @@ class Graph:
 
     n: coordinates; ``coord[k]``/``off[k]``: node ``k``'s coordinate (``n`` = fixed) and offset (V; the node's
     potential if fixed). a (S), b (A): total conductance and constant drive per coordinate; W: off-diagonal
-    conductances (csr, S); terminals: arrays ``own, other, s, Is, vte, d`` with ``w = x[other] + d``.
+    conductances (csr, S); terminals: arrays ``own, other, s, Is, vte, RS, d`` with ``w = x[other] + d``.
     """
 
     def __init__(self, circuit: Circuit):
@@ -83,23 +83,35 @@ class Graph:
         off = np.zeros(N)
         for k in {t for e in ckt.vsources + ckt.shorts for t in e[1:3] if t >= 0}:
             root[k], off[k] = uf.find(k)
+        # diodes with RS: the junction in series with RS is one branch from the outer anode (no internal node)
+        an, ca, Is, vte = ckt.diode_table()
+        names = [d[0] for d in ckt.diodes]
+        rs = np.array([ckt.series[m][1] if m in ckt.series else 0.0 for m in names])
+        outer = np.array([ckt.node(ckt.series[m][0]) if m in ckt.series else a for m, a in zip(names, an)],
+                         dtype=np.int64)
+        inner = an[rs > 0]
+        self._series = (inner, outer[rs > 0], ca[rs > 0], Is[rs > 0], vte[rs > 0], rs[rs > 0])
         fixed = root < 0  # ground stays a root: off is then the node's potential
+        fixed[inner] = True  # set by voltages() from the branch current
         roots = np.unique(root[~fixed])
         self.n = n = roots.size
         coord = np.full(N, n)
         coord[~fixed] = np.searchsorted(roots, root[~fixed])
         self.coord, self.off = np.append(coord, n), np.append(off, 0.0)  # index -1 (ground) -> fixed, 0 V
-        # two-terminal linear branches: resistors, then gmin across every junction
-        an, ca, Is, vte = ckt.diode_table()
+        # linear branches: resistors (RS ones left out), then gmin across every junction without RS
         if ckt.resistors:
-            _, ra, rb, rg = (np.array(t) for t in zip(*ckt.resistors))
+            rn, ra, rb, rg = (np.array(t) for t in zip(*ckt.resistors))
+            plain = ~np.isin(rn, list(ckt.series))
         else:
             ra = rb = np.zeros(0, dtype=np.int64)
             rg = np.zeros(0)
-        bp = np.concatenate([ra, an]).astype(np.int64)
-        bq = np.concatenate([rb, ca]).astype(np.int64)
-        bg = np.concatenate([rg, np.full(an.size, ckt.gmin)])
-        self._r = (ra.astype(np.int64), rb.astype(np.int64), rg)
+            plain = np.zeros(0, dtype=bool)
+        ra, rb = ra.astype(np.int64), rb.astype(np.int64)
+        self._r = (ra[plain], rb[plain], rg[plain])
+        lin = rs == 0
+        bp = np.concatenate([ra[plain], an[lin]])
+        bq = np.concatenate([rb[plain], ca[lin]])
+        bg = np.concatenate([rg[plain], np.full(lin.sum(), ckt.gmin)])
         cp, cq = self.coord[bp], self.coord[bq]
         op, oq = self.off[bp], self.off[bq]
         keep = (cp != cq) & (bg > 0)
@@ -113,16 +125,17 @@ class Graph:
         both = (cp < n) & (cq < n)
         W = sp.coo_matrix((bg[both], (cp[both], cq[both])), shape=(n, n))
         self.W = (W + W.T).tocsr()
-        # junction terminals: own coordinate, far coordinate, side s, w offset d
-        cA, cK = self.coord[an], self.coord[ca]
+        # junction terminals: own coordinate, far coordinate, side s, law (Is, vte, RS), w offset d
+        self._d = (outer, ca, Is, vte, rs)
+        cA, cK = self.coord[outer], self.coord[ca]
         jk = cA != cK
         own = np.concatenate([cA[jk], cK[jk]])
         other = np.concatenate([cK[jk], cA[jk]])
         s = np.concatenate([np.ones(jk.sum()), -np.ones(jk.sum())])
-        d = np.concatenate([self.off[ca][jk] - self.off[an][jk], self.off[an][jk] - self.off[ca][jk]])
-        tI, tv = np.concatenate([Is[jk]] * 2), np.concatenate([vte[jk]] * 2)
+        d = np.concatenate([self.off[ca][jk] - self.off[outer][jk], self.off[outer][jk] - self.off[ca][jk]])
+        law = [np.concatenate([q[jk]] * 2) for q in (Is, vte, rs)]
         t = own < n
-        self.terminals = tuple(q[t] for q in (own, other, s, tI, tv, d))
+        self.terminals = tuple(q[t] for q in (own, other, s, *law, d))
         self._check_paths(cA[jk], cK[jk], cp, cq)
         self.colours = colouring(self._adjacency(cA[jk], cK[jk]))
         self.blocks = [_Block(self, S) for S in self.colours]
@@ -135,6 +148,7 @@ class Graph:
         A = A.tocsr()
         A.setdiag(0)
         A.eliminate_zeros()
+        A.data[:] = 1.0
         return A
 
     def _check_paths(self, cA, cK, cp, cq) -> None:
@@ -160,7 +174,12 @@ class Graph:
     # ---- states ----
     def voltages(self, x: np.ndarray) -> np.ndarray:
         """Potentials (V) of every node of the circuit (internal included) from coordinates ``x``."""
-        return np.append(x, 0.0)[self.coord[:-1]] + self.off[:-1]
+        v = np.append(x, 0.0)[self.coord] + self.off  # last entry: ground
+        inner, outer, ca, Is, vte, rs = self._series
+        if inner.size:
+            i, _ = _law(v[outer] - v[ca], Is, vte, rs, self.circuit.gmin)
+            v[inner] = v[outer] - rs * i
+        return v[:-1]
 
     def coordinates(self, v: np.ndarray) -> np.ndarray:
         """Coordinates from node potentials ``v`` (V): the inverse of ``voltages`` on its image."""
@@ -171,20 +190,24 @@ class Graph:
 
     def kcl(self, x: np.ndarray) -> np.ndarray:
         """KCL residual (A) of every coordinate: the current leaving it."""
-        own, other, s, Is, vte, d = self.terminals
+        own, other, s, Is, vte, rs, d = self.terminals
         xe = np.append(x, 0.0)
-        J = s * diode_current(s * (xe[own] - xe[other] - d), Is, vte)
+        J = s * _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
         return self.a * x - self.b - self.W @ x + np.bincount(own, J, self.n)
 
     def i_ref(self, x: np.ndarray) -> float:
-        """Largest branch current (A): resistors (with RS), junctions (with gmin), current sources."""
+        """Largest current (A) of a branch that an unknown potential sets (both ends fixed, or in one
+        supernode, left out): resistors, junctions (with RS and gmin), current sources."""
         v = np.append(self.voltages(x), 0.0)
+        c = self.coord
         ra, rb, rg = self._r
-        an, ca, Is, vte = self.circuit.diode_table()
-        vd = v[an] - v[ca]
-        cur = [np.abs(rg * (v[ra] - v[rb])), np.abs(diode_current(vd, Is, vte) + self.circuit.gmin * vd),
-               np.abs([e[3] for e in self.circuit.isources])]
-        return max((float(c.max()) for c in cur if c.size), default=0.0)
+        outer, ca, Is, vte, rs = self._d
+        iv = np.array([e[1:] for e in self.circuit.isources]).reshape(-1, 3)
+        ip, im = iv[:, 0].astype(np.int64), iv[:, 1].astype(np.int64)
+        vd, gmin = v[outer] - v[ca], self.circuit.gmin
+        junction = _law(vd, Is, vte, rs, gmin)[0] + np.where(rs > 0, 0.0, gmin * vd)
+        cur = [(rg * (v[ra] - v[rb]))[c[ra] != c[rb]], junction[c[outer] != c[ca]], iv[:, 2][c[ip] != c[im]]]
+        return max((float(np.abs(q).max()) for q in cur if q.size), default=0.0)
 
 
 class _Block:
@@ -192,7 +215,8 @@ class _Block:
 
     def __init__(self, g: Graph, S: np.ndarray):
         self.S, self.W, self.a, self.b = S, g.W[S], g.a[S], g.b[S]
-        own, other, s, Is, vte, d = g.terminals
+        own, other, s, Is, vte, rs, d = g.terminals
+        self.gmin = g.circuit.gmin
         local = np.full(g.n + 1, -1)
         local[S] = np.arange(S.size)
         on = local[own] >= 0
@@ -201,7 +225,7 @@ class _Block:
         self.dn, starts = np.unique(loc, return_index=True)  # local indices of nodes with junctions
         self.starts = starts
         self.t_pos = np.searchsorted(self.dn, loc)  # terminal -> row of dn
-        self.other, self.s, self.Is, self.vte, self.d = (q[on][order] for q in (other, s, Is, vte, d))
+        self.other, self.s, self.Is, self.vte, self.rs, self.d = (q[on][order] for q in (other, s, Is, vte, rs, d))
         self.vmin = np.minimum.reduceat(self.vte, starts) if starts.size else np.zeros(0)
 
     def update(self, xe: np.ndarray) -> None:
@@ -215,15 +239,15 @@ class _Block:
     def _junctions(self, xe, v, a, c):
         """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``v``."""
         w = xe[self.other] + self.d
-        s, Is, vte, pos, st = self.s, self.Is, self.vte, self.t_pos, self.starts
+        s, pos, st = self.s, self.t_pos, self.starts
         lo = np.minimum(c / a, np.minimum.reduceat(w, st))
         hi = np.maximum(c / a, np.maximum.reduceat(w, st))
         v = np.clip(v, lo, hi)
         for _ in range(_NEWTON_CAP):
-            vd = s * (v[pos] - w)
-            J = s * diode_current(vd, Is, vte)
+            J, dJ = _law(s * (v[pos] - w), self.Is, self.vte, self.rs, self.gmin)
+            J *= s
             f = a * v - c + np.add.reduceat(J, st)
-            fp = a + np.add.reduceat(diode_conductance(vd, Is, vte), st)
+            fp = a + np.add.reduceat(dJ, st)
             lo = np.where(f < 0, v, lo)
             hi = np.where(f > 0, v, hi)
             new = v - f / fp
@@ -236,6 +260,41 @@ class _Block:
             if done.all():
                 break
         return v
+
+
+def _law(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray, rs: np.ndarray, gmin: float):
+    """(current (A), conductance (S)) of junction branches at branch voltage ``vd`` (V): the junction alone
+    (``rs = 0``; its gmin is a linear branch of the graph), or the junction with its gmin in series with ``rs``
+    (Ω), whose junction voltage ``u`` solves ``u + rs*(J(u) + gmin*u) = vd`` (``_series``)."""
+    i, g = diode_current(vd, Is, vte), diode_conductance(vd, Is, vte)
+    k = rs > 0
+    if k.any():
+        i[k], g[k] = _series(vd[k], Is[k], vte[k], rs[k], gmin)
+    return i, g
+
+
+def _series(V, Is, vte, rs, gmin):
+    """Safeguarded Newton on the strictly increasing ``h(u) = u + rs*(J(u) + gmin*u) - V`` inside
+    ``[min(0, V), max(0, V)]`` (forward: also ``u <= vte*ln(1 + V/(rs*Is))``), to rounding."""
+    lo, hi = np.minimum(V, 0.0), np.maximum(V, 0.0)
+    with np.errstate(invalid="ignore"):
+        hi = np.where(V > 0, np.minimum(hi, vte * np.log1p(np.maximum(V, 0.0) / (rs * Is))), hi)
+    u = np.where(V > 0, hi, np.clip(V + rs * Is, lo, hi))
+    for _ in range(_NEWTON_CAP):
+        j = diode_current(u, Is, vte) + gmin * u
+        gj = diode_conductance(u, Is, vte) + gmin
+        h = u + rs * j - V
+        lo = np.where(h < 0, u, lo)
+        hi = np.where(h > 0, u, hi)
+        new = u - h / (1.0 + rs * gj)
+        out = ~((new >= lo) & (new <= hi))
+        new[out] = 0.5 * (lo[out] + hi[out])
+        done = np.abs(new - u) <= 2 * _EPS * (np.abs(u) + vte)
+        u = new
+        if done.all():
+            break
+    gj = diode_conductance(u, Is, vte) + gmin
+    return diode_current(u, Is, vte) + gmin * u, gj / (1.0 + rs * gj)
 
 
 def colouring(A: sp.csr_matrix, seed: int = 0) -> list[np.ndarray]:
@@ -251,7 +310,8 @@ def colouring(A: sp.csr_matrix, seed: int = 0) -> list[np.ndarray]:
         return [q for q in (np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)) if q.size]
     prio = np.random.default_rng(seed).permutation(n).astype(float) + 1.0
     colour = np.full(n, -1)
-    Ai = A.tocsr()
+    Ai = A.tocsr(copy=True)
+    Ai.data[:] = 1.0
     while (colour < 0).any():
         U = colour < 0
         best = Ai.multiply(np.where(U, prio, 0.0)[None, :]).max(axis=1).toarray().ravel()

@@ -179,7 +179,7 @@ def _op_one(workdir: str, b: int, src: list[str], timeout: float):
 
 
 # ---------------------------------------------------------------- a user's deck
-#: ngspice's own analysis time, printed by ``rusage totanalysis``.
+#: ngspice's own analysis time, printed by ``rusage time``.
 _ANALYSIS_TIME = re.compile(r"Total analysis time \(seconds\)\s*=\s*([0-9.eE+-]+)")
 
 
@@ -209,7 +209,7 @@ def op_deck(deck: str | Path, workdir: str | Path, *, options: str | None = None
     path, raw = wd / f"{deck.stem}.op.cir", wd / f"{deck.stem}.op.raw"
     extra = [options] if options else []
     path.write_text("\n".join(out + extra + _control("op", raw.name)[:-2]
-                              + ["rusage totanalysis", "quit", ".endc", ".end", ""]))
+                              + ["rusage time", "quit", ".endc", ".end", ""]))
     log, wall = _run_process(path, timeout)
     _check_deck(log, path)
     try:
