@@ -25,7 +25,8 @@ import numpy as np
 
 from .constants import VT
 
-__all__ = ["Circuit", "CircuitError", "GMIN", "random_circuit", "KINDS", "diode_current", "diode_conductance", "diode_potential",
+__all__ = ["Circuit", "CircuitError", "GMIN", "random_circuit", "KINDS", "diode_law", "diode_current",
+           "diode_potential",
            "GROUND"]
 
 #: ngspice's default gmin across every junction, S.
@@ -42,31 +43,29 @@ class CircuitError(ValueError):
     """A circuit that cannot be built or solved as asked; the message names the element or node."""
 
 
-def _reverse(vd: np.ndarray, vte: np.ndarray) -> np.ndarray:
-    return vd < -3.0 * vte
+def diode_law(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Junction current (A) and its derivative (S) at junction voltage ``vd`` (V), gmin excluded (ngspice's
+    ``cdb`` and ``gdb``)."""
+    rev = vd < -3.0 * vte
+    with np.errstate(over="ignore"):
+        e = np.exp(np.where(rev, 0.0, vd) / vte)
+    vr = np.where(rev, vd, -1.0)
+    arg = 3.0 * vte / (vr * _E)
+    arg = arg * arg * arg
+    i = np.where(rev, -Is * (1.0 + arg), Is * (e - 1.0))
+    g = np.where(rev, Is * 3.0 * arg / vr, Is * e / vte)
+    return i, g
 
 
 def diode_current(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray) -> np.ndarray:
     """Junction current (A) at junction voltage ``vd`` (V), gmin excluded (ngspice's ``cdb``)."""
-    rev = _reverse(vd, vte)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        arg = (3.0 * vte / (np.where(rev, vd, -1.0) * _E)) ** 3
-        return np.where(rev, -Is * (1.0 + arg), Is * (np.exp(np.where(rev, 0.0, vd) / vte) - 1.0))
-
-
-def diode_conductance(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray) -> np.ndarray:
-    """``dI/dvd`` (S), gmin excluded (ngspice's ``gdb``)."""
-    rev = _reverse(vd, vte)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        vr = np.where(rev, vd, -1.0)
-        arg = (3.0 * vte / (vr * _E)) ** 3
-        return np.where(rev, Is * 3.0 * arg / vr, Is * np.exp(np.where(rev, 0.0, vd) / vte) / vte)
+    return diode_law(vd, Is, vte)[0]
 
 
 def diode_potential(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray) -> np.ndarray:
     """``∫ I dvd`` (W) with the value ``Is*vte`` at ``vd = 0`` (continuous at ``-3*vte``), gmin excluded."""
-    rev = _reverse(vd, vte)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    rev = vd < -3.0 * vte
+    with np.errstate(over="ignore"):
         vr = np.where(rev, vd, -1.0)
         back = -Is * vr + Is * (3.0 * vte / _E) ** 3 / (2.0 * vr * vr) - 0.5 * Is * vte * _E**-3
         return np.where(rev, back, Is * vte * np.exp(np.where(rev, 0.0, vd) / vte) - Is * vd)

@@ -5,7 +5,7 @@ through them are fixed; every other group (a single node, or a supernode of node
 is one coordinate ``x`` with each member at ``x + offset``. The KCL of a coordinate (summed over its members) is
 ``a*x - c + Σ s*J(s*(x - w)) = 0``: ``a`` (S) the conductances leaving it (resistors, diode ``RS`` and gmin),
 ``c`` (A) the drive from its neighbours and sources, ``J`` each attached junction's current without gmin
-(``circuit.diode_current``), ``s = ±1`` (anode / cathode side) and ``w`` (V) set by the far terminal. It is
+(``circuit.diode_law``), ``s = ±1`` (anode / cathode side) and ``w`` (V) set by the far terminal. It is
 strictly increasing in ``x``: the 1-D update is unique.
 
 Coordinates are coloured so that no element joins two of one colour (2 colours when the graph is bipartite,
@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-from .circuit import Circuit, CircuitError, diode_conductance, diode_current
+from .circuit import Circuit, CircuitError, diode_law
 from .constants import TOL
 from .solver import Solution, fixed_point
 
@@ -237,28 +237,35 @@ class _Block:
         xe[self.S] = v
 
     def _junctions(self, xe, v, a, c):
-        """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``v``."""
+        """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``v``; each
+        node leaves the iteration once its step or its residual is at rounding level (its last step taken)."""
         w = xe[self.other] + self.d
-        s, pos, st = self.s, self.t_pos, self.starts
-        lo = np.minimum(c / a, np.minimum.reduceat(w, st))
-        hi = np.maximum(c / a, np.maximum.reduceat(w, st))
+        lo = np.minimum(c / a, np.minimum.reduceat(w, self.starts))
+        hi = np.maximum(c / a, np.maximum.reduceat(w, self.starts))
         v = np.clip(v, lo, hi)
+        act = np.arange(v.size)  # nodes still iterating, and their terminals:
+        loc, s, Is, vte, rs = self.t_pos, self.s, self.Is, self.vte, self.rs
         for _ in range(_NEWTON_CAP):
-            J, dJ = _law(s * (v[pos] - w), self.Is, self.vte, self.rs, self.gmin)
+            va, aa, ca = v[act], a[act], c[act]
+            J, dJ = _law(s * (va[loc] - w), Is, vte, rs, self.gmin)
             J *= s
-            f = a * v - c + np.add.reduceat(J, st)
-            fp = a + np.add.reduceat(dJ, st)
-            lo = np.where(f < 0, v, lo)
-            hi = np.where(f > 0, v, hi)
-            new = v - f / fp
-            out = ~((new >= lo) & (new <= hi))
-            new[out] = 0.5 * (lo[out] + hi[out])
-            # done: a step at rounding level, or f at rounding level (its last Newton step taken)
-            scale = np.abs(a * v) + np.abs(c) + np.add.reduceat(np.abs(J), st)
-            done = (np.abs(new - v) <= 2 * _EPS * (np.abs(v) + self.vmin)) | (np.abs(f) <= _EPS * scale)
-            v = new
+            m = act.size
+            f = aa * va - ca + np.bincount(loc, J, m)
+            fp = aa + np.bincount(loc, dJ, m)
+            la = lo[act] = np.where(f < 0, va, lo[act])
+            ha = hi[act] = np.where(f > 0, va, hi[act])
+            new = va - f / fp
+            out = ~((new >= la) & (new <= ha))
+            new[out] = 0.5 * (la[out] + ha[out])
+            scale = np.abs(aa * va) + np.abs(ca) + np.bincount(loc, np.abs(J), m)
+            done = (np.abs(new - va) <= 2 * _EPS * (np.abs(va) + self.vmin[act])) | (np.abs(f) <= 8 * _EPS * scale)
+            v[act] = new
             if done.all():
                 break
+            keep = ~done
+            tk = keep[loc]
+            loc = (np.cumsum(keep) - 1)[loc[tk]]
+            act, w, s, Is, vte, rs = act[keep], w[tk], s[tk], Is[tk], vte[tk], rs[tk]
         return v
 
 
@@ -266,7 +273,7 @@ def _law(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray, rs: np.ndarray, gmin: 
     """(current (A), conductance (S)) of junction branches at branch voltage ``vd`` (V): the junction alone
     (``rs = 0``; its gmin is a linear branch of the graph), or the junction with its gmin in series with ``rs``
     (Ω), whose junction voltage ``u`` solves ``u + rs*(J(u) + gmin*u) = vd`` (``_series``)."""
-    i, g = diode_current(vd, Is, vte), diode_conductance(vd, Is, vte)
+    i, g = diode_law(vd, Is, vte)
     k = rs > 0
     if k.any():
         i[k], g[k] = _series(vd[k], Is[k], vte[k], rs[k], gmin)
@@ -281,8 +288,9 @@ def _series(V, Is, vte, rs, gmin):
         hi = np.where(V > 0, np.minimum(hi, vte * np.log1p(np.maximum(V, 0.0) / (rs * Is))), hi)
     u = np.where(V > 0, hi, np.clip(V + rs * Is, lo, hi))
     for _ in range(_NEWTON_CAP):
-        j = diode_current(u, Is, vte) + gmin * u
-        gj = diode_conductance(u, Is, vte) + gmin
+        j, gj = diode_law(u, Is, vte)
+        j += gmin * u
+        gj += gmin
         h = u + rs * j - V
         lo = np.where(h < 0, u, lo)
         hi = np.where(h > 0, u, hi)
@@ -293,8 +301,9 @@ def _series(V, Is, vte, rs, gmin):
         u = new
         if done.all():
             break
-    gj = diode_conductance(u, Is, vte) + gmin
-    return diode_current(u, Is, vte) + gmin * u, gj / (1.0 + rs * gj)
+    j, gj = diode_law(u, Is, vte)
+    gj += gmin
+    return j + gmin * u, gj / (1.0 + rs * gj)
 
 
 def colouring(A: sp.csr_matrix, seed: int = 0) -> list[np.ndarray]:
