@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from .circuit import Circuit, CircuitError, diode_law
-from .constants import TOL
+from .constants import CIRCUIT_TOL
 from .solver import Solution, fixed_point
 
 __all__ = ["Graph", "solve_circuit", "colouring"]
@@ -195,6 +195,14 @@ class Graph:
         J = s * _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
         return self.a * x - self.b - self.W @ x + np.bincount(own, J, self.n)
 
+    def kcl_scale(self, x: np.ndarray) -> float:
+        """Largest sum of the absolute terms of a coordinate's KCL (A): its rounding scale."""
+        own, other, s, Is, vte, rs, d = self.terminals
+        xe = np.append(x, 0.0)
+        J = _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
+        S = self.a * np.abs(x) + np.abs(self.b) + abs(self.W) @ np.abs(x) + np.bincount(own, np.abs(J), self.n)
+        return float(S.max(initial=0.0))
+
     def i_ref(self, x: np.ndarray) -> float:
         """Largest current (A) of a branch that an unknown potential sets (both ends fixed, or in one
         supernode, left out): resistors, junctions (with RS and gmin), current sources."""
@@ -355,9 +363,9 @@ def _bfs_parity(A: sp.csr_matrix) -> np.ndarray:
 class _Problem:
     """``solver.fixed_point``'s interface for a graph (one sample: rows of ``x`` are 1)."""
 
-    def __init__(self, g: Graph):
-        self.g = g
-        self.x = None
+    def __init__(self, g: Graph, tol: float):
+        self.g, self.tol = g, tol
+        self.x, self.stuck = None, False
 
     def sweep(self, x, rows):
         g = self.g
@@ -371,26 +379,37 @@ class _Problem:
         return np.array([np.inf])
 
     def i_ref(self, rows, state, near):
-        return np.array([self.g.i_ref(state)])
+        """The largest branch current; once a sweep has stalled (``stalled``), at least ``32·eps·S/tol``, ``S`` the
+        largest sum of absolute terms in a node's KCL: below that, float64 potentials cannot lower the residual."""
+        floor = 32 * _EPS * self.g.kcl_scale(state) / self.tol if self.stuck else 0.0
+        return np.array([max(self.g.i_ref(state), floor)])
 
     def store(self, idx, state, done):
         self.x = state.copy()
+
+    def stalled(self, x, gx):
+        """A sweep that moves no potential by more than rounding: the KCL floor of float64 is reached."""
+        stuck = np.abs(gx - x).max(axis=1, initial=0.0) <= 4 * _EPS * np.abs(x).max(axis=1, initial=0.0)
+        self.stuck = bool(stuck[0])
+        return stuck
 
     def project(self, x):
         pass
 
 
-def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, tol: float = TOL,
+def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, tol: float = CIRCUIT_TOL,
                   max_sweeps: int = 10000, anderson: int = 5) -> Solution:
     """DC operating point of ``circuit`` by exact coordinate descent. Returns a ``Solution`` whose one state is
     ``(1, n_nodes)``: every node's potential (V) in ``circuit.nodes`` order (internal diode nodes included).
-    init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``."""
+    init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``, ``i_ref`` the largest
+    branch current. A sweep that moves no potential beyond rounding stops the solve; ``i_ref`` is then raised
+    to the float64 floor of the residual where that is larger (``_Problem.i_ref``)."""
     g = circuit if isinstance(circuit, Graph) else Graph(circuit)
     if not (tol > 0):
         raise ValueError(f"tol must be > 0, got {tol}")
     if int(max_sweeps) < 1 or int(anderson) < 0:
         raise ValueError(f"max_sweeps must be >= 1 and anderson >= 0, got {max_sweeps}, {anderson}")
     x = np.zeros((1, g.n)) if init is None else g.coordinates(np.asarray(init, dtype=np.float64))[None, :]
-    P = _Problem(g)
+    P = _Problem(g, tol)
     stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson)
     return Solution([g.voltages(P.x)[None, :]], *stats, float(tol))

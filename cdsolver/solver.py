@@ -246,6 +246,9 @@ class _Layers:
         for l in range(1, self.L + 1):
             self.states[l - 1][idx] = v[l][done]
 
+    def stalled(self, x: np.ndarray, gx: np.ndarray) -> np.ndarray:
+        return np.zeros(len(x), dtype=bool)  # layered: the KCL test and the sweep cap only
+
     def project(self, x: np.ndarray) -> None:
         cuts = self.cuts
         for k, l in enumerate(self.even):
@@ -312,7 +315,8 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int)
     ``P`` supplies ``sweep(x, rows) -> (T(x), max|KCL| per row, state)``, ``i_upper(rows, state)`` (an upper bound
     of the reference current, A), ``i_ref(rows, state, near)`` (the reference current of rows ``near``, A),
     ``store(idx, state, done)`` (writes the finished rows' states) and ``project(x)`` (admissible voltages, in
-    place). Returns (iterations, residual, i_ref, step, converged) per sample.
+    place), ``stalled(x, T(x))`` (rows that stop early: a fixed point at rounding level). Returns (iterations,
+    residual, i_ref, step, converged) per sample.
     """
     B = x.shape[0]
     iters = np.zeros(B, dtype=np.int64)
@@ -327,10 +331,11 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int)
             gx, r, state = P.sweep(x, rows)
             # I_ref only where the residual is within reach of the tolerance (an upper bound says so)
             i_ref = np.zeros(len(rows))
-            near = (r <= tol * P.i_upper(rows, state)) | (sweep == int(max_sweeps))
+            last = (sweep == int(max_sweeps)) | P.stalled(x, gx)
+            near = (r <= tol * P.i_upper(rows, state)) | last
             if near.any():
                 i_ref[near] = P.i_ref(rows, state, near)
-            done = (r <= tol * i_ref) | (sweep == int(max_sweeps))
+            done = (r <= tol * i_ref) | last
             rejected = ~(r <= _GUARD * r_best)  # NaN included
             better = r < r_best
             r_best[better], g_best[better] = r[better], gx[better]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cdsolver.constants import TOL
+from cdsolver.constants import CIRCUIT_TOL
 
 #: Tight ngspice tolerances added by ``check`` (notes/ngspice.md); gmin stays the deck's own.
 CHECK_OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18"
@@ -56,7 +56,8 @@ def add_parser(sub) -> None:
 
 
 def _solver_args(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--tol", type=float, default=TOL, help=f"relative KCL tolerance (default: {TOL:g})")
+    q.add_argument("--tol", type=float, default=CIRCUIT_TOL,
+                   help=f"stop when max|KCL| <= tol * largest branch current (default: {CIRCUIT_TOL:g})")
     q.add_argument("--max-iter", type=int, default=10000, help="sweep cap (default: 10000)")
     q.add_argument("--anderson", type=int, default=5, help="Anderson depth, 0 = plain CD (default: 5)")
 
