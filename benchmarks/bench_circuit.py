@@ -1,5 +1,5 @@
 """General networks: CD (``drn circuit``) against ngspice ``.op`` on the same deck. Run: ``make bench`` or
-``python benchmarks/bench_circuit.py [--sizes 100 1000 10000] [--timeout 900]``.
+``python benchmarks/bench_circuit.py [--sizes 100 1000 10000] [--timeout 600]``.
 
 Decks: ``cdsolver.circuit.random_circuit`` — ``graph`` (random spanning tree of resistors + n random branches,
 30 % diodes, n/50 sources) and ``grid`` (√n × √n resistor mesh, a diode to ground at every third node, two
@@ -24,7 +24,7 @@ from cdsolver import random_network, solve
 from cdsolver.circuit import random_circuit
 from cdsolver.graph import Graph, solve_circuit
 from spice_bridge.netlist import circuit_deck, general_deck
-from spice_bridge.parse import parse_deck, parse_text
+from spice_bridge.parse import parse_deck
 from spice_bridge.runners import SpiceError, ngspice_version, op_deck
 from studies.circuit_cli import CHECK_OPTIONS
 
@@ -35,7 +35,7 @@ def _children_cpu() -> float:
 
 
 def cd_run(ckt):
-    """(solution, wall s, CPU s, colours) of set-up + solve."""
+    """(solution, wall s, CPU s, colours) of graph set-up + solve."""
     t, c = time.perf_counter(), time.process_time()
     g = Graph(ckt)
     sol = solve_circuit(g)
@@ -82,30 +82,42 @@ def random_decks(sizes, timeout, wd):
 
 
 def drn_decks(widths):
-    print("\n| DRN 128-H-10 as a deck | nodes | graph CD sweeps | graph CD CPU s | layered CD CPU s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("\n| DRN 128-H-10 as a deck, 1 sample | nodes | graph set-up CPU s | graph CD sweeps | graph CD CPU s | "
+          "layered CD CPU s | solve ratio | rel L1 graph vs ngspice |")
+    print("|---|---|---|---|---|---|---|---|")
     x = np.random.default_rng(0).uniform(0, 1, (1, 64))
     for H in widths:
         net = random_network([128, H, 10], "shockley", seed=0, input_gain=40.0)
         v0 = net.encode(x)
-        ckt = parse_text(general_deck(net, v0[0]))
-        sol, _, cc, _ = cd_run(ckt)
-        c = time.process_time()
-        solve(net, v0)
-        lc = time.process_time() - c
-        print(f"| H = {H} | {len(ckt.external)} | {sol.iterations[0]} | {cc:.4f} | {lc:.4f} | {cc / lc:.1f} |",
-              flush=True)
+        with tempfile.TemporaryDirectory(prefix="drn-bench-drn-") as wd:
+            deck = Path(wd) / "drn.cir"
+            deck.write_text(general_deck(net, v0[0]))
+            ckt = parse_deck(deck)
+            c = time.process_time()
+            g = Graph(ckt)
+            setup = time.process_time() - c
+            sol = solve_circuit(g)
+            cc = time.process_time() - c - setup
+            c = time.process_time()
+            solve(net, v0)
+            lc = time.process_time() - c
+            vec, _, _ = ngspice_run(deck, Path(wd), 600.0)
+        v = sol.states[0][0, ckt.external]
+        ref = np.array([vec[f"v({m})"] for m in ckt.node_names()])
+        print(f"| H = {H} | {len(v)} | {setup:.4f} | {sol.iterations[0]} | {cc:.4f} | {lc:.4f} | {cc / lc:.1f} | "
+              f"{np.abs(v - ref).sum() / np.abs(ref).sum():.1e} |", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
-    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per ngspice run (default: 900)")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 10000], help="(none: DRN decks only)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per ngspice run (default: 600)")
     ap.add_argument("--widths", type=int, nargs="+", default=[64, 256, 1024])
     args = ap.parse_args()
     print(f"# bench_circuit: ngspice {ngspice_version()}, sizes {args.sizes}, timeout {args.timeout:g} s")
-    with tempfile.TemporaryDirectory(prefix="drn-bench-circuit-") as wd:
-        random_decks(args.sizes, args.timeout, Path(wd))
+    if args.sizes:
+        with tempfile.TemporaryDirectory(prefix="drn-bench-circuit-") as wd:
+            random_decks(args.sizes, args.timeout, Path(wd))
     drn_decks(args.widths)
 
 

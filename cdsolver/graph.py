@@ -365,7 +365,7 @@ class _Problem:
 
     def __init__(self, g: Graph, tol: float):
         self.g, self.tol = g, tol
-        self.x, self.stuck = None, False
+        self.x, self.stuck, self.last = None, False, 0.0
 
     def sweep(self, x, rows):
         g = self.g
@@ -376,13 +376,16 @@ class _Problem:
         return xe[None, :-1], np.array([r]), x[0]
 
     def i_upper(self, rows, state):
-        return np.array([np.inf])
+        """4x the last reference current (inf before one is known): ``I_ref`` is computed only when the residual
+        could pass the test — a reference that grew faster than that merely delays the stop by some sweeps."""
+        return np.array([4.0 * self.last if self.last > 0 else np.inf])
 
     def i_ref(self, rows, state, near):
         """The largest branch current; once a sweep has stalled (``stalled``), at least ``32·eps·S/tol``, ``S`` the
         largest sum of absolute terms in a node's KCL: below that, float64 potentials cannot lower the residual."""
         floor = 32 * _EPS * self.g.kcl_scale(state) / self.tol if self.stuck else 0.0
-        return np.array([max(self.g.i_ref(state), floor)])
+        self.last = self.g.i_ref(state)
+        return np.array([max(self.last, floor)])
 
     def store(self, idx, state, done):
         self.x = state.copy()
