@@ -13,7 +13,7 @@ else Jones–Plassmann greedy colouring); a colour is then one exact vectorised 
 conductance matrix; nodes without a diode: ``x = c/a``; with diodes: safeguarded Newton inside the bracket
 ``[min(c/a, w), max(c/a, w)]``, bisection when a step leaves it, to rounding). One sweep updates every colour
 in turn (Gauss–Seidel); ``solver.fixed_point`` accelerates it (Anderson + safeguard) and stops on
-``max|KCL| <= tol * I_ref``, ``I_ref`` the largest resistor, diode or current-source current (exact).
+``max|KCL| <= tol * I_ref``, ``I_ref`` the largest current of a branch an unknown sets (``Graph.i_ref``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
+from scipy.special import wrightomega
 
 from .circuit import Circuit, CircuitError, diode_law
 from .constants import CIRCUIT_TOL
@@ -30,6 +31,7 @@ __all__ = ["Graph", "solve_circuit", "colouring"]
 
 _EPS = np.finfo(float).eps
 _NEWTON_CAP = 80  # safeguarded Newton steps per node update (bisection halves the bracket at worst)
+_LNZ_CUTOFF = -12.0  # a junction with ln z below this carries < 6e-6 of its node's current: no closed-form start
 
 
 class _UnionFind:
@@ -200,7 +202,7 @@ class Graph:
         own, other, s, Is, vte, rs, d = self.terminals
         xe = np.append(x, 0.0)
         J = _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
-        S = self.a * np.abs(x) + np.abs(self.b) + abs(self.W) @ np.abs(x) + np.bincount(own, np.abs(J), self.n)
+        S = self.a * np.abs(x) + np.abs(self.b) + self.W @ np.abs(x) + np.bincount(own, np.abs(J), self.n)  # W >= 0
         return float(S.max(initial=0.0))
 
     def i_ref(self, x: np.ndarray) -> float:
@@ -250,7 +252,7 @@ class _Block:
         w = xe[self.other] + self.d
         lo = np.minimum(c / a, np.minimum.reduceat(w, self.starts))
         hi = np.maximum(c / a, np.maximum.reduceat(w, self.starts))
-        v = np.clip(v, lo, hi)
+        v = np.clip(self._dominant(v, a, c, w), lo, hi)
         act = np.arange(v.size)  # nodes still iterating, and their terminals:
         loc, s, Is, vte, rs = self.t_pos, self.s, self.Is, self.vte, self.rs
         for _ in range(_NEWTON_CAP):
@@ -275,6 +277,25 @@ class _Block:
             loc = (np.cumsum(keep) - 1)[loc[tk]]
             act, w, s, Is, vte, rs = act[keep], w[tk], s[tk], Is[tk], vte[tk], rs[tk]
         return v
+
+
+    def _dominant(self, v, a, c, w):
+        """Start of the Newton iteration: where a junction conducts, the closed form of the node with that junction
+        alone (the forward exponential, the one whose ``ln z`` is largest): ``v = w + s*vte*(ln W0(z) - ln k)``,
+        ``k = Is/(a*vte)``, ``ln z = ln k + s*(c'/a - w)/vte``, ``c' = c + s*Is``, ``W0(e^t) = wrightomega(t)``;
+        elsewhere ``v`` itself (the previous value)."""
+        s, Is, vte, pos = self.s, self.Is, self.vte, self.t_pos
+        aa, cc = a[pos], c[pos] + s * Is
+        lnk = np.log(Is / (aa * vte))
+        t = lnk + s * (cc / aa - w) / vte
+        top = np.maximum.reduceat(t, self.starts)
+        first = np.unique(pos[t == top[pos]], return_index=True)[1]  # a dominant terminal per node
+        k = np.flatnonzero(t == top[pos])[first]
+        on = top > _LNZ_CUTOFF
+        k = k[on]
+        out = v.copy()
+        out[on] = w[k] + s[k] * vte[k] * (np.log(wrightomega(t[k]).real) - lnk[k])
+        return out
 
 
 def _law(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray, rs: np.ndarray, gmin: float):
@@ -365,7 +386,7 @@ class _Problem:
 
     def __init__(self, g: Graph, tol: float):
         self.g, self.tol = g, tol
-        self.x, self.stuck, self.last = None, False, 0.0
+        self.x, self.last = None, 0.0
 
     def sweep(self, x, rows):
         g = self.g
@@ -381,20 +402,13 @@ class _Problem:
         return np.array([4.0 * self.last if self.last > 0 else np.inf])
 
     def i_ref(self, rows, state, near):
-        """The largest branch current; once a sweep has stalled (``stalled``), at least ``32·eps·S/tol``, ``S`` the
-        largest sum of absolute terms in a node's KCL: below that, float64 potentials cannot lower the residual."""
-        floor = 32 * _EPS * self.g.kcl_scale(state) / self.tol if self.stuck else 0.0
+        """The largest branch current, or the float64 floor ``32·eps·S/tol`` if larger (``S``: the largest sum of
+        absolute terms in a node's KCL; float64 potentials cannot bring the residual below ~eps·S)."""
         self.last = self.g.i_ref(state)
-        return np.array([max(self.last, floor)])
+        return np.array([max(self.last, 32 * _EPS * self.g.kcl_scale(state) / self.tol)])
 
     def store(self, idx, state, done):
         self.x = state.copy()
-
-    def stalled(self, x, gx):
-        """A sweep that moves no potential by more than rounding: the KCL floor of float64 is reached."""
-        stuck = np.abs(gx - x).max(axis=1, initial=0.0) <= 4 * _EPS * np.abs(x).max(axis=1, initial=0.0)
-        self.stuck = bool(stuck[0])
-        return stuck
 
     def project(self, x):
         pass
@@ -404,9 +418,8 @@ def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, t
                   max_sweeps: int = 10000, anderson: int = 5) -> Solution:
     """DC operating point of ``circuit`` by exact coordinate descent. Returns a ``Solution`` whose one state is
     ``(1, n_nodes)``: every node's potential (V) in ``circuit.nodes`` order (internal diode nodes included).
-    init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``, ``i_ref`` the largest
-    branch current. A sweep that moves no potential beyond rounding stops the solve; ``i_ref`` is then raised
-    to the float64 floor of the residual where that is larger (``_Problem.i_ref``)."""
+    init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``; ``i_ref`` is the largest
+    branch current, raised to the float64 floor of the residual where that is larger (``_Problem.i_ref``)."""
     g = circuit if isinstance(circuit, Graph) else Graph(circuit)
     if not (tol > 0):
         raise ValueError(f"tol must be > 0, got {tol}")

@@ -246,9 +246,6 @@ class _Layers:
         for l in range(1, self.L + 1):
             self.states[l - 1][idx] = v[l][done]
 
-    def stalled(self, x: np.ndarray, gx: np.ndarray) -> np.ndarray:
-        return np.zeros(len(x), dtype=bool)  # layered: the KCL test and the sweep cap only
-
     def project(self, x: np.ndarray) -> None:
         cuts = self.cuts
         for k, l in enumerate(self.even):
@@ -315,8 +312,7 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int)
     ``P`` supplies ``sweep(x, rows) -> (T(x), max|KCL| per row, state)``, ``i_upper(rows, state)`` (an upper bound
     of the reference current, A), ``i_ref(rows, state, near)`` (the reference current of rows ``near``, A),
     ``store(idx, state, done)`` (writes the finished rows' states) and ``project(x)`` (admissible voltages, in
-    place), ``stalled(x, T(x))`` (rows that stop early: a fixed point at rounding level). Returns (iterations,
-    residual, i_ref, step, converged) per sample.
+    place). Returns (iterations, residual, i_ref, step, converged) per sample.
     """
     B = x.shape[0]
     iters = np.zeros(B, dtype=np.int64)
@@ -331,11 +327,10 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int)
             gx, r, state = P.sweep(x, rows)
             # I_ref only where the residual is within reach of the tolerance (an upper bound says so)
             i_ref = np.zeros(len(rows))
-            last = (sweep == int(max_sweeps)) | P.stalled(x, gx)
-            near = (r <= tol * P.i_upper(rows, state)) | last
+            near = (r <= tol * P.i_upper(rows, state)) | (sweep == int(max_sweeps))
             if near.any():
                 i_ref[near] = P.i_ref(rows, state, near)
-            done = (r <= tol * i_ref) | last
+            done = (r <= tol * i_ref) | (sweep == int(max_sweeps))
             rejected = ~(r <= _GUARD * r_best)  # NaN included
             better = r < r_best
             r_best[better], g_best[better] = r[better], gx[better]
