@@ -25,9 +25,8 @@ import numpy as np
 
 from .constants import VT
 
-__all__ = ["Circuit", "CircuitError", "GMIN", "random_circuit", "KINDS", "diode_law", "diode_current",
-           "diode_potential",
-           "GROUND"]
+__all__ = ["Circuit", "CircuitError", "GMIN", "GROUND", "KINDS", "random_circuit", "diode_law", "diode_current",
+           "diode_potential"]
 
 #: ngspice's default gmin across every junction, S.
 GMIN = 1e-12

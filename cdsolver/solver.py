@@ -27,7 +27,8 @@ from .elements import Linear, LinearPair
 from .network import Network
 from .validation import check_array
 
-__all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current", "load_states"]
+__all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current",
+           "load_states"]
 
 
 # An accelerated step whose residual exceeds _GUARD times the sample's best is rejected.

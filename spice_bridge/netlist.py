@@ -181,5 +181,6 @@ def circuit_deck(ckt: Circuit, title: str = "drn-cd circuit", options: bool = Tr
     lines += [f"{n} {nd(a)} {nd(b)} {num(1.0 / g)}" for n, a, b, g in ckt.resistors if n not in ckt.series]
     for n, a, k, Is, N in ckt.diodes:
         outer, rs = ckt.series.get(n, (nd(a), 0.0))
-        lines += [f"{n} {outer} {nd(k)} m{n}", f".model m{n} D(IS={num(Is)} N={num(N)}" + (f" RS={num(rs)})" if rs else ")")]
+        model = f".model m{n} D(IS={num(Is)} N={num(N)}" + (f" RS={num(rs)})" if rs else ")")
+        lines += [f"{n} {outer} {nd(k)} m{n}", model]
     return "\n".join(lines + [".op", ".end", ""])

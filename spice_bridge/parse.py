@@ -69,7 +69,8 @@ _FUNCS = {"sqrt": math.sqrt, "exp": math.exp, "ln": math.log, "log": math.log, "
 
 def _evaluate(expr: str, params: dict[str, float]) -> float:
     """Arithmetic (``+ - * / ** ^``, parentheses, numbers with suffixes, parameters, a few functions)."""
-    text = _NUM_IN_EXPR.sub(lambda m: repr(float(m.group(1)) * _scale(m.group(2) or "")), expr.replace("^", "**")).strip()
+    text = _NUM_IN_EXPR.sub(lambda m: repr(float(m.group(1)) * _scale(m.group(2) or "")), expr.replace("^", "**"))
+    text = text.strip()
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError:

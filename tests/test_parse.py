@@ -37,7 +37,7 @@ bogus command
 R9 will not be read
 """)
     assert c.nodes == ["in", "mid", "out"] and c.gmin == 1e-10
-    assert [(n, a, b, g) for n, a, b, g in c.resistors] == [("r1", 0, 1, 1e-3), ("r2", 1, -1, 5e-4), ("r3", 2, -1, 1 / 3e3)]
+    assert c.resistors == [("r1", 0, 1, 1e-3), ("r2", 1, -1, 5e-4), ("r3", 2, -1, 1 / 3e3)]
     assert c.diodes == [("d1", 1, -1, 1e-14, 1.5)]
     assert c.vsources == [("v1", 0, -1, 2.0)] and c.isources == [("i1", -1, 1, 1e-3)]
     assert c.shorts == [("l1", 1, 2)]
