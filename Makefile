@@ -17,9 +17,10 @@ install: .install.stamp
 demo: install
 	drn compare studies/configs/demo.toml --out results/demo
 	drn plot results/demo
-	@echo "figures and tables: results/demo/ (summary.md, runtime_vs_width.png, error_cdf.png)"
+	@echo "results/demo/: README.md (provenance), summary.md, runtime_vs_width, speedup_vs_width, error_cdf (PNG + PDF)"
 
 test: install
+	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q
 
 # Fashion-MNIST (70,000 images, IDX) from Debian's package: drn train --dataset fashion-mnist reads it there.

@@ -25,7 +25,7 @@ from cdsolver.circuit import random_circuit
 from cdsolver.graph import Graph, solve_circuit
 from spice_bridge.netlist import circuit_deck, general_deck
 from spice_bridge.parse import parse_deck
-from spice_bridge.runners import SpiceError, ngspice_version, op_deck
+from spice_bridge.runners import ngspice_version, op_deck
 from studies.circuit_cli import CHECK_OPTIONS
 
 
@@ -44,12 +44,9 @@ def cd_run(ckt):
 
 def ngspice_run(deck: Path, wd: Path, timeout: float):
     """(vectors or None, wall s, CPU s)."""
-    c0, t0 = _children_cpu(), time.perf_counter()
-    try:
-        vec, wall, _, _ = op_deck(deck, wd, options=CHECK_OPTIONS, timeout=timeout)
-    except SpiceError:
-        return None, time.perf_counter() - t0, _children_cpu() - c0
-    return vec, wall, _children_cpu() - c0
+    c0 = _children_cpu()
+    vec, wall, _, _, why = op_deck(deck, wd, options=CHECK_OPTIONS, timeout=timeout)
+    return (vec if not why else None), wall, _children_cpu() - c0
 
 
 def random_decks(sizes, timeout, wd):

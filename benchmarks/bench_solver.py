@@ -1,4 +1,5 @@
-"""CD solver speed on Osana-size networks (issue 3). Run: `make bench` or `python benchmarks/bench_solver.py`.
+"""CD solver speed on Osana-size networks (docs/performance.md).
+Run: `make bench` or `python benchmarks/bench_solver.py`.
 
 Networks 128-1024-10, 128-1024²-10, 128-1024³-10, double Shockley (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V),
 uniform random conductances (mean 1/n_in S), a batch of 360 random Digits-sized inputs (64 features in [0, 1],

@@ -1,4 +1,5 @@
-"""ngspice runners: seconds per sample for 128-H-10 (issue 4). Run: `make bench` or `python benchmarks/bench_spice.py`.
+"""ngspice runners: seconds per sample for 128-H-10 (docs/performance.md).
+Run: `make bench` or `python benchmarks/bench_spice.py`.
 
 Double-Shockley elements (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V), uniform random conductances, random Digits-sized
 inputs (64 features, pair-encoded, input gain 40 V), free phase, tight options (SPEC §5), one worker process.

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .constants import VT
+from .validation import ValidationError
 
 __all__ = ["Circuit", "CircuitError", "GMIN", "GROUND", "KINDS", "random_circuit", "diode_law", "diode_current",
            "diode_potential"]
@@ -38,7 +39,7 @@ GROUND = "0"
 _E = math.e
 
 
-class CircuitError(ValueError):
+class CircuitError(ValidationError):
     """A circuit that cannot be built or solved as asked; the message names the element or node."""
 
 

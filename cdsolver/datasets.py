@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .validation import ValidationError
+
 __all__ = ["Split", "DatasetError", "load_digits", "load_mnist", "load_fashion_mnist", "read_idx", "FASHION_DIR"]
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files (``dpkg -L dataset-fashion-mnist``).
@@ -29,13 +31,13 @@ def load_digits(seed: int = 0, n_val: int = 360, n_test: int = 360) -> dict[str,
     d = _load()
     x, y = d.data.astype(np.float64) / 16.0, d.target.astype(np.int64)
     if n_val + n_test >= len(x):
-        raise ValueError(f"n_val + n_test must be < {len(x)}, got {n_val} + {n_test}")
+        raise ValidationError(f"n_val + n_test must be < {len(x)}, got {n_val} + {n_test}")
     idx = np.random.default_rng(seed).permutation(len(x))
     parts = {"test": idx[:n_test], "val": idx[n_test:n_test + n_val], "train": idx[n_test + n_val:]}
     return {k: Split(x[i], y[i]) for k, i in parts.items()}
 
 
-class DatasetError(ValueError):
+class DatasetError(ValidationError):
     """A data file is missing or malformed; the message says which and what is expected."""
 
 
@@ -48,12 +50,14 @@ _IDX = {  # split: (images, labels) file stems
 def read_idx(path) -> np.ndarray:
     """An IDX file (``.gz`` or not): magic ``0x0000 <type 0x08 = uint8> <ndim>``, big-endian sizes, data."""
     import gzip
+    import zlib
     from pathlib import Path
 
     p = Path(path)
     try:
-        data = (gzip.open(p) if p.suffix == ".gz" else open(p, "rb")).read()
-    except OSError as e:
+        with gzip.open(p) if p.suffix == ".gz" else open(p, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # a cut .gz ends in EOFError
         raise DatasetError(f"{p}: cannot read ({e})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
         raise DatasetError(f"{p}: not an IDX file of unsigned bytes (bad magic {data[:4].hex()})")

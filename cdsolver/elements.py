@@ -20,6 +20,7 @@ import numpy as np
 from scipy.special import wrightomega
 
 from .constants import VT
+from .validation import ValidationError
 
 __all__ = ["Element", "Linear", "LinearPair", "Ideal", "Shockley", "Pwl", "element_from_meta", "spice_number",
            "KINDS"]
@@ -28,6 +29,9 @@ __all__ = ["Element", "Linear", "LinearPair", "Ideal", "Shockley", "Pwl", "eleme
 # exact there (its error is ~z^2), and the (slow, ~110 ns) wrightomega call is skipped.
 _LNZ_CUTOFF = -12.0
 _EPS = np.finfo(float).eps
+#: Smallest Shockley Vd = n*Vt (V) accepted: far below any physical diode (n*Vt >= ~0.02 V); at 1e-300 the
+#: update divides by Vd**2 = 0.
+VD_MIN = 1e-12
 
 
 def spice_number(x: float) -> str:
@@ -158,7 +162,7 @@ class Ideal(Element):
         return np.clip(v, lo, hi)
 
     def spice(self, name, node, lo, hi, builtin_diode=False):
-        raise ValueError("ideal diodes have no exact ngspice model; simulate a Shockley (small Vd) or pwl element")
+        raise ValidationError("ideal diodes have no exact ngspice model; simulate a Shockley (small Vd) or pwl element")
 
 
 class Shockley(Element):
@@ -172,16 +176,17 @@ class Shockley(Element):
     ``W0(e^t) = wrightomega(t)`` (never forms ``z``), evaluated as ``rail ± Vd*(ln W0 - ln(Is/(a*Vd)))``
     where the diode conducts (no cancellation, no overflow, for any ``|c/a|``); then one Newton step on the
     full two-sided equation; nodes where both diodes conduct (rails within a few ``Vd``) continue with a
-    safeguarded Newton–bisection until the step is at rounding level. Exact to float64 rounding (tests: ≤ 1e-13 relative to brentq).
+    safeguarded Newton–bisection until the step is at rounding level. Exact to float64 rounding (tests: ≤ 1e-13
+    relative to brentq).
     """
 
     kind = "shockley"
 
     def __init__(self, Is: float, Vd: float):
         if not (math.isfinite(Is) and Is > 0):
-            raise ValueError(f"Shockley Is must be a positive finite current in A, got {Is!r}")
-        if not (math.isfinite(Vd) and Vd > 0):
-            raise ValueError(f"Shockley Vd must be a positive finite voltage in V, got {Vd!r}")
+            raise ValidationError(f"Shockley Is must be a positive finite current in A, got {Is!r}")
+        if not (math.isfinite(Vd) and Vd >= VD_MIN):
+            raise ValidationError(f"Shockley Vd must be a finite voltage >= {VD_MIN:g} V, got {Vd!r}")
         self.Is = float(Is)
         self.Vd = float(Vd)
 
@@ -294,13 +299,13 @@ class Pwl(Element):
     def __init__(self, table):
         t = np.asarray(table, dtype=float)
         if t.ndim != 2 or t.shape[1] != 2 or t.shape[0] < 2:
-            raise ValueError(f"pwl table must be a list of at least 2 [v, i] pairs, got shape {t.shape}")
+            raise ValidationError(f"pwl table must be a list of at least 2 [v, i] pairs, got shape {t.shape}")
         if not np.all(np.isfinite(t)):
-            raise ValueError("pwl table contains NaN or inf")
+            raise ValidationError("pwl table contains NaN or inf")
         if np.any(np.diff(t[:, 0]) <= 0):
-            raise ValueError("pwl table voltages must be strictly increasing")
+            raise ValidationError("pwl table voltages must be strictly increasing")
         if np.any(np.diff(t[:, 1]) < 0):
-            raise ValueError("pwl table currents must be non-decreasing (the element must be passive, monotone)")
+            raise ValidationError("pwl table currents must be non-decreasing (the element must be passive, monotone)")
         self.vk = t[:, 0].copy()
         self.ik = t[:, 1].copy()
         self.sk = np.diff(self.ik) / np.diff(self.vk)
@@ -349,21 +354,21 @@ def rail_node(v: float) -> str:
 def element_from_meta(meta: Any) -> Element:
     """Build an element from the network file's ``meta["element"]``; errors name the offending key."""
     if not isinstance(meta, dict):
-        raise ValueError(f"meta.element must be an object, got {type(meta).__name__}")
+        raise ValidationError(f"meta.element must be an object, got {type(meta).__name__}")
     kind = meta.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"meta.element.kind must be one of {sorted(KINDS)}, got {kind!r}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValidationError(f"meta.element.kind must be one of {sorted(KINDS)}, got {kind!r}")
     if kind == "shockley":
         for key in ("Is", "Vd"):
             val = meta.get(key)
             if not isinstance(val, (int, float)) or isinstance(val, bool) or not (math.isfinite(val) and val > 0):
-                raise ValueError(f"meta.element.{key} must be a positive finite number, got {val!r}")
+                raise ValidationError(f"meta.element.{key} must be a positive finite number, got {val!r}")
         return Shockley(meta["Is"], meta["Vd"])
     if kind == "pwl":
         if "table" not in meta:
-            raise ValueError("meta.element.table is missing (a list of [v, i] pairs)")
+            raise ValidationError("meta.element.table is missing (a list of [v, i] pairs)")
         try:
             return Pwl(meta["table"])
         except (ValueError, TypeError) as e:
-            raise ValueError(f"meta.element.table: {e}") from None
+            raise ValidationError(f"meta.element.table: {e}") from None
     return KINDS[kind]()

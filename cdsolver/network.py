@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,30 +19,45 @@ import numpy as np
 
 from .constants import OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
+from .files import atomic_write
+from .validation import ValidationError
 
 __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
 
 FORMAT = "drn/1"
+#: Smallest nonzero conductance (S): the deck's resistor 1/G must be a finite number (1/5e-309 S is inf).
+G_MIN_NONZERO = 1e-300
 ENCODINGS = ("pair", "identity")
 OUTPUTS = ("single", "paired")
+INVERT = ("none", "half")
 
 
-class NetworkFormatError(ValueError):
+class NetworkFormatError(ValidationError):
     """A network file or a Network's arrays do not follow format drn/1; the message names the problem."""
 
 
 @dataclass(frozen=True)
 class Amplifier:
-    """Bidirectional amplifier after each hidden node: VCVS of gain ``A`` forward, CCCS of gain ``C`` back."""
+    """Bidirectional amplifier after each hidden node: VCVS of gain ``A`` forward, CCCS of gain ``C`` back.
+    ``invert="half"``: the second half of every hidden layer's amplifiers invert (gains ``−A`` and ``−C``), so
+    the next crossbar sees each node's value with both signs, as the input pair encoding does for the inputs
+    (positive conductances alone can then weigh a hidden node negatively, and the layers' common mode cancels)."""
 
     A: float
     C: float
+    invert: str = "none"
 
     def __post_init__(self):
         for name in ("A", "C"):
             val = getattr(self, name)
-            if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+            if not (_number(val) and math.isfinite(val) and val > 0):
                 raise NetworkFormatError(f"meta.amplifier.{name} must be a positive finite number, got {val!r}")
+        if self.invert not in INVERT:
+            raise NetworkFormatError(f"meta.amplifier.invert must be one of {INVERT}, got {self.invert!r}")
+
+    def signs(self, n: int) -> np.ndarray:
+        """Sign (±1) of each of ``n`` amplifiers of a hidden layer."""
+        return np.where(np.arange(n) < (n + 1) // 2, 1.0, -1.0) if self.invert == "half" else np.ones(n)
 
 
 @dataclass
@@ -93,6 +109,12 @@ class Network:
     def C(self) -> float:
         return 1.0 if self.amplifier is None else float(self.amplifier.C)
 
+    def signs(self, l: int) -> np.ndarray:
+        """Sign (±1) of the amplifier of each node of hidden layer ``l`` (all +1 without inverting ones): the drive
+        of crossbar ``l+1`` is ``A·signs(l)·v_l`` and its pull-back ``C·signs(l)·(G_{l+1} v_{l+1})``."""
+        n = self.sizes[l]
+        return np.ones(n) if self.amplifier is None else self.amplifier.signs(n)
+
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Input-source voltages ``v0`` (V), shape ``(batch, n_0)``, from features ``x`` (batch, n_features)."""
         from .validation import check_inputs
@@ -136,7 +158,8 @@ class Network:
             input_gain=self.input_gain,
             encoding=self.encoding,
             element=self.element.to_meta(),
-            amplifier=None if self.amplifier is None else {"A": self.amplifier.A, "C": self.amplifier.C},
+            amplifier=None if self.amplifier is None else {"A": self.amplifier.A, "C": self.amplifier.C,
+                                                            "invert": self.amplifier.invert},
             outputs=self.outputs,
             switch={"R_on": self.r_on, "R_off": None if math.isinf(self.r_off) else self.r_off},
         )
@@ -161,6 +184,11 @@ class Network:
                 raise NetworkFormatError(f"G{l}[{i},{j}] = {float(g[i, j])} S: conductances must be >= 0")
             if 0 in g.shape:
                 raise NetworkFormatError(f"G{l} has an empty dimension {g.shape}")
+            tiny = (g > 0) & (g < G_MIN_NONZERO)
+            if tiny.any():
+                i, j = np.argwhere(tiny)[0]
+                raise NetworkFormatError(f"G{l}[{i},{j}] = {float(g[i, j])} S: a nonzero conductance must be >= "
+                                         f"{G_MIN_NONZERO:g} S (its resistance 1/G must be a finite number)")
         for l in range(1, L + 1):
             _check_len(self.b[l - 1], n[l], f"b{l}")
         for l in range(1, L):
@@ -179,7 +207,7 @@ class Network:
                 raise NetworkFormatError(f"node {j} of layer {l} is floating: all its conductances are 0")
         if not isinstance(self.element, Element):
             raise NetworkFormatError(f"element must be an Element, got {type(self.element).__name__}")
-        if not (isinstance(self.input_gain, (int, float)) and math.isfinite(self.input_gain)):
+        if not (_number(self.input_gain) and math.isfinite(self.input_gain)):
             raise NetworkFormatError(f"meta.input_gain must be a finite number, got {self.input_gain!r}")
         if self.encoding not in ENCODINGS:
             raise NetworkFormatError(f"meta.encoding must be one of {ENCODINGS}, got {self.encoding!r}")
@@ -189,13 +217,22 @@ class Network:
             raise NetworkFormatError(f"meta.outputs must be one of {OUTPUTS}, got {self.outputs!r}")
         if self.outputs == "paired" and n[-1] % 2:
             raise NetworkFormatError(f"paired outputs need an even number of output nodes, G{L} has {n[-1]} columns")
-        if not (isinstance(self.r_on, (int, float)) and math.isfinite(self.r_on) and self.r_on >= 0):
+        if not (_number(self.r_on) and math.isfinite(self.r_on) and self.r_on >= 0):
             raise NetworkFormatError(f"meta.switch.R_on must be a finite number >= 0 Ω, got {self.r_on!r}")
-        if not (isinstance(self.r_off, (int, float)) and self.r_off > 0):
+        if not (_number(self.r_off) and self.r_off > 0):
             raise NetworkFormatError(f"meta.switch.R_off must be > 0 Ω or null (infinite), got {self.r_off!r}")
 
 
+def _number(x: Any) -> bool:
+    """A real number from JSON or Python (``true``/``false`` are not numbers here)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _float_array(x: Any, name: str, ndim: int, allow_inf: bool = False) -> np.ndarray:
+    kind = np.asarray(x).dtype.kind
+    if kind not in "fiu":
+        raise NetworkFormatError(f"{name}: expected real numbers, got dtype {np.asarray(x).dtype} (bool, complex "
+                                 f"and text are not conductances, currents or voltages)")
     try:
         a = np.array(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -205,7 +242,8 @@ def _float_array(x: Any, name: str, ndim: int, allow_inf: bool = False) -> np.nd
     bad = np.isnan(a) if allow_inf else ~np.isfinite(a)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise NetworkFormatError(f"{name}{list(idx)} = {float(a[idx])}: {'NaN' if allow_inf else 'NaN or inf'} not allowed")
+        what = "NaN" if allow_inf else "NaN or inf"
+        raise NetworkFormatError(f"{name}{list(idx)} = {float(a[idx])}: {what} not allowed")
     return a
 
 
@@ -248,11 +286,22 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
     for key in ("input_gain", "encoding", "element"):
         if key not in meta:
             raise NetworkFormatError(f"meta.{key} is missing")
-    L = 0
-    while f"G{L + 1}" in arrays:
-        L += 1
+    layers = {}  # name -> numbers of its arrays: G1..GL, b1..bL, lo1..lo{L-1}, hi1..hi{L-1}, nothing else
+    for key in arrays:
+        m = re.fullmatch(r"(G|b|lo|hi)(\d+)", key)
+        if m:
+            layers.setdefault(m.group(1), set()).add(int(m.group(2)))
+    L = max(layers.get("G", {0}))
     if L == 0:
         raise NetworkFormatError("missing array 'G1'")
+    for name, count in (("G", L), ("b", L), ("lo", L - 1), ("hi", L - 1)):
+        have = layers.get(name, set())
+        extra, missing = sorted(have - set(range(1, count + 1))), sorted(set(range(1, count + 1)) - have)
+        if missing:
+            raise NetworkFormatError(f"missing array '{name}{missing[0]}' (a network with G1..G{L} needs "
+                                     f"{name}1..{name}{count})")
+        if extra:
+            raise NetworkFormatError(f"array '{name}{extra[0]}' does not belong to a network with G1..G{L}")
 
     def take(prefix: str, count: int) -> list[np.ndarray]:
         out = []
@@ -270,8 +319,9 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
     amp = meta.get("amplifier")
     if amp is not None:
         if not isinstance(amp, dict) or "A" not in amp or "C" not in amp:
-            raise NetworkFormatError(f"meta.amplifier must be null or {{'A': float, 'C': float}}, got {amp!r}")
-        amp = Amplifier(amp["A"], amp["C"])
+            raise NetworkFormatError(f"meta.amplifier must be null or {{'A': float, 'C': float[, 'invert': 'none'|"
+                                     f"'half']}}, got {amp!r}")
+        amp = Amplifier(amp["A"], amp["C"], amp.get("invert", "none"))
     switch = meta.get("switch") or {}
     if not isinstance(switch, dict):
         raise NetworkFormatError(f"meta.switch must be an object, got {switch!r}")
@@ -287,12 +337,12 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Network:
 
 
 def save_network(net: Network, path: str | Path) -> None:
-    """Write ``net`` as a ``drn/1`` file (float64 arrays, JSON meta; unknown keys kept)."""
+    """Write ``net`` as a ``drn/1`` file (float64 arrays, JSON meta; unknown keys kept), atomically."""
     arrays = dict(net.extra_arrays)
     for name, arrs in (("G", net.G), ("b", net.b), ("lo", net.lo), ("hi", net.hi)):
         arrays.update({f"{name}{l}": a for l, a in enumerate(arrs, 1)})
     arrays["meta"] = np.array(json.dumps(net.meta()))
-    with open(path, "wb") as f:  # np.savez would append ".npz" to a name without it
+    with atomic_write(path) as f:  # a file object: np.savez would append ".npz" to a name without it
         np.savez(f, **arrays)
 
 
@@ -305,17 +355,21 @@ def random_network(
     g_mean: float | None = None,
     rails: str | None = None,
     v_off: float = OSANA_VOFF,
-    amplifier: Amplifier | tuple[float, float] | None = None,
+    amplifier: Amplifier | tuple | None = None,
     bias: float = 0.0,
     input_gain: float = 1.0,
     encoding: str = "pair",
     outputs: str = "single",
+    init: str = "uniform",
     **kw: Any,
 ) -> Network:
     """A random network with layer sizes ``[n_0, ..., n_L]``.
 
-    Conductances are uniform on ``[0, 2*g_mean]`` S (default ``g_mean = 1/n_{l-1}`` per crossbar: each node's
-    input conductances sum to ~1 S); biases uniform on ``[-bias, bias]`` A. ``element``: a kind name
+    ``init="uniform"``: conductances uniform on ``[0, 2*g_mean]`` S (default ``g_mean = 1/n_{l-1}`` per crossbar:
+    each node's input conductances sum to ~1 S); ``init="clamped"`` (Scellier's): uniform on ``±1/√n_{l-1}`` S
+    (times ``g_mean·n_{l-1}`` if given), negative ones set to 0 — about half the conductances start at 0 (``G = 0``
+    is an open circuit; training may grow them), the others spread widely; biases uniform on ``[-bias, bias]`` A.
+    ``element``: a kind name
     (``linear``, ``ideal``, ``shockley`` = Osana's Is=1e-6 A, Vd=0.05 V; ``pwl`` = a soft-clipping table) or an
     Element. ``rails``: ``"split"`` (half the hidden nodes ``[0, inf)``, half ``(-inf, 0]``: Scellier) or
     ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode); default split for ideal, both otherwise.
@@ -331,13 +385,19 @@ def random_network(
         }[element]()
     rails = rails or ("split" if isinstance(element, Ideal) else "both")
     if len(sizes) < 2:
-        raise ValueError(f"sizes must list at least the input and output layer, got {list(sizes)}")
+        raise ValidationError(f"sizes must list at least the input and output layer, got {list(sizes)}")
     if outputs == "paired":
         sizes = list(sizes[:-1]) + [2 * sizes[-1]]
     G, b, lo, hi = [], [], [], []
     for l in range(1, len(sizes)):
         gm = g_mean if g_mean is not None else 1.0 / sizes[l - 1]
-        G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
+        if init == "uniform":
+            G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
+        elif init == "clamped":
+            bound = gm * math.sqrt(sizes[l - 1])
+            G.append(np.maximum(rng.uniform(-bound, bound, (sizes[l - 1], sizes[l])), 0.0))
+        else:
+            raise ValueError(f"init must be 'uniform' or 'clamped', got {init!r}")
         b.append(rng.uniform(-bias, bias, sizes[l]))
         if l < len(sizes) - 1:
             n = sizes[l]
@@ -349,7 +409,7 @@ def random_network(
                 lo.append(np.full(n, -v_off))
                 hi.append(np.full(n, v_off))
             else:
-                raise ValueError(f"rails must be 'split' or 'both', got {rails!r}")
+                raise ValidationError(f"rails must be 'split' or 'both', got {rails!r}")
     if isinstance(amplifier, tuple):
         amplifier = Amplifier(*amplifier)
     return Network(G=G, b=b, lo=lo, hi=hi, element=element, input_gain=input_gain, encoding=encoding,

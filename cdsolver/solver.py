@@ -5,7 +5,7 @@ update; odd layers depend only on even ones and vice versa. One *sweep* updates 
 even layers. Writing ``x`` for the even layers, a sweep is a map ``x -> T(x)`` whose fixed point is the
 steady state; plain block CD iterates it (the co-content never increases), and Anderson acceleration
 (the default, ``anderson=m``) extrapolates from the last ``m`` sweeps per sample, which removes the slow
-common-mode eigenvalue of deep networks (notes/cd-acceleration.md). Both are exact: they stop on KCL.
+common-mode eigenvalue of deep networks (docs/solver.md). Both are exact: they stop on KCL.
 
 Stopping test, per sample: ``max|KCL| <= tol * I_ref``. The state tested is ``(odd(x), x)``: its odd layers
 solve their KCL exactly (to rounding), so its residual is that of the even layers, computed in the sweep
@@ -24,8 +24,9 @@ import numpy as np
 
 from .constants import TOL
 from .elements import Linear, LinearPair
+from .files import atomic_write
 from .network import Network
-from .validation import check_array
+from .validation import ValidationError, check_array
 
 __all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current",
            "load_states"]
@@ -72,11 +73,12 @@ class Solution:
         return self
 
     def save(self, path: str | Path) -> None:
-        """Write the states file of SPEC §4: ``v1..vL``, ``iterations``, ``residual``, ``converged`` (+ ``i_ref``, ``step``)."""
+        """Write the states file of SPEC §4: ``v1..vL``, ``iterations``, ``residual``, ``converged`` (+ ``i_ref``,
+        ``step``)."""
         arrays = {f"v{l}": v for l, v in enumerate(self.states, 1)}
         arrays.update(iterations=self.iterations, residual=self.residual, converged=self.converged,
                       i_ref=self.i_ref, step=self.step, tol=np.array(self.tol))
-        with open(path, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, **arrays)
 
 
@@ -87,7 +89,7 @@ def load_states(path: str | Path) -> list[np.ndarray]:
         while f"v{n + 1}" in f.files:
             n += 1
         if n == 0:
-            raise ValueError(f"{path}: not a states file (no array 'v1')")
+            raise ValidationError(f"{path}: not a states file (no array 'v1')")
         return [f[f"v{l}"] for l in range(1, n + 1)]
 
 
@@ -156,6 +158,7 @@ class _Layers:
     def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None):
         L, A, C = net.depth, net.A, net.C
         self.net, self.L, self.A, self.C = net, L, A, C
+        self.sign = [net.signs(l) for l in range(1, L)]  # amplifier signs of each hidden layer
         self.G = net.G
         self.colmax = [g.argmax(axis=0) for g in net.G]  # row of each node's largest input conductance
         self.gmax = [g.max() for g in net.G]
@@ -165,7 +168,7 @@ class _Layers:
             a = net.G[l - 1].sum(axis=0) + (C * A * net.G[l].sum(axis=1) if l < L else gn)
             if np.any(a <= 0):
                 j = int(np.argmax(a <= 0))
-                raise ValueError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
+                raise ValidationError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
                                  f"(beta={beta} gives a nudging conductance of {gn:.4g} S; use a smaller |beta|)")
             self.a.append(a)
         inf = np.full(0, np.inf)
@@ -178,8 +181,8 @@ class _Layers:
             bad = ap * am <= gn * gn
             if bad.any():
                 k = int(np.argmax(bad))
-                raise ValueError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the circuit "
-                                 f"non-convex; use a smaller |beta|")
+                raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the "
+                                      f"circuit non-convex; use a smaller |beta|")
         # drive terms that do not change during the solve
         self.fixed = [np.array(bl) for bl in net.b]
         self.fixed[0] = v0 @ net.G[0] + net.b[0]
@@ -196,9 +199,9 @@ class _Layers:
         fixed = self.fixed[l - 1]
         c = fixed[rows] if fixed.ndim == 2 else fixed
         if l > 1:
-            c = c + self.A * (v[l - 1] @ self.G[l - 1])
+            c = c + self.A * ((v[l - 1] * self.sign[l - 2]) @ self.G[l - 1])
         if l < self.L:
-            c = c + self.C * (v[l + 1] @ self.G[l].T)
+            c = c + self.C * self.sign[l - 1] * (v[l + 1] @ self.G[l].T)
         return c
 
     def update(self, l: int, v: dict[int, np.ndarray], rows) -> tuple[np.ndarray, np.ndarray]:
@@ -264,19 +267,19 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
     v0 = check_array(v0, "v0 (input voltages)", (None, n[0]))
     B = v0.shape[0]
     if not np.isfinite(beta):
-        raise ValueError(f"beta must be finite, got {beta}")
+        raise ValidationError(f"beta must be finite, got {beta}")
     if targets is not None:
         targets = check_array(targets, "targets", (B, net.n_classes))
     if init is not None:
         if len(init) != net.depth:
-            raise ValueError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
+            raise ValidationError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
         init = [check_array(s, f"init v{l}", (B, n[l])) for l, s in enumerate(init, 1)]
-    if not (tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol}")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValidationError(f"tol must be a finite number > 0, got {tol}")
     if int(max_sweeps) < 1:
-        raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
+        raise ValidationError(f"max_sweeps must be >= 1, got {max_sweeps}")
     if int(anderson) < 0:
-        raise ValueError(f"anderson (history depth) must be >= 0, got {anderson}")
+        raise ValidationError(f"anderson (history depth) must be >= 0, got {anderson}")
     return v0, targets, init
 
 
@@ -358,14 +361,14 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int)
 def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
     """(layer, drive voltages u (V), node voltages v (V), G) of every crossbar."""
     for l in range(1, P.L + 1):
-        u = v0 if l == 1 else P.A * v[l - 1]
+        u = v0 if l == 1 else P.A * P.sign[l - 2] * v[l - 1]
         yield l, u, v[l], P.G[l - 1]
 
 
 def _i_upper(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """An upper bound (A) of the largest crossbar current per sample: max G times the widest voltage span."""
     best = np.zeros(v0.shape[0])
-    for l, u, vl, G in _drives(P, v0, v):
+    for l, u, vl, _ in _drives(P, v0, v):
         span = np.maximum(u.max(axis=1), vl.max(axis=1)) - np.minimum(u.min(axis=1), vl.min(axis=1))
         best = np.maximum(best, P.gmax[l - 1] * span)
     return best
@@ -405,7 +408,7 @@ def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.nda
     """Exact largest crossbar-resistor current ``max_ij |G_ij (v_j - u_i)|`` (A) per sample (O(batch·n·m))."""
     P = _Layers(network, np.asarray(v0, dtype=np.float64), 0.0, None)
     best = np.zeros(len(v0))
-    for l, u, vl, G in _drives(P, np.asarray(v0, dtype=np.float64), _as_dict(states)):
+    for _, u, vl, G in _drives(P, np.asarray(v0, dtype=np.float64), _as_dict(states)):
         for b in range(len(v0)):
             best[b] = max(best[b], np.max(G * np.abs(vl[b][None, :] - u[b][:, None])))
     return best

@@ -7,6 +7,7 @@ A run can be checkpointed after every epoch and resumed bit for bit (``save_chec
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -15,15 +16,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import defaults
 from .datasets import Split
-from .ep import Gradient, ep_gradient, loss
+from .defaults import TRAIN
+from .ep import Gradient, ep_gradient, implicit_gradient, loss, safe_beta
 from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
 
-__all__ = ["TrainConfig", "TrainState", "step", "train", "evaluate", "save_checkpoint", "load_checkpoint", "DEFAULTS"]
+__all__ = ["TrainConfig", "TrainState", "step", "train", "evaluate", "save_checkpoint", "load_checkpoint"]
 
-#: Tuned on Digits' validation split (README): (input gain in V, learning rate) per element kind.
-DEFAULTS = {"shockley": (40.0, 0.002), "ideal": (4.0, 0.1), "linear": (4.0, 0.1), "pwl": (4.0, 0.1)}
+#: Training gradients: EP's estimate, or the true gradient by implicit differentiation (a control).
+GRADIENTS = ("ep", "implicit")
 
 #: Optimizers and the buffers each keeps per parameter (see ``step``): momentum its velocity, Adam two moments.
 OPTIMIZERS = {"momentum": 1, "adam": 2}
@@ -31,28 +34,40 @@ OPTIMIZERS = {"momentum": 1, "adam": 2}
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters. lr: one rate (see ``rates``) or one per layer (G and b of layer l share it), times
-    ``lr_decay**(e-1)`` in epoch ``e``. optimizer: ``"momentum"`` (SGD) or ``"adam"`` (see ``step``; ``momentum``
-    is Adam's β₁). average: decay per batch of the weights' moving average, the model evaluated and kept
-    (0: the weights themselves). tol: solver tolerance in training (evaluation uses ``eval_tol``).
-    target: output voltage (V) of the correct class (paired outputs: of ``v+ − v−``), 0 V elsewhere."""
+    """Hyper-parameters; every default comes from ``cdsolver.defaults`` (``None``: the rule there, resolved for
+    the training set by ``resolved``). lr: one rate (see ``rates``) or one per layer (G and b of layer l share
+    it), times ``lr_decay**(e-1)`` in epoch ``e``. optimizer: ``"adam"`` or ``"momentum"`` (SGD; see ``step``;
+    ``momentum`` is Adam's β₁). average: decay per batch of the weights' moving average, the model evaluated and
+    kept (0: the weights themselves). beta (S): the nudging strength, lowered per batch to ``ep.beta_limit`` for
+    negative and centered EP. gradient: ``"ep"``, or ``"implicit"`` (the true gradient, a control). tol: solver
+    tolerance in training (evaluation uses ``eval_tol``); max_sweeps: the solver's cap, a sample any of whose
+    phases hits it is left out of the gradient. target: output voltage (V) of the correct class (paired outputs:
+    of ``v+ − v−``), 0 V elsewhere."""
 
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float | Sequence[float] = 0.05
-    lr_decay: float = 1.0
-    optimizer: str = "momentum"
-    momentum: float = 0.9
-    average: float = 0.0
-    beta: float = 0.5
-    estimator: str = "centered"
-    g_min: float = 1e-6
-    g_max: float = 10.0
-    target: float = 1.0
-    tol: float = 1e-10
-    eval_tol: float = 1e-12
-    seed: int = 0
+    epochs: int = TRAIN["epochs"]
+    batch_size: int | None = None
+    lr: float | Sequence[float] | None = None
+    lr_decay: float = TRAIN["lr_decay"]
+    optimizer: str = TRAIN["optimizer"]
+    momentum: float = TRAIN["momentum"]
+    average: float | None = None
+    beta: float = TRAIN["beta"]
+    estimator: str = TRAIN["estimator"]
+    g_min: float = TRAIN["g_min"]
+    g_max: float = TRAIN["g_max"]
+    target: float = TRAIN["target"]
+    tol: float = TRAIN["tol"]
+    eval_tol: float = TRAIN["eval_tol"]
+    max_sweeps: int = TRAIN["max_sweeps"]
+    gradient: str = TRAIN["gradient"]
+    seed: int = TRAIN["seed"]
     extra: dict = field(default_factory=dict)
+
+    def resolved(self, n_train: int) -> "TrainConfig":
+        """A copy with the data-dependent defaults (``None``) set for ``n_train`` training samples."""
+        bs = self.batch_size if self.batch_size is not None else defaults.batch_size(n_train)
+        return replace(self, batch_size=bs, lr=self.lr if self.lr is not None else defaults.lr(bs),
+                       average=self.average if self.average is not None else defaults.average(bs, n_train))
 
     def rates(self, net: Network) -> list[float]:
         """Learning rate of each crossbar. One ``lr`` with momentum is the output layer's; crossbar ``l`` gets
@@ -60,9 +75,11 @@ class TrainConfig:
         learns from its own ``½ΔV²`` (the local rule; no change without amplifiers). Adam's steps do not scale
         with the gradient: one ``lr`` is every layer's. A list is used as given."""
         depth = net.depth
-        lr = [float(x) for x in np.atleast_1d(self.lr)]
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be 'momentum' or 'adam', got {self.optimizer!r}")
+        if self.lr is None:
+            raise ValueError("lr is unset (its default depends on the batch): call TrainConfig.resolved(n_train)")
+        lr = [float(x) for x in np.atleast_1d(self.lr)]
         if len(lr) == 1:
             w = net.C / net.A if self.optimizer == "momentum" else 1.0
             lr = [lr[0] * w ** (depth - l) for l in range(1, depth + 1)]
@@ -70,9 +87,52 @@ class TrainConfig:
             raise ValueError(f"lr must be one positive rate or {depth} of them (one per layer), got {self.lr}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if not (0 <= self.momentum < 1 and 0 <= self.average < 1):
+        if not (0 <= self.momentum < 1 and 0 <= (self.average or 0.0) < 1):
             raise ValueError(f"momentum and average must be in [0, 1), got {self.momentum}, {self.average}")
+        if self.gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
+        if not ((self.batch_size or 1) >= 1 and self.max_sweeps >= 1 and self.epochs >= 0):
+            raise ValueError(f"batch_size and max_sweeps must be >= 1 and epochs >= 0, got {self.batch_size}, "
+                             f"{self.max_sweeps}, {self.epochs}")
+        if not (math.isfinite(self.beta) and self.beta > 0 and math.isfinite(self.target)):
+            raise ValueError(f"beta must be a finite number > 0 S and target finite, got {self.beta}, {self.target}")
         return lr
+
+
+class _Diagnostics:
+    """Per-epoch statistics of the free phase and the gradient, columns of the history (``row``): per layer
+    ``v{l}_mean`` and ``v{l}_spread`` (V: mean over nodes and batches of the node voltage and of its standard
+    deviation over the batch — how much the layer depends on the input), ``v{l}_beyond`` (hidden layers: fraction of
+    nodes on or beyond a rail), ``grad{l}`` (mean over batches of ‖dG_l‖, S-gradient units); ``excluded``
+    (samples left out
+    of the gradient because a phase did not converge) and ``beta_min`` (the smallest β used, S)."""
+
+    def __init__(self, net: Network):
+        self.net, self.n, self.excluded, self.beta = net, 0, 0, np.inf
+        L = net.depth
+        self.mean, self.spread, self.beyond, self.grad = np.zeros(L), np.zeros(L), np.zeros(L - 1), np.zeros(L)
+
+    def add(self, states: Sequence[np.ndarray], grad: Gradient, beta: float) -> None:
+        net = self.net
+        self.n += 1
+        self.beta = min(self.beta, beta)
+        self.excluded += 0 if grad.used is None else int((~grad.used).sum())
+        for l, v in enumerate(states):
+            self.mean[l] += v.mean()
+            self.spread[l] += v.std(axis=0).mean()
+            self.grad[l] += np.linalg.norm(grad.dG[l])
+            if l < net.depth - 1:
+                self.beyond[l] += np.mean((v >= net.hi[l]) | (v <= net.lo[l]))
+
+    def row(self) -> dict:
+        n, L = max(self.n, 1), self.net.depth
+        out: dict = {"excluded": self.excluded, "beta_min": self.beta}
+        for l in range(L):
+            out[f"v{l + 1}_mean"], out[f"v{l + 1}_spread"] = self.mean[l] / n, self.spread[l] / n
+            if l < L - 1:
+                out[f"v{l + 1}_beyond"] = self.beyond[l] / n
+        out.update({f"grad{l + 1}": self.grad[l] / n for l in range(L)})
+        return out
 
 
 def targets(labels: np.ndarray, n_out: int, target: float) -> np.ndarray:
@@ -140,6 +200,7 @@ class TrainState:
 
     @classmethod
     def start(cls, net: Network, n_train: int, cfg: TrainConfig) -> "TrainState":
+        cfg = cfg.resolved(n_train)
         params = net.G + net.b
         slots = [np.zeros_like(p) for _ in range(OPTIMIZERS[cfg.optimizer]) for p in params]
         return cls(0, slots, [p.copy() for p in params] if cfg.average else [],
@@ -172,22 +233,39 @@ def save_checkpoint(path: str | Path, net: Network, state: TrainState, run: dict
 
 
 def load_checkpoint(path: str | Path) -> tuple[Network, TrainState, dict]:
-    """(network, state, run options) from a file written by ``save_checkpoint``."""
+    """(network, state, run options) from a file written by ``save_checkpoint``. A damaged checkpoint (missing
+    or mistyped meta.checkpoint entries, non-finite arrays) raises NetworkFormatError naming the entry."""
     ck = load_network(path)
     meta = dict(ck.extra_meta)
     info = meta.pop("checkpoint", None)
     if info is None:
         raise NetworkFormatError(f"{path}: a network file but not a training checkpoint (no meta.checkpoint)")
+    for key, kind, what in (("epoch", int, "an integer"), ("rng", dict, "an object"), ("history", list, "a list"),
+                            ("run", dict, "an object")):
+        if not isinstance(info, dict) or not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
+            got = info.get(key, "missing") if isinstance(info, dict) else info
+            raise NetworkFormatError(f"{path}: meta.checkpoint.{key} must be {what}, got {got!r}")
+    if not all(isinstance(row, dict) for row in info["history"]):
+        raise NetworkFormatError(f"{path}: meta.checkpoint.history must be a list of objects (one per epoch)")
     arrays = dict(ck.extra_arrays)
+    bad = sorted(k for k, a in arrays.items() if k.startswith("ckpt_") and not np.all(np.isfinite(a)))
+    if bad:
+        raise NetworkFormatError(f"{path}: checkpoint arrays {', '.join(bad)} hold NaN or inf (a diverged or damaged "
+                                 f"run): resuming would write a network with non-finite conductances")
     slots, average = ([arrays.pop(f"{p}{k}") for k in range(4 * ck.depth) if f"{p}{k}" in arrays]
                       for p in ("ckpt_slot", "ckpt_average"))
-    free = [arrays.pop(f"ckpt_free{l}") for l in range(1, ck.depth + 1)]
+    free = [arrays.pop(f"ckpt_free{l}") for l in range(1, ck.depth + 1) if f"ckpt_free{l}" in arrays]
     unknown = sorted(k for k in arrays if k.startswith("ckpt_"))
     if unknown:
         raise NetworkFormatError(f"{path}: checkpoint arrays {', '.join(unknown)} are not this version's (an older "
                                  f"drn-cd wrote them); its network loads with load_network, the run must start anew")
+    if len(free) != ck.depth:
+        raise NetworkFormatError(f"{path}: checkpoint arrays ckpt_free1..ckpt_free{ck.depth} are incomplete")
     rng = np.random.default_rng()
-    rng.bit_generator.state = info["rng"]
+    try:
+        rng.bit_generator.state = info["rng"]
+    except (TypeError, ValueError, KeyError) as e:
+        raise NetworkFormatError(f"{path}: meta.checkpoint.rng is not a NumPy generator state ({e})") from None
     net = replace(ck, extra_meta=meta, extra_arrays=arrays)
     return net, TrainState(info["epoch"], slots, average, free, rng, info["history"]), info["run"]
 
@@ -200,8 +278,9 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
     trained model afterwards, or a run to continue (``load_checkpoint``) — the result is bit for bit that of an
     uninterrupted run; ``checkpoint(state)`` is called after every epoch. Returns the history, one dict per epoch
     (epoch, train_error, train_loss, val_error, val_loss, seconds)."""
-    lr = cfg.rates(net)
     tr = data["train"]
+    cfg = cfg.resolved(len(tr.x))
+    lr = cfg.rates(net)
     st = state or TrainState.start(net, len(tr.x), cfg)
     for split in data.values():
         if split.y.max() >= net.n_classes:
@@ -222,17 +301,28 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
             from tqdm import tqdm
 
             batches = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch")
+        diag = _Diagnostics(net)
+        # β for the epoch: convex negative phase (ep.beta_limit, one dense solve per layer: once per epoch)
+        beta = safe_beta(net, cfg.beta) if cfg.estimator != "positive" else cfg.beta
         for k in batches:
             idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
             v0, lab = net.encode(tr.x[idx]), tr.y[idx]
             y = targets(lab, net.n_classes, cfg.target)
-            free = solve(net, v0, targets=y, init=[c[idx] for c in st.free_cache], tol=cfg.tol)
-            grad, free = ep_gradient(net, v0, y, beta=cfg.beta, estimator=cfg.estimator, free=free, tol=cfg.tol)
+            free = solve(net, v0, targets=y, init=[c[idx] for c in st.free_cache], tol=cfg.tol,
+                         max_sweeps=cfg.max_sweeps)
+            if cfg.gradient == "implicit":
+                grad = implicit_gradient(net, v0, free.states, y)
+                grad.used = free.converged
+            else:
+                grad, free = ep_gradient(net, v0, y, beta=beta, estimator=cfg.estimator, free=free, tol=cfg.tol,
+                                         max_sweeps=cfg.max_sweeps)
             for c, s in zip(st.free_cache, free.states):
                 c[idx] = s
             errs += int((net.decode(free.states[-1]).argmax(1) != lab).sum())
             tot_loss += loss(net, free.states, y) * len(idx)
-            step(cfg, net, grad, rates, st.slots, (epoch - 1) * n_batches + k + 1)
+            diag.add(free.states, grad, beta)
+            if grad.used is None or grad.used.any():
+                step(cfg, net, grad, rates, st.slots, (epoch - 1) * n_batches + k + 1)
             for G in net.G:
                 np.clip(G, cfg.g_min, cfg.g_max, out=G)
             for a, p in zip(st.average, net.G + net.b):
@@ -240,7 +330,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
                 a += (1 - cfg.average) * p
         val_err, val_loss = evaluate(st.model(net), data["val"], cfg)
         row = dict(epoch=epoch, train_error=errs / len(tr.x), train_loss=tot_loss / len(tr.x), val_error=val_err,
-                   val_loss=val_loss, seconds=time.perf_counter() - t0)
+                   val_loss=val_loss, seconds=time.perf_counter() - t0, **diag.row())
         st.history.append(row)
         st.epoch = epoch
         if checkpoint:

@@ -6,21 +6,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_array", "check_inputs"]
+__all__ = ["ValidationError", "check_array", "check_inputs"]
+
+
+class ValidationError(ValueError):
+    """Bad user input (an argument, array, file or config): the message names it; the CLI prints it as one
+    line and exits 2. Any other exception is a bug and keeps its traceback."""
 
 
 def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
     """Return ``x`` as a C-contiguous finite float64 array of ``shape`` (``None`` = any length)."""
+    kind = np.asarray(x).dtype.kind
+    if kind not in "fiub":
+        raise ValidationError(f"{name}: expected real numbers, got dtype {np.asarray(x).dtype}")
     try:
         a = np.ascontiguousarray(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}: expected a numeric array, got {type(x).__name__} ({e})") from None
+        raise ValidationError(f"{name}: expected a numeric array, got {type(x).__name__} ({e})") from None
     want = "(" + ", ".join("batch" if s is None else str(s) for s in shape) + ")"
     if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
-        raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
+        raise ValidationError(f"{name}: expected shape {want}, got {a.shape}")
     if not np.all(np.isfinite(a)):
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise ValueError(f"{name}: entry {list(idx)} is {a[idx]} (NaN/inf not allowed)")
+        raise ValidationError(f"{name}: entry {list(idx)} is {a[idx]} (NaN/inf not allowed)")
     return a
 
 

@@ -18,6 +18,7 @@ CASES = {
     "shockley_double_amp_nudged": ([6, 5, 4, 3], "shockley", "both", (4.0, 1.0), 0.5),
     "shockley_single_amp025_negative_beta": ([6, 5, 4, 3], "shockley", "split", (4.0, 0.25), -0.1),
     "pwl_free_3hidden": ([6, 5, 4, 4, 3], "pwl", None, None, 0.0),
+    "shockley_double_inverting_amp_nudged": ([6, 6, 4, 3], "shockley", "both", (4.0, 1.0, "half"), 0.3),
 }
 
 

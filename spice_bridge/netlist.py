@@ -16,10 +16,11 @@ import numpy as np
 from cdsolver.circuit import Circuit
 from cdsolver.elements import Shockley, rail_node, spice_number as num
 from cdsolver.network import Network
+from cdsolver.validation import ValidationError
 
 __all__ = ["deck", "general_deck", "circuit_deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
 
-#: Tight tolerances: agree with exact references to ~1e-15 (notes/ngspice.md); reltol < 1e-15 fails.
+#: Tight tolerances: agree with exact references to ~1e-15 (docs/spice.md); reltol < 1e-15 fails.
 OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18 gmin=0"
 
 
@@ -58,7 +59,8 @@ def header(net: Network, beta: float, title: str, batch: int | None) -> list[str
     return [
         f"* {title}",
         f"* network {'-'.join(map(str, net.sizes))}; element {net.element.to_meta()}; amplifier "
-        + (f"A={num(amp.A)} C={num(amp.C)}" if amp else "none")
+        + (f"A={num(amp.A)} C={num(amp.C)}" + (", second half of each layer inverting" if amp.invert == "half" else "")
+           if amp else "none")
         + f"; phase {'free' if beta == 0 else f'nudged beta={num(beta)} S'}; "
         + (f"{batch} samples swept by .dc" if batch else "one sample, .op"),
         "* node n<l>_<j> = node j of layer l (layer 0: inputs); u<l>_<j> = amplified drive of a hidden node",
@@ -94,7 +96,7 @@ def sources(net: Network, v0: np.ndarray, *, beta: float = 0.0, targets: np.ndar
 def body(net: Network, *, beta: float = 0.0, builtin_diode: bool = False) -> list[str]:
     """Everything but the sources and the analysis: crossbars, biases, elements, amplifiers, nudging branches."""
     if beta != 0 and net.r_on <= 0:
-        raise ValueError("ngspice switches need R_on > 0 Ω; this network has R_on = 0")
+        raise ValidationError("ngspice switches need R_on > 0 Ω; this network has R_on = 0")
     L, n, el, amp = net.depth, net.sizes, net.element, net.amplifier is not None
     lines: list[str] = []
     rails: set[float] = set()
@@ -117,9 +119,9 @@ def body(net: Network, *, beta: float = 0.0, builtin_diode: bool = False) -> lis
                 rails |= {float(r) for r in np.concatenate([lo, hi]) if math.isfinite(r)}
         if amp:
             lines += ["", f"* ---- layer {l}: amplifiers (E: u = A v; Vs: 0 V sense; F: pulls C x delivered current)"]
-            for j in range(n[l]):
-                lines += [f"E{l}_{j} s{l}_{j} 0 {node(l, j)} 0 {num(net.A)}", f"Vs{l}_{j} s{l}_{j} u{l}_{j} DC 0",
-                          f"F{l}_{j} {node(l, j)} 0 Vs{l}_{j} {num(net.C)}"]
+            for j, sg in enumerate(net.signs(l)):  # an inverting amplifier: gains −A and −C
+                lines += [f"E{l}_{j} s{l}_{j} 0 {node(l, j)} 0 {num(sg * net.A)}", f"Vs{l}_{j} s{l}_{j} u{l}_{j} DC 0",
+                          f"F{l}_{j} {node(l, j)} 0 Vs{l}_{j} {num(sg * net.C)}"]
     if rails:
         lines += ["", "* ---- diode rails (built-in D model option)", el.spice_model()]
         lines += [f"V{rail_node(r)} {rail_node(r)} 0 DC {num(r)}" for r in sorted(rails)]

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdsolver.circuit import Circuit, CircuitError
+from cdsolver.validation import ValidationError
 
 __all__ = ["DeckError", "parse_deck", "parse_text", "spice_value"]
 
 
-class DeckError(ValueError):
+class DeckError(ValidationError):
     """A deck that is not in the DC subset, or malformed: ``FILE:LINE: message: 'text'``."""
 
 

@@ -99,8 +99,10 @@ def cmd_check(args) -> int:
     ckt, sol, cd_s = _solve(args)
     own = args.out is None
     wd = Path(tempfile.mkdtemp(prefix="drn-circuit-") if own else args.out)
-    vec, sp_s, sp_an, sp_it = op_deck(args.deck, wd, options=None if args.keep_options else CHECK_OPTIONS,
-                                      timeout=args.timeout)
+    vec, sp_s, sp_an, sp_it, why = op_deck(args.deck, wd, options=None if args.keep_options else CHECK_OPTIONS,
+                                           timeout=args.timeout)
+    if why:
+        raise CliError(why)
     names = ckt.node_names()
     missing = [n for n in names if f"v({n})" not in vec]
     if missing:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cdsolver.constants import TOL
+from cdsolver.validation import ValidationError
 
 from . import circuit_cli
 
@@ -19,7 +20,7 @@ EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
 
-class CliError(Exception):
+class CliError(ValidationError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -34,16 +35,48 @@ def load_npy(path: str, what: str) -> np.ndarray:
         raise CliError(f"{what} file {p} is not a readable .npy array ({e})") from None
 
 
+def check_out(path: str, folder: bool = False) -> None:
+    """``--out``: a file (or with ``folder``, a folder) this process can create or replace; else CliError."""
+    import os
+
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise CliError(f"--out {p} is a file, not a folder")
+    if not folder and p.is_dir():
+        raise CliError(f"--out {p} is a folder; give a file name")
+    parent = next(q for q in [p, *p.parents] if q.exists()) if folder else p.parent
+    if not parent.is_dir():
+        raise CliError(f"--out {p}: {parent} is not an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.is_file() and not os.access(p, os.W_OK)):
+        raise CliError(f"--out {p}: no permission to write in {parent}")
+
+
+def save_or_rescue(save, out: str) -> None:
+    """``save(out)``; if writing fails (a full disk, a folder that went away), the finished results are written
+    to a new temporary folder instead and CliError says where."""
+    import tempfile
+
+    try:
+        save(out)
+    except OSError as e:
+        rescue = Path(tempfile.mkdtemp(prefix="drn-rescue-")) / Path(out).name
+        save(rescue)
+        raise CliError(f"cannot write {out} ({e.strerror or e}); the results are in {rescue}") from None
+
+
 def load_problem(args: argparse.Namespace):
-    """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]."""
+    """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]; checks ``--out``."""
     from cdsolver.network import load_network
     from cdsolver.validation import check_array
 
+    check_out(args.out, folder=args.command == "netlist")
     if not Path(args.network).is_file():
         raise CliError(f"network file not found: {args.network}")
     net = load_network(args.network)
     x = load_npy(args.inputs, "inputs")
     v0 = check_array(x, "inputs (already encoded v0)", (None, net.sizes[0])) if args.encoded else net.encode(x)
+    if len(v0) == 0:
+        raise CliError(f"inputs: no samples (shape {np.shape(x)})")
     targets = None
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
@@ -71,7 +104,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     sol = solve(net, v0, beta=args.beta, targets=targets, tol=args.tol, max_sweeps=args.max_iter,
                 anderson=args.anderson)
     wall = time.perf_counter() - t0
-    sol.save(args.out)
+    save_or_rescue(sol.save, args.out)
     rel = sol.residual / np.maximum(sol.i_ref, 1e-300)
     print(f"{len(v0)} samples, network {'-'.join(map(str, net.sizes))} ({net.element.kind}): "
           f"{int(sol.converged.sum())} converged; sweeps mean {sol.iterations.mean():.1f} max {sol.iterations.max()}; "
@@ -87,14 +120,16 @@ def cmd_netlist(args: argparse.Namespace) -> int:
     from spice_bridge.netlist import deck
 
     net, v0, targets = load_problem(args)
+    from cdsolver.files import atomic_write
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for b in range(len(v0)):
-        y = None if targets is None else targets[b]
-        (out / f"sample{b}.cir").write_text(deck(net, v0[b], beta=args.beta, targets=y,
-                                                 builtin_diode=args.builtin_diode, title=f"drn-cd sample {b}"))
-    (out / "batch.cir").write_text(deck(net, v0, beta=args.beta, targets=targets, builtin_diode=args.builtin_diode,
-                                        title=f"drn-cd: {len(v0)} samples swept by .dc"))
+    decks = {f"sample{b}.cir": (v0[b], None if targets is None else targets[b], f"drn-cd sample {b}")
+             for b in range(len(v0))}
+    decks["batch.cir"] = (v0, targets, f"drn-cd: {len(v0)} samples swept by .dc")
+    for name, (v, y, title) in decks.items():
+        with atomic_write(out / name, "w") as f:
+            f.write(deck(net, v, beta=args.beta, targets=y, builtin_diode=args.builtin_diode, title=title))
     print(f"wrote {len(v0)} .op decks sample<k>.cir and one .dc sweep deck batch.cir to {out}/ "
           f"(run: ngspice -b {out}/sample0.cir)")
     return 0
@@ -103,15 +138,23 @@ def cmd_netlist(args: argparse.Namespace) -> int:
 def cmd_spice(args: argparse.Namespace) -> int:
     from spice_bridge.runners import run
 
+    from .compare import MAX_JOBS
+
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise CliError(f"--jobs must be 1..{MAX_JOBS} (4 per core), got {args.jobs}")
     net, v0, targets = load_problem(args)
     t0 = time.perf_counter()
     res = run(net, v0, runner=args.runner, beta=args.beta, targets=targets, jobs=args.jobs, timeout=args.timeout,
               builtin_diode=args.builtin_diode)
     total = time.perf_counter() - t0
-    res.save(args.out)
+    save_or_rescue(res.save, args.out)
     print(f"{len(v0)} samples through ngspice ({args.runner}): {int(res.ok.sum())} solved, "
           f"{int(res.fallback.sum())} by op fallback; {res.wall.mean():.4f} s/sample ({res.clock}); "
           f"total {total:.2f} s; wrote {args.out}")
+    if res.interrupted:
+        print(f"\ninterrupted: {int(res.ok.sum())} finished samples written to {args.out}, the others marked "
+              f"'interrupted'", file=sys.stderr)
+        return 130
     if not res.ok.all():
         bad = np.flatnonzero(~res.ok)
         print(f"warning: {bad.size} samples failed (states NaN), first: sample {bad[0]}: {res.reason[bad[0]]}",
@@ -121,9 +164,10 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
 
 #: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
-RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "input_gain", "outputs", "batch_size",
-               "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target", "g_min", "g_max",
-               "tol", "seed")
+RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "invert", "input_gain", "outputs",
+               "batch_size", "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target",
+               "g_min", "g_max",
+               "tol", "max_sweeps", "gradient", "seed")
 
 
 def _train_data(args: argparse.Namespace) -> dict:
@@ -143,55 +187,80 @@ def _train_data(args: argparse.Namespace) -> dict:
 
 def _write_history(rows: list[dict], path: Path) -> None:
     import csv
-    import os
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["epoch", "train_error", "train_loss", "val_error", "val_loss", "seconds"])
+    from cdsolver.files import atomic_write
+
+    with atomic_write(path, "w") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"])
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Ranges argparse does not check (one line naming the option, before any work)."""
+    import math
+
+    checks = [("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1, ">= 1"),
+              ("--max-sweeps", args.max_sweeps, args.max_sweeps >= 1, ">= 1"),
+              ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
+              ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
+              ("--tol", args.tol, math.isfinite(args.tol) and args.tol > 0, "a finite number > 0"),
+              ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
+              ("--target", args.target, math.isfinite(args.target), "finite"),
+              ("--g-min/--g-max", (args.g_min, args.g_max), 0 <= args.g_min < args.g_max < math.inf,
+               "0 <= g_min < g_max < inf")]
+    for name, val, ok, want in checks:
+        if not ok:
+            raise CliError(f"{name} must be {want}, got {val}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cdsolver.network import Amplifier, random_network, save_network
-    from cdsolver.train import DEFAULTS, TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, train
+    from cdsolver import defaults
+    from cdsolver.network import Amplifier, save_network
+    from cdsolver.train import TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, train
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
-    gain0, lr0 = DEFAULTS[args.element]
-    args.input_gain = args.input_gain if args.input_gain is not None else gain0
-    args.lr = args.lr or [lr0]
+    _check_train_args(args)
+    check_out(args.out)
     run = {k: getattr(args, k) for k in RUN_OPTIONS}
     out = Path(args.out)
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
                       optimizer=args.optimizer, momentum=args.momentum, average=args.average,
                       beta=args.beta, estimator=args.estimator, g_min=args.g_min, g_max=args.g_max,
-                      target=args.target, tol=args.tol, seed=args.seed)
+                      target=args.target, tol=args.tol, max_sweeps=args.max_sweeps, gradient=args.gradient,
+                      seed=args.seed)
     if args.resume and not ckpt.is_file():
         raise CliError(f"--resume: no checkpoint {ckpt} (it is written after every epoch of a run with --out {out})")
     data = _train_data(args)
+    cfg = cfg.resolved(len(data["train"].x))
     if args.resume:
         net, state, run0 = load_checkpoint(ckpt)
         default = vars(build_parser().parse_args(["train", "--out", str(out)]))  # options newer than the checkpoint
         diff = {k: (run0.get(k, default[k]), v) for k, v in json_ready(run).items() if run0.get(k, default[k]) != v}
         if diff:
             raise CliError("--resume: the checkpoint was made with other options (only --epochs may change): "
-                           + "; ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in diff.items()))
+                           + "; ".join(f"--{k.replace('_', '-')} was {_shown(a)}, now {_shown(b)}"
+                                       for k, (a, b) in diff.items()))
         if state.epoch >= args.epochs:
             raise CliError(f"--resume: the checkpoint has {state.epoch} epochs done; ask for more with --epochs")
         print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
     else:
-        amp = None if args.amplifier is None else Amplifier(*args.amplifier)
-        sizes = [2 * data["train"].x.shape[1], *args.hidden, 10]
-        net = random_network(sizes, args.element, seed=args.seed, rails=args.rails, amplifier=amp,
-                             input_gain=args.input_gain, outputs=args.outputs)
-    cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
+        amp = None if args.amplifier is None else Amplifier(*args.amplifier, args.invert)
+        net = defaults.network(data["train"].x, args.hidden, 10, args.element, rails_=args.rails, amplifier=amp,
+                               outputs=args.outputs, gain=args.input_gain, seed=args.seed)
+    try:
+        cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
+    except ValueError as e:
+        raise CliError(str(e)) from None
     if not args.resume:
         state = TrainState.start(net, len(data["train"].x), cfg)
     if data["train"].x.shape[1] != net.n_features:
         raise CliError(f"the data has {data['train'].x.shape[1]} features per sample, the network {net.n_features}")
+    print(f"network {'-'.join(map(str, net.sizes))}, {args.element}, input gain {net.input_gain:.4g} V; batch "
+          f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, average {cfg.average:.4g}, beta {cfg.beta} S "
+          f"(at most ep.beta_limit), target {cfg.target} V, gradient {cfg.gradient}", flush=True)
 
     def on_epoch(row: dict) -> None:
         print(f"epoch {row['epoch']:3d}: train error {row['train_error']:.4f} loss {row['train_loss']:.5f} | "
@@ -212,13 +281,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
               file=sys.stderr)
         return 130
+    except OSError as e:  # a checkpoint write failed (full disk): the previous checkpoint is whole
+        raise CliError(f"cannot write {e.filename or ckpt} ({e.strerror or e}); {ckpt} holds the last epoch "
+                       f"written, --resume continues from it") from None
     net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
+                                  "batch_size": cfg.batch_size, "gradient": cfg.gradient,
                                   "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
                                   "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
                                   "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
     save_network(net, out)
     print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {out}, {hist_path} and {ckpt}")
     return 0
+
+
+def _shown(value) -> str:
+    """An option's value as the user gave it (``None``: the default rule of cdsolver/defaults.py)."""
+    return "the default" if value is None else repr(value)
 
 
 def json_ready(d: dict) -> dict:
@@ -249,11 +327,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.results]
     if all(p.name.endswith(".history.csv") for p in paths):
-        written = learning_curves(paths, args.out or paths[0].parent / "learning_curve.png")
-    elif len(paths) == 1 and args.out is None:
-        written = plot(paths[0])
+        written = learning_curves(paths, args.out or paths[0].parent / "learning_curve.png", args.style)
+    elif len(paths) == 1 or (args.out and all(p.is_dir() for p in paths)):
+        written = plot(paths, args.out, args.style)
     else:
-        raise CliError("give one drn compare results folder, or drn train *.history.csv files (with optional --out)")
+        raise CliError("give drn compare results folders (several: with --out DIR), or drn train *.history.csv "
+                       "files (with optional --out)")
     for p in written:
         print(f"wrote {p}")
     return 0
@@ -295,6 +374,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cdsolver.defaults import TRAIN as T
+
     ap = argparse.ArgumentParser(
         prog="drn",
         description="Deep resistive networks: exact coordinate-descent steady states, checked against ngspice.")
@@ -308,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_args(p)
     p.add_argument("--out", required=True, metavar="STATES.npz", help="output states file")
     p.add_argument("--tol", type=float, default=TOL,
-                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current (default: {TOL:g})")
+                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current "
+                        f"(default: {TOL:g})")
     p.add_argument("--max-iter", type=int, default=1000, help="sweep cap per sample (default: 1000)")
     p.add_argument("--anderson", type=int, default=5,
                    help="Anderson history depth; 0 = plain block CD (default: 5)")
@@ -334,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="op: one ngspice process per sample; batch: one .dc sweep over all samples (fastest); "
                         "shared: PySpice in process, alter + op (default: batch)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per ngspice run (default: 600)")
+    p.add_argument("--timeout", type=float, help="seconds one sample's ngspice run may take before it counts as "
+                   "failed (default: sized to the network, at least 10; docs/reliability.md)")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
 
@@ -360,30 +443,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rails", choices=["both", "split"], help="both: every node [-0.8, 0.8] V (default for "
                    "shockley/pwl); split: half [0, inf), half (-inf, 0] (default for ideal)")
     p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifier gains")
-    p.add_argument("--input-gain", type=float, help="V per unit feature (default: 40 shockley, 4 otherwise)")
+    p.add_argument("--invert", choices=["half", "none"], default="half",
+                   help="with --amplifier: half: the second half of each hidden layer's amplifiers invert (gains -A, "
+                        "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
+                        "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")
+    p.add_argument("--input-gain", type=float, help="V per unit feature (default: set from the training data so that "
+                   "the first hidden layer's pre-activations spread over the element's scale, times 2 per extra "
+                   "passive "
+                   "hidden layer; printed at the start; cdsolver/defaults.py)")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")
-    p.add_argument("--epochs", type=int, default=20, help="(default: 20; with --resume: the new total)")
-    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
-    p.add_argument("--lr", type=float, nargs="+", help="learning rate, one per layer, or one: the output layer's, "
-                   "earlier layers scaled by (C/A)^(L-l) with amplifiers (default: 0.002 shockley, 0.1 otherwise)")
-    p.add_argument("--lr-decay", type=float, default=1.0, help="rates times this factor after every epoch (default: 1)")
-    p.add_argument("--optimizer", choices=["momentum", "adam"], default="momentum",
+    p.add_argument("--epochs", type=int, default=T["epochs"], help=f"(default: {T['epochs']}; with --resume: the new "
+                   "total)")
+    p.add_argument("--batch-size", type=int, help="(default: training samples / 128, clipped to [8, 128]: Digits 8, "
+                   "Fashion-MNIST 128)")
+    p.add_argument("--lr", type=float, nargs="+", help="learning rate, one per layer, or one (momentum: the output "
+                   "layer's, earlier layers scaled by (C/A)^(L-l) with amplifiers) (default, Adam: 0.01 x "
+                   "sqrt(batch/8); momentum needs one)")
+    p.add_argument("--lr-decay", type=float, default=T["lr_decay"], help="rates times this factor after every epoch "
+                   f"(default: {T['lr_decay']})")
+    p.add_argument("--optimizer", choices=["momentum", "adam"], default=T["optimizer"],
                    help="momentum: SGD with momentum; adam: Adam, steps of about lr x the layer's mean initial "
-                        "conductance (1/n_in S) and lr A for biases, one lr for all layers (default: momentum)")
-    p.add_argument("--momentum", type=float, default=0.9, help="momentum, Adam's beta1 (default: 0.9)")
-    p.add_argument("--average", type=float, default=0.0, metavar="DECAY",
-                   help="keep a moving average of the weights (decay per batch, e.g. 0.999) and use it as the "
-                        "trained model: validation, test and NET.npz (default: 0, off)")
-    p.add_argument("--beta", type=float, default=0.1, help="nudging strength β > 0, S (default: 0.1)")
-    p.add_argument("--estimator", choices=["centered", "positive", "negative"], default="centered")
-    p.add_argument("--target", type=float, default=0.3, help="output target of the true class, V (default: 0.3)")
-    p.add_argument("--g-min", type=float, default=1e-6, help="conductance floor, S (default: 1e-6)")
-    p.add_argument("--g-max", type=float, default=10.0, help="conductance ceiling, S (default: 10)")
-    p.add_argument("--tol", type=float, default=1e-10, help="solver tolerance in training, relative KCL "
-                   "(default: 1e-10; evaluation always uses 1e-12)")
-    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+                        f"conductance (1/n_in S) and lr A for biases, one lr for all layers "
+                        f"(default: {T['optimizer']})")
+    p.add_argument("--momentum", type=float, default=T["momentum"], help=f"momentum, Adam's beta1 (default: "
+                   f"{T['momentum']})")
+    p.add_argument("--average", type=float, metavar="DECAY",
+                   help="moving average of the weights (decay per batch; 0: off) used as the trained model: "
+                        "validation, test and NET.npz (default: a window of one epoch, 1 - batch/training samples)")
+    p.add_argument("--beta", type=float, default=T["beta"], help="nudging strength β > 0, S, lowered per batch to "
+                   f"keep the negative phase convex (half the smallest output conductance) (default: {T['beta']})")
+    p.add_argument("--estimator", choices=["centered", "positive", "negative"], default=T["estimator"],
+                   help=f"(default: {T['estimator']})")
+    p.add_argument("--gradient", choices=["ep", "implicit"], default=T["gradient"],
+                   help="ep: equilibrium propagation; implicit: the true gradient by implicit differentiation, a "
+                        f"control that tells EP's bias from a model that cannot learn (default: {T['gradient']})")
+    p.add_argument("--target", type=float, default=T["target"], help="output target of the true class, V "
+                   f"(default: {T['target']})")
+    p.add_argument("--g-min", type=float, default=T["g_min"], help=f"conductance floor, S (default: {T['g_min']})")
+    p.add_argument("--g-max", type=float, default=T["g_max"], help=f"conductance ceiling, S (default: {T['g_max']})")
+    p.add_argument("--tol", type=float, default=T["tol"], help="solver tolerance in training, relative KCL "
+                   f"(default: {T['tol']}; evaluation always uses {T['eval_tol']})")
+    p.add_argument("--max-sweeps", type=int, default=T["max_sweeps"], help="solver sweep cap in training; a sample "
+                   "any of whose phases hits it is left out of the gradient and counted (history column excluded) "
+                   f"(default: {T['max_sweeps']})")
+    p.add_argument("--seed", type=int, default=T["seed"], help=f"(default: {T['seed']})")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
                    "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; README)")
     p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")
@@ -407,24 +512,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="figures (PNG+PDF): a compare results folder, or training learning curves",
                        description="RESULTS_DIR of drn compare: runtime vs width per depth (log-log), speed-up vs "
-                                   "width, error CDF, summary.md. NET.history.csv files of drn train: train and "
-                                   "validation error per epoch in one figure (--out, default: learning_curve.png "
-                                   "next to the first file).")
+                                   "width, error CDF per depth, summary.md and README.md (provenance), written into "
+                                   "it; several RESULTS_DIRs are merged into --out DIR. NET.history.csv files of drn "
+                                   "train: train and validation error per epoch in one figure (--out, default: "
+                                   "learning_curve.png next to the first file).")
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR | NET.history.csv")
-    p.add_argument("--out", metavar="FIG.png", help="learning-curve figure (PNG; a PDF is written next to it)")
+    p.add_argument("--out", metavar="FIG.png | DIR", help="learning-curve figure (PNG; a PDF is written next to "
+                   "it), or the folder for the figures of several results folders together")
+    p.add_argument("--style", choices=["paper", "screen"], default="paper",
+                   help="paper: 3.4 in / 7 in wide, 8 pt, fonts embedded in the PDF (default); screen: larger")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("doctor", help="check ngspice, PySpice, versions, BLAS",
                        description="Report versions and whether ngspice (batch) and its shared library work. "
                                    "Exit 1 if something is missing.")
     p.set_defaults(func=cmd_doctor)
+    from .verify import add_parser as add_verify_parser
+    add_verify_parser(sub)
+    from . import gradients
+    gradients.add_parser(sub)
     circuit_cli.add_parser(sub)
     return ap
 
 
 def _config_options(argv: list[str]) -> list[str]:
     """``drn train --config FILE.toml``: the file's keys become options placed before the command line's own
-    (which therefore win). Unknown keys and wrong types are errors naming the file."""
+    (which therefore win). Unknown keys and wrong types are errors naming the file. A value is one option's
+    value, never more command-line words: scalars are passed as ``--key=value``, lists may hold numbers only."""
+    if argv[:1] == ["train"]:  # --config=FILE is --config FILE
+        argv = [w for a in argv for w in (["--config", a[9:]] if a.startswith("--config=") else [a])]
     if not argv or argv[0] != "train" or "--config" not in argv:
         return argv
     import tomllib
@@ -445,16 +561,19 @@ def _config_options(argv: list[str]) -> list[str]:
         if dest not in RUN_OPTIONS + ("epochs",):
             raise CliError(f"--config {path}: unknown key {key!r} (allowed: {', '.join(RUN_OPTIONS)}, epochs)")
         flag = "--" + dest.replace("_", "-")
-        vals = val if isinstance(val, list) else [val]
-        if any(isinstance(v, (dict, list, bool)) for v in vals):
-            raise CliError(f"--config {path}: {key} must be a number, a string or a list of them, got {val!r}")
-        opts += [flag, *map(str, vals)]
+        if isinstance(val, list):
+            if not val or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in val):
+                raise CliError(f"--config {path}: {key} must be a number, a string or a list of numbers, got {val!r}")
+            opts += [flag, *map(str, val)]
+        elif isinstance(val, (int, float, str)) and not isinstance(val, bool):
+            opts.append(f"{flag}={val}")
+        else:
+            raise CliError(f"--config {path}: {key} must be a number, a string or a list of numbers, got {val!r}")
     return [argv[0], *opts, *argv[1:i], *argv[i + 2:]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cdsolver.network import NetworkFormatError
-    from spice_bridge.runners import NgspiceMissing, SpiceError
+    from spice_bridge.runners import NgspiceMissing
 
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = build_parser()
@@ -466,10 +585,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, NetworkFormatError, ValueError, FileNotFoundError, NgspiceMissing, SpiceError) as e:
+    except (ValidationError, NgspiceMissing) as e:  # bad input; any other exception is a bug: traceback, exit 1
         print(f"drn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # run the package's module, so that errors raised by command modules are caught
+    from studies.cli import main
     sys.exit(main())

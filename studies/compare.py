@@ -3,10 +3,14 @@
 For each cell: build (and, with ``[train] epochs > 0``, train with EP) the network, or load it from
 ``OUT/networks/``; solve the validation samples with CD and with each ngspice runner; record per sample the
 relative L1 error ``‖v_cd − v_spice‖₁ / (‖v_spice‖₁ + ε)`` over hidden+output nodes (ε = ``metrics.EPS_L1``),
-the max absolute error (V), CD sweeps, ngspice iterations, wall times and ngspice failures. A finished cell is
-written to ``OUT/cells/<cell>.csv`` (atomically), so a re-run skips it; within a cell each finished runner is
-kept in ``OUT/cells/<cell>.<runner>.csv`` until the cell is done, so a re-run also skips finished runners.
-Then ``OUT/samples.csv`` (all rows) and ``OUT/summary.csv`` (per cell and runner), both with a provenance header.
+the max absolute error (V), CD sweeps, ngspice iterations, wall times and ngspice failures. Each runner of a
+cell is written to ``OUT/cells/<cell id>.<runner>.csv`` (atomically) when it finishes, with its own provenance
+header, so a re-run skips it. The cell id is the grid point plus a digest of every other setting that shapes
+its rows (``row_settings``): a re-run with other settings computes new cells next to the old ones, never mixes
+them (docs/reliability.md). The network of a cell is cached in ``OUT/networks/<cell>-<training digest>.npz``.
+Then ``OUT/samples.csv`` (the config's rows, column ``cell_id``), ``OUT/provenance.csv`` (per cell id and runner:
+commit, versions, date, machine, settings) and ``OUT/summary.csv`` (per cell and runner). One ``drn compare``
+at a time per OUT (``OUT/.lock``).
 
 Timing: ``cd_s`` = one ``solve`` call over the cell's samples / samples (``study.cd_tol``, default 1e-13: the
 states are then accurate well below the 1e-12 errors a study reports; one process);
@@ -15,8 +19,10 @@ states are then accurate well below the 1e-12 errors a study reports; one proces
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -24,17 +30,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 
-from cdsolver import load_network, random_network, save_network, solve
+from cdsolver import defaults, load_network, save_network, solve
 from cdsolver.datasets import load_digits
-from cdsolver.network import Amplifier
-from cdsolver.train import DEFAULTS, TrainConfig, train
+from cdsolver.files import atomic_write
+from cdsolver.network import Amplifier, NetworkFormatError
+from cdsolver.train import TrainConfig, TrainState, evaluate, train
+from cdsolver.validation import ValidationError
 from spice_bridge.runners import RUNNERS, ngspice_version, run
 
+from .gradients import gradient_columns, gradient_summary
 from .metrics import EPS_L1, max_abs, percentiles, rel_l1
 
 __all__ = ["load_config", "compare", "ConfigError", "ELEMENTS", "summarize"]
@@ -44,30 +53,41 @@ ELEMENTS = {"shockley-double": ("shockley", "both"), "shockley-single": ("shockl
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "study": {"name": str, "dataset": str, "samples": int, "seeds": list, "runners": list, "jobs": int,
-              "cell_jobs": int, "timeout": float, "data_seed": int, "cd_tol": float},
+              "cell_jobs": int, "timeout": float, "data_seed": int, "cd_tol": float, "gradients": bool},
     "grid": {"depth": list, "width": list, "element": list, "amplifier": list},
-    "train": {"epochs": int, "lr": float, "beta": float, "target": float, "batch_size": int},
+    "train": {"epochs": int, "lr": float, "beta": float, "target": float, "batch_size": int, "optimizer": str,
+              "average": float, "lr_decay": float, "gradient": str},
 }
 DEFAULT = {"study": {"dataset": "digits", "seeds": [0], "runners": ["batch"], "jobs": 1, "cell_jobs": 1,
-                     "timeout": 3600.0, "data_seed": 0, "cd_tol": 1e-13},
+                     "timeout": None, "data_seed": 0, "cd_tol": 1e-13, "gradients": False},
            "grid": {"amplifier": ["none"]}, "train": {"epochs": 0}}
 
 COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "sample", "rel_l1", "max_abs_V",
            "cd_sweeps", "cd_converged", "cd_s", "spice_s", "spice_iterations", "spice_ok", "spice_fallback",
-           "spice_reason"]
+           "spice_reason", "test_error", "train_epochs", "train_s", "cell_id"]
+
+#: ``[study]`` keys that shape a cell's rows besides the grid (``jobs``: concurrent ngspice runs change the
+#: clocks); with the ``[train]`` section they make the cell id. ``name``, ``runners`` (one file per runner),
+#: ``cell_jobs`` and ``seeds`` (a grid axis) do not.
+ROW_KEYS = ("dataset", "samples", "data_seed", "cd_tol", "timeout", "jobs", "gradients")
 
 
-class ConfigError(ValueError):
+#: most worker processes (``jobs``, ``cell_jobs``) on this machine
+MAX_JOBS = 4 * (os.cpu_count() or 1)
+
+
+class ConfigError(ValidationError):
     """A study config is invalid; the message names the key."""
 
 
 def _amplifier(name: str) -> Amplifier | None:
     if name == "none":
         return None
-    m = re.fullmatch(r"A([0-9.]+)C([0-9.]+)", name)
+    m = re.fullmatch(r"A([0-9.]+)C([0-9.]+)(-inv)?", name)
     if not m:
-        raise ConfigError(f"grid.amplifier: {name!r} is not 'none' or like 'A4C1' (gains A and C)")
-    return Amplifier(float(m.group(1)), float(m.group(2)))
+        raise ConfigError(f"grid.amplifier: {name!r} is not 'none' or like 'A4C1' (gains A and C) or 'A4C1-inv' "
+                          f"(the second half of each hidden layer inverting)")
+    return Amplifier(float(m.group(1)), float(m.group(2)), "half" if m.group(3) else "none")
 
 
 def load_config(path: str | Path) -> dict:
@@ -91,7 +111,7 @@ def load_config(path: str | Path) -> dict:
             want = SCHEMA[sec][key]
             if want is float and isinstance(val, int) and not isinstance(val, bool):
                 val = float(val)
-            if not isinstance(val, want) or isinstance(val, bool):
+            if not isinstance(val, want) or (isinstance(val, bool) and want is not bool):
                 raise ConfigError(f"{p}: {sec}.{key} must be {want.__name__}, got {val!r}")
             cfg[sec][key] = val
     st, gr = cfg["study"], cfg["grid"]
@@ -102,12 +122,23 @@ def load_config(path: str | Path) -> dict:
         if key not in gr:
             raise ConfigError(f"{p}: grid.{key} is required")
     if st["dataset"] != "digits":
-        raise ConfigError(f"{p}: study.dataset must be 'digits' (MNIST studies: issue 7), got {st['dataset']!r}")
+        raise ConfigError(f"{p}: study.dataset must be 'digits' (studies support no other dataset yet), "
+                          f"got {st['dataset']!r}")
     if not 1 <= st["samples"] <= 360:
         raise ConfigError(f"{p}: study.samples must be 1..360 (the Digits validation split), got {st['samples']}")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", st["name"]):
+        raise ConfigError(f"{p}: study.name must be letters, digits, '.', '_' or '-' (it names a folder in "
+                          f"results/), got {st['name']!r}")
     for key in ("jobs", "cell_jobs"):
-        if st[key] < 1:
-            raise ConfigError(f"{p}: study.{key} must be >= 1, got {st[key]}")
+        _check_jobs(st, key, f"{p}: study.{key}")
+    tr = cfg["train"]
+    for sec, key in (("study", "cd_tol"), ("study", "timeout"), ("train", "lr"), ("train", "beta")):
+        val = cfg[sec].get(key)
+        if val is not None and not (math.isfinite(val) and val > 0):
+            raise ConfigError(f"{p}: {sec}.{key} must be a finite number > 0, got {val}")
+    if tr["epochs"] < 0 or tr.get("batch_size", 1) < 1 or not math.isfinite(tr.get("target", 0.0)):
+        raise ConfigError(f"{p}: train.epochs must be >= 0, train.batch_size >= 1 and train.target finite, got "
+                          f"{tr['epochs']}, {tr.get('batch_size')}, {tr.get('target')}")
     bad = [r for r in st["runners"] if r not in RUNNERS]
     if bad or not st["runners"]:
         raise ConfigError(f"{p}: study.runners must be a non-empty list of {RUNNERS}, got {st['runners']}")
@@ -126,6 +157,12 @@ def load_config(path: str | Path) -> dict:
     return cfg
 
 
+def _check_jobs(st: dict, key: str, name: str) -> None:
+    """``st[key]``, a number of processes, is 1..MAX_JOBS."""
+    if not 1 <= st[key] <= MAX_JOBS:
+        raise ConfigError(f"{name} must be 1..{MAX_JOBS} (4 per core), got {st[key]}")
+
+
 def cells(cfg: dict) -> list[dict]:
     g = cfg["grid"]
     return [dict(depth=d, width=w, element=e, amplifier=a, seed=s)
@@ -137,9 +174,37 @@ def cell_name(c: dict) -> str:
     return f"d{c['depth']}_w{c['width']}_{c['element']}_{c['amplifier']}_s{c['seed']}"
 
 
-def cell_csv(out: Path, c: dict, runner: str | None = None) -> Path:
-    """``OUT/cells/<cell>.csv`` (a finished cell), or ``<cell>.<runner>.csv`` (a finished runner of it)."""
-    return out / "cells" / f"{cell_name(c)}{'' if runner is None else '.' + runner}.csv"
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def training_settings(cfg: dict) -> dict:
+    """What shapes a cell's network besides the grid: the ``[train]`` section (and the data split if trained)."""
+    tr = dict(cfg["train"])
+    return tr if tr["epochs"] == 0 else dict(tr, data_seed=cfg["study"]["data_seed"])
+
+
+def row_settings(cfg: dict) -> dict:
+    """Everything besides the grid point that shapes a cell's rows (``ROW_KEYS`` and the training)."""
+    return {"study": {k: cfg["study"].get(k) for k in ROW_KEYS}, "train": training_settings(cfg)}
+
+
+def cell_id(cfg: dict, c: dict) -> str:
+    """``<cell>-<digest of row_settings>``: equal ids have equal settings."""
+    return f"{cell_name(c)}-{_digest(row_settings(cfg))}"
+
+
+def cell_csv(out: Path, cfg: dict, c: dict, runner: str) -> Path:
+    """``OUT/cells/<cell id>.<runner>.csv``: the rows of one runner of one cell."""
+    return out / "cells" / f"{cell_id(cfg, c)}.{runner}.csv"
+
+
+def _memory() -> str:
+    """`` 24 GB`` (physical memory), or nothing where the OS does not say."""
+    try:
+        return f" {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB"
+    except (AttributeError, ValueError, OSError):
+        return ""
 
 
 def provenance(cfg: dict) -> dict[str, str]:
@@ -153,65 +218,92 @@ def provenance(cfg: dict) -> dict[str, str]:
             return ""
 
     commit = (git("rev-parse", "--short", "HEAD") or "unknown") + ("-dirty" if git("status", "--porcelain") else "")
-    return {"study": cfg["study"]["name"], "config_sha256": cfg["hash"], "git_commit": commit,
+    return {"study": cfg["study"]["name"], "config_sha256": cfg["hash"], "settings": json.dumps(row_settings(cfg)),
+            "cell_jobs": str(cfg["study"]["cell_jobs"]), "git_commit": commit,
             "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
             "ngspice": ngspice_version(), "python": platform.python_version(),
-            "machine": f"{platform.machine()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores{_memory()}",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "eps_l1_V": str(EPS_L1)}
 
 
 def write_csv(df: pd.DataFrame, path: Path, prov: dict[str, str]) -> None:
-    """CSV with ``# key: value`` provenance lines first (read back with ``comment='#'``)."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
+    """CSV with ``# key: value`` provenance lines first (read back with ``comment='#'``, ``read_provenance``),
+    written atomically (``atomic_write``)."""
+    with atomic_write(path, "w") as f:
         f.writelines(f"# {k}: {v}\n" for k, v in prov.items())
         df.to_csv(f, index=False)
-    tmp.replace(path)
+
+
+def read_provenance(path: Path) -> dict[str, str]:
+    """The ``# key: value`` header lines of a CSV written by ``write_csv``."""
+    prov = {}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("# "):
+                break
+            k, _, v = line[2:].rstrip("\n").partition(": ")
+            prov[k] = v
+    return prov
 
 
 def network_for(cfg: dict, c: dict, out: Path) -> Any:
-    """The cell's network: loaded from ``OUT/networks`` if present, else built (and trained) and saved."""
-    path = out / "networks" / f"{cell_name(c)}.npz"
+    """The cell's network: loaded from ``OUT/networks`` if present and whole, else built (and trained) and saved."""
+    path = out / "networks" / f"{cell_name(c)}-{_digest(training_settings(cfg))}.npz"
     if path.is_file():
-        return load_network(path)
+        try:
+            return load_network(path)
+        except NetworkFormatError as e:  # e.g. cut short by a full disk before writes were atomic: rebuild
+            print(f"rebuilding {path.name}: {e}", file=sys.stderr)
     kind, rails = ELEMENTS[c["element"]]
-    gain, lr = DEFAULTS[kind]
-    net = random_network([128] + [c["width"]] * c["depth"] + [10], kind, rails=rails, seed=c["seed"],
-                         amplifier=_amplifier(c["amplifier"]), input_gain=gain)
+    data = load_digits(seed=cfg["study"]["data_seed"])
+    net = defaults.network(data["train"].x, [c["width"]] * c["depth"], 10, kind, rails_=rails, seed=c["seed"],
+                           amplifier=_amplifier(c["amplifier"]))
     tr = cfg["train"]
-    if tr["epochs"] > 0:
-        tcfg = TrainConfig(epochs=tr["epochs"], lr=tr.get("lr", lr), beta=tr.get("beta", 0.1),
-                           target=tr.get("target", 0.3), batch_size=tr.get("batch_size", 32), seed=c["seed"])
-        train(net, load_digits(seed=cfg["study"]["data_seed"]), tcfg)
+    if tr["epochs"] > 0:  # the training defaults (cdsolver/defaults.py) for what [train] does not set
+        tcfg = TrainConfig(**dict(tr, seed=c["seed"]))
+        state = TrainState.start(net, len(data["train"].x), tcfg)
+        t0 = time.perf_counter()
+        train(net, data, tcfg, state=state)
+        net = state.model(net)
+        net.extra_meta["training"] = {"epochs": tr["epochs"], "seconds": time.perf_counter() - t0,
+                                      "test_error": evaluate(net, data["test"], tcfg)[0]}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_network(net, path)
     return net
 
 
-def run_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> pd.DataFrame:
-    """CD and every runner on the cell's samples. Each runner's rows are kept in ``OUT/cells/<cell>.<runner>.csv``
-    as soon as it finishes, so an interrupted cell resumes at the runner it was in (CD is re-solved: cheap)."""
+def run_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> str:
+    """CD and every runner not yet done on the cell's samples; each runner's rows go to ``cell_csv`` as soon as
+    it finishes, so an interrupted cell resumes at the runner it was in (CD is re-solved: cheap). Returns the
+    cell id. Runs in a worker for parallel cells."""
     st = cfg["study"]
+    todo = [r for r in st["runners"] if not cell_csv(out, cfg, c, r).is_file()]
+    if not todo:
+        return cell_id(cfg, c)
     net = network_for(cfg, c, out)
-    v0 = net.encode(load_digits(seed=st["data_seed"])["val"].x[: st["samples"]])
+    trained = net.extra_meta.get("training", {})
+    val = load_digits(seed=st["data_seed"])["val"]
+    v0 = net.encode(val.x[: st["samples"]])
     t = time.perf_counter()
     cd = solve(net, v0, tol=st["cd_tol"])
     cd_s = (time.perf_counter() - t) / len(v0)
-    frames = []
-    for r in st["runners"]:
-        part = cell_csv(out, c, r)
-        if part.is_file():
-            frames.append(pd.read_csv(part, comment="#"))
-            continue
+    for r in todo:
         res = run(net, v0, runner=r, jobs=st["jobs"], timeout=st["timeout"])
+        if res.interrupted:
+            raise KeyboardInterrupt
         err, mx = rel_l1(cd.states, res.states), max_abs(cd.states, res.states)
         rows = [dict(**c, runner=r, sample=b, rel_l1=err[b], max_abs_V=mx[b], cd_sweeps=cd.iterations[b],
                      cd_converged=cd.converged[b], cd_s=cd_s, spice_s=res.wall[b], spice_iterations=res.iterations[b],
-                     spice_ok=res.ok[b], spice_fallback=res.fallback[b], spice_reason=res.reason[b])
+                     spice_ok=res.ok[b], spice_fallback=res.fallback[b], spice_reason=res.reason[b],
+                     test_error=trained.get("test_error", np.nan), train_epochs=trained.get("epochs", 0),
+                     train_s=trained.get("seconds", np.nan), cell_id=cell_id(cfg, c))
                 for b in range(len(v0))]
-        frames.append(pd.DataFrame(rows, columns=COLUMNS))
-        write_csv(frames[-1], part, prov)
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+        df = pd.DataFrame(rows, columns=COLUMNS)
+        if st["gradients"]:  # study.gradients = true: per-sample gradient errors vs implicit, through this runner
+            df = gradient_columns(df, net, val, cfg)
+        write_csv(df, cell_csv(out, cfg, c, r), prov)
+    return cell_id(cfg, c)
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -222,23 +314,16 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     def one(g: pd.DataFrame) -> pd.Series:
         ok = g[g.spice_ok]
         return pd.Series({
+            "test_error": g.test_error.iloc[0], "train_epochs": g.train_epochs.iloc[0], "train_s": g.train_s.iloc[0],
             "samples": len(g), "spice_failed": int((~g.spice_ok).sum()),
             **{f"rel_l1_{k}": v for k, v in percentiles(ok.rel_l1.to_numpy()).items()},
             "max_abs_V": ok.max_abs_V.max(), "cd_sweeps_mean": g.cd_sweeps.mean(),
             "cd_not_converged": int((~g.cd_converged).sum()),
             "spice_iterations_median": g.spice_iterations.median(), "cd_s": g.cd_s.mean(),
             "spice_s_median": g.spice_s.median(), "spice_s_mean": g.spice_s.mean(),
-            "speedup_median": g.spice_s.median() / g.cd_s.mean()})
+            "speedup_median": g.spice_s.median() / g.cd_s.mean(), **gradient_summary(g)})
 
     return df.groupby(keys).apply(one, include_groups=False).reset_index()
-
-
-def _do_cell(cfg: dict, c: dict, out: Path, prov: dict[str, str]) -> str:
-    """Run one cell and write its CSV (atomically); returns the cell name. Runs in a worker for parallel cells."""
-    write_csv(run_cell(cfg, c, out, prov), cell_csv(out, c), prov)
-    for r in cfg["study"]["runners"]:
-        cell_csv(out, c, r).unlink(missing_ok=True)
-    return cell_name(c)
 
 
 def compare(config: str | Path, out: str | Path | None = None, jobs: int | None = None,
@@ -249,27 +334,71 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     cell_jobs: cells run at once (joblib loky processes; default 1, so that the timings of one cell are not
     disturbed by another). dask: address of a Dask scheduler (``tcp://host:8786``); cells then go to its workers
     through joblib's ``dask`` backend (``pip install 'drn-cd[dask]'``; OUT must be on storage every worker sees).
+    Everything is validated before OUT is touched; a second ``compare`` on the same OUT stops (``OUT/.lock``).
     """
-    from joblib import Parallel, delayed, parallel_config
-
     cfg = load_config(config)
     for key, val in (("jobs", jobs), ("cell_jobs", cell_jobs)):
         if val is not None:
-            if val < 1:
-                raise ConfigError(f"{key} must be >= 1, got {val}")
             cfg["study"][key] = val
+            _check_jobs(cfg["study"], key, "--" + key.replace("_", "-"))
     if max_samples is not None:
+        if max_samples < 1:
+            raise ConfigError(f"--max-samples must be >= 1, got {max_samples}")
         cfg["study"]["samples"] = min(cfg["study"]["samples"], max_samples)
     out = Path(out or Path("results") / cfg["study"]["name"])
+    check_out_dir(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(Path(config).read_text())
-    prov = provenance(cfg)
+    with _lock(out):
+        try:
+            command = " ".join(["drn compare", str(config), "--out", str(out)] + [
+                f"--{k.replace('_', '-')} {v}" for k, v in (("jobs", jobs), ("max_samples", max_samples),
+                                                           ("cell_jobs", cell_jobs), ("dask", dask)) if v is not None])
+            return _compare(cfg, Path(config), out, progress, dask, command)
+        except OSError as e:  # a full disk or a folder that went away; every finished runner file is whole
+            raise ConfigError(f"cannot write in {out} ({e.strerror or e}); the finished cells and runners are "
+                              f"kept, the same command resumes") from None
+
+
+def check_out_dir(out: Path) -> None:
+    """``out`` is (or can be made) a folder this process can write in; else ConfigError naming it."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    parent = next((q for q in [out, *out.parents] if q.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {parent} is not a folder this user can write in")
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.lock`` (an advisory lock the system drops when the process ends) for the whole study."""
+    import fcntl
+
+    with open(out / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise ConfigError(f"{out} is in use by another drn compare ({f.read().strip() or 'unknown process'}); "
+                              f"wait for it or use another --out") from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()} on {platform.node()}")
+        f.flush()
+        yield
+
+
+def _compare(cfg: dict, config: Path, out: Path, progress: bool, dask: str | None, command: str) -> pd.DataFrame:
+    from joblib import Parallel, delayed, parallel_config
+
+    with atomic_write(out / "config.toml", "w") as f:  # the config of the latest run; each cell keeps its own
+        f.write(config.read_text())
+    prov = provenance(cfg) | {"command": command}
     todo = cells(cfg)
-    paths = [cell_csv(out, c) for c in todo]
-    for c, p in zip(todo, paths):
-        if p.is_file():
-            print(f"skip {cell_name(c)} (done: {p})", file=sys.stderr)
-    pending = [c for c, p in zip(todo, paths) if not p.is_file()]
+    runners = cfg["study"]["runners"]
+    paths = [[cell_csv(out, cfg, c, r) for r in runners] for c in todo]
+    for c, ps in zip(todo, paths):
+        if all(p.is_file() for p in ps):
+            print(f"skip {cell_id(cfg, c)} (done: {', '.join(p.name for p in ps)})", file=sys.stderr)
+    pending = [c for c, ps in zip(todo, paths) if not all(p.is_file() for p in ps)]
     if dask:
         from dask.distributed import Client
 
@@ -283,7 +412,7 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     try:
         with backend:
             done = Parallel(n_jobs=-1 if dask else cfg["study"]["cell_jobs"], return_as="generator_unordered")(
-                delayed(_do_cell)(cfg, c, out, prov) for c in pending)
+                delayed(run_cell)(cfg, c, out, prov) for c in pending)
             if progress:
                 from tqdm import tqdm
 
@@ -293,8 +422,12 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     finally:
         if client is not None:
             client.close()
-    df = pd.concat([pd.read_csv(p, comment="#") for p in paths], ignore_index=True)
-    write_csv(df, out / "samples.csv", prov)
+    files = [p for ps in paths for p in ps]
+    df = pd.concat([pd.read_csv(p, comment="#") for p in files], ignore_index=True)
+    write_csv(df, out / "samples.csv", dict(prov, note="rows of earlier runs keep their provenance: provenance.csv"))
+    cell_prov = pd.DataFrame([dict(cell_id=p.name.rsplit(".", 2)[0], runner=p.name.rsplit(".", 2)[1],
+                                   **read_provenance(p)) for p in files])
+    write_csv(cell_prov, out / "provenance.csv", {})
     summ = summarize(df)
     write_csv(summ, out / "summary.csv", prov)
     return summ

@@ -4,7 +4,7 @@ system of a DRN with its Jacobian, built from the network arrays without using c
 import numpy as np
 from scipy.linalg import solve as dense_solve
 
-from cdsolver.elements import Ideal, Linear, Pwl, Shockley
+from cdsolver.elements import Linear, Pwl, Shockley
 
 
 def i_nl(el, v, lo, hi):
@@ -35,6 +35,8 @@ def full_kcl(net, v0, x, beta=0.0, y=None):
     """KCL vector (A) of all hidden+output nodes for one sample, and its Jacobian (S). ``x`` = stacked v1..vL."""
     L, A, C = net.depth, net.A, net.C
     n = net.sizes
+    inv = net.amplifier is not None and net.amplifier.invert == "half"  # the second half's amplifiers invert
+    sg = [np.where(np.arange(m) < (m + 1) // 2, 1.0, -1.0) if inv else np.ones(m) for m in n]
     cuts = np.cumsum([0] + n[1:])
     v = [v0] + [x[cuts[l]:cuts[l + 1]] for l in range(L)]
     gn = net.g_nudge(beta)
@@ -46,16 +48,17 @@ def full_kcl(net, v0, x, beta=0.0, y=None):
     for l in range(1, L + 1):
         G = net.G[l - 1]
         sl = slice(cuts[l - 1], cuts[l])
-        u = v[0] if l == 1 else A * v[l - 1]
+        u = v[0] if l == 1 else A * sg[l - 1] * v[l - 1]
         f = G.sum(0) * v[l] - u @ G - net.b[l - 1]
         J[sl, sl] += np.diag(G.sum(0))
         if l > 1:
-            J[sl, cuts[l - 2]:cuts[l - 1]] -= A * G.T
+            J[sl, cuts[l - 2]:cuts[l - 1]] -= A * G.T * sg[l - 1]
         if l < L:
             G2 = net.G[l]
-            f += C * (A * G2.sum(1) * v[l] - G2 @ v[l + 1])
+            # the CCCS pulls C·s times the current its VCVS (gain s·A) delivers into crossbar l+1
+            f += C * sg[l] * (G2 * (sg[l] * A * v[l])[:, None] - G2 * v[l + 1][None, :]).sum(1)
             J[sl, sl] += np.diag(C * A * G2.sum(1))
-            J[sl, cuts[l]:cuts[l + 1]] -= C * G2
+            J[sl, cuts[l]:cuts[l + 1]] -= C * sg[l][:, None] * G2
             cur, dcur = i_nl(net.element, v[l], net.lo[l - 1], net.hi[l - 1])
             f += cur
             J[sl, sl] += np.diag(dcur)

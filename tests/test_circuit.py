@@ -25,7 +25,8 @@ def rel_l1(v, ref):
 def cd_and_ngspice(deck, workdir):
     ckt = parse_deck(deck)
     sol = solve_circuit(ckt, tol=TOL).check()
-    vec, *_ = op_deck(deck, workdir, options=CHECK_OPTIONS)
+    vec, *_, why = op_deck(deck, workdir, options=CHECK_OPTIONS)
+    assert not why, why
     return sol.states[0][0, ckt.external], np.array([vec[f"v({n})"] for n in ckt.node_names()])
 
 

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from cdsolver import load_network, random_network, save_network, solve
+from cdsolver import random_network, save_network, solve
 from studies.cli import main
 
 

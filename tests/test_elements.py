@@ -32,7 +32,8 @@ def test_update_is_the_brentq_root(el):
     v = el.solve(a, c, lo, hi)
     worst = 0.0
     for k in range(len(a)):
-        f = lambda x: a[k] * x - c[k] + i_nl(el, x, lo[k], hi[k])[0]
+        def f(x, k=k):
+            return a[k] * x - c[k] + i_nl(el, x, lo[k], hi[k])[0]
         left = right = c[k] / a[k]
         with np.errstate(over="ignore"):
             while f(left) > 0:

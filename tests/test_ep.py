@@ -21,7 +21,7 @@ NETS = {  # element, rails
     "shockley-single": ("shockley", "split"),
     "ideal": ("ideal", "split"),
 }
-AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25)}
+AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25), "A4C1inv": (4.0, 1.0, "half")}
 
 
 def problem(el, amp, outputs="single"):
@@ -117,7 +117,7 @@ def test_adam_first_step_moves_every_parameter_by_rate_times_scale():
         m, v = [0.1 * g1, 0.9 * 0.1 * g1 + 0.1 * g2], [0.001 * g1 ** 2, 0.999 * 0.001 * g1 ** 2 + 0.001 * g2 ** 2]
         want = -sum(s * c * mt / (np.sqrt(vt) + 1e-8) for c, mt, vt in zip(corr, m, v))
         np.testing.assert_allclose(p - p0, want, rtol=1e-12)
-    cfg = TrainConfig()
+    cfg = TrainConfig(optimizer="momentum")
     before, slots = [p.copy() for p in net.G + net.b], TrainState.start(net, 1, cfg).slots
     step(cfg, net, grads[0], rates, slots, 1)
     step(cfg, net, grads[1], rates, slots, 2)
@@ -127,7 +127,7 @@ def test_adam_first_step_moves_every_parameter_by_rate_times_scale():
     with pytest.raises(ValueError, match="optimizer must be 'momentum' or 'adam'"):
         TrainConfig(optimizer="sgd").rates(net)
     with pytest.raises(ValueError, match=r"momentum and average must be in \[0, 1\)"):
-        TrainConfig(average=1.0).rates(net)
+        TrainConfig(average=1.0).resolved(100).rates(net)
 
 
 def write_idx(path, arr, gz=False):
@@ -187,7 +187,9 @@ def test_drn_train_writes_a_valid_network_and_history(tmp_path, capsys):
     assert "lr_decay must be in (0, 1]" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("opt", [dict(), dict(optimizer="adam", lr=0.01, average=0.99)], ids=["momentum", "adam-avg"])
+@pytest.mark.parametrize("opt", [dict(optimizer="momentum", average=0.0),
+                                 dict(optimizer="adam", lr=0.01, average=0.99)],
+                         ids=["momentum", "adam-avg"])
 def test_resume_continues_bit_for_bit(tmp_path, opt):
     """1 epoch + checkpoint + load + 2 epochs == 3 epochs straight (weights, biases, averaged model, history),
     paired outputs; SGD with momentum, and Adam with a moving average of the weights."""
@@ -256,11 +258,11 @@ def test_drn_train_interrupted_then_resumed_equals_uninterrupted(tmp_path, monke
     assert main(base + ["--epochs", "3", "--out", str(tmp_path / "none.npz"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert main(base + ["--epochs", "4", "--lr", "0.01", "--out", str(out), "--resume"]) == 2
-    assert "--lr was [0.002], now [0.01]" in capsys.readouterr().err
+    assert "--lr was the default, now [0.01]" in capsys.readouterr().err
     assert main(base + ["--epochs", "3", "--out", str(out), "--resume"]) == 2
     assert "3 epochs done" in capsys.readouterr().err
-    assert main(base + ["--epochs", "4", "--optimizer", "adam", "--out", str(out), "--resume"]) == 2
-    assert "--optimizer was 'momentum', now 'adam'" in capsys.readouterr().err
+    assert main(base + ["--epochs", "4", "--optimizer", "momentum", "--out", str(out), "--resume"]) == 2
+    assert "--optimizer was 'adam', now 'momentum'" in capsys.readouterr().err
     # learning curves from the histories
     fig = tmp_path / "curves.png"
     assert main(["plot", str(tmp_path / "full.history.csv"), str(tmp_path / "cut.history.csv"), "--out", str(fig)]) == 0
@@ -315,7 +317,7 @@ def test_fashion_mnist_files_and_messages(tmp_path, monkeypatch):
         load_fashion_mnist(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["fashion_shockley", "fashion_ideal"])
+@pytest.mark.parametrize("name", ["fashion_shockley", "fashion_ideal", "fashion_deep"])
 def test_shipped_fashion_configs_train(tmp_path, name):
     """The README's Fashion-MNIST configs run as shipped (one epoch on generated 28×28 files: 64 train images
     after the 5,000 of the validation split)."""
@@ -331,16 +333,15 @@ def test_shipped_fashion_configs_train(tmp_path, name):
     assert main(["train", "--config", str(path), "--data-dir", str(tmp_path), "--epochs", "1", "--out", str(out)]) == 0
     want = tomllib.loads(path.read_text())
     net = load_network(out)
-    assert net.sizes == [1568, 100, 20] and net.outputs == "paired"
-    assert {k: net.meta()["training"][k] for k in ("optimizer", "average")} == \
-           {"optimizer": want.get("optimizer", "momentum"), "average": want["average"]}
+    assert net.sizes == [1568, *want["hidden"], 20] and net.outputs == "paired"
+    assert net.meta()["training"]["optimizer"] == want.get("optimizer", "adam")
 
 
 def test_one_rate_is_scaled_per_layer_by_the_amplifier_weights():
     amp = random_network([6, 5, 4, 3], "shockley", amplifier=(4.0, 0.25))
-    np.testing.assert_allclose(TrainConfig(lr=0.1).rates(amp), [0.1 / 256, 0.1 / 16, 0.1])
+    np.testing.assert_allclose(TrainConfig(lr=0.1, optimizer="momentum").rates(amp), [0.1 / 256, 0.1 / 16, 0.1])
     passive = random_network([6, 5, 4, 3], "shockley")
-    assert TrainConfig(lr=0.1).rates(passive) == [0.1, 0.1, 0.1]
-    assert TrainConfig(lr=[0.1, 0.2, 0.3]).rates(amp) == [0.1, 0.2, 0.3]
+    assert TrainConfig(lr=0.1, optimizer="momentum").rates(passive) == [0.1, 0.1, 0.1]
+    assert TrainConfig(lr=[0.1, 0.2, 0.3], optimizer="momentum").rates(amp) == [0.1, 0.2, 0.3]
     with pytest.raises(ValueError, match="lr must be one positive rate or 3"):
         TrainConfig(lr=[0.1, 0.2]).rates(amp)

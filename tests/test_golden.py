@@ -1,7 +1,6 @@
 """CI regression against ngspice: the golden decks in netlists/ are regenerated (text must match) and re-run
 by real ngspice (states must match the stored CD states to 1e-12 relative L1)."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cdsolver.elements import Pwl, Shockley
-from cdsolver.network import Network, NetworkFormatError, load_network, random_network, save_network
+from cdsolver.network import NetworkFormatError, load_network, random_network, save_network
 
 
 def arrays_of(net):
@@ -32,7 +31,8 @@ def test_round_trip_bit_for_bit(tmp_path, kind):
 
 def write(tmp_path, arrays, meta):
     with open(tmp_path / "bad.npz", "wb") as f:
-        np.savez(f, **arrays, **({} if meta is None else {"meta": np.array(json.dumps(meta) if not isinstance(meta, str) else meta)}))
+        text = meta if isinstance(meta, str) else json.dumps(meta)
+        np.savez(f, **arrays, **({} if meta is None else {"meta": np.array(text)}))
     return tmp_path / "bad.npz"
 
 

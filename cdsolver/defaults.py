@@ -1,0 +1,86 @@
+"""The one source of training defaults, used by the library (``TrainConfig``), ``drn train`` and ``drn compare``.
+
+Fixed values live in ``TRAIN``; the values that depend on the network or the data are rules (docs/training.md):
+
+- ``batch_size(n_train)``: about ``STEPS_PER_EPOCH`` optimizer steps per epoch, between 8 and 128 samples.
+- ``lr(batch)``: Adam's step, in units of each crossbar's mean initial conductance (``train.step``), grows as the
+  square root of the batch (the gradient's noise falls as 1/√batch).
+- ``average(batch, n_train)``: the weights' moving average spans about one epoch.
+- ``input_gain(...)``: the input voltage scale that puts the first hidden layer's pre-activation spread (over the
+  training inputs, at initialisation, with the load of the next crossbar) at the element's scale — the rails for
+  Shockley and pwl elements — and, in a passive network, a gain that grows with depth to make up for each
+  crossbar's attenuation.
+- β: ``ep.safe_beta`` lowers ``TRAIN["beta"]`` per batch to keep the negative phase convex (``ep.beta_limit``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TRAIN", "STEPS_PER_EPOCH", "batch_size", "lr", "average", "rails", "input_gain", "network"]
+
+#: Network-independent defaults of ``TrainConfig`` (SI units: β in S, target in V, conductances in S).
+TRAIN: dict[str, Any] = dict(
+    epochs=20, optimizer="adam", momentum=0.9, lr_decay=1.0, beta=0.1, estimator="centered", target=0.6,
+    g_min=1e-6, g_max=10.0, tol=1e-10, eval_tol=1e-12, max_sweeps=1000, gradient="ep", seed=0,
+)
+
+#: Optimizer steps per epoch the default batch size aims at.
+STEPS_PER_EPOCH = 128
+
+
+def batch_size(n_train: int) -> int:
+    """Default mini-batch: ``n_train / STEPS_PER_EPOCH`` clipped to [8, 128] (Digits: 8; Fashion-MNIST: 128)."""
+    return int(min(128, max(8, n_train // STEPS_PER_EPOCH)))
+
+
+def lr(batch: int) -> float:
+    """Default Adam rate for mini-batches of ``batch``: 0.01 at 8, ×√(batch/8) (0.04 at 128)."""
+    return 0.01 * math.sqrt(batch / 8)
+
+
+def average(batch: int, n_train: int) -> float:
+    """Default decay per batch of the weights' moving average: a window of about one epoch, at most 0.999."""
+    return min(0.999, 1.0 - batch / n_train) if n_train > batch else 0.0
+
+
+def rails(element: str) -> str:
+    """``"split"`` for ideal diodes (half the nodes ``[0, ∞)``, half ``(−∞, 0]``), ``"both"`` otherwise."""
+    return "split" if element == "ideal" else "both"
+
+
+#: Pre-activation spread (V) the input gain aims at in the first hidden layer, per element kind.
+SPREAD = {"shockley": 1.2, "pwl": 1.2, "ideal": 0.3, "linear": 0.3}
+
+
+def input_gain(x: np.ndarray, net, element: str) -> float:
+    """Input gain (V per unit feature) from training features ``x`` (batch, n_features) and network ``net``:
+    ``SPREAD[element] / σ`` with σ the median over the first hidden layer's nodes of the standard deviation over
+    ``x`` of ``encode(x)·G1 / a`` at unit gain — the node's voltage without its element, ``a`` its total
+    conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
+    A = 4, C = 1 with equal widths) — times ``2^(hidden − 1)`` in a passive network (each passive crossbar
+    averages its inputs, about halving the input-dependent part)."""
+    v0 = np.concatenate([x, -x], axis=1) if net.encoding == "pair" else x
+    G1 = net.G[0]
+    a = G1.sum(axis=0) + (net.C * net.A * net.G[1].sum(axis=1) if net.depth > 1 else 0.0)
+    pre = (v0 @ G1) / np.maximum(a, 1e-300)
+    sigma = float(np.median(pre.std(axis=0)))
+    if not sigma > 0:
+        return 1.0
+    hidden = net.depth - 1
+    return SPREAD[element] / sigma * (1.0 if net.amplifier is not None else 2.0 ** max(hidden - 1, 0))
+
+
+def network(x: np.ndarray, hidden: list[int], n_classes: int, element: str, *, rails_: str | None = None,
+            amplifier=None, outputs: str = "single", gain: float | None = None, init: str = "uniform", seed: int = 0):
+    """A random network for features ``x`` (batch, n_features) with the default rails and input gain."""
+    from .network import random_network
+
+    sizes = [2 * x.shape[1], *hidden, n_classes]
+    net = random_network(sizes, element, seed=seed, rails=rails_ or rails(element), amplifier=amplifier,
+                         outputs=outputs, init=init)
+    net.input_gain = gain if gain is not None else input_gain(x, net, element)
+    return net

@@ -1,0 +1,634 @@
+"""Reliability and data integrity (docs/reliability.md): what a hostile but fair user tried, one test each —
+fake ngspice binaries on PATH, damaged files, interrupted runs. Each test failed before its fix."""
+
+import re
+import shutil
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cdsolver import random_network, save_network, solve
+from spice_bridge.runners import run
+from studies.cli import main
+
+#: `python PATCH RAW WHAT` damages an ngspice raw file in place: "nan" puts NaN in every v(n1_0) value,
+#: "no-nvar" drops the "No. Variables" line, "zero-nvar" declares 0 variables, "cut" sets "No. Points: 0" (a run
+#: killed while it wrote)
+PATCH = r'''
+import re, sys
+path, what = sys.argv[1], sys.argv[2]
+data = open(path, "rb").read()
+i = data.index(b"Binary:\n") + len(b"Binary:\n")
+head, body = data[:i].decode(), bytearray(data[i:])
+if what == "nan":
+    names = re.findall(r"^\s+\d+\s+(\S+)", head.split("\nVariables:", 1)[1], flags=re.M)
+    k, n = names.index("v(n1_0)"), len(names)
+    for row in range(len(body) // (8 * n)):
+        body[8 * (row * n + k):8 * (row * n + k + 1)] = bytes.fromhex("000000000000f87f")
+elif what == "no-nvar":
+    head = re.sub(r"No\. Variables:.*\n", "", head)
+elif what == "zero-nvar":
+    head = re.sub(r"No\. Variables:.*\n", "No. Variables: 0\n", head)
+elif what == "cut":
+    head = re.sub(r"No\. Points:.*\n", "No. Points: 0\n", head)
+open(path, "wb").write(head.encode() + bytes(body))
+'''
+
+
+def small(batch=5, seed=0):
+    net = random_network([6, 5, 3], "shockley", seed=seed, input_gain=3.0, g_mean=1.0, bias=0.1)
+    return net, net.encode(np.random.default_rng(seed).uniform(0, 1, (batch, 3)))
+
+
+def rel_l1(a, b):
+    a, b = np.concatenate(a, axis=1), np.concatenate(b, axis=1)
+    return (np.abs(a - b).sum(axis=1) / np.abs(b).sum(axis=1)).max()
+
+
+@pytest.fixture
+def wrap_ngspice(fake_ngspice, tmp_path):
+    """A fake ngspice that runs the real one, then `after` (shell, may use $3 = raw file, $4 = deck, $PATCH)."""
+    real = shutil.which("ngspice")
+    patch = tmp_path / "patch.py"
+    patch.write_text(PATCH)
+
+    def make(after, before=""):
+        fake_ngspice(f'PATCH="{sys.executable} {patch}"\n{before}\n{real} "$@"; rc=$?\n{after}\nexit $rc')
+    return make
+
+
+# ---- 2: the shared runner reads ngspice's result, not PySpice's exception
+def test_shared_runner_keeps_operating_points_found_by_gmin_stepping(ngspice):
+    """ngspice needs gmin stepping on 3 of these 5 samples; its notes on stderr made PySpice raise."""
+    net = random_network([8, 6, 4], "shockley", seed=0, input_gain=40.0)
+    v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (5, 4)))
+    res = run(net, v0, runner="shared")
+    assert res.ok.all(), res.reason
+    assert rel_l1(res.states, solve(net, v0, tol=1e-14).check().states) <= 1e-12
+
+
+# ---- 4: a NaN from ngspice is a failure with a reason
+@pytest.mark.parametrize("runner", ["op", "batch"])
+def test_nan_in_ngspice_result_is_a_failure(ngspice, wrap_ngspice, runner):
+    wrap_ngspice('case "$4" in sample1.cir|batch*) $PATCH "$3" nan;; esac')
+    net, v0 = small(3)
+    res = run(net, v0, runner=runner)
+    assert res.ok.tolist() == [True, False, True]
+    assert "nan V at node n1_0 (non-finite" in res.reason[1]
+    assert np.isnan(res.states[0][1]).all() and np.isfinite(res.states[0][[0, 2]]).all()
+    assert res.fallback.tolist() == [runner == "batch"] * 3  # batch: NaN at every swept point, all go to op
+
+
+# ---- 5: one bad ngspice output loses nothing else
+def test_one_unreadable_deck_loses_only_its_sample(ngspice, wrap_ngspice, tmp_path, capsys):
+    wrap_ngspice("", before='[ "$4" = sample1.cir ] && { echo "Error on line 3 or its substitute:"; exit 1; }')
+    net, v0 = small(3)
+    save_network(net, tmp_path / "net.npz")
+    np.save(tmp_path / "v0.npy", v0)
+    out = tmp_path / "s.npz"
+    assert main(["spice", str(tmp_path / "net.npz"), str(tmp_path / "v0.npy"), "--encoded", "--runner", "op",
+                 "--out", str(out)]) == 3
+    assert "could not read deck" in capsys.readouterr().err
+    with np.load(out) as f:
+        assert f["converged"].tolist() == [True, False, True] and np.isfinite(f["v1"][[0, 2]]).all()
+        assert re.search(r"could not read deck .*sample1.cir: Error on line 3", str(f["reason"][1]))
+
+
+@pytest.mark.parametrize("damage, msg", [("no-nvar", "without 'No. Variables'"),
+                                         ("zero-nvar", "declares 0 variables")])
+def test_bad_raw_header_is_a_reason_not_a_traceback(ngspice, wrap_ngspice, damage, msg):
+    wrap_ngspice(f'[ "$4" = sample0.cir ] && $PATCH "$3" {damage}')
+    net, v0 = small(2)
+    res = run(net, v0, runner="op")
+    assert res.ok.tolist() == [False, True]
+    assert "unreadable raw file" in res.reason[0] and msg in res.reason[0]
+
+
+def test_ctrl_c_keeps_the_finished_samples(ngspice, tmp_path, monkeypatch, capsys):
+    import spice_bridge.runners as runners
+
+    real, calls = runners._op_one, []
+
+    def op_then_ctrl_c(workdir, b, src, timeout):
+        calls.append(b)
+        if b == 2:
+            raise KeyboardInterrupt
+        return real(workdir, b, src, timeout)
+
+    monkeypatch.setattr(runners, "_op_one", op_then_ctrl_c)
+    net, v0 = small(4)
+    save_network(net, tmp_path / "net.npz")
+    np.save(tmp_path / "v0.npy", v0)
+    assert main(["spice", str(tmp_path / "net.npz"), str(tmp_path / "v0.npy"), "--encoded", "--runner", "op",
+                 "--out", str(tmp_path / "s.npz")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["converged"].tolist() == [True, True, False, False]
+        assert str(f["reason"][3]).startswith("interrupted")
+
+
+# ---- 12: time limits sized to the network; a failed point's time stays out of its neighbours' clocks
+def test_default_timeout_grows_with_the_network():
+    from spice_bridge.runners import default_timeout
+
+    small_net = random_network([128, 32, 10], "shockley")
+    big = random_network([128, 1024, 1024, 10], "shockley")
+    amp = random_network([128, 1024, 1024, 10], "shockley", amplifier=(4.0, 1.0))
+    assert default_timeout(small_net) == 10.0  # the floor
+    assert 1000 < default_timeout(big) < default_timeout(amp) == 2 * default_timeout(big)
+
+
+def test_failed_sweep_point_keeps_its_time_to_itself(ngspice, wrap_ngspice, tmp_path):
+    """The first sweep spends 3 s and stops after 2 of 5 points (the failing point's stepping): points 0 and 1
+    get the clock of a clean sweep of their own, point 2 the 3 s, then its op fallback."""
+    wrap_ngspice("", before='[ "$4" = batch0_0_5.cir ] && { sleep 3; sed -i "s/^.dc Vsw 0 4 1$/.dc Vsw 0 1 1/" "$4"; }')
+    net, v0 = small(5)
+    res = run(net, v0, runner="batch", workdir=tmp_path / "wd")
+    assert res.ok.all() and res.fallback.tolist() == [False, False, True, False, False]
+    assert res.wall[2] >= 3.0 and max(res.wall[[0, 1, 3, 4]]) < 1.0, res.wall
+    assert rel_l1(res.states, solve(net, v0, tol=1e-14).check().states) <= 1e-12
+
+
+def test_sweep_killed_at_its_time_limit_keeps_the_points_it_finished(ngspice, wrap_ngspice, tmp_path):
+    """The first sweep writes 2 points and hangs: killed at its limit (2 s × (1 + 5/20)), its 2 points are kept
+    (clocks from a clean sweep of them); which later point hung it is unknown, so points 2-4 go to op one by
+    one; sample 3's op fails too, so the killed sweep's time is charged to it, not to its neighbours."""
+    wrap_ngspice('[ "$4" = batch0_0_5.cir ] && { $PATCH "$3" cut; exec sleep 60; }',
+                 before='[ "$4" = batch0_0_5.cir ] && sed -i "s/^.dc Vsw 0 4 1$/.dc Vsw 0 1 1/" "$4"\n'
+                        '[ "$4" = sample3.cir ] && { echo "Error: no convergence in DC operating point"; exit 1; }')
+    net, v0 = small(5)
+    t = time.perf_counter()
+    res = run(net, v0, runner="batch", timeout=2.0, workdir=tmp_path / "wd")
+    assert time.perf_counter() - t < 15
+    assert res.ok.tolist() == [True, True, True, False, True], res.reason
+    assert "no convergence" in res.reason[3]
+    assert res.fallback.tolist() == [False, False, True, True, True]
+    assert 2.0 <= res.wall[3] < 5 and max(res.wall[[0, 1, 2, 4]]) < 1.0, res.wall
+    ok = res.ok
+    cd = solve(net, v0, tol=1e-14).check()
+    assert rel_l1([s[ok] for s in res.states], [s[ok] for s in cd.states]) <= 1e-12
+
+# ---- 1: a resumed study never mixes runs of different settings
+ONE_CELL = """
+[study]
+name = "one"
+samples = 6
+runners = ["batch", "op"]
+[grid]
+depth = [1]
+width = [5]
+element = ["pwl"]
+"""
+
+
+def test_resume_with_other_settings_never_mixes_runs(ngspice, tmp_path, monkeypatch):
+    """--max-samples 3, then an interrupted --max-samples 5 (batch done, op not), then 5 again, then the config's
+    own 6: every run's samples.csv holds only rows made with its settings, each runner all of them."""
+    import pandas as pd
+
+    import studies.compare as cmp
+
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE_CELL)
+    real_run = cmp.run
+
+    def rows():
+        df = pd.read_csv(out / "samples.csv", comment="#")
+        return {r: sorted(g["sample"]) for r, g in df.groupby("runner")}, set(df.cell_id)
+
+    assert main(["compare", str(cfg), "--out", str(out), "--max-samples", "3"]) == 0
+    assert rows()[0] == {"batch": [0, 1, 2], "op": [0, 1, 2]}
+
+    def stop_at_op(net, v0, runner, **kw):
+        if runner == "op":
+            raise KeyboardInterrupt
+        return real_run(net, v0, runner=runner, **kw)
+
+    monkeypatch.setattr(cmp, "run", stop_at_op)
+    assert main(["compare", str(cfg), "--out", str(out), "--max-samples", "5"]) == 130
+    monkeypatch.setattr(cmp, "run", real_run)
+    assert main(["compare", str(cfg), "--out", str(out), "--max-samples", "5"]) == 0
+    five, ids5 = rows()
+    assert five == {"batch": list(range(5)), "op": list(range(5))} and len(ids5) == 1
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    six, ids6 = rows()
+    assert six == {"batch": list(range(6)), "op": list(range(6))} and ids6.isdisjoint(ids5)
+    prov = pd.read_csv(out / "provenance.csv", comment="#")
+    assert sorted(prov.runner) == ["batch", "op"] and set(prov.cell_id) == ids6
+    assert all('"samples": 6' in s for s in prov.settings)
+    assert len(list((out / "cells").glob("*.csv"))) == 3 * 2  # 3, 5 and 6 samples: 3 cell ids x 2 runners
+
+
+def test_changed_training_settings_make_a_new_network(tmp_path):
+    import studies.compare as cmp
+
+    cfg = tmp_path / "one.toml"
+    cfg.write_text(ONE_CELL + "[train]\nepochs = 0\n")
+    c = cmp.cells(cmp.load_config(cfg))[0]
+    a = cmp.cell_id(cmp.load_config(cfg), c)
+    cfg.write_text(ONE_CELL + "[train]\nepochs = 1\n")
+    b = cmp.cell_id(cmp.load_config(cfg), c)
+    assert a != b and a.split("-")[0] == b.split("-")[0] == "d1_w5_pwl_none_s0"
+
+
+# ---- 6, 7, 8: a study config and its overrides are checked before OUT exists
+@pytest.mark.parametrize("change, msg", [
+    (lambda t: t.replace('name = "one"', 'name = "../../elsewhere"'), "study.name must be"),
+    (lambda t: t.replace('name = "one"', 'name = "/tmp/abs"'), "study.name must be"),
+    (lambda t: t.replace('name = "one"', 'name = "a\\nb"'), "study.name must be"),
+    (lambda t: t.replace("samples = 6", "samples = 6\ntimeout = -1.0"), "study.timeout must be a finite number > 0"),
+    (lambda t: t.replace("samples = 6", "samples = 6\ntimeout = nan"), "study.timeout must be a finite number > 0"),
+    (lambda t: t.replace("samples = 6", "samples = 6\ncd_tol = inf"), "study.cd_tol must be a finite number > 0"),
+    (lambda t: t.replace("samples = 6", "samples = 6\njobs = 1000"), "study.jobs must be 1.."),
+    (lambda t: t + "[train]\nepochs = 1\nbatch_size = 0\n", "train.batch_size >= 1"),
+])
+def test_bad_study_settings_fail_before_any_work(tmp_path, capsys, change, msg):
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(change(ONE_CELL))
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert msg in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("args, msg", [(["--max-samples", "0"], "--max-samples must be >= 1"),
+                                       (["--max-samples", "-1"], "--max-samples must be >= 1"),
+                                       (["--jobs", "1000"], "--jobs must be 1.."),
+                                       (["--cell-jobs", "0"], "--cell-jobs must be 1..")])
+def test_bad_compare_options_fail_before_any_work(tmp_path, capsys, args, msg):
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE_CELL)
+    assert main(["compare", str(cfg), "--out", str(out), *args]) == 2
+    assert msg in capsys.readouterr().err and not out.exists()
+
+
+def test_spice_jobs_are_bounded(problem, capsys):
+    d, files = problem
+    assert main(["spice", *files, "--jobs", "1000", "--out", str(d / "s.npz")]) == 2
+    assert "--jobs must be 1.." in capsys.readouterr().err and not (d / "s.npz").exists()
+
+
+def test_compare_out_a_file_is_one_line(tmp_path, capsys):
+    cfg, out = tmp_path / "one.toml", tmp_path / "file"
+    cfg.write_text(ONE_CELL)
+    out.write_text("x")
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["compare", str(cfg), "--out", str(out / "under")]) == 2
+    assert "is not a folder this user can write in" in capsys.readouterr().err
+
+
+def test_a_full_disk_during_a_study_is_one_line_and_keeps_finished_runners(ngspice, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import studies.compare as cmp
+
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE_CELL.replace("samples = 6", "samples = 2"))
+    real, calls = cmp.write_csv, []
+
+    def full_at_second(df, path, prov):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(df, path, prov)
+
+    monkeypatch.setattr(cmp, "write_csv", full_at_second)
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert [p.name.rsplit(".", 2)[1] for p in (out / "cells").glob("*.csv")] == ["batch"]
+    monkeypatch.setattr(cmp, "write_csv", real)
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+
+
+# ---- 9: writes
+def test_a_second_compare_on_the_same_folder_stops(tmp_path, capsys):
+    import fcntl
+
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE_CELL)
+    out.mkdir()
+    with open(out / ".lock", "w") as f:  # another drn compare holds the study folder
+        f.write("pid 1 on elsewhere")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_EX)
+        assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert "in use by another drn compare (pid 1 on elsewhere)" in capsys.readouterr().err
+    assert not (out / "cells").exists() or not any((out / "cells").iterdir())
+
+
+def test_two_writers_of_one_file_never_mix(tmp_path):
+    """Two writers interleaved on one path (the old fixed `.tmp` name made them share a temporary file): the
+    result is one writer's whole content, and no temporary file is left."""
+    from cdsolver.files import atomic_write
+
+    path = tmp_path / "cells.csv"
+    with atomic_write(path, "w") as a, atomic_write(path, "w") as b:
+        a.write("first writer, " * 1000)
+        b.write("second writer")
+        a.write("end")
+    assert path.read_text() == "first writer, " * 1000 + "end"
+    assert [p.name for p in tmp_path.iterdir()] == ["cells.csv"]
+
+
+def test_truncated_network_cache_is_rebuilt(tmp_path, capsys):
+    import studies.compare as cmp
+    from cdsolver import load_network
+
+    cfg_path = tmp_path / "one.toml"
+    cfg_path.write_text(ONE_CELL)
+    cfg = cmp.load_config(cfg_path)
+    c = cmp.cells(cfg)[0]
+    net = cmp.network_for(cfg, c, tmp_path)
+    cache = next((tmp_path / "networks").glob("*.npz"))
+    cache.write_bytes(cache.read_bytes()[:100])  # a full disk cut it short
+    again = cmp.network_for(cfg, c, tmp_path)
+    assert "rebuilding" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.G[0], net.G[0])
+    np.testing.assert_array_equal(load_network(cache).G[0], net.G[0])
+
+
+# ---- 3: a network file missing a crossbar does not load as a smaller network
+@pytest.mark.parametrize("drop, msg", [("G2", "missing array 'G2'"), ("b3", "missing array 'b3'"),
+                                       ("lo1", "missing array 'lo1'"), ("hi2", "missing array 'hi2'")])
+def test_a_network_file_with_a_hole_is_refused(tmp_path, drop, msg):
+    from cdsolver import load_network
+    from cdsolver.network import NetworkFormatError
+
+    save_network(random_network([6, 5, 4, 3], "shockley", seed=0), tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as f:
+        arrays = {k: f[k] for k in f.files if k != drop}
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(NetworkFormatError, match=msg):
+        load_network(tmp_path / "bad.npz")
+
+
+def test_an_array_beyond_the_last_crossbar_is_refused(tmp_path):
+    from cdsolver import load_network
+    from cdsolver.network import NetworkFormatError
+
+    save_network(random_network([6, 5, 3], "shockley", seed=0), tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(tmp_path / "bad.npz", **arrays, lo2=np.zeros(3))
+    with pytest.raises(NetworkFormatError, match="'lo2' does not belong to a network with G1..G2"):
+        load_network(tmp_path / "bad.npz")
+
+
+# ---- 4, 6: damaged checkpoints are a clear error
+def _checkpoint(tmp_path):
+    from cdsolver.train import TrainConfig, TrainState, save_checkpoint
+
+    net = random_network([8, 5, 3], "shockley", seed=0)
+    cfg = TrainConfig(average=0.9)
+    save_checkpoint(tmp_path / "c.npz", net, TrainState.start(net, 4, cfg), {"note": 1})
+    with np.load(tmp_path / "c.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("damage, msg", [
+    (lambda a, m: a["ckpt_average0"].__setitem__((0, 0), np.nan), "ckpt_average0 hold NaN or inf"),
+    (lambda a, m: m["checkpoint"].pop("rng"), "meta.checkpoint.rng must be an object, got 'missing'"),
+    (lambda a, m: m["checkpoint"].pop("run"), "meta.checkpoint.run must be an object"),
+    (lambda a, m: m["checkpoint"].__setitem__("epoch", "3"), "meta.checkpoint.epoch must be an integer, got '3'"),
+    (lambda a, m: m["checkpoint"].__setitem__("history", {"a": 1}), "meta.checkpoint.history must be a list"),
+    (lambda a, m: m["checkpoint"]["rng"].__setitem__("state", 5), "meta.checkpoint.rng is not a NumPy generator"),
+])
+def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage, msg):
+    import json
+
+    from cdsolver.network import NetworkFormatError
+    from cdsolver.train import load_checkpoint
+
+    arrays = _checkpoint(tmp_path)
+    meta = json.loads(str(arrays["meta"]))
+    damage(arrays, meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(NetworkFormatError, match=re.escape(msg)):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_resume_from_a_nan_checkpoint_exits_2(tmp_path, capsys):
+    out = tmp_path / "n.npz"
+    base = ["train", "--hidden", "8", "--batch-size", "200", "--out", str(out)]
+    assert main(base + ["--epochs", "1"]) == 0
+    ckpt = tmp_path / "n.ckpt.npz"
+    with np.load(ckpt) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["ckpt_slot0"][0, 0] = np.nan
+    np.savez(ckpt, **arrays)
+    capsys.readouterr()
+    assert main(base + ["--epochs", "2", "--resume"]) == 2
+    assert "ckpt_slot0 hold NaN or inf" in capsys.readouterr().err
+
+
+# ---- 6, 7: values that were accepted silently or ended in a traceback
+@pytest.mark.parametrize("args, msg", [
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--batch-size", "-5"], "--batch-size must be >= 1"),
+    (["--hidden", "0"], "--hidden must be sizes >= 1"),
+    (["--tol", "inf"], "--tol must be a finite number > 0"),
+    (["--g-min", "5", "--g-max", "1"], "--g-min/--g-max must be 0 <= g_min < g_max"),
+    (["--beta", "nan"], "--beta must be a finite number > 0"),
+])
+def test_bad_training_options_exit_2(tmp_path, capsys, args, msg):
+    assert main(["train", *args, "--out", str(tmp_path / "n.npz")]) == 2
+    assert msg in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("meta_change, msg", [
+    (lambda m: m["element"].__setitem__("kind", ["shockley"]), "meta.element.kind must be one of"),
+    (lambda m: m["element"].__setitem__("Vd", 1e-300), "Vd must be a finite voltage >= 1e-12 V"),
+    (lambda m: m.__setitem__("amplifier", {"A": True, "C": 1.0}), "meta.amplifier.A must be a positive finite"),
+    (lambda m: m.__setitem__("input_gain", True), "meta.input_gain must be a finite number"),
+])
+def test_bad_meta_values_exit_2(tmp_path, capsys, meta_change, msg):
+    import json
+
+    save_network(random_network([8, 5, 3], "shockley", seed=0), tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta_change(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "n.npz", **arrays)
+    np.save(tmp_path / "x.npy", np.zeros((2, 4)))
+    assert main(["solve", str(tmp_path / "n.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "s.npz")]) == 2
+    assert msg in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [complex, bool])
+def test_complex_or_boolean_arrays_are_refused(tmp_path, dtype):
+    from cdsolver import load_network
+    from cdsolver.network import NetworkFormatError
+
+    save_network(random_network([8, 5, 3], "shockley", seed=0), tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["G1"] = arrays["G1"].astype(dtype)
+    np.savez(tmp_path / "n.npz", **arrays)
+    with pytest.raises(NetworkFormatError, match="G1: expected real numbers"):
+        load_network(tmp_path / "n.npz")
+
+
+# ---- 8: a config file sets options, never more words of a command line
+def test_train_config_lists_cannot_smuggle_options(tmp_path, capsys):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('hidden = [8, "--dataset", "mnist", "--data-dir", "ELSEWHERE"]\n')
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "n.npz")]) == 2
+    assert "hidden must be a number, a string or a list of numbers" in capsys.readouterr().err
+    cfg.write_text('data_dir = "--epochs=0"\nhidden = [8]\nepochs = 0\n')  # a string is one value
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "n.npz")]) == 0
+
+
+def test_train_config_with_equals_sign_is_read(tmp_path, capsys):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text("hidden = [0]\n")
+    assert main(["train", f"--config={cfg}", "--out", str(tmp_path / "n.npz")]) == 2
+    assert "--hidden must be sizes >= 1" in capsys.readouterr().err
+
+
+# ---- 10: internal errors are not user errors
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    import cdsolver.solver
+
+    def broken(*a, **k):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(cdsolver.solver, "solve", broken)
+    save_network(random_network([8, 5, 3], "shockley", seed=0), tmp_path / "n.npz")
+    np.save(tmp_path / "x.npy", np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["solve", str(tmp_path / "n.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "s.npz")])
+
+
+def test_validation_errors_share_one_base():
+    from cdsolver.datasets import DatasetError
+    from cdsolver.network import NetworkFormatError
+    from cdsolver.validation import ValidationError
+    from studies.cli import CliError
+    from studies.compare import ConfigError
+
+    assert all(issubclass(e, ValidationError) for e in (DatasetError, NetworkFormatError, CliError, ConfigError))
+
+
+# ---- 6: --out problems are one line, found before the work; a failed final write loses nothing
+@pytest.fixture
+def problem(tmp_path):
+    save_network(random_network([8, 5, 3], "shockley", seed=0, input_gain=3.0), tmp_path / "n.npz")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 1, (3, 4)))
+    return tmp_path, [str(tmp_path / "n.npz"), str(tmp_path / "x.npy")]
+
+
+@pytest.mark.parametrize("command", ["solve", "spice", "netlist", "train"])
+def test_out_that_cannot_be_written_is_one_line(problem, capsys, command):
+    d, files = problem
+    (d / "afile").write_text("x")
+    (d / "adir").mkdir()
+    args = [command] + ([] if command == "train" else files)
+    cases = [str(d / "afile" / "under.npz")] + ([str(d / "afile")] if command == "netlist" else [str(d / "adir")])
+    for out in cases:
+        assert main(args + ["--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--out" in err, err
+
+
+def test_a_failed_final_write_keeps_the_results(problem, capsys, monkeypatch):
+    import errno
+
+    from cdsolver.solver import Solution
+
+    d, files = problem
+    real = Solution.save
+
+    def disk_full(self, path):
+        if str(path) == str(d / "s.npz"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, path)
+
+    monkeypatch.setattr(Solution, "save", disk_full)
+    assert main(["solve", *files, "--out", str(d / "s.npz")]) == 2
+    err = capsys.readouterr().err
+    rescued = re.search(r"the results are in (\S+)", err).group(1)
+    assert "No space left on device" in err
+    with np.load(rescued) as f:
+        assert f["converged"].all() and f["v1"].shape == (3, 5)
+
+
+def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import cdsolver.train as tr
+
+    real, calls = tr.save_network, []
+
+    def full_at_second(net, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(net, path)
+
+    monkeypatch.setattr(tr, "save_network", full_at_second)
+    out = tmp_path / "n.npz"
+    assert main(["train", "--hidden", "8", "--batch-size", "200", "--epochs", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume continues" in err
+    assert tr.load_checkpoint(tmp_path / "n.ckpt.npz")[1].epoch == 1
+
+
+# ---- 7: inputs that are not real numbers, empty batches, conductances without a finite resistance
+def test_complex_datetime_and_empty_inputs_are_refused(problem, capsys):
+    d, files = problem
+    for name, x, msg in [("c.npy", np.ones((2, 4), complex), "expected real numbers, got dtype complex128"),
+                         ("t.npy", np.zeros((2, 4), "datetime64[s]"), "expected real numbers, got dtype datetime64"),
+                         ("e.npy", np.zeros((0, 4)), "inputs: no samples")]:
+        np.save(d / name, x)
+        for command in ("solve", "netlist"):
+            assert main([command, files[0], str(d / name), "--out", str(d / "o")]) == 2
+            assert msg in capsys.readouterr().err
+    assert not (d / "o").exists()
+
+
+def test_a_conductance_with_no_finite_resistance_is_refused():
+    from cdsolver.network import NetworkFormatError
+
+    net = random_network([8, 5, 3], "shockley", seed=0)
+    net.G[0][0, 0] = 1e-310
+    with pytest.raises(NetworkFormatError, match=r"G1\[0,0\] = 1e-310 S: a nonzero conductance must be >= 1e-300"):
+        net.copy().__post_init__()
+
+
+def test_truncated_gz_idx_file_is_a_dataset_error(tmp_path):
+    import gzip
+
+    from cdsolver.datasets import DatasetError, read_idx
+
+    raw = bytes([0, 0, 8, 1]) + (1000).to_bytes(4, "big") + bytes(range(200)) * 5
+    (tmp_path / "x.gz").write_bytes(gzip.compress(raw)[:-20])
+    with pytest.raises(DatasetError, match="cannot read"):
+        read_idx(tmp_path / "x.gz")
+
+
+# ---- 11: packaging: the declared minimum versions are the ones the code needs; the linter passes
+def test_declared_minimum_versions_cover_what_the_code_uses():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    proj = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    deps = {re.split(r"[<>=\[]", d)[0].lower(): d for d in proj["dependencies"]}
+    assert proj["requires-python"].startswith(">=3.11")  # tomllib
+    assert deps["pandas"].startswith("pandas>=2.2")  # groupby.apply(include_groups=)
+    assert deps["joblib"].startswith("joblib>=1.4")  # return_as="generator_unordered"
+    assert any(d.startswith("ruff") for d in proj["optional-dependencies"]["test"])
+    assert "ruff check" in (root / "Makefile").read_text()
+
+
+def test_ruff_finds_nothing():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    p = subprocess.run([sys.executable, "-m", "ruff", "check", str(root)], capture_output=True, text=True, cwd=root)
+    assert p.returncode == 0, p.stdout + p.stderr

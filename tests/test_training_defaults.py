@@ -1,0 +1,139 @@
+"""Training defaults that hold on every network shape: the β rule keeps the negative phase convex, non-converged
+phases never feed the gradient, the implicit-gradient control, and the history's diagnostics."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from cdsolver import defaults, random_network, solve
+from cdsolver.datasets import Split, load_digits
+from cdsolver.ep import _weights, beta_limit, ep_gradient, implicit_gradient, safe_beta
+from cdsolver.network import Amplifier
+from cdsolver.train import TrainConfig, train
+from studies.cli import main
+
+SHAPES = [[8, 6, 4], [8, 6, 5, 4], [8, 6, 5, 5, 4], [8, 12, 3]]
+AMPS = [None, (4.0, 1.0), (4.0, 0.25), (4.0, 1.0, "half")]
+AMP_IDS = ["passive", "A4C1", "A4C0.25", "A4C1-invert"]
+
+
+def lin_hessian(net, g_out):
+    """Dense co-content Hessian of the diode-free network (layer weights w_l), nudging conductance ``g_out`` on the
+    outputs (paired: between v+ and v−) — written out node by node, independently of ``beta_limit``."""
+    n, L, A, w = net.sizes, net.depth, net.A, _weights(net)
+    cuts = np.cumsum([0] + n[1:])
+    H = np.zeros((cuts[-1], cuts[-1]))
+    for l in range(1, L + 1):  # crossbar l: ½·w_l·Σ G_ij (u_i − v_j)², u = v0 (l = 1) or A·v_{l−1}
+        G = net.G[l - 1]
+        for i in range(n[l - 1]):
+            for j in range(n[l]):
+                vj = cuts[l - 1] + j
+                H[vj, vj] += w[l - 1] * G[i, j]
+                if l > 1:
+                    ui = cuts[l - 2] + i
+                    H[ui, ui] += w[l - 1] * A * A * G[i, j]
+                    sg = net.signs(l - 1)[i]
+                    H[ui, vj] -= w[l - 1] * A * sg * G[i, j]
+                    H[vj, ui] -= w[l - 1] * A * sg * G[i, j]
+    out = np.arange(cuts[-2], cuts[-1])
+    D = net.decode(np.eye(len(out))).T  # (classes, n_L)
+    H[np.ix_(out, out)] += w[-1] * g_out * D.T @ D
+    return H
+
+
+@pytest.mark.parametrize("outputs", ["single", "paired"])
+@pytest.mark.parametrize("amp", AMPS, ids=AMP_IDS)
+@pytest.mark.parametrize("sizes", SHAPES, ids=lambda s: "-".join(map(str, s)))
+def test_beta_limit_is_the_convexity_boundary(sizes, amp, outputs):
+    """At margin 1 the negative phase's Hessian (diode-free: the worst case) is singular; at the default margin it
+    is positive definite with room to spare."""
+    net = random_network(sizes, "shockley", seed=3, amplifier=amp, outputs=outputs)
+    for margin, check in ((1.0, "singular"), (0.5, "definite")):
+        b = beta_limit(net, margin)
+        lam = np.linalg.eigvalsh(lin_hessian(net, net.g_nudge(-b)))
+        scale = np.abs(lam).max()
+        if check == "singular":
+            assert abs(lam[0]) <= 1e-9 * scale
+        else:
+            assert lam[0] > 1e-6 * scale
+    assert safe_beta(net, 1e-3) == 1e-3 and safe_beta(net, 10.0) == beta_limit(net)
+
+
+@pytest.mark.parametrize("element", ["shockley", "ideal", "pwl"])
+@pytest.mark.parametrize("amp", AMPS, ids=AMP_IDS)
+def test_default_networks_have_a_convex_negative_phase(element, amp):
+    """Every default network shape (1–3 hidden layers, any element and amplifier, single or paired outputs): the
+    negative phase at the default β solves to the tolerance from the free state."""
+    x = load_digits(seed=0)["train"].x[:40]
+    y = np.zeros((40, 10))
+    y[np.arange(40), np.arange(40) % 10] = defaults.TRAIN["target"]
+    for hidden in ([16], [16, 12], [16, 12, 12]):
+        for outputs in ("single", "paired"):
+            net = defaults.network(x, hidden, 10, element, amplifier=None if amp is None else Amplifier(*amp),
+                                   outputs=outputs)
+            beta = safe_beta(net, defaults.TRAIN["beta"])
+            free = solve(net, net.encode(x), targets=y).check()
+            solve(net, net.encode(x), beta=-beta, targets=y, init=free.states).check()
+
+
+def test_non_converged_phases_are_excluded_and_counted():
+    net = random_network([128, 16, 16, 10], "shockley", seed=0, input_gain=80.0, amplifier=(4.0, 1.0))
+    d = load_digits(seed=0)
+    x, lab = d["train"].x[:24], d["train"].y[:24]
+    y = np.zeros((24, 10))
+    y[np.arange(24), lab] = 0.6
+    v0 = net.encode(x)
+    g, free = ep_gradient(net, v0, y, beta=0.05, max_sweeps=16)
+    assert 0 < g.used.sum() < 24  # a sweep cap that stops some samples, not all
+    rows = np.flatnonzero(g.used)
+    alone, _ = ep_gradient(net, v0[rows], y[rows], beta=0.05, max_sweeps=16)
+    assert alone.used.all()
+    for a, b in zip(g.dG + g.db, alone.dG + alone.db):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)  # the gradient is the mean over the used ones
+    none, _ = ep_gradient(net, v0, y, beta=0.05, max_sweeps=1)
+    assert not none.used.any() and all(not np.any(a) for a in none.dG + none.db)
+    data = {"train": Split(x, lab), "val": Split(x[:8], lab[:8])}
+    hist = train(net.copy(), data, TrainConfig(epochs=1, max_sweeps=16, batch_size=8))
+    assert hist[0]["excluded"] > 0
+
+
+def test_implicit_gradient_trainer_first_step_is_the_implicit_gradient():
+    """--gradient implicit: SGD without momentum, one batch of the whole set, moves θ by −rate × the implicit
+    gradient at the free state (a control for EP's bias)."""
+    d = load_digits(seed=0)
+    data = {"train": Split(d["train"].x[:16], d["train"].y[:16]), "val": Split(d["val"].x[:8], d["val"].y[:8])}
+    net = defaults.network(data["train"].x, [12, 10], 10, "shockley", amplifier=Amplifier(4.0, 1.0))
+    before = net.copy()
+    cfg = TrainConfig(epochs=1, batch_size=16, optimizer="momentum", momentum=0.0, lr=[1e-4] * 3, average=0.0,
+                      gradient="implicit", g_min=0.0)
+    train(net, data, cfg)
+    y = np.zeros((16, 10))
+    y[np.arange(16), data["train"].y] = cfg.target
+    v0 = before.encode(data["train"].x)
+    g = implicit_gradient(before, v0, solve(before, v0, targets=y, tol=1e-13).states, y)
+    for new, old, grad in zip(net.G, before.G, g.dG):  # conductances clamped at g_min = 0 after the step
+        np.testing.assert_allclose(new, np.maximum(old - 1e-4 * grad, 0.0), rtol=1e-6, atol=1e-12)
+    for new, old, grad in zip(net.b, before.b, g.db):
+        np.testing.assert_allclose(new - old, -1e-4 * grad, rtol=1e-6, atol=1e-15)
+
+
+def test_drn_train_defaults_write_diagnostics(tmp_path, capsys):
+    out = tmp_path / "n.npz"
+    assert main(["train", "--hidden", "8", "6", "--epochs", "1", "--out", str(out)]) == 0
+    assert "input gain" in capsys.readouterr().out
+    row = next(csv.DictReader(open(tmp_path / "n.history.csv")))
+    for k in ("v1_mean", "v1_spread", "v1_beyond", "v2_beyond", "v3_spread", "grad1", "grad3", "excluded",
+              "beta_min"):
+        assert k in row
+    assert 0 <= float(row["v1_beyond"]) <= 1 and float(row["grad1"]) > 0 and int(row["excluded"]) == 0
+
+
+def test_train_config_has_one_source_of_defaults():
+    cfg = TrainConfig()
+    for k, v in defaults.TRAIN.items():
+        assert getattr(cfg, k) == v
+    r = cfg.resolved(1077)
+    assert (r.batch_size, r.lr) == (8, 0.01) and 0.99 < r.average < 0.999
+    r = cfg.resolved(55000)
+    assert (r.batch_size, r.lr) == (128, 0.04)
