@@ -65,11 +65,13 @@ def save_or_rescue(save, out: str) -> None:
 
 
 def load_problem(args: argparse.Namespace):
-    """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]; checks ``--out``."""
+    """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]; checks ``--out`` where
+    the command has one (``drn verify`` writes only an optional report)."""
     from cdsolver.network import load_network
     from cdsolver.validation import check_array
 
-    check_out(args.out, folder=args.command == "netlist")
+    if getattr(args, "out", None) is not None:
+        check_out(args.out, folder=args.command == "netlist")
     if not Path(args.network).is_file():
         raise CliError(f"network file not found: {args.network}")
     net = load_network(args.network)

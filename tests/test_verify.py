@@ -131,7 +131,8 @@ def flaky_ngspice(tmp_path, monkeypatch, ngspice):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "ngspice"
-    fake.write_text(f'#!/bin/sh\ncase "$2" in batch*|sample1.cir) echo "doAnalyses: no convergence"; exit 1;; '
+    fake.write_text(f'#!/bin/sh\nfor deck; do :; done\n'  # the deck is the last argument
+                    f'case "$deck" in batch*|sample1.cir) echo "doAnalyses: no convergence"; exit 1;; '
                     f'esac\nexec {real} "$@"\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
