@@ -33,3 +33,4 @@ data:
 bench: install
 	$(PYTHON) benchmarks/bench_solver.py
 	$(PYTHON) benchmarks/bench_spice.py
+	$(PYTHON) benchmarks/bench_circuit.py

@@ -28,7 +28,8 @@ from .files import atomic_write
 from .network import Network
 from .validation import ValidationError, check_array
 
-__all__ = ["solve", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current", "load_states"]
+__all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current",
+           "load_states"]
 
 
 # An accelerated step whose residual exceeds _GUARD times the sample's best is rejected.
@@ -213,6 +214,48 @@ class _Layers:
         i = l - 1
         return self.element(l).residual(vl, self.a[i], c, self.lo[i], self.hi[i])
 
+    # ---- the interface of ``fixed_point`` ----
+    def start(self, v0: np.ndarray, init: Sequence[np.ndarray] | None) -> np.ndarray:
+        """The iterate ``x``: the even layers as one ``(batch, N)`` array (zeros or ``init``); allocates the
+        output states."""
+        B, n = v0.shape[0], self.net.sizes
+        self.v0, self.cuts = v0, np.cumsum([0] + [n[l] for l in self.even])
+        x = np.zeros((B, self.cuts[-1]))
+        if init is not None:
+            for k, l in enumerate(self.even):
+                x[:, self.cuts[k]:self.cuts[k + 1]] = init[l - 1]
+        self.states = [np.empty((B, n[l])) for l in range(1, self.L + 1)]
+        return x
+
+    def sweep(self, x: np.ndarray, rows: np.ndarray):
+        """One sweep from even layers ``x``: odd layers, then even ones. Returns (T(x), residual, layers)."""
+        cuts = self.cuts
+        v = {l: x[:, cuts[k]:cuts[k + 1]] for k, l in enumerate(self.even)}
+        for l in self.odd:
+            v[l] = self.update(l, v, rows)[1]
+        gx = np.empty_like(x)
+        r = np.zeros(len(rows))
+        for k, l in enumerate(self.even):
+            c, gx[:, cuts[k]:cuts[k + 1]] = self.update(l, v, rows)
+            r = np.maximum(r, np.abs(self.residual(l, v[l], c)).max(axis=1))
+        return gx, r, v
+
+    def i_upper(self, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+        return _i_upper(self, self.v0[rows], v)
+
+    def i_ref(self, rows: np.ndarray, v: dict[int, np.ndarray], near: np.ndarray) -> np.ndarray:
+        return _i_ref(self, self.v0[rows[near]], {l: vl[near] for l, vl in v.items()})
+
+    def store(self, idx: np.ndarray, v: dict[int, np.ndarray], done: np.ndarray) -> None:
+        for l in range(1, self.L + 1):
+            self.states[l - 1][idx] = v[l][done]
+
+    def project(self, x: np.ndarray) -> None:
+        cuts = self.cuts
+        for k, l in enumerate(self.even):
+            xl = x[:, cuts[k]:cuts[k + 1]]
+            xl[...] = self.element(l).admissible(xl, self.lo[l - 1], self.hi[l - 1])
+
 
 _LINEAR = Linear()
 
@@ -261,14 +304,21 @@ def solve(
     """
     v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
     P = _Layers(network, v0, beta, targets)
-    B, L, n = v0.shape[0], P.L, network.sizes
-    # even layers as one (batch, N) array x; a dict of views gives each layer
-    cuts = np.cumsum([0] + [n[l] for l in P.even])
-    x = np.zeros((B, cuts[-1]))
-    if init is not None:
-        for k, l in enumerate(P.even):
-            x[:, cuts[k]:cuts[k + 1]] = init[l - 1]
-    out = [np.empty((B, n[l])) for l in range(1, L + 1)]
+    x = P.start(v0, init)
+    stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson)
+    return Solution(P.states, *stats, float(tol))
+
+
+def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int):
+    """The sweep loop shared by every topology: iterate ``x -> T(x)`` per sample (rows of ``x``), plain or
+    Anderson-accelerated with the safeguard, until ``max|KCL| <= tol * I_ref`` or ``max_sweeps``.
+
+    ``P`` supplies ``sweep(x, rows) -> (T(x), max|KCL| per row, state)``, ``i_upper(rows, state)`` (an upper bound
+    of the reference current, A), ``i_ref(rows, state, near)`` (the reference current of rows ``near``, A),
+    ``store(idx, state, done)`` (writes the finished rows' states) and ``project(x)`` (admissible voltages, in
+    place). Returns (iterations, residual, i_ref, step, converged) per sample.
+    """
+    B = x.shape[0]
     iters = np.zeros(B, dtype=np.int64)
     res, iref, step = np.zeros(B), np.zeros(B), np.zeros(B)
     conv = np.zeros(B, dtype=bool)
@@ -278,27 +328,19 @@ def solve(
     r_best, g_best = np.full(B, np.inf), np.empty_like(x)
     with np.errstate(over="ignore", invalid="ignore"):  # a wild extrapolation is caught by the safeguard
         for sweep in range(1, int(max_sweeps) + 1):
-            v = {l: x[:, cuts[k]:cuts[k + 1]] for k, l in enumerate(P.even)}
-            for l in P.odd:
-                v[l] = P.update(l, v, rows)[1]
-            gx = np.empty_like(x)
-            r = np.zeros(len(rows))
-            for k, l in enumerate(P.even):
-                c, gx[:, cuts[k]:cuts[k + 1]] = P.update(l, v, rows)
-                r = np.maximum(r, np.abs(P.residual(l, v[l], c)).max(axis=1))
+            gx, r, state = P.sweep(x, rows)
             # I_ref only where the residual is within reach of the tolerance (an upper bound says so)
             i_ref = np.zeros(len(rows))
-            near = (r <= tol * _i_upper(P, v0[rows], v)) | (sweep == int(max_sweeps))
+            near = (r <= tol * P.i_upper(rows, state)) | (sweep == int(max_sweeps))
             if near.any():
-                i_ref[near] = _i_ref(P, v0[rows[near]], {l: vl[near] for l, vl in v.items()})
+                i_ref[near] = P.i_ref(rows, state, near)
             done = (r <= tol * i_ref) | (sweep == int(max_sweeps))
             rejected = ~(r <= _GUARD * r_best)  # NaN included
             better = r < r_best
             r_best[better], g_best[better] = r[better], gx[better]
             if done.any():
                 idx = rows[done]
-                for l in range(1, L + 1):
-                    out[l - 1][idx] = v[l][done]
+                P.store(idx, state, done)
                 iters[idx], res[idx], iref[idx] = sweep, r[done], i_ref[done]
                 step[idx] = np.abs(gx[done] - x[done]).max(axis=1, initial=0.0)
                 conv[idx] = r[done] <= tol * i_ref[done]
@@ -308,14 +350,12 @@ def solve(
                 rows, x, gx, r_best, g_best, rejected = (q[keep] for q in (rows, x, gx, r_best, g_best, rejected))
                 acc.keep(keep)
             x = acc(x, gx)
-            for k, l in enumerate(P.even):  # an extrapolation may leave an ideal diode's rails
-                xl = x[:, cuts[k]:cuts[k + 1]]
-                xl[...] = P.element(l).admissible(xl, P.lo[l - 1], P.hi[l - 1])
+            P.project(x)  # an extrapolation may leave an ideal diode's rails
             if anderson and rejected.any():  # restart from a plain CD step out of the best state
                 x[rejected] = g_best[rejected]
                 r_best[rejected] = np.inf
                 acc.restart(rejected)
-    return Solution(out, iters, res, iref, step, conv, float(tol))
+    return iters, res, iref, step, conv
 
 
 def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):

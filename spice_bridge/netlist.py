@@ -13,11 +13,12 @@ import math
 
 import numpy as np
 
+from cdsolver.circuit import Circuit
 from cdsolver.elements import Shockley, rail_node, spice_number as num
 from cdsolver.network import Network
 from cdsolver.validation import ValidationError
 
-__all__ = ["deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
+__all__ = ["deck", "general_deck", "circuit_deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
 
 #: Tight tolerances: agree with exact references to ~1e-15 (docs/spice.md); reltol < 1e-15 fails.
 OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18 gmin=0"
@@ -144,3 +145,44 @@ def _nudging(net: Network, beta: float) -> list[str]:
         else:
             lines.append(f"S{L}_{k} {out} {tgt} phase 0 swnudge")
     return lines
+
+
+def general_deck(net: Network, v0: np.ndarray, title: str = "drn-cd network as a general deck") -> str:
+    """The ``.op`` deck of one sample (``v0`` (V), shape ``(n_0,)``) in the DC subset ``spice_bridge.parse``
+    reads: Shockley elements as built-in ``D`` diodes (ngspice's law: it differs from the layered solver's pure
+    Shockley law in reverse bias below -3·Vd), the free phase's open switch as its resistor ``R_off``."""
+    if net.amplifier is not None:
+        raise ValueError("networks with amplifiers need E/F sources, outside the DC subset of drn circuit")
+    if net.element.kind not in ("linear", "shockley"):
+        raise ValueError(f"{net.element.kind} elements have no built-in ngspice model; general decks take "
+                         f"linear or shockley networks")
+    v0 = np.asarray(v0, dtype=np.float64)
+    lines = header(net, 0.0, title, None) + sources(net, v0) + body(net, builtin_diode=True)
+    out = []
+    for ln in lines:
+        if ln.startswith((".model swnudge", "Vphase")):
+            continue
+        if ln.startswith(f"S{net.depth}_"):
+            name, a, b = ln.split()[:3]
+            ln = f"R{name} {a} {b} {num(net.r_off)}"
+        out.append(ln)
+    return "\n".join(out + ["", ".op", ".end", ""])
+
+
+def circuit_deck(ckt: Circuit, title: str = "drn-cd circuit", options: bool = True) -> str:
+    """The ``.op`` deck of a general circuit (``spice_bridge.parse`` reads it back to the same circuit): one
+    ``.model`` per diode, ``.options gmin=`` when ``options`` (else ngspice's default applies)."""
+    names = ["0"] + ckt.nodes
+    nd = lambda i: names[i + 1]  # noqa: E731  (index -1 = ground)
+    lines = [f"* {title}", f"* {len(ckt.external)} nodes, {len(ckt.resistors)} resistors, {len(ckt.diodes)} diodes"]
+    if options:
+        lines.append(f".options gmin={num(ckt.gmin)}")
+    lines += [f"{n} {nd(p)} {nd(m)} DC {num(x)}" for n, p, m, x in ckt.vsources]
+    lines += [f"{n} {nd(p)} {nd(m)} DC {num(x)}" for n, p, m, x in ckt.isources]
+    lines += [f"{n} {nd(a)} {nd(b)} 0" for n, a, b in ckt.shorts]
+    lines += [f"{n} {nd(a)} {nd(b)} {num(1.0 / g)}" for n, a, b, g in ckt.resistors if n not in ckt.series]
+    for n, a, k, Is, N in ckt.diodes:
+        outer, rs = ckt.series.get(n, (nd(a), 0.0))
+        model = f".model m{n} D(IS={num(Is)} N={num(N)}" + (f" RS={num(rs)})" if rs else ")")
+        lines += [f"{n} {outer} {nd(k)} m{n}", model]
+    return "\n".join(lines + [".op", ".end", ""])

@@ -31,7 +31,7 @@ from cdsolver.validation import ValidationError, check_array
 from . import netlist
 
 __all__ = ["SpiceResult", "NgspiceMissing", "run", "RUNNERS", "ngspice_version", "parse_raw",
-           "default_timeout"]
+           "default_timeout", "op_deck"]
 
 RUNNERS = ("op", "batch", "shared")
 
@@ -230,6 +230,57 @@ def _op_one(workdir: str, b: int, src: list[str], timeout: float):
     """One sample through its own ngspice process. Returns (vectors or None, wall, reason, iterations)."""
     r = _run_deck(Path(workdir), f"sample{b}", f"sample {b}", src, ".op", timeout)
     return (r.vec, r.wall, "", r.iterations) if _points(r.vec) else (None, r.wall, r.why, r.iterations)
+
+
+# ---------------------------------------------------------------- a user's deck
+#: ngspice's own analysis time (``.options acct``).
+_ANALYSIS_TIME = re.compile(r"Total analysis time \(seconds\)\s*=\s*([0-9.eE+-]+)")
+_ANALYSES = (".op", ".tran", ".ac", ".dc", ".noise")
+
+
+def op_deck(deck: str | Path, workdir: str | Path, *, options: str | None = None,
+            timeout: float = 600.0) -> tuple[dict[str, float], float, float, int, str]:
+    """The DC operating point of a user's deck, unchanged but for: its ``.include`` paths made absolute, its
+    ``.control`` blocks, analysis cards and ``.end`` dropped, ``options`` (a ``.options`` line) and ``.op``
+    added. Written to ``workdir/<name>.op.cir``. Returns (``v(node)`` etc. at the operating point, ``{}`` if
+    none; process wall s; ngspice's analysis time s (NaN if not printed); Newton iterations; why there is no
+    result, "" if there is one)."""
+    deck, wd = Path(deck), Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    lines = deck.read_text(errors="replace").splitlines()
+    out, control = lines[:1], False
+    for text in lines[1:]:
+        key = text.strip().lower()
+        if control or key.startswith(".control"):
+            control = not key.startswith(".endc")
+            continue
+        if key == ".end":
+            break
+        words = text.split(None, 1)
+        if key.split()[:1] and key.split()[0] in _ANALYSES:
+            continue
+        if key.split()[:1] in ([".include"], [".inc"]) and len(words) == 2:
+            name = words[1].split(";")[0].strip().strip("'\"")
+            text = f"{words[0]} {(deck.parent / name).resolve()}"
+        out.append(text)
+    path, raw = wd / f"{deck.stem}.op.cir", wd / f"{deck.stem}.op.raw"
+    path.write_text("\n".join(out + ([options] if options else []) + [".options acct", ".op", ".end", ""]))
+    raw.unlink(missing_ok=True)
+    log, wall, timed_out = _run_process(path, raw, timeout)
+    bad = _deck_errors(log)
+    try:
+        vec = {k: float(v[0]) for k, v in parse_raw(raw).items() if len(v)}
+    except (OSError, ValueError):
+        vec = {}
+    why = ""
+    if timed_out:
+        vec, why = {}, f"ngspice timed out after {timeout:.3g} s on deck {path}"
+    elif bad:
+        vec, why = {}, f"ngspice could not read deck {path}: {bad}"
+    elif not vec:
+        why = f"ngspice found no operating point: {_errors(log) or 'no result'} [deck {path}]"
+    m = _ANALYSIS_TIME.findall(log)
+    return vec, wall, float(m[-1]) if m else float("nan"), _iterations(log), why
 
 
 # ---------------------------------------------------------------- runners

@@ -14,6 +14,8 @@ import numpy as np
 from cdsolver.constants import TOL
 from cdsolver.validation import ValidationError
 
+from . import circuit_cli
+
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
@@ -531,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub)
     from . import gradients
     gradients.add_parser(sub)
+    circuit_cli.add_parser(sub)
     return ap
 
 

@@ -1,0 +1,431 @@
+"""Exact coordinate descent on a general resistor–diode–source network (``cdsolver.circuit.Circuit``).
+
+Unknowns: one potential per *coordinate*. Voltage sources and shorts tie nodes together: nodes joined to ground
+through them are fixed; every other group (a single node, or a supernode of nodes joined by floating sources)
+is one coordinate ``x`` with each member at ``x + offset``. The KCL of a coordinate (summed over its members) is
+``a*x - c + Σ s*J(s*(x - w)) = 0``: ``a`` (S) the conductances leaving it (resistors, diode ``RS`` and gmin),
+``c`` (A) the drive from its neighbours and sources, ``J`` each attached junction's current without gmin
+(``circuit.diode_law``), ``s = ±1`` (anode / cathode side) and ``w`` (V) set by the far terminal. It is
+strictly increasing in ``x``: the 1-D update is unique.
+
+Coordinates are coloured so that no element joins two of one colour (2 colours when the graph is bipartite,
+else Jones–Plassmann greedy colouring); a colour is then one exact vectorised block update (sparse rows of the
+conductance matrix; nodes without a diode: ``x = c/a``; with diodes: safeguarded Newton inside the bracket
+``[min(c/a, w), max(c/a, w)]``, bisection when a step leaves it, to rounding). One sweep updates every colour
+in turn (Gauss–Seidel); ``solver.fixed_point`` accelerates it (Anderson + safeguard) and stops on
+``max|KCL| <= tol * I_ref``, ``I_ref`` the largest current of a branch an unknown sets (``Graph.i_ref``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order, connected_components
+from scipy.special import wrightomega
+
+from .circuit import Circuit, CircuitError, diode_law
+from .constants import CIRCUIT_TOL
+from .solver import Solution, fixed_point
+
+__all__ = ["Graph", "solve_circuit", "colouring"]
+
+_EPS = np.finfo(float).eps
+_NEWTON_CAP = 80  # safeguarded Newton steps per node update (bisection halves the bracket at worst)
+_LNZ_CUTOFF = -12.0  # a junction with ln z below this carries < 6e-6 of its node's current: no closed-form start
+
+
+class _UnionFind:
+    """Nodes tied by voltage sources / shorts, with potential offsets ``v(node) - v(root)`` (V)."""
+
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+        self.off: dict[int, float] = {}
+
+    def find(self, i: int) -> tuple[int, float]:
+        off = 0.0
+        while i in self.parent:
+            off += self.off[i]
+            i = self.parent[i]
+        return i, off
+
+    def union(self, p: int, m: int, volts: float, name: str, nodes: list[str]) -> None:
+        """Tie ``v(p) = v(m) + volts``; a loop of sources/shorts is an error naming ``name``."""
+        rp, op = self.find(p)
+        rm, om = self.find(m)
+        if rp == rm:
+            raise CircuitError(f"{name} closes a loop of voltage sources/shorts (through node "
+                               f"{_name(nodes, p)}): ngspice's matrix would be singular")
+        if rp == -1:  # keep ground a root
+            rp, rm, op, om, volts = rm, rp, om, op, -volts
+        # v(rp) = v(p) - op = v(m) + volts - op = v(rm) + om + volts - op
+        self.parent[rp], self.off[rp] = rm, om + volts - op
+
+
+def _name(nodes: list[str], i: int) -> str:
+    return "0" if i < 0 else nodes[i]
+
+
+class Graph:
+    """The topology of a circuit for CD: coordinates, sparse conductances, junction terminals, colours.
+
+    n: coordinates; ``coord[k]``/``off[k]``: node ``k``'s coordinate (``n`` = fixed) and offset (V; the node's
+    potential if fixed). a (S), b (A): total conductance and constant drive per coordinate; W: off-diagonal
+    conductances (csr, S); terminals: arrays ``own, other, s, Is, vte, RS, d`` with ``w = x[other] + d``.
+    """
+
+    def __init__(self, circuit: Circuit):
+        self.circuit = ckt = circuit
+        N = len(ckt.nodes)
+        uf = _UnionFind()
+        for name, p, m, volts in ckt.vsources:
+            uf.union(p, m, volts, name, ckt.nodes)
+        for name, p, m in ckt.shorts:
+            uf.union(p, m, 0.0, name, ckt.nodes)
+        root = np.arange(N)
+        off = np.zeros(N)
+        for k in {t for e in ckt.vsources + ckt.shorts for t in e[1:3] if t >= 0}:
+            root[k], off[k] = uf.find(k)
+        # diodes with RS: the junction in series with RS is one branch from the outer anode (no internal node)
+        an, ca, Is, vte = ckt.diode_table()
+        names = [d[0] for d in ckt.diodes]
+        rs = np.array([ckt.series[m][1] if m in ckt.series else 0.0 for m in names])
+        outer = np.array([ckt.node(ckt.series[m][0]) if m in ckt.series else a for m, a in zip(names, an)],
+                         dtype=np.int64)
+        inner = an[rs > 0]
+        self._series = (inner, outer[rs > 0], ca[rs > 0], Is[rs > 0], vte[rs > 0], rs[rs > 0])
+        fixed = root < 0  # ground stays a root: off is then the node's potential
+        fixed[inner] = True  # set by voltages() from the branch current
+        roots = np.unique(root[~fixed])
+        self.n = n = roots.size
+        coord = np.full(N, n)
+        coord[~fixed] = np.searchsorted(roots, root[~fixed])
+        self.coord, self.off = np.append(coord, n), np.append(off, 0.0)  # index -1 (ground) -> fixed, 0 V
+        # linear branches: resistors (RS ones left out), then gmin across every junction without RS
+        if ckt.resistors:
+            rn, ra, rb, rg = (np.array(t) for t in zip(*ckt.resistors))
+            plain = ~np.isin(rn, list(ckt.series))
+        else:
+            ra = rb = np.zeros(0, dtype=np.int64)
+            rg = np.zeros(0)
+            plain = np.zeros(0, dtype=bool)
+        ra, rb = ra.astype(np.int64), rb.astype(np.int64)
+        self._r = (ra[plain], rb[plain], rg[plain])
+        lin = rs == 0
+        bp = np.concatenate([ra[plain], an[lin]])
+        bq = np.concatenate([rb[plain], ca[lin]])
+        bg = np.concatenate([rg[plain], np.full(lin.sum(), ckt.gmin)])
+        cp, cq = self.coord[bp], self.coord[bq]
+        op, oq = self.off[bp], self.off[bq]
+        keep = (cp != cq) & (bg > 0)
+        cp, cq, op, oq, bg = cp[keep], cq[keep], op[keep], oq[keep], bg[keep]
+        self.a = np.bincount(cp, bg, n + 1)[:n] + np.bincount(cq, bg, n + 1)[:n]
+        b = np.bincount(cp, bg * (oq - op), n + 1) + np.bincount(cq, bg * (op - oq), n + 1)
+        for _, p, m, amps in ckt.isources:  # leaves p, enters m
+            b[self.coord[p]] -= amps
+            b[self.coord[m]] += amps
+        self.b = b[:n]
+        both = (cp < n) & (cq < n)
+        W = sp.coo_matrix((bg[both], (cp[both], cq[both])), shape=(n, n))
+        self.W = (W + W.T).tocsr()
+        # junction terminals: own coordinate, far coordinate, side s, law (Is, vte, RS), w offset d
+        self._d = (outer, ca, Is, vte, rs)
+        cA, cK = self.coord[outer], self.coord[ca]
+        jk = cA != cK
+        own = np.concatenate([cA[jk], cK[jk]])
+        other = np.concatenate([cK[jk], cA[jk]])
+        s = np.concatenate([np.ones(jk.sum()), -np.ones(jk.sum())])
+        d = np.concatenate([self.off[ca][jk] - self.off[outer][jk], self.off[outer][jk] - self.off[ca][jk]])
+        law = [np.concatenate([q[jk]] * 2) for q in (Is, vte, rs)]
+        t = own < n
+        self.terminals = tuple(q[t] for q in (own, other, s, *law, d))
+        self._check_paths(cA[jk], cK[jk], cp, cq)
+        self.colours = colouring(self._adjacency(cA[jk], cK[jk]))
+        self.blocks = [_Block(self, S) for S in self.colours]
+
+    def _adjacency(self, cA: np.ndarray, cK: np.ndarray) -> sp.csr_matrix:
+        n = self.n
+        both = (cA < n) & (cK < n)
+        D = sp.coo_matrix((np.ones(both.sum()), (cA[both], cK[both])), shape=(n, n))
+        A = (self.W != 0).astype(float) + D + D.T
+        A = A.tocsr()
+        A.setdiag(0)
+        A.eliminate_zeros()
+        A.data[:] = 1.0
+        return A
+
+    def _check_paths(self, cA, cK, cp, cq) -> None:
+        """Every coordinate needs a DC path (resistor or junction) to a fixed potential, and a conductance."""
+        n = self.n
+        i = np.concatenate([cp, cA])
+        j = np.concatenate([cq, cK])
+        G = sp.coo_matrix((np.ones(i.size), (i, j)), shape=(n + 1, n + 1))
+        _, lab = connected_components(G, directed=False)
+        bad = np.flatnonzero(lab[:n] != lab[n])
+        if bad.size:
+            raise CircuitError(f"node {self.node_of(bad[0])} has no DC path to ground or a voltage source "
+                               f"(floating{f'; {bad.size} coordinates in all' if bad.size > 1 else ''})")
+        zero = np.flatnonzero(self.a <= 0)
+        if zero.size:
+            raise CircuitError(f"node {self.node_of(zero[0])} is connected only through diodes and gmin = 0: "
+                               f"CD needs a conductance at every node (set .options gmin > 0 or add a resistor)")
+
+    def node_of(self, c: int) -> str:
+        """A deck node name of coordinate ``c``."""
+        return self.circuit.nodes[int(np.flatnonzero(self.coord[:-1] == c)[0])]
+
+    # ---- states ----
+    def voltages(self, x: np.ndarray) -> np.ndarray:
+        """Potentials (V) of every node of the circuit (internal included) from coordinates ``x``."""
+        v = np.append(x, 0.0)[self.coord] + self.off  # last entry: ground
+        inner, outer, ca, Is, vte, rs = self._series
+        if inner.size:
+            i, _ = _law(v[outer] - v[ca], Is, vte, rs, self.circuit.gmin)
+            v[inner] = v[outer] - rs * i
+        return v[:-1]
+
+    def coordinates(self, v: np.ndarray) -> np.ndarray:
+        """Coordinates from node potentials ``v`` (V): the inverse of ``voltages`` on its image."""
+        x = np.zeros(self.n)
+        free = self.coord[:-1] < self.n
+        x[self.coord[:-1][free]] = (v - self.off[:-1])[free]
+        return x
+
+    def kcl(self, x: np.ndarray) -> np.ndarray:
+        """KCL residual (A) of every coordinate: the current leaving it."""
+        own, other, s, Is, vte, rs, d = self.terminals
+        xe = np.append(x, 0.0)
+        J = s * _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
+        return self.a * x - self.b - self.W @ x + np.bincount(own, J, self.n)
+
+    def kcl_scale(self, x: np.ndarray) -> float:
+        """Largest sum of the absolute terms of a coordinate's KCL (A): its rounding scale."""
+        own, other, s, Is, vte, rs, d = self.terminals
+        xe = np.append(x, 0.0)
+        J = _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
+        S = self.a * np.abs(x) + np.abs(self.b) + self.W @ np.abs(x) + np.bincount(own, np.abs(J), self.n)  # W >= 0
+        return float(S.max(initial=0.0))
+
+    def i_ref(self, x: np.ndarray) -> float:
+        """Largest current (A) of a branch that an unknown potential sets (both ends fixed, or in one
+        supernode, left out): resistors, junctions (with RS and gmin), current sources."""
+        v = np.append(self.voltages(x), 0.0)
+        c = self.coord
+        ra, rb, rg = self._r
+        outer, ca, Is, vte, rs = self._d
+        iv = np.array([e[1:] for e in self.circuit.isources]).reshape(-1, 3)
+        ip, im = iv[:, 0].astype(np.int64), iv[:, 1].astype(np.int64)
+        vd, gmin = v[outer] - v[ca], self.circuit.gmin
+        junction = _law(vd, Is, vte, rs, gmin)[0] + np.where(rs > 0, 0.0, gmin * vd)
+        cur = [(rg * (v[ra] - v[rb]))[c[ra] != c[rb]], junction[c[outer] != c[ca]], iv[:, 2][c[ip] != c[im]]]
+        return max((float(np.abs(q).max()) for q in cur if q.size), default=0.0)
+
+
+class _Block:
+    """One colour: its coordinates ``S``, their conductance rows, and the junction terminals on them."""
+
+    def __init__(self, g: Graph, S: np.ndarray):
+        self.S, self.W, self.a, self.b = S, g.W[S], g.a[S], g.b[S]
+        own, other, s, Is, vte, rs, d = g.terminals
+        self.gmin = g.circuit.gmin
+        local = np.full(g.n + 1, -1)
+        local[S] = np.arange(S.size)
+        on = local[own] >= 0
+        order = np.argsort(local[own][on], kind="stable")
+        loc = local[own][on][order]
+        self.dn, starts = np.unique(loc, return_index=True)  # local indices of nodes with junctions
+        self.starts = starts
+        self.t_pos = np.searchsorted(self.dn, loc)  # terminal -> row of dn
+        self.other, self.s, self.Is, self.vte, self.rs, self.d = (q[on][order] for q in (other, s, Is, vte, rs, d))
+        self.vmin = np.minimum.reduceat(self.vte, starts) if starts.size else np.zeros(0)
+
+    def update(self, xe: np.ndarray) -> None:
+        """Set ``xe[S]`` to the exact minimiser given the other coordinates (``xe[-1] = 0``: fixed)."""
+        c = self.b + self.W @ xe[:-1]
+        v = c / self.a
+        if self.dn.size:
+            v[self.dn] = self._junctions(xe, xe[self.S[self.dn]], self.a[self.dn], c[self.dn])
+        xe[self.S] = v
+
+    def _junctions(self, xe, v, a, c):
+        """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``v``; each
+        node leaves the iteration once its step or its residual is at rounding level (its last step taken)."""
+        w = xe[self.other] + self.d
+        lo = np.minimum(c / a, np.minimum.reduceat(w, self.starts))
+        hi = np.maximum(c / a, np.maximum.reduceat(w, self.starts))
+        v = np.clip(self._dominant(v, a, c, w), lo, hi)
+        act = np.arange(v.size)  # nodes still iterating, and their terminals:
+        loc, s, Is, vte, rs = self.t_pos, self.s, self.Is, self.vte, self.rs
+        for _ in range(_NEWTON_CAP):
+            va, aa, ca = v[act], a[act], c[act]
+            J, dJ = _law(s * (va[loc] - w), Is, vte, rs, self.gmin)
+            J *= s
+            m = act.size
+            f = aa * va - ca + np.bincount(loc, J, m)
+            fp = aa + np.bincount(loc, dJ, m)
+            la = lo[act] = np.where(f < 0, va, lo[act])
+            ha = hi[act] = np.where(f > 0, va, hi[act])
+            new = va - f / fp
+            out = ~((new >= la) & (new <= ha))
+            new[out] = 0.5 * (la[out] + ha[out])
+            scale = np.abs(aa * va) + np.abs(ca) + np.bincount(loc, np.abs(J), m)
+            done = (np.abs(new - va) <= 2 * _EPS * (np.abs(va) + self.vmin[act])) | (np.abs(f) <= 8 * _EPS * scale)
+            v[act] = new
+            if done.all():
+                break
+            keep = ~done
+            tk = keep[loc]
+            loc = (np.cumsum(keep) - 1)[loc[tk]]
+            act, w, s, Is, vte, rs = act[keep], w[tk], s[tk], Is[tk], vte[tk], rs[tk]
+        return v
+
+
+    def _dominant(self, v, a, c, w):
+        """Start of the Newton iteration: where a junction conducts, the closed form of the node with that junction
+        alone (the forward exponential, the one whose ``ln z`` is largest): ``v = w + s*vte*(ln W0(z) - ln k)``,
+        ``k = Is/(a*vte)``, ``ln z = ln k + s*(c'/a - w)/vte``, ``c' = c + s*Is``, ``W0(e^t) = wrightomega(t)``;
+        elsewhere ``v`` itself (the previous value)."""
+        s, Is, vte, pos = self.s, self.Is, self.vte, self.t_pos
+        aa, cc = a[pos], c[pos] + s * Is
+        lnk = np.log(Is / (aa * vte))
+        t = lnk + s * (cc / aa - w) / vte
+        top = np.maximum.reduceat(t, self.starts)
+        first = np.unique(pos[t == top[pos]], return_index=True)[1]  # a dominant terminal per node
+        k = np.flatnonzero(t == top[pos])[first]
+        on = top > _LNZ_CUTOFF
+        k = k[on]
+        out = v.copy()
+        out[on] = w[k] + s[k] * vte[k] * (np.log(wrightomega(t[k]).real) - lnk[k])
+        return out
+
+
+def _law(vd: np.ndarray, Is: np.ndarray, vte: np.ndarray, rs: np.ndarray, gmin: float):
+    """(current (A), conductance (S)) of junction branches at branch voltage ``vd`` (V): the junction alone
+    (``rs = 0``; its gmin is a linear branch of the graph), or the junction with its gmin in series with ``rs``
+    (Ω), whose junction voltage ``u`` solves ``u + rs*(J(u) + gmin*u) = vd`` (``_series``)."""
+    i, g = diode_law(vd, Is, vte)
+    k = rs > 0
+    if k.any():
+        i[k], g[k] = _series(vd[k], Is[k], vte[k], rs[k], gmin)
+    return i, g
+
+
+def _series(V, Is, vte, rs, gmin):
+    """Safeguarded Newton on the strictly increasing ``h(u) = u + rs*(J(u) + gmin*u) - V`` inside
+    ``[min(0, V), max(0, V)]`` (forward: also ``u <= vte*ln(1 + V/(rs*Is))``), to rounding."""
+    lo, hi = np.minimum(V, 0.0), np.maximum(V, 0.0)
+    with np.errstate(invalid="ignore"):
+        hi = np.where(V > 0, np.minimum(hi, vte * np.log1p(np.maximum(V, 0.0) / (rs * Is))), hi)
+    u = np.where(V > 0, hi, np.clip(V + rs * Is, lo, hi))
+    for _ in range(_NEWTON_CAP):
+        j, gj = diode_law(u, Is, vte)
+        j += gmin * u
+        gj += gmin
+        h = u + rs * j - V
+        lo = np.where(h < 0, u, lo)
+        hi = np.where(h > 0, u, hi)
+        new = u - h / (1.0 + rs * gj)
+        out = ~((new >= lo) & (new <= hi))
+        new[out] = 0.5 * (lo[out] + hi[out])
+        done = np.abs(new - u) <= 2 * _EPS * (np.abs(u) + vte)
+        u = new
+        if done.all():
+            break
+    j, gj = diode_law(u, Is, vte)
+    gj += gmin
+    return j + gmin * u, gj / (1.0 + rs * gj)
+
+
+def colouring(A: sp.csr_matrix, seed: int = 0) -> list[np.ndarray]:
+    """Colour classes of the graph ``A`` (symmetric csr, no diagonal): no edge inside a class. Two classes
+    when the graph is bipartite (BFS parity), else Jones–Plassmann: in each round the uncoloured nodes whose
+    random priority beats all their uncoloured neighbours take the smallest colour none of their neighbours has."""
+    n = A.shape[0]
+    if n == 0:
+        return []
+    parity = _bfs_parity(A)
+    i, j = A.nonzero()
+    if np.all(parity[i] != parity[j]):
+        return [q for q in (np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)) if q.size]
+    prio = np.random.default_rng(seed).permutation(n).astype(float) + 1.0
+    colour = np.full(n, -1)
+    Ai = A.tocsr(copy=True)
+    Ai.data[:] = 1.0
+    while (colour < 0).any():
+        U = colour < 0
+        best = Ai.multiply(np.where(U, prio, 0.0)[None, :]).max(axis=1).toarray().ravel()
+        S = np.flatnonzero(U & (prio > best))
+        R = Ai[S].tocoo()
+        cols = colour[R.col]
+        has = cols >= 0
+        k = colour.max() + 2
+        used = np.zeros((S.size, k), dtype=bool)
+        used[R.row[has], cols[has]] = True
+        colour[S] = np.argmin(used, axis=1)
+    return [np.flatnonzero(colour == c) for c in range(colour.max() + 1)]
+
+
+def _bfs_parity(A: sp.csr_matrix) -> np.ndarray:
+    """Parity of each node's BFS depth from its component's first node (pointer jumping, vectorised)."""
+    n = A.shape[0]
+    ncomp, lab = connected_components(A, directed=False)
+    pred = np.arange(n)
+    for comp in range(ncomp):
+        r = int(np.argmax(lab == comp))
+        _, p = breadth_first_order(A, r, directed=False, return_predecessors=True)
+        got = p >= 0
+        pred[got] = p[got]
+    anc, par = pred.copy(), (pred != np.arange(n)).astype(np.int64)
+    while np.any(anc[anc] != anc):
+        par = par ^ np.where(anc != np.arange(n), par[anc], 0)
+        anc = anc[anc]
+    return par
+
+
+class _Problem:
+    """``solver.fixed_point``'s interface for a graph (one sample: rows of ``x`` are 1)."""
+
+    def __init__(self, g: Graph, tol: float):
+        self.g, self.tol = g, tol
+        self.x, self.last = None, 0.0
+
+    def sweep(self, x, rows):
+        g = self.g
+        r = np.abs(g.kcl(x[0])).max(initial=0.0)
+        xe = np.append(x[0], 0.0)
+        for blk in g.blocks:
+            blk.update(xe)
+        return xe[None, :-1], np.array([r]), x[0]
+
+    def i_upper(self, rows, state):
+        """4x the last reference current (inf before one is known): ``I_ref`` is computed only when the residual
+        could pass the test — a reference that grew faster than that merely delays the stop by some sweeps."""
+        return np.array([4.0 * self.last if self.last > 0 else np.inf])
+
+    def i_ref(self, rows, state, near):
+        """The largest branch current, or the float64 floor ``32·eps·S/tol`` if larger (``S``: the largest sum of
+        absolute terms in a node's KCL; float64 potentials cannot bring the residual below ~eps·S)."""
+        self.last = self.g.i_ref(state)
+        return np.array([max(self.last, 32 * _EPS * self.g.kcl_scale(state) / self.tol)])
+
+    def store(self, idx, state, done):
+        self.x = state.copy()
+
+    def project(self, x):
+        pass
+
+
+def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, tol: float = CIRCUIT_TOL,
+                  max_sweeps: int = 10000, anderson: int = 5) -> Solution:
+    """DC operating point of ``circuit`` by exact coordinate descent. Returns a ``Solution`` whose one state is
+    ``(1, n_nodes)``: every node's potential (V) in ``circuit.nodes`` order (internal diode nodes included).
+    init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``; ``i_ref`` is the largest
+    branch current, raised to the float64 floor of the residual where that is larger (``_Problem.i_ref``)."""
+    g = circuit if isinstance(circuit, Graph) else Graph(circuit)
+    if not (tol > 0):
+        raise ValueError(f"tol must be > 0, got {tol}")
+    if int(max_sweeps) < 1 or int(anderson) < 0:
+        raise ValueError(f"max_sweeps must be >= 1 and anderson >= 0, got {max_sweeps}, {anderson}")
+    x = np.zeros((1, g.n)) if init is None else g.coordinates(np.asarray(init, dtype=np.float64))[None, :]
+    P = _Problem(g, tol)
+    stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson)
+    return Solution([g.voltages(P.x)[None, :]], *stats, float(tol))

@@ -1,0 +1,413 @@
+"""The DC subset of SPICE (ngspice dialect) → ``cdsolver.circuit.Circuit``.
+
+Read: ``R``, ``D`` (``.model NAME D(IS= N= RS=)``; capacitance-only parameters ignored), ``V``/``I`` (``[DC] value``,
+an ``AC`` part ignored), ``C`` (open at DC: left out), ``L`` (a short), ``X`` instances of ``.subckt`` (flattened:
+inner nodes ``x1.n``, nested ``x1.x2.n``; ``params:`` defaults and instance overrides), ``.param`` (numbers and
+``{expr}``: arithmetic on parameters, evaluated by a whitelist walk of Python's ``ast`` — never ``eval``),
+``.include``/``.inc`` (relative to the including file), ``.options gmin=`` (tolerance options accepted),
+``.op`` and other analysis/output cards (ignored), ``.control`` … ``.endc`` (skipped), ``.end``; ``*`` comment
+lines, ``;`` and `` $ `` inline comments, ``+`` continuations, case-insensitive names, magnitude suffixes
+``f p n u m k meg g t mil`` with trailing units ignored (``10kohm`` = 1e4). The first line of the deck is its
+title. Anything else that would change the DC solution is a ``DeckError``: ``FILE:LINE: message: 'text'``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdsolver.circuit import Circuit, CircuitError
+from cdsolver.validation import ValidationError
+
+__all__ = ["DeckError", "parse_deck", "parse_text", "spice_value"]
+
+
+class DeckError(ValidationError):
+    """A deck that is not in the DC subset, or malformed: ``FILE:LINE: message: 'text'``."""
+
+
+@dataclass
+class _Line:
+    file: str
+    no: int
+    text: str  # lower case, comments and continuations resolved
+
+    def error(self, msg: str) -> DeckError:
+        return DeckError(f"{self.file}:{self.no}: {msg}: '{self.text}'")
+
+
+_SUFFIX = {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "g": 1e9, "t": 1e12}
+_NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]*)$")
+_NUM_IN_EXPR = re.compile(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]+)?")
+
+
+def _scale(unit: str) -> float:
+    if unit.startswith("meg"):
+        return 1e6
+    if unit.startswith("mil"):
+        return 25.4e-6
+    return _SUFFIX.get(unit[:1], 1.0)
+
+
+def spice_value(token: str) -> float:
+    """A SPICE number: ``1k`` = 1000, ``2.5meg`` = 2.5e6, ``10uF`` = 1e-5 (units after the suffix ignored)."""
+    m = _NUMBER.match(token.lower())
+    if not m:
+        raise ValueError(f"not a number: {token!r}")
+    return float(m.group(1)) * _scale(m.group(2))
+
+
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.Pow: operator.pow}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCS = {"sqrt": math.sqrt, "exp": math.exp, "ln": math.log, "log": math.log, "log10": math.log10,
+          "abs": abs, "min": min, "max": max, "pow": math.pow}
+
+
+def _evaluate(expr: str, params: dict[str, float]) -> float:
+    """Arithmetic (``+ - * / ** ^``, parentheses, numbers with suffixes, parameters, a few functions)."""
+    text = _NUM_IN_EXPR.sub(lambda m: repr(float(m.group(1)) * _scale(m.group(2) or "")), expr.replace("^", "**"))
+    text = text.strip()
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise ValueError(f"cannot read expression {{{expr}}}") from None
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in params:
+                raise ValueError(f"unknown parameter {node.id!r} in {{{expr}}}")
+            return params[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return _UNARY[type(node.op)](walk(node.operand))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
+                and not node.keywords):
+            return float(_FUNCS[node.func.id](*(walk(a) for a in node.args)))
+        raise ValueError(f"unsupported expression {{{expr}}} (arithmetic on numbers and parameters only)")
+
+    try:
+        val = walk(tree)
+    except (ZeroDivisionError, OverflowError, TypeError) as e:
+        raise ValueError(f"cannot evaluate {{{expr}}}: {e}") from None
+    if not math.isfinite(val):
+        raise ValueError(f"{{{expr}}} is not finite")
+    return val
+
+
+def _value(token: str, params: dict[str, float]) -> float:
+    if token.startswith("{") and token.endswith("}"):
+        return _evaluate(token[1:-1], params)
+    if token.startswith("'") and token.endswith("'"):
+        return _evaluate(token[1:-1], params)
+    return spice_value(token)
+
+
+# ---------------------------------------------------------------- reading lines
+def _read(path: Path, title: bool, seen: tuple[Path, ...], origin: _Line | None) -> list[_Line]:
+    """Logical lines of a deck file (comments, continuations, control blocks and includes resolved)."""
+    if path.resolve() in seen:
+        raise origin.error(f"{path} includes itself")
+    try:
+        raw = path.read_text(errors="replace").splitlines()
+    except OSError as e:
+        if origin is None:
+            raise
+        raise origin.error(f"cannot read included file {path} ({e.strerror})") from None
+    return _logical(raw, path, title, seen + (path.resolve(),))
+
+
+def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) -> list[_Line]:
+    out: list[_Line] = []
+    control = False
+    for no, text in enumerate(raw, 1):
+        if title and no == 1:
+            continue
+        s = text.strip()
+        if not s or s.startswith("*"):
+            continue
+        s = re.split(r";| \$ |\t\$ ", s, maxsplit=1)[0].strip().lower()
+        if not s:
+            continue
+        if control:
+            control = not s.startswith(".endc")
+            continue
+        if s.startswith(".control"):
+            control = True
+            continue
+        if s.startswith("+"):
+            if not out:
+                raise DeckError(f"{path}:{no}: continuation line with nothing to continue: '{s}'")
+            out[-1].text += " " + s[1:].strip()
+            continue
+        line = _Line(str(path), no, s)
+        if s.split()[0] in (".include", ".inc"):
+            parts = s.split(None, 1)
+            if len(parts) < 2:
+                raise line.error(".include needs a file name")
+            name = text.strip().split(None, 1)[1].split(";")[0].strip().strip("'\"")  # keep the case of the path
+            inc = (path.parent / name)
+            out += _read(inc, False, seen, line)
+            continue
+        if s.split()[0] == ".end":
+            break
+        out.append(line)
+    return out
+
+
+# ---------------------------------------------------------------- the deck
+@dataclass
+class _Subckt:
+    name: str
+    ports: list[str]
+    defaults: list[tuple[str, str]]
+    body: list[_Line] = field(default_factory=list)
+    line: _Line | None = None
+
+
+_IGNORED_CARDS = {".op", ".tran", ".ac", ".dc", ".noise", ".save", ".print", ".plot", ".probe", ".width",
+                  ".four", ".meas", ".measure", ".title"}
+_TOLERANCE_OPTIONS = {"reltol", "abstol", "vntol", "chgtol", "trtol", "itl1", "itl2", "itl3", "itl4", "itl5",
+                      "itl6", "gminsteps", "srcsteps", "method", "numdgt", "acct", "noacct", "noinit", "norefvalue",
+                      "klu", "sparse", "pivtol", "pivrel", "nopage", "keepopinfo", "savecurrents"}
+_DIODE_DC = {"is", "n", "rs"}
+_DIODE_IGNORED = {"cjo", "cj0", "cj", "vj", "pb", "m", "mj", "tt", "fc", "eg", "xti", "kf", "af", "level"}
+_ELEMENT_KIND = {"e": "voltage-controlled voltage source", "f": "current-controlled current source",
+                 "g": "voltage-controlled current source", "h": "current-controlled voltage source",
+                 "b": "behavioural source", "q": "bipolar transistor", "m": "MOSFET", "j": "JFET",
+                 "k": "coupled inductors", "s": "voltage-controlled switch", "w": "current-controlled switch",
+                 "t": "transmission line", "o": "lossy transmission line", "u": "RC line", "a": "XSPICE code model",
+                 "z": "MESFET", "y": "transmission line", "n": "OSDI/Verilog-A device", "p": "coupled line"}
+
+
+def _assignments(tokens: list[str], line: _Line) -> list[tuple[str, str]]:
+    """``a=1 b = {x*2}`` → [(a, 1), (b, {x*2})] (spaces around ``=`` allowed)."""
+    text = re.sub(r"\s*=\s*", "=", " ".join(tokens))
+    out = []
+    for tok in _split(text):
+        if "=" not in tok:
+            raise line.error(f"expected name=value, got {tok!r}")
+        k, v = tok.split("=", 1)
+        if not k or not v:
+            raise line.error(f"expected name=value, got {tok!r}")
+        out.append((k, v))
+    return out
+
+
+def _split(text: str) -> list[str]:
+    """Tokens, keeping ``{...}`` and ``'...'`` expressions whole."""
+    return re.findall(r"[^\s{']*(?:\{[^}]*\}|'[^']*')[^\s]*|[^\s]+", text)
+
+
+class _Deck:
+    def __init__(self, lines: list[_Line]):
+        self.params: dict[str, float] = {}
+        self.models: dict[str, tuple[str, dict[str, float], _Line]] = {}
+        self.subckts: dict[str, _Subckt] = {}
+        self.circuit = Circuit()
+        self.elements: list[_Line] = []
+        self.names: set[str] = set()
+        sub: _Subckt | None = None
+        for ln in lines:
+            tok = _split(ln.text)
+            card = tok[0]
+            if sub is not None:
+                if card == ".ends":
+                    sub = None
+                elif card == ".subckt":
+                    raise ln.error(f"nested .subckt definitions are not supported (inside .subckt {sub.name})")
+                else:
+                    sub.body.append(ln)
+                continue
+            if card == ".subckt":
+                sub = self._subckt(tok, ln)
+            elif card == ".ends":
+                raise ln.error(".ends without .subckt")
+            elif card == ".param":
+                for k, v in _assignments(tok[1:], ln):
+                    self.params[k] = self._num(v, self.params, ln)
+            elif card == ".model":
+                self._model(tok, ln)
+            elif card in (".options", ".option", ".opt"):
+                self._options(tok, ln)
+            elif card in _IGNORED_CARDS:
+                continue
+            elif card.startswith("."):
+                raise ln.error(f"card {card} is not in the DC subset drn circuit reads")
+            else:
+                self.elements.append(ln)
+        if sub is not None:
+            raise sub.line.error(f".subckt {sub.name} has no .ends")
+        for ln in self.elements:
+            self._element(ln, "", {}, self.params, ())
+
+    def _num(self, token: str, params: dict[str, float], ln: _Line) -> float:
+        try:
+            return _value(token, params)
+        except ValueError as e:
+            raise ln.error(str(e)) from None
+
+    def _subckt(self, tok: list[str], ln: _Line) -> _Subckt:
+        if len(tok) < 2:
+            raise ln.error(".subckt needs a name")
+        rest = tok[2:]
+        if "params:" in rest:
+            i = rest.index("params:")
+            ports, defaults = rest[:i], _assignments(rest[i + 1:], ln)
+        else:
+            ports = [t for t in rest if "=" not in t]
+            defaults = _assignments([t for t in rest if "=" in t], ln)
+        s = _Subckt(tok[1], ports, defaults, line=ln)
+        if s.name in self.subckts:
+            raise ln.error(f".subckt {s.name} is defined twice")
+        self.subckts[s.name] = s
+        return s
+
+    def _model(self, tok: list[str], ln: _Line) -> None:
+        text = " ".join(tok[1:]).replace("(", " ").replace(")", " ")
+        parts = text.split()
+        if len(parts) < 2:
+            raise ln.error(".model needs a name and a type")
+        name, kind = parts[0], parts[1]
+        self.models[name] = (kind, {k: v for k, v in _assignments(parts[2:], ln)}, ln)
+
+    def _options(self, tok: list[str], ln: _Line) -> None:
+        for t in _split(re.sub(r"\s*=\s*", "=", " ".join(tok[1:]))):
+            k, _, v = t.partition("=")
+            if k == "gmin":
+                g = self._num(v, self.params, ln)
+                if not (g >= 0):
+                    raise ln.error(f"gmin must be >= 0 S, got {g}")
+                self.circuit.gmin = g
+            elif k not in _TOLERANCE_OPTIONS:
+                raise ln.error(f"option {k} is not supported (it may change the DC solution); "
+                               f"drn circuit reads gmin and the tolerance options")
+
+    def _diode_model(self, name: str, ln: _Line, params: dict[str, float]) -> tuple[float, float, float]:
+        if name not in self.models:
+            raise ln.error(f"diode model {name} is not defined (.model {name} D(...))")
+        kind, values, mln = self.models[name]
+        if kind != "d":
+            raise ln.error(f"model {name} is of type {kind}, a diode needs type D")
+        got = {"is": 1e-14, "n": 1.0, "rs": 0.0}
+        for k, v in values.items():
+            if k in _DIODE_DC:
+                got[k] = self._num(v, params, mln)
+            elif k not in _DIODE_IGNORED:
+                raise mln.error(f"diode parameter {k.upper()} is not supported (it changes the DC law ngspice "
+                                f"uses; drn circuit reads IS, N, RS)")
+        return got["is"], got["n"], got["rs"]
+
+    def _element(self, ln: _Line, prefix: str, ports: dict[str, str], params: dict[str, float],
+                 stack: tuple[str, ...]) -> None:
+        tok = _split(ln.text)
+        name = tok[0]
+        full = f"{name[0]}.{prefix}{name}" if prefix else name
+        if full in self.names:
+            raise ln.error(f"element {full} is defined twice")
+        self.names.add(full)
+        kind = name[0]
+
+        def node(t: str) -> str:
+            if t in ("0", "gnd"):
+                return "0"
+            return ports.get(t, prefix + t)
+
+        def need(n: int, form: str) -> None:
+            if len(tok) < n:
+                raise ln.error(f"{name}: expected {form}")
+
+        ckt = self.circuit
+        try:
+            if kind == "r":
+                need(4, "R<name> n1 n2 value")
+                args = tok[3:]
+                if args[0].startswith("r="):
+                    args = [args[0][2:]] + args[1:]
+                if len(args) > 1:
+                    raise ln.error(f"{name}: resistor parameters {' '.join(args[1:])} are not supported")
+                ckt.add_resistor(full, node(tok[1]), node(tok[2]), self._num(args[0], params, ln))
+            elif kind == "d":
+                need(4, "D<name> anode cathode model")
+                if len(tok) > 4:
+                    raise ln.error(f"{name}: diode instance parameters {' '.join(tok[4:])} are not supported")
+                Is, N, RS = self._diode_model(tok[3], ln, params)
+                ckt.add_diode(full, node(tok[1]), node(tok[2]), Is, N, RS)
+            elif kind in "vi":
+                need(3, f"{name[0].upper()}<name> n+ n- [DC] value")
+                val = self._source_value(tok[3:], name, ln, params)
+                add = ckt.add_vsource if kind == "v" else ckt.add_isource
+                add(full, node(tok[1]), node(tok[2]), val)
+            elif kind == "c":
+                need(4, "C<name> n1 n2 value")  # open at DC
+            elif kind == "l":
+                need(4, "L<name> n1 n2 value")
+                ckt.add_short(full, node(tok[1]), node(tok[2]))
+            elif kind == "x":
+                self._instance(tok, ln, prefix, node, params, stack)
+            else:
+                what = _ELEMENT_KIND.get(kind, "unknown element type")
+                raise ln.error(f"element {name} ({what}) is not supported: drn circuit reads R, D, V, I, C, L, X")
+        except CircuitError as e:
+            raise ln.error(str(e)) from None
+
+    def _source_value(self, args: list[str], name: str, ln: _Line, params: dict[str, float]) -> float:
+        if "ac" in args:
+            i = args.index("ac")
+            args = args[:i] + ([] if i + 1 >= len(args) else [a for a in args[i + 2:] if not _is_number(a)])
+        if args and args[0] == "dc":
+            args = args[1:]
+        if not args:
+            return 0.0
+        if len(args) > 1 or "(" in args[0]:
+            raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
+        return self._num(args[0], params, ln)
+
+    def _instance(self, tok, ln, prefix, node, params, stack) -> None:
+        name = tok[0]
+        pos = [t for t in tok[1:] if "=" not in t]
+        over = _assignments([t for t in tok[1:] if "=" in t], ln)
+        if not pos:
+            raise ln.error(f"{name}: expected X<name> nodes... subckt")
+        sub_name, actual = pos[-1], pos[:-1]
+        if sub_name not in self.subckts:
+            raise ln.error(f"{name}: subcircuit {sub_name} is not defined")
+        if sub_name in stack:
+            raise ln.error(f"{name}: subcircuit {sub_name} instantiates itself")
+        sub = self.subckts[sub_name]
+        if len(actual) != len(sub.ports):
+            raise ln.error(f"{name}: subcircuit {sub_name} has {len(sub.ports)} ports, got {len(actual)} nodes")
+        scope = dict(self.params)
+        for k, v in sub.defaults:
+            scope[k] = self._num(v, scope, sub.line)
+        for k, v in over:
+            if k not in dict(sub.defaults):
+                raise ln.error(f"{name}: subcircuit {sub_name} has no parameter {k}")
+            scope[k] = self._num(v, params, ln)
+        inner = {p: node(a) for p, a in zip(sub.ports, actual)}
+        for body in sub.body:
+            self._element(body, f"{prefix}{name}.", inner, scope, stack + (sub_name,))
+
+
+def _is_number(t: str) -> bool:
+    return bool(_NUMBER.match(t))
+
+
+def parse_deck(path: str | Path) -> Circuit:
+    """The circuit of a deck file (its first line is the title); errors are ``DeckError``."""
+    path = Path(path)
+    return _Deck(_read(path, True, (), None)).circuit
+
+
+def parse_text(text: str, name: str = "<deck>", directory: str | Path = ".") -> Circuit:
+    """The circuit of deck text (first line = title); ``.include`` is relative to ``directory``."""
+    return _Deck(_logical(text.splitlines(), Path(directory) / name, True, ())).circuit

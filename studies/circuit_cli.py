@@ -1,0 +1,154 @@
+"""``drn circuit``: a SPICE deck of any topology (the DC subset of ``spice_bridge.parse``) solved by exact
+coordinate descent (``cdsolver.graph``), checked against ngspice on the same deck, and layered networks
+written as such decks."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cdsolver.constants import CIRCUIT_TOL
+
+#: Tight ngspice tolerances added by ``check`` (notes/ngspice.md); gmin stays the deck's own.
+CHECK_OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18"
+CSV_FIELDS = ["deck", "nodes", "rel_l1", "max_abs_dv", "cd_s", "sweeps", "converged", "ngspice_s",
+              "ngspice_analysis_s", "ngspice_iterations", "speedup", "options"]
+
+
+def add_parser(sub) -> None:
+    """Register ``drn circuit solve|check|from-network``."""
+    p = sub.add_parser("circuit", help="any resistor-diode-source SPICE deck: CD solve, check against ngspice",
+                       description="General networks: read a SPICE deck (DC subset: R, D, V, I, C, L, X, .param, "
+                                   ".subckt, .include, .options gmin; docs/circuits.md), solve its DC operating "
+                                   "point by exact coordinate descent, compare with ngspice on the same deck.")
+    cs = p.add_subparsers(dest="circuit_command", required=True, metavar="ACTION")
+    q = cs.add_parser("solve", help="CD operating point of a deck",
+                      description="Writes nodes (names, lower case; subcircuit nodes x1.n), v (V), iterations, "
+                                  "residual (A), i_ref (A), converged. Exit 3 if not converged.")
+    q.add_argument("deck", metavar="DECK.cir")
+    q.add_argument("--out", required=True, metavar="S.npz")
+    _solver_args(q)
+    q.set_defaults(func=cmd_solve)
+    q = cs.add_parser("check", help="CD and ngspice on the same deck: errors, times, speed-up",
+                      description="Runs ngspice's .op on the deck (tight tolerances added unless --keep-options) and "
+                                  "CD; prints relative L1, max |dv|, both times and the speed-up; appends a CSV row "
+                                  "to DIR/check.csv (--out) or prints it.")
+    q.add_argument("deck", metavar="DECK.cir")
+    q.add_argument("--out", metavar="DIR", help="folder for the ngspice deck, raw file and check.csv")
+    q.add_argument("--keep-options", action="store_true", help="run ngspice with the deck's own options only")
+    q.add_argument("--timeout", type=float, default=600.0, help="seconds for ngspice (default: 600)")
+    _solver_args(q)
+    q.set_defaults(func=cmd_check)
+    q = cs.add_parser("from-network", help="write a layered network's samples as general decks",
+                      description="One .op deck per sample (sample<k>.cir) that drn circuit and ngspice read: "
+                                  "Shockley elements as built-in D diodes, the free phase's switch as R_off.")
+    q.add_argument("network", metavar="NET.npz")
+    q.add_argument("inputs", metavar="X.npy", help="features (batch, n_features); --encoded: v0 (batch, n_0)")
+    q.add_argument("--encoded", action="store_true", help="X already holds the input voltages v0")
+    q.add_argument("--out", required=True, metavar="DIR")
+    q.set_defaults(func=cmd_from_network)
+
+
+def _solver_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--tol", type=float, default=CIRCUIT_TOL,
+                   help=f"stop when max|KCL| <= tol * largest branch current (default: {CIRCUIT_TOL:g})")
+    q.add_argument("--max-iter", type=int, default=10000, help="sweep cap (default: 10000)")
+    q.add_argument("--anderson", type=int, default=5, help="Anderson depth, 0 = plain CD (default: 5)")
+
+
+def _solve(args):
+    """(circuit, solution, CD seconds: graph set-up + sweeps) of the deck."""
+    from cdsolver.graph import Graph, solve_circuit
+    from spice_bridge.parse import parse_deck
+
+    from .cli import CliError
+
+    if not Path(args.deck).is_file():
+        raise CliError(f"deck not found: {args.deck}")
+    ckt = parse_deck(args.deck)
+    t0 = time.perf_counter()
+    sol = solve_circuit(Graph(ckt), tol=args.tol, max_sweeps=args.max_iter, anderson=args.anderson)
+    return ckt, sol, time.perf_counter() - t0
+
+
+def cmd_solve(args) -> int:
+    from .cli import EXIT_NOT_CONVERGED
+
+    ckt, sol, wall = _solve(args)
+    v = sol.states[0][0, ckt.external]
+    with open(args.out, "wb") as f:
+        np.savez(f, nodes=np.array(ckt.node_names(), dtype=str), v=v, iterations=sol.iterations[0],
+                 residual=sol.residual[0], i_ref=sol.i_ref[0], converged=sol.converged[0])
+    print(f"{args.deck}: {len(v)} nodes; {'converged' if sol.converged[0] else 'NOT converged'} in "
+          f"{sol.iterations[0]} sweeps, residual/I_ref {sol.residual[0] / max(sol.i_ref[0], 1e-300):.2e}; "
+          f"{wall:.4f} s; wrote {args.out}")
+    return 0 if sol.converged[0] else EXIT_NOT_CONVERGED
+
+
+def cmd_check(args) -> int:
+    from spice_bridge.runners import op_deck
+
+    from .cli import EXIT_NOT_CONVERGED, CliError
+
+    ckt, sol, cd_s = _solve(args)
+    own = args.out is None
+    wd = Path(tempfile.mkdtemp(prefix="drn-circuit-") if own else args.out)
+    vec, sp_s, sp_an, sp_it, why = op_deck(args.deck, wd, options=None if args.keep_options else CHECK_OPTIONS,
+                                           timeout=args.timeout)
+    if why:
+        raise CliError(why)
+    names = ckt.node_names()
+    missing = [n for n in names if f"v({n})" not in vec]
+    if missing:
+        raise CliError(f"ngspice wrote no voltage for node(s) {', '.join(missing[:5])}")
+    ref = np.array([vec[f"v({n})"] for n in names])
+    v = sol.states[0][0, ckt.external]
+    rel = float(np.abs(v - ref).sum() / (np.abs(ref).sum() + 1e-12))
+    dv = float(np.abs(v - ref).max(initial=0.0))
+    row = dict(deck=args.deck, nodes=len(names), rel_l1=f"{rel:.3e}", max_abs_dv=f"{dv:.3e}", cd_s=f"{cd_s:.6f}",
+               sweeps=int(sol.iterations[0]), converged=bool(sol.converged[0]), ngspice_s=f"{sp_s:.6f}",
+               ngspice_analysis_s=f"{sp_an:.6f}", ngspice_iterations=sp_it, speedup=f"{sp_s / cd_s:.2f}",
+               options="deck" if args.keep_options else "tight")
+    print(f"{args.deck}: {len(names)} nodes; relative L1 {rel:.3e}, max |dv| {dv:.3e} V; CD {cd_s:.4f} s "
+          f"({sol.iterations[0]} sweeps{'' if sol.converged[0] else ', NOT converged'}); ngspice {sp_s:.4f} s "
+          f"(process; analysis {sp_an:.3f} s, {sp_it} iterations); speed-up {sp_s / cd_s:.1f}x")
+    if own:
+        w = csv.DictWriter(sys.stdout, CSV_FIELDS)
+        w.writeheader()
+        w.writerow(row)
+    else:
+        path = wd / "check.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, CSV_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        print(f"wrote {path}")
+    return 0 if sol.converged[0] else EXIT_NOT_CONVERGED
+
+
+def cmd_from_network(args) -> int:
+    from cdsolver.network import load_network
+    from cdsolver.validation import check_array
+    from spice_bridge.netlist import general_deck
+
+    from .cli import CliError, load_npy
+
+    if not Path(args.network).is_file():
+        raise CliError(f"network file not found: {args.network}")
+    net = load_network(args.network)
+    x = load_npy(args.inputs, "inputs")
+    v0 = check_array(x, "inputs (already encoded v0)", (None, net.sizes[0])) if args.encoded else net.encode(x)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, row in enumerate(v0):
+        (out / f"sample{k}.cir").write_text(general_deck(net, row, title=f"{Path(args.network).name} sample {k}"))
+    print(f"wrote {len(v0)} decks to {out}/sample<k>.cir (node n<l>_<j> = node j of layer l)")
+    return 0

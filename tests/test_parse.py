@@ -1,0 +1,134 @@
+"""The SPICE DC-subset parser: every card, suffixes, continuations, parameters, subcircuits, includes, and
+every error with its file and line number."""
+
+import pytest
+
+from cdsolver.circuit import Circuit
+from spice_bridge.parse import DeckError, parse_deck, parse_text, spice_value
+
+
+@pytest.mark.parametrize("tok, val", [("1k", 1e3), ("2.5MEG", 2.5e6), ("10uF", 1e-5), ("3n", 3e-9), ("4p", 4e-12),
+                                      ("5f", 5e-15), ("1g", 1e9), ("2t", 2e12), ("7m", 7e-3), ("1mil", 25.4e-6),
+                                      ("1e3", 1e3), (".5", 0.5), ("-2.5e-3v", -2.5e-3), ("10kohm", 1e4),
+                                      ("1amp", 1.0)])
+def test_suffixes(tok, val):
+    assert spice_value(tok) == pytest.approx(val, rel=1e-15)
+
+
+def test_cards_comments_continuation_case():
+    c = parse_text("""title line: R1 is not an element
+* a comment
+R1 IN mid 1K ; inline comment
+r2 mid 0
++ 2k
+D1 mid 0 DMOD
+.MODEL dmod D (IS=1e-14 n=1.5 CJO=1p)
+V1 in 0 DC 2 AC 1
+I1 0 mid 1m
+C1 mid 0 1u
+L1 mid out 1n
+R3 out gnd 3k
+.options reltol=1e-6 gmin=1e-10
+.op
+.control
+bogus command
+.endc
+.end
+R9 will not be read
+""")
+    assert c.nodes == ["in", "mid", "out"] and c.gmin == 1e-10
+    assert c.resistors == [("r1", 0, 1, 1e-3), ("r2", 1, -1, 5e-4), ("r3", 2, -1, 1 / 3e3)]
+    assert c.diodes == [("d1", 1, -1, 1e-14, 1.5)]
+    assert c.vsources == [("v1", 0, -1, 2.0)] and c.isources == [("i1", -1, 1, 1e-3)]
+    assert c.shorts == [("l1", 1, 2)]
+
+
+def test_params_and_expressions():
+    c = parse_text("""t
+.param r0=1k gain = {2*r0} half={gain/4}
+.param p2={ (r0 + 1k)**2 / 1meg + sqrt(4) }
+R1 a 0 {gain}
+R2 a b {half}
+R3 b 0 '2^3'
+R4 b 0 {p2}
+V1 a 0 1
+""")
+    assert [1 / g for *_, g in c.resistors] == pytest.approx([2000.0, 500.0, 8.0, 6.0], rel=1e-15)
+
+
+def test_subcircuits_nested_with_params(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "cells.inc").write_text("""* library
+.subckt div top bot params: r=1k
+R1 top m {r}
+R2 m bot {2*r}
+D1 m bot dm
+.ends
+.subckt two a b
+X1 a mid div r=2k
+X2 mid b div
+.ends div
+""")
+    (tmp_path / "top.cir").write_text("""top
+.include lib/cells.inc
+.model dm D(IS=1e-15 RS=5)
+V1 in 0 3
+Xa in 0 two
+""")
+    c = parse_deck(tmp_path / "top.cir")
+    assert c.node_names() == ["in", "xa.x1.m", "xa.mid", "xa.x2.m"]
+    r = {n: 1 / g for n, a, b, g in c.resistors}
+    assert r["r.xa.x1.r1"] == 2e3 and r["r.xa.x1.r2"] == 4e3 and r["r.xa.x2.r1"] == 1e3
+    assert c.series["d.xa.x1.d1"] == ("xa.x1.m", 5.0)
+
+
+ERRORS = [  # (deck body after the title, line number, words in the message)
+    ("R1 a 0 1k\nE1 a 0 b 0 2\n", 3, "e1 (voltage-controlled voltage source) is not supported"),
+    ("R1 a 0 1k\nB1 a 0 I=1\n", 3, "behavioural source"),
+    ("R1 a 0 1k\nQ1 a b 0 npn\n", 3, "bipolar transistor"),
+    ("D1 a 0 dz\n.model dz D(IS=1e-14 BV=5)\nV1 a 0 1\n", 3, "BV is not supported"),
+    ("D1 a 0 nomodel\nV1 a 0 1\n", 2, "diode model nomodel is not defined"),
+    ("R1 a 0 1k\n.temp 50\n", 3, "card .temp is not in the DC subset"),
+    ("R1 a 0 1k\n.options temp=50\n", 3, "option temp is not supported"),
+    ("R1 a 0 {unknown*2}\n", 2, "unknown parameter 'unknown'"),
+    ("R1 a 0 {__import__('os')}\n", 2, "unsupported expression"),
+    ("R1 a 0 1k\nR2 a 0 abc\n", 3, "not a number"),
+    ("R1 a 0 -5\n", 2, "resistance must be a positive"),
+    ("V1 a 0 PULSE(0 1 1n)\nR1 a 0 1\n", 2, "only a DC value"),
+    ("X1 a 0 nosub\n", 2, "subcircuit nosub is not defined"),
+    ("R1 a 0 1k\nR1 a 0 2k\n", 3, "defined twice"),
+    (".subckt s a\nR1 a 0 1\n", 2, "has no .ends"),
+    ("R1 a 0 1k\n.include missing.inc\n", 3, "cannot read included file"),
+    ("R1 a 0 1k tc1=0.1\n", 2, "resistor parameters"),
+    ("D1 a 0 dm 2\n.model dm D\n", 2, "diode instance parameters"),
+]
+
+
+@pytest.mark.parametrize("body, line, words", ERRORS)
+def test_errors_name_file_line_and_text(tmp_path, body, line, words):
+    deck = tmp_path / "bad.cir"
+    deck.write_text("title\n" + body)
+    with pytest.raises(DeckError) as e:
+        parse_deck(deck)
+    msg = str(e.value)
+    assert msg.startswith(f"{deck}:{line}: ") and words in msg, msg
+    assert "'" in msg  # the offending text is quoted
+
+
+def test_error_inside_include_names_the_included_file(tmp_path):
+    (tmp_path / "inc.cir").write_text("R1 a 0 1k\nG1 a 0 a 0 1\n")
+    (tmp_path / "top.cir").write_text("t\n.include inc.cir\n")
+    with pytest.raises(DeckError, match=rf"^{tmp_path / 'inc.cir'}:2: element g1"):
+        parse_deck(tmp_path / "top.cir")
+
+
+def test_circuit_deck_round_trip():
+    from cdsolver.circuit import random_circuit
+    from spice_bridge.netlist import circuit_deck
+
+    c = random_circuit("bridge", 8, seed=3, rs=True)
+    back = parse_text(circuit_deck(c))
+    assert back.node_names() == c.node_names() and back.series == c.series
+    assert [d[3:] for d in back.diodes] == [d[3:] for d in c.diodes]
+    assert {r[0]: r[3] for r in back.resistors} == {r[0]: r[3] for r in c.resistors}
+    assert isinstance(back, Circuit) and back.gmin == c.gmin
