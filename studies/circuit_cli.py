@@ -15,7 +15,7 @@ import numpy as np
 
 from cdsolver.constants import CIRCUIT_TOL
 
-#: Tight ngspice tolerances added by ``check`` (notes/ngspice.md); gmin stays the deck's own.
+#: Tight ngspice tolerances added by ``check`` (docs/spice.md); gmin stays the deck's own.
 CHECK_OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18"
 CSV_FIELDS = ["deck", "nodes", "rel_l1", "max_abs_dv", "cd_s", "sweeps", "converged", "ngspice_s",
               "ngspice_analysis_s", "ngspice_iterations", "speedup", "options"]
