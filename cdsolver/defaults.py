@@ -10,7 +10,8 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
   training inputs, at initialisation, with the load of the next crossbar) at the element's scale — the rails for
   Shockley and pwl elements — and, in a passive network, a gain that grows with depth to make up for each
   crossbar's attenuation.
-- β: ``ep.safe_beta`` lowers ``TRAIN["beta"]`` per batch to keep the negative phase convex (``ep.beta_limit``).
+- β: ``ep.safe_beta`` lowers ``TRAIN["beta"]`` (once per epoch) to keep the negative phase convex
+  (``ep.beta_limit``).
 """
 
 from __future__ import annotations

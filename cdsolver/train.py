@@ -38,11 +38,11 @@ class TrainConfig:
     the training set by ``resolved``). lr: one rate (see ``rates``) or one per layer (G and b of layer l share
     it), times ``lr_decay**(e-1)`` in epoch ``e``. optimizer: ``"adam"`` or ``"momentum"`` (SGD; see ``step``;
     ``momentum`` is Adam's β₁). average: decay per batch of the weights' moving average, the model evaluated and
-    kept (0: the weights themselves). beta (S): the nudging strength, lowered per batch to ``ep.beta_limit`` for
-    negative and centered EP. gradient: ``"ep"``, or ``"implicit"`` (the true gradient, a control). tol: solver
-    tolerance in training (evaluation uses ``eval_tol``); max_sweeps: the solver's cap, a sample any of whose
-    phases hits it is left out of the gradient. target: output voltage (V) of the correct class (paired outputs:
-    of ``v+ − v−``), 0 V elsewhere."""
+    kept (0: the weights themselves). beta (S): the nudging strength, lowered at the start of every epoch to
+    ``ep.beta_limit`` for negative and centered EP. gradient: ``"ep"``, or ``"implicit"`` (the true gradient, a
+    control). tol: solver tolerance in training (evaluation uses ``eval_tol``); max_sweeps: the solver's cap, a
+    sample any of whose phases hits it is left out of the gradient. target: output voltage (V) of the correct
+    class (paired outputs: of ``v+ − v−``), 0 V elsewhere."""
 
     epochs: int = TRAIN["epochs"]
     batch_size: int | None = None

@@ -474,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--average", type=float, metavar="DECAY",
                    help="moving average of the weights (decay per batch; 0: off) used as the trained model: "
                         "validation, test and NET.npz (default: a window of one epoch, 1 - batch/training samples)")
-    p.add_argument("--beta", type=float, default=T["beta"], help="nudging strength β > 0, S, lowered per batch to "
+    p.add_argument("--beta", type=float, default=T["beta"], help="nudging strength β > 0, S, lowered every epoch to "
                    f"keep the negative phase convex (half the smallest output conductance) (default: {T['beta']})")
     p.add_argument("--estimator", choices=["centered", "positive", "negative"], default=T["estimator"],
                    help=f"(default: {T['estimator']})")
