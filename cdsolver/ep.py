@@ -12,7 +12,7 @@ The loss is ``½‖decode(v_L) − y‖²`` at the free equilibrium, averaged ov
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .validation import ValidationError
 
 __all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_gradient", "adjoint_solve",
            "response_gradient", "cost_current", "kcl_diagonal", "loss", "ESTIMATORS", "beta_eff", "beta_limit",
-           "safe_beta"]
+           "over_samples", "safe_beta"]
 
 #: The negative phase may take at most this fraction of the convexity bound (``beta_limit``).
 BETA_MARGIN = 0.5
@@ -129,12 +129,20 @@ def ep_gradient(net: Network, v0: np.ndarray, y: np.ndarray, *, beta: float, est
             s = solve(net, v0, beta=b, targets=y, init=free.states, **solve_kw)
             states[b], used = s.states, used & s.converged
     a, b = phases
-    if not used.any():
-        return Gradient([np.zeros_like(g) for g in net.G], [np.zeros_like(x) for x in net.b], used), free
-    rows = slice(None) if used.all() else np.flatnonzero(used)
-    g = ep_estimate(net, v0[rows], [s[rows] for s in states[a]], [s[rows] for s in states[b]], a, b)
+    return over_samples(net, used, lambda r: ep_estimate(net, v0[r], [s[r] for s in states[a]],
+                                                         [s[r] for s in states[b]], a, b)), free
+
+
+def over_samples(net: Network, used: np.ndarray, mean_gradient: Callable[[np.ndarray | slice], Gradient]) -> Gradient:
+    """``mean_gradient(rows)`` — a batch-mean gradient over the sample rows given — over the samples ``used``
+    (bool per sample), with ``Gradient.used`` set; zero when none is used. How a training step leaves out the
+    samples whose phases did not converge."""
+    if used.any():
+        g = mean_gradient(slice(None) if used.all() else np.flatnonzero(used))
+    else:
+        g = Gradient([np.zeros_like(G) for G in net.G], [np.zeros_like(b) for b in net.b])
     g.used = used
-    return g, free
+    return g
 
 
 def ep_phases(estimator: str, beta: float) -> tuple[float, float]:

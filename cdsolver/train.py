@@ -19,7 +19,7 @@ import numpy as np
 from . import defaults
 from .datasets import Split
 from .defaults import TRAIN
-from .ep import Gradient, ep_gradient, implicit_gradient, loss, safe_beta
+from .ep import Gradient, ep_gradient, implicit_gradient, loss, over_samples, safe_beta
 from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
 
@@ -104,8 +104,8 @@ class _Diagnostics:
     ``v{l}_mean`` and ``v{l}_spread`` (V: mean over nodes and batches of the node voltage and of its standard
     deviation over the batch — how much the layer depends on the input), ``v{l}_beyond`` (hidden layers: fraction of
     nodes on or beyond a rail), ``grad{l}`` (mean over batches of ‖dG_l‖, S-gradient units); ``excluded``
-    (samples left out
-    of the gradient because a phase did not converge) and ``beta_min`` (the smallest β used, S)."""
+    (samples left out of the gradient because a phase did not converge) and ``beta_min`` (the smallest β used,
+    S)."""
 
     def __init__(self, net: Network):
         self.net, self.n, self.excluded, self.beta = net, 0, 0, np.inf
@@ -310,9 +310,9 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
             y = targets(lab, net.n_classes, cfg.target)
             free = solve(net, v0, targets=y, init=[c[idx] for c in st.free_cache], tol=cfg.tol,
                          max_sweeps=cfg.max_sweeps)
-            if cfg.gradient == "implicit":
-                grad = implicit_gradient(net, v0, free.states, y)
-                grad.used = free.converged
+            if cfg.gradient == "implicit":  # the true gradient, over the samples whose free phase converged
+                grad = over_samples(net, free.converged, lambda r: implicit_gradient(
+                    net, v0[r], [s[r] for s in free.states], y[r]))
             else:
                 grad, free = ep_gradient(net, v0, y, beta=beta, estimator=cfg.estimator, free=free, tol=cfg.tol,
                                          max_sweeps=cfg.max_sweeps)

@@ -96,6 +96,8 @@ def test_non_converged_phases_are_excluded_and_counted():
     data = {"train": Split(x, lab), "val": Split(x[:8], lab[:8])}
     hist = train(net.copy(), data, TrainConfig(epochs=1, max_sweeps=16, batch_size=8))
     assert hist[0]["excluded"] > 0
+    hist = train(net.copy(), data, TrainConfig(epochs=1, max_sweeps=16, batch_size=8, gradient="implicit"))
+    assert hist[0]["excluded"] > 0  # the true gradient, too, only over the samples whose free phase converged
 
 
 def test_implicit_gradient_trainer_first_step_is_the_implicit_gradient():
