@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import kernels
 from .constants import TOL
 from .elements import Linear, LinearPair
 from .files import atomic_write
@@ -171,8 +172,8 @@ class _Layers:
                 raise ValidationError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
                                  f"(beta={beta} gives a nudging conductance of {gn:.4g} S; use a smaller |beta|)")
             self.a.append(a)
-        inf = np.full(0, np.inf)
-        self.lo = net.lo + [-inf]  # output layer: linear
+        inf = np.full(net.sizes[L], np.inf)
+        self.lo = net.lo + [-inf]  # output layer: linear, no rails
         self.hi = net.hi + [inf]
         self.out = _LINEAR
         if net.outputs == "paired":
@@ -183,6 +184,10 @@ class _Layers:
                 k = int(np.argmax(bad))
                 raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the "
                                       f"circuit non-convex; use a smaller |beta|")
+        # the crossbars with their amplifier gains and signs folded in: the drive of layer l is
+        # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l]
+        self.Gf = {l: (A * self.sign[l - 2])[:, None] * net.G[l - 1] for l in range(2, L + 1)}
+        self.Gb = {l: np.ascontiguousarray((C * self.sign[l - 1][:, None] * net.G[l]).T) for l in range(1, L)}
         # drive terms that do not change during the solve
         self.fixed = [np.array(bl) for bl in net.b]
         self.fixed[0] = v0 @ net.G[0] + net.b[0]
@@ -196,19 +201,25 @@ class _Layers:
 
     def drive(self, l: int, v: dict[int, np.ndarray], rows: np.ndarray | slice) -> np.ndarray:
         """``c`` of layer ``l`` (A) from its neighbours' voltages ``v`` (only ``rows`` of the batch)."""
-        fixed = self.fixed[l - 1]
-        c = fixed[rows] if fixed.ndim == 2 else fixed
+        c = self._fixed(l, rows)
         if l > 1:
-            c = c + self.A * ((v[l - 1] * self.sign[l - 2]) @ self.G[l - 1])
+            c = c + v[l - 1] @ self.Gf[l]
         if l < self.L:
-            c = c + self.C * self.sign[l - 1] * (v[l + 1] @ self.G[l].T)
+            c = c + v[l + 1] @ self.Gb[l]
         return c
 
-    def update(self, l: int, v: dict[int, np.ndarray], rows) -> tuple[np.ndarray, np.ndarray]:
-        """(drive ``c``, new voltages) of layer ``l``."""
-        c = self.drive(l, v, rows)
+    def _fixed(self, l: int, rows: np.ndarray | slice) -> np.ndarray:
+        fixed = self.fixed[l - 1]
+        return fixed[rows] if fixed.ndim == 2 else fixed
+
+    def update(self, l: int, v: dict[int, np.ndarray], rows, old: np.ndarray | None):
+        """(new voltages of layer ``l``, max |KCL| of its previous voltages ``old`` per sample; 0 if None): the
+        fused kernel sums the drive's parts."""
         i = l - 1
-        return c, self.element(l).solve(self.a[i], c, self.lo[i], self.hi[i])
+        parts = [v[j] @ g[l] for j, g in ((l - 1, self.Gf), (l + 1, self.Gb)) if l in g]
+        c = parts[0] if parts else np.zeros((len(rows), len(self.a[i])))  # a single crossbar
+        return kernels.update(self.element(l), self.a[i], self.lo[i], self.hi[i], c,
+                              parts[1] if len(parts) > 1 else None, self._fixed(l, rows), old)
 
     def residual(self, l: int, vl: np.ndarray, c: np.ndarray) -> np.ndarray:
         i = l - 1
@@ -225,19 +236,22 @@ class _Layers:
             for k, l in enumerate(self.even):
                 x[:, self.cuts[k]:self.cuts[k + 1]] = init[l - 1]
         self.states = [np.empty((B, n[l])) for l in range(1, self.L + 1)]
+        self.prev = {}
         return x
 
     def sweep(self, x: np.ndarray, rows: np.ndarray):
-        """One sweep from even layers ``x``: odd layers, then even ones. Returns (T(x), residual, layers)."""
+        """One sweep from even layers ``x``: odd layers, then even ones. Returns (T(x), residual, layers). The odd
+        layers' voltages of the previous sweep (``self.prev``, rows aligned with ``x``) start their update."""
         cuts = self.cuts
         v = {l: x[:, cuts[k]:cuts[k + 1]] for k, l in enumerate(self.even)}
         for l in self.odd:
-            v[l] = self.update(l, v, rows)[1]
+            v[l] = self.update(l, v, rows, self.prev.get(l))[0]
         gx = np.empty_like(x)
         r = np.zeros(len(rows))
         for k, l in enumerate(self.even):
-            c, gx[:, cuts[k]:cuts[k + 1]] = self.update(l, v, rows)
-            r = np.maximum(r, np.abs(self.residual(l, v[l], c)).max(axis=1))
+            gx[:, cuts[k]:cuts[k + 1]], rl = self.update(l, v, rows, v[l])
+            np.maximum(r, rl, out=r)
+        self.prev = {l: v[l] for l in self.odd}
         return gx, r, v
 
     def i_upper(self, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
@@ -249,6 +263,7 @@ class _Layers:
     def store(self, idx: np.ndarray, v: dict[int, np.ndarray], done: np.ndarray) -> None:
         for l in range(1, self.L + 1):
             self.states[l - 1][idx] = v[l][done]
+        self.prev = {l: p[~done] for l, p in self.prev.items()}
 
     def project(self, x: np.ndarray) -> None:
         cuts = self.cuts
