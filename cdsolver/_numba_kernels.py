@@ -169,11 +169,11 @@ def _row(b, code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
     number of Shockley nodes whose safeguarded Newton did not converge."""
     n = c.shape[1]
     warm = old.shape[0] > 0
-    cb = c[b].copy()
-    if c2.shape[0] > 0:
-        cb += c2[b]
+    cb = c[b].copy()  # the drive, summed as (fixed + c) + c2
     if fixed.shape[0] > 0:
         cb += fixed[b if fixed.shape[0] > 1 else 0]
+    if c2.shape[0] > 0:
+        cb += c2[b]
     ob = old[b] if warm else cb
     if code == _SHOCKLEY:
         r[b], bad = _shockley_row(cb, a, lnk, shift, lo, hi, prm[0], prm[1], ob, warm, v[b])

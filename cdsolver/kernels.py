@@ -84,17 +84,17 @@ def update(element: Element, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: n
            old: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """New voltages (V, ``(B, n)``) of one layer and the largest ``|KCL|`` (A, ``(B,)``) of ``old``.
 
-    ``a``, ``lo``, ``hi``: per node ``(n,)`` (S, V, V). The drive is ``c + c2 + fixed`` (A): ``c`` ``(B, n)``,
+    ``a``, ``lo``, ``hi``: per node ``(n,)`` (S, V, V). The drive is ``(fixed + c) + c2`` (A): ``c`` ``(B, n)``,
     ``c2`` ``(B, n)`` or None, ``fixed`` ``(n,)``, ``(B, n)`` or None. ``old``: the layer's previous voltages
     ``(B, n)`` or None (then the residual is 0). ``c`` may be overwritten.
     """
     c = np.asarray(c, dtype=np.float64)
     B, n = c.shape
     if backend() == "numpy":
-        if c2 is not None:
-            c = c + c2
         if fixed is not None:
             c = c + fixed
+        if c2 is not None:
+            c = c + c2
         v = element.solve_reference(a, c, lo, hi)
         r = np.zeros(B) if old is None else np.abs(element.residual(old, a, c, lo, hi)).max(axis=1, initial=0.0)
         return v, r

@@ -16,7 +16,7 @@ voltages), so the test is never looser than SPEC §2's; ``max_branch_current`` g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -57,6 +57,7 @@ class Solution:
     step: np.ndarray
     converged: np.ndarray
     tol: float
+    setup: object = field(default=None, repr=False, compare=False)  # the solve's _Layers, for ``solve(reuse=)``
 
     @property
     def result(self) -> str:
@@ -154,24 +155,59 @@ class _Plain:
 
 
 class _Layers:
-    """Per-layer constants of one solve: total conductances ``a`` (S), rails, crossbars, fixed drives."""
+    """Per-layer constants of one solve: total conductances ``a`` (S), rails, crossbars, fixed drives.
 
-    def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None):
+    The part that depends only on the network and the inputs (crossbar sums, folded gains, the input drive, the
+    input side of ``I_ref``) is taken from ``shared``, the set-up of an earlier solve of the same network and
+    inputs, when nothing has changed since (crossbars, biases and inputs are compared with the copies it keeps):
+    the three phases of an EP step compute it once."""
+
+    def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None,
+                 shared: "_Layers | None" = None):
         L, A, C = net.depth, net.A, net.C
         self.net, self.L, self.A, self.C = net, L, A, C
-        self.sign = [net.signs(l) for l in range(1, L)]  # amplifier signs of each hidden layer
         self.G = net.G
+        self.odd = list(range(1, L + 1, 2))
+        self.even = list(range(2, L + 1, 2))
+        key = net.G + net.b + [v0]
+        if shared is not None and shared.net is net and all(
+                x.shape == y.shape and np.array_equal(x, y) for x, y in zip(shared.key, key)):
+            self.__dict__.update({k: shared.__dict__[k] for k in _Layers._SHARED})
+        else:
+            self._network_part(net, v0, [x.copy() for x in key])
+        self._phase(net, beta, targets)
+
+    _SHARED = ("key", "v0", "colsum", "sign", "colmax", "gmax", "gtop", "hidden_a", "Gf", "Gb", "fixed0", "inputs")
+
+    def _network_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
+        L, A, C = self.L, self.A, self.C
+        self.key, self.v0 = key, v0
+        self.colsum = colsum = [g.sum(axis=0) for g in net.G]
+        self.sign = [net.signs(l) for l in range(1, L)]  # amplifier signs of each hidden layer
         self.colmax = [g.argmax(axis=0) for g in net.G]  # row of each node's largest input conductance
         self.gmax = [g.max() for g in net.G]
+        self.gtop = [g[top, np.arange(g.shape[1])] for g, top in zip(net.G, self.colmax)]
+        self.hidden_a = [colsum[l - 1] + C * A * net.G[l].sum(axis=1) for l in range(1, L)]
+        # the crossbars with their amplifier gains and signs folded in: the drive of layer l is
+        # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l]
+        self.Gf = {l: (A * self.sign[l - 2])[:, None] * net.G[l - 1] for l in range(2, L + 1)}
+        self.Gb = {l: np.ascontiguousarray((C * self.sign[l - 1][:, None] * net.G[l]).T) for l in range(1, L)}
+        self.fixed0 = v0 @ net.G[0] + net.b[0]
+        # the input side of I_ref's branches (crossbar 1): each node's top-conductance input, each sample's
+        # extreme inputs and their rows of G1 (see _i_ref)
+        G1, top = net.G[0], self.colmax[0]
+        ext = [v0.argmax(axis=1), v0.argmin(axis=1)]
+        self.inputs = (v0[:, top], [(np.take_along_axis(v0, i[:, None], axis=1), G1[i]) for i in ext])
+
+    def _phase(self, net: Network, beta: float, targets: np.ndarray | None) -> None:
+        L = self.L
         gn = net.g_nudge(beta)
-        self.a = []
-        for l in range(1, L + 1):
-            a = net.G[l - 1].sum(axis=0) + (C * A * net.G[l].sum(axis=1) if l < L else gn)
+        self.a = self.hidden_a + [self.colsum[L - 1] + gn]
+        for l, a in enumerate(self.a, 1):
             if np.any(a <= 0):
                 j = int(np.argmax(a <= 0))
                 raise ValidationError(f"layer {l} node {j}: total conductance {a[j]:.4g} S <= 0 "
-                                 f"(beta={beta} gives a nudging conductance of {gn:.4g} S; use a smaller |beta|)")
-            self.a.append(a)
+                                      f"(beta={beta} gives a nudging conductance of {gn:.4g} S; use a smaller |beta|)")
         inf = np.full(net.sizes[L], np.inf)
         self.lo = net.lo + [-inf]  # output layer: linear, no rails
         self.hi = net.hi + [inf]
@@ -184,17 +220,10 @@ class _Layers:
                 k = int(np.argmax(bad))
                 raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the "
                                       f"circuit non-convex; use a smaller |beta|")
-        # the crossbars with their amplifier gains and signs folded in: the drive of layer l is
-        # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l]
-        self.Gf = {l: (A * self.sign[l - 2])[:, None] * net.G[l - 1] for l in range(2, L + 1)}
-        self.Gb = {l: np.ascontiguousarray((C * self.sign[l - 1][:, None] * net.G[l]).T) for l in range(1, L)}
         # drive terms that do not change during the solve
-        self.fixed = [np.array(bl) for bl in net.b]
-        self.fixed[0] = v0 @ net.G[0] + net.b[0]
+        self.fixed = [self.fixed0] + [np.array(bl) for bl in net.b[1:]]
         if targets is not None and gn != 0:
             self.fixed[L - 1] = self.fixed[L - 1] + gn * net.decode_T(targets)
-        self.odd = list(range(1, L + 1, 2))
-        self.even = list(range(2, L + 1, 2))
 
     def element(self, l: int):
         return self.net.element if l < self.L else self.out
@@ -230,13 +259,14 @@ class _Layers:
         """The iterate ``x``: the even layers as one ``(batch, N)`` array (zeros or ``init``); allocates the
         output states."""
         B, n = v0.shape[0], self.net.sizes
-        self.v0, self.cuts = v0, np.cumsum([0] + [n[l] for l in self.even])
+        self.cuts = np.cumsum([0] + [n[l] for l in self.even])
         x = np.zeros((B, self.cuts[-1]))
         if init is not None:
             for k, l in enumerate(self.even):
                 x[:, self.cuts[k]:self.cuts[k + 1]] = init[l - 1]
         self.states = [np.empty((B, n[l])) for l in range(1, self.L + 1)]
-        self.prev = {}
+        # the odd layers' previous voltages start their first update (see sweep)
+        self.prev = {} if init is None else {l: init[l - 1] for l in self.odd}
         return x
 
     def sweep(self, x: np.ndarray, rows: np.ndarray):
@@ -258,7 +288,7 @@ class _Layers:
         return _i_upper(self, self.v0[rows], v)
 
     def i_ref(self, rows: np.ndarray, v: dict[int, np.ndarray], near: np.ndarray) -> np.ndarray:
-        return _i_ref(self, self.v0[rows[near]], {l: vl[near] for l, vl in v.items()})
+        return _i_ref(self, rows[near], {l: vl[near] for l, vl in v.items()})
 
     def store(self, idx: np.ndarray, v: dict[int, np.ndarray], done: np.ndarray) -> None:
         for l in range(1, self.L + 1):
@@ -308,6 +338,7 @@ def solve(
     tol: float = TOL,
     max_sweeps: int = 1000,
     anderson: int = 5,
+    reuse: Solution | None = None,
 ) -> Solution:
     """Steady states of ``network`` for input voltages ``v0`` (V, ``(batch, n_0)``; see ``Network.encode``).
 
@@ -315,13 +346,14 @@ def solve(
     paired outputs: targets of ``v+ − v−``; 0 V if None). init: warm start ``v1..vL``. tol: relative KCL
     tolerance. max_sweeps: cap per sample; samples that hit it are returned with ``converged=False`` (call
     ``.check()`` to raise). anderson: history depth of Anderson acceleration; 0 = plain block CD (co-content
-    non-increasing at every half sweep).
+    non-increasing at every half sweep). reuse: an earlier solution of the same network and inputs, whose
+    set-up (crossbar sums, input drive, ...) is reused if nothing has changed since (checked).
     """
     v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
-    P = _Layers(network, v0, beta, targets)
+    P = _Layers(network, v0, beta, targets, None if reuse is None else reuse.setup)
     x = P.start(v0, init)
     stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson)
-    return Solution(P.states, *stats, float(tol))
+    return Solution(P.states, *stats, float(tol), setup=P)
 
 
 def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int):
@@ -389,16 +421,20 @@ def _i_upper(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray
     return best
 
 
-def _i_ref(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
-    """A lower bound (A) of the largest crossbar current ``max |G_ij (v_j - u_i)|`` per sample: the branches
-    through each node's largest conductance, and those from each sample's highest/lowest drive and node."""
-    best = np.zeros(v0.shape[0])
-    for l, u, vl, G in _drives(P, v0, v):
-        top = P.colmax[l - 1]
-        best = np.maximum(best, (G[top, np.arange(G.shape[1])] * np.abs(vl - u[:, top])).max(axis=1))
-        for i in (u.argmax(axis=1), u.argmin(axis=1)):
-            ui = np.take_along_axis(u, i[:, None], axis=1)
-            best = np.maximum(best, (G[i] * np.abs(vl - ui)).max(axis=1))
+def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+    """A lower bound (A) of the largest crossbar current ``max |G_ij (v_j - u_i)|`` of samples ``rows``: the
+    branches through each node's largest conductance, and those from each sample's highest/lowest drive and
+    node. (Crossbar 1's drives are the inputs: their side is computed once per set-up, ``_Layers.inputs``.)"""
+    best = np.zeros(len(rows))
+    for l, u, vl, G in _drives(P, P.v0[rows], v):
+        if l == 1:
+            u_top, ext = P.inputs[0][rows], [(ui[rows], gi[rows]) for ui, gi in P.inputs[1]]
+        else:
+            u_top = u[:, P.colmax[l - 1]]
+            ext = [(np.take_along_axis(u, i[:, None], axis=1), G[i]) for i in (u.argmax(axis=1), u.argmin(axis=1))]
+        best = np.maximum(best, (P.gtop[l - 1] * np.abs(vl - u_top)).max(axis=1))
+        for ui, gi in ext:
+            best = np.maximum(best, (gi * np.abs(vl - ui)).max(axis=1))
         for j in (vl.argmax(axis=1), vl.argmin(axis=1)):
             vj = np.take_along_axis(vl, j[:, None], axis=1)
             best = np.maximum(best, (G[:, j].T * np.abs(vj - u)).max(axis=1))

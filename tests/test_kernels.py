@@ -64,11 +64,12 @@ def test_kernel_equals_the_numpy_reference(el, numba_backend):
     v, r = kernels.update(el, a, lo, hi, c.copy())
     assert agree(el, v, a, c, lo, hi) <= 1e-15
     assert np.all(r == 0)  # no previous voltages: no residual
-    # the drive's parts are summed in the kernel: c = c1 + c2 + fixed
+    # the drive's parts are summed in the kernel, as (fixed + c) + c2
     fixed = np.random.default_rng(0).standard_normal(c.shape[1]) * a
     c1 = 0.3 * c
-    v2, _ = kernels.update(el, a, lo, hi, c1, c - c1 - fixed, fixed)
-    assert agree(el, v2, a, c1 + (c - c1 - fixed) + fixed, lo, hi) <= 1e-15
+    c2 = c - c1 - fixed
+    v2, _ = kernels.update(el, a, lo, hi, c1, c2, fixed)
+    assert agree(el, v2, a, (fixed + c1) + c2, lo, hi) <= 1e-15
 
 
 @pytest.mark.parametrize("el", ELEMENTS, ids=repr)

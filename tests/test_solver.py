@@ -181,3 +181,23 @@ def test_bad_inputs_give_clear_errors():
         solve(paired, v0, beta=0.5, targets=np.hstack([y, y]))
     with pytest.raises(ValueError, match=r"output pair \d: beta=-0.7 .* non-convex"):
         solve(paired, v0, beta=-0.7)  # -2.3 S between the pair: each node keeps a > 0, but a+ a- <= g^2
+
+
+def test_reuse_of_the_set_up_is_exact_and_refused_after_a_change():
+    """``solve(reuse=free)`` (the nudged phases of EP) gives bit-identical states; once the network or the
+    inputs changed, the earlier set-up is not used."""
+    net = random_network([12, 16, 16, 6], "shockley", seed=4, input_gain=6.0, amplifier=(4.0, 1.0))
+    v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (9, 6)))
+    y = np.full((9, 6), 0.2)
+    free = solve(net, v0, targets=y)
+    fresh = solve(net, v0, beta=0.01, targets=y, init=free.states)
+    reused = solve(net, v0, beta=0.01, targets=y, init=free.states, reuse=free)
+    assert reused.setup.Gf is free.setup.Gf  # shared, not recomputed
+    for a, b in zip(fresh.states, reused.states):
+        assert np.array_equal(a, b)
+    net.G[1][3, 4] *= 3.0  # in place, as a training step does
+    v0[2, 0] += 0.5
+    changed = solve(net, v0, beta=0.01, targets=y, init=free.states, reuse=free)
+    assert changed.setup.Gf is not free.setup.Gf
+    for a, b in zip(solve(net, v0, beta=0.01, targets=y, init=free.states).states, changed.states):
+        assert np.array_equal(a, b)
