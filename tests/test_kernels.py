@@ -160,3 +160,14 @@ def test_solver_same_states_with_both_backends(name, monkeypatch):
         assert np.abs(s_np - s_nb).sum() <= 1e-13 * np.abs(s_np).sum()
     for s in sols.values():  # both at the KCL floor of the stopping test
         assert np.all(s.residual <= s.tol * s.i_ref)
+
+
+def test_doctor_names_the_kernel_backend(ngspice, capsys, monkeypatch):
+    from studies.cli import main
+
+    monkeypatch.setenv("DRN_KERNELS", "numba")
+    assert main(["doctor"]) == 0
+    assert "node kernels: numba" in capsys.readouterr().out
+    monkeypatch.setenv("DRN_KERNELS", "numpy")
+    main(["doctor"])
+    assert "node kernels: the NumPy reference" in capsys.readouterr().out
