@@ -177,7 +177,8 @@ class _Layers:
             self._network_part(net, v0, [x.copy() for x in key])
         self._phase(net, beta, targets)
 
-    _SHARED = ("key", "v0", "colsum", "sign", "colmax", "gmax", "gtop", "hidden_a", "Gf", "Gb", "fixed0", "inputs")
+    _SHARED = ("key", "v0", "colsum", "sign", "colmax", "gmax", "gtop", "hidden_a", "Gf", "Gb", "fixed0", "inputs",
+               "input_range", "GT")
 
     def _network_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
         L, A, C = self.L, self.A, self.C
@@ -198,6 +199,8 @@ class _Layers:
         G1, top = net.G[0], self.colmax[0]
         ext = [v0.argmax(axis=1), v0.argmin(axis=1)]
         self.inputs = (v0[:, top], [(np.take_along_axis(v0, i[:, None], axis=1), G1[i]) for i in ext])
+        self.input_range = (v0.max(axis=1), v0.min(axis=1))  # for _i_upper
+        self.GT = [np.ascontiguousarray(g.T) for g in net.G]  # columns of G as contiguous rows (_i_ref)
 
     def _phase(self, net: Network, beta: float, targets: np.ndarray | None) -> None:
         L = self.L
@@ -285,7 +288,7 @@ class _Layers:
         return gx, r, v
 
     def i_upper(self, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
-        return _i_upper(self, self.v0[rows], v)
+        return _i_upper(self, rows, v)
 
     def i_ref(self, rows: np.ndarray, v: dict[int, np.ndarray], near: np.ndarray) -> np.ndarray:
         return _i_ref(self, rows[near], {l: vl[near] for l, vl in v.items()})
@@ -412,11 +415,17 @@ def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
         yield l, u, v[l], P.G[l - 1]
 
 
-def _i_upper(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
-    """An upper bound (A) of the largest crossbar current per sample: max G times the widest voltage span."""
-    best = np.zeros(v0.shape[0])
-    for l, u, vl, _ in _drives(P, v0, v):
-        span = np.maximum(u.max(axis=1), vl.max(axis=1)) - np.minimum(u.min(axis=1), vl.min(axis=1))
+def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+    """An upper bound (A) of the largest crossbar current of samples ``rows``: max G times the widest voltage
+    span."""
+    best = np.zeros(len(rows))
+    for l in range(1, P.L + 1):
+        if l == 1:
+            umax, umin = P.input_range[0][rows], P.input_range[1][rows]
+        else:
+            u = P.A * P.sign[l - 2] * v[l - 1]
+            umax, umin = u.max(axis=1), u.min(axis=1)
+        span = np.maximum(umax, v[l].max(axis=1)) - np.minimum(umin, v[l].min(axis=1))
         best = np.maximum(best, P.gmax[l - 1] * span)
     return best
 
@@ -437,7 +446,7 @@ def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray
             best = np.maximum(best, (gi * np.abs(vl - ui)).max(axis=1))
         for j in (vl.argmax(axis=1), vl.argmin(axis=1)):
             vj = np.take_along_axis(vl, j[:, None], axis=1)
-            best = np.maximum(best, (G[:, j].T * np.abs(vj - u)).max(axis=1))
+            best = np.maximum(best, (P.GT[l - 1][j] * np.abs(vj - u)).max(axis=1))
     return best
 
 
