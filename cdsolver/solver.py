@@ -433,18 +433,23 @@ def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarr
 def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """A lower bound (A) of the largest crossbar current ``max |G_ij (v_j - u_i)|`` of samples ``rows``: the
     branches through each node's largest conductance, and those from each sample's highest/lowest drive and
-    node. (Crossbar 1's drives are the inputs: their side is computed once per set-up, ``_Layers.inputs``.)"""
+    node. Crossbar 1's drives are the inputs: their side is computed once per set-up (``_Layers.inputs``), and
+    the branches from its extreme nodes are left out (a pass over every input per sample; they raised the bound
+    by <= 1 % in 1 sample of 128 on Fashion-MNIST 1568-100-20, and never on 128-1024-1024-10)."""
     best = np.zeros(len(rows))
-    for l, u, vl, G in _drives(P, P.v0[rows], v):
+    for l in range(1, P.L + 1):
+        vl = v[l]
         if l == 1:
-            u_top, ext = P.inputs[0][rows], [(ui[rows], gi[rows]) for ui, gi in P.inputs[1]]
+            u_top, ext, nodes = P.inputs[0][rows], [(ui[rows], gi[rows]) for ui, gi in P.inputs[1]], ()
         else:
+            u, G = P.A * P.sign[l - 2] * v[l - 1], P.G[l - 1]
             u_top = u[:, P.colmax[l - 1]]
             ext = [(np.take_along_axis(u, i[:, None], axis=1), G[i]) for i in (u.argmax(axis=1), u.argmin(axis=1))]
+            nodes = (vl.argmax(axis=1), vl.argmin(axis=1))
         best = np.maximum(best, (P.gtop[l - 1] * np.abs(vl - u_top)).max(axis=1))
         for ui, gi in ext:
             best = np.maximum(best, (gi * np.abs(vl - ui)).max(axis=1))
-        for j in (vl.argmax(axis=1), vl.argmin(axis=1)):
+        for j in nodes:
             vj = np.take_along_axis(vl, j[:, None], axis=1)
             best = np.maximum(best, (P.GT[l - 1][j] * np.abs(vj - u)).max(axis=1))
     return best
