@@ -84,7 +84,7 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     ``x`` of ``encode(x)·G1 / a`` at unit gain — the node's voltage without its element, ``a`` its total
     conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
     A = 4, C = 1 with equal widths) — times ``PASSIVE_GAIN_STEP^(hidden − 1)`` in a passive network (each sparse
-    passive crossbar divides the input-dependent spread by 3–5 at initialisation, whatever the width)."""
+    passive crossbar divides the input-dependent spread by 3–6 at initialisation, whatever the width)."""
     v0 = np.concatenate([x, -x], axis=1) if net.encoding == "pair" else x
     G1 = net.G[0]
     a = G1.sum(axis=0) + (net.C * net.A * net.G[1].sum(axis=1) if net.depth > 1 else 0.0)
