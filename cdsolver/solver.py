@@ -159,8 +159,8 @@ class _Layers:
 
     The part that depends only on the network and the inputs (crossbar sums, folded gains, the input drive, the
     input side of ``I_ref``) is taken from ``shared``, the set-up of an earlier solve of the same network and
-    inputs, when nothing has changed since (crossbars, biases and inputs are compared with the copies it keeps):
-    the three phases of an EP step compute it once."""
+    inputs, when nothing has changed since (crossbars, biases, inputs and amplifiers are compared with the copies
+    it keeps; rails and element are read afresh): the three phases of an EP step compute it once."""
 
     def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None,
                  shared: "_Layers | None" = None):
@@ -169,7 +169,7 @@ class _Layers:
         self.G = net.G
         self.odd = list(range(1, L + 1, 2))
         self.even = list(range(2, L + 1, 2))
-        key = net.G + net.b + [v0]
+        key = net.G + net.b + [v0, np.array([A, C])] + [net.signs(l) for l in range(1, L)]
         if shared is not None and shared.net is net and all(
                 x.shape == y.shape and np.array_equal(x, y) for x, y in zip(shared.key, key)):
             self.__dict__.update({k: shared.__dict__[k] for k in _Layers._SHARED})
