@@ -22,7 +22,7 @@ import numpy as np
 
 from .elements import Element, Ideal, Linear, LinearPair, Pwl, Shockley
 
-__all__ = ["backend", "update", "compile_seconds"]
+__all__ = ["backend", "update", "LayerKernel", "compile_seconds"]
 
 # Element codes of the kernel
 _LINEAR, _IDEAL, _SHOCKLEY, _PWL, _PAIR = range(5)
@@ -79,6 +79,46 @@ def _params(element: Element) -> tuple[int, np.ndarray, np.ndarray]:
     raise TypeError(f"no kernel for element {element!r}")
 
 
+class LayerKernel:
+    """One layer's element and per-node constants (``a`` in S, rails in V, each ``(n,)``), prepared once for the
+    repeated updates of a solve (``update``)."""
+
+    def __init__(self, element: Element, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int):
+        self.element, self.n = element, n
+        self.a, self.lo, self.hi = (_arr(np.broadcast_to(q, (n,))) for q in (a, lo, hi))
+        self.code, self.prm, self.table = _params(element)
+        self.lnk = self.shift = np.zeros(n)
+        if self.code == _SHOCKLEY:
+            Is, Vd = self.prm[0], self.prm[1]
+            self.lnk = np.log(Is / (self.a * Vd))
+            self.shift = Is * (np.isfinite(self.lo).astype(float) - np.isfinite(self.hi).astype(float))
+
+    def update(self, c: np.ndarray, c2: np.ndarray | None = None, fixed: np.ndarray | None = None,
+               old: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """New voltages (V, ``(B, n)``) and the largest ``|KCL|`` (A, ``(B,)``) of ``old``; see ``update``."""
+        c = np.asarray(c, dtype=np.float64)
+        B = c.shape[0]
+        if backend() == "numpy":
+            if fixed is not None:
+                c = c + fixed
+            if c2 is not None:
+                c = c + c2
+            el, a, lo, hi = self.element, self.a, self.lo, self.hi
+            v = el.solve_reference(a, c, lo, hi)
+            r = np.zeros(B) if old is None else np.abs(el.residual(old, a, c, lo, hi)).max(axis=1, initial=0.0)
+            return v, r
+        empty = np.zeros((0, 0))
+        v, r = np.empty((B, self.n)), np.zeros(B)
+        layer = _compiled.layer_parallel if B * self.n >= _PARALLEL_NODES else _compiled.layer_serial
+        bad = layer(self.code, _arr(c), empty if c2 is None else _arr(c2),
+                    empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.shift, self.lo,
+                    self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)
+        if bad:
+            raise RuntimeError(f"Shockley node update did not converge in 200 safeguarded Newton steps ({bad} "
+                               f"nodes)")
+        return v, r
+
+
 def update(element: Element, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: np.ndarray,
            c2: np.ndarray | None = None, fixed: np.ndarray | None = None,
            old: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -86,34 +126,9 @@ def update(element: Element, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: n
 
     ``a``, ``lo``, ``hi``: per node ``(n,)`` (S, V, V). The drive is ``(fixed + c) + c2`` (A): ``c`` ``(B, n)``,
     ``c2`` ``(B, n)`` or None, ``fixed`` ``(n,)``, ``(B, n)`` or None. ``old``: the layer's previous voltages
-    ``(B, n)`` or None (then the residual is 0). ``c`` may be overwritten.
+    ``(B, n)`` or None (then the residual is 0). A solve prepares each layer once (``LayerKernel``).
     """
-    c = np.asarray(c, dtype=np.float64)
-    B, n = c.shape
-    if backend() == "numpy":
-        if fixed is not None:
-            c = c + fixed
-        if c2 is not None:
-            c = c + c2
-        v = element.solve_reference(a, c, lo, hi)
-        r = np.zeros(B) if old is None else np.abs(element.residual(old, a, c, lo, hi)).max(axis=1, initial=0.0)
-        return v, r
-    code, prm, table = _params(element)
-    empty = np.zeros((0, 0))
-    fixed = empty if fixed is None else _arr(np.atleast_2d(fixed))
-    a, lo, hi = (_arr(np.broadcast_to(q, (n,))) for q in (a, lo, hi))
-    lnk, shift = np.zeros(n), np.zeros(n)
-    if code == _SHOCKLEY:
-        Is, Vd = prm[0], prm[1]
-        lnk = np.log(Is / (a * Vd))
-        shift = Is * (np.isfinite(lo).astype(float) - np.isfinite(hi).astype(float))
-    v, r = np.empty((B, n)), np.zeros(B)
-    layer = _compiled.layer_parallel if B * n >= _PARALLEL_NODES else _compiled.layer_serial
-    bad = layer(code, _arr(c), empty if c2 is None else _arr(c2), fixed, a, lnk, shift, lo, hi, prm, table,
-                empty if old is None else _arr(old), v, r)
-    if bad:
-        raise RuntimeError(f"Shockley node update did not converge in 200 safeguarded Newton steps ({bad} nodes)")
-    return v, r
+    return LayerKernel(element, a, lo, hi, np.shape(c)[1]).update(c, c2, fixed, old)
 
 
 def _arr(x) -> np.ndarray:

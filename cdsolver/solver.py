@@ -223,6 +223,8 @@ class _Layers:
                 k = int(np.argmax(bad))
                 raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the "
                                       f"circuit non-convex; use a smaller |beta|")
+        self.kernel = [kernels.LayerKernel(self.element(l), self.a[l - 1], self.lo[l - 1], self.hi[l - 1],
+                                           len(self.a[l - 1])) for l in range(1, L + 1)]
         # drive terms that do not change during the solve
         self.fixed = [self.fixed0] + [np.array(bl) for bl in net.b[1:]]
         if targets is not None and gn != 0:
@@ -247,11 +249,9 @@ class _Layers:
     def update(self, l: int, v: dict[int, np.ndarray], rows, old: np.ndarray | None):
         """(new voltages of layer ``l``, max |KCL| of its previous voltages ``old`` per sample; 0 if None): the
         fused kernel sums the drive's parts."""
-        i = l - 1
         parts = [v[j] @ g[l] for j, g in ((l - 1, self.Gf), (l + 1, self.Gb)) if l in g]
-        c = parts[0] if parts else np.zeros((len(rows), len(self.a[i])))  # a single crossbar
-        return kernels.update(self.element(l), self.a[i], self.lo[i], self.hi[i], c,
-                              parts[1] if len(parts) > 1 else None, self._fixed(l, rows), old)
+        c = parts[0] if parts else np.zeros((len(rows), len(self.a[l - 1])))  # a single crossbar
+        return self.kernel[l - 1].update(c, parts[1] if len(parts) > 1 else None, self._fixed(l, rows), old)
 
     def residual(self, l: int, vl: np.ndarray, c: np.ndarray) -> np.ndarray:
         i = l - 1
