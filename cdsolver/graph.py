@@ -18,6 +18,8 @@ in turn (Gauss–Seidel); ``solver.fixed_point`` accelerates it (Anderson + safe
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
@@ -32,6 +34,7 @@ __all__ = ["Graph", "solve_circuit", "colouring"]
 _EPS = np.finfo(float).eps
 _NEWTON_CAP = 80  # safeguarded Newton steps per node update (bisection halves the bracket at worst)
 _LNZ_CUTOFF = -12.0  # a junction with ln z below this carries < 6e-6 of its node's current: no closed-form start
+_QUADRATIC = 1e-8  # a Newton step below this times vte is the last one needed (quadratic convergence)
 _COARSE_PASSES = 2  # pairwise matchings per aggregation: aggregates of about 4 coordinates
 _REFRESH = 0.05  # refactorise the coarse matrix when a junction conductance moved by this part of its node's total
 _STEP = 10.0  # stop only once a sweep moves no potential by more than _STEP * tol of the largest
@@ -105,15 +108,12 @@ class Graph:
         coord[~fixed] = np.searchsorted(roots, root[~fixed])
         self.coord, self.off = np.append(coord, n), np.append(off, 0.0)  # index -1 (ground) -> fixed, 0 V
         # linear branches: resistors (RS ones left out), then gmin across every junction without RS
-        if ckt.resistors:
-            rn, ra, rb, rg = (np.array(t) for t in zip(*ckt.resistors))
-            plain = ~np.isin(rn, list(ckt.series))
-        else:
-            ra = rb = np.zeros(0, dtype=np.int64)
-            rg = np.zeros(0)
-            plain = np.zeros(0, dtype=bool)
-        ra, rb = ra.astype(np.int64), rb.astype(np.int64)
-        self._r = (ra[plain], rb[plain], rg[plain])
+        R, ser = ckt.resistors, ckt.series
+        ra, rb, rg = (np.fromiter(map(itemgetter(k), R), t, len(R)) for k, t in ((1, np.int64), (2, np.int64),
+                                                                               (3, np.float64)))
+        plain = np.fromiter((e[0] not in ser for e in R), bool, len(R)) if ser else np.ones(len(R), dtype=bool)
+        sets = plain & (self.coord[ra] != self.coord[rb])  # resistors whose current an unknown sets (i_ref)
+        self._r = (ra[sets], rb[sets], rg[sets])
         lin = rs == 0
         bp = np.concatenate([ra[plain], an[lin]])
         bq = np.concatenate([rb[plain], ca[lin]])
@@ -132,9 +132,12 @@ class Graph:
         W = sp.coo_matrix((bg[both], (cp[both], cq[both])), shape=(n, n))
         self.W = (W + W.T).tocsr()
         # junction terminals: own coordinate, far coordinate, side s, law (Is, vte, RS), w offset d
-        self._d = (outer, ca, Is, vte, rs)
         cA, cK = self.coord[outer], self.coord[ca]
         jk = cA != cK
+        self._d = (outer[jk], ca[jk], Is[jk], vte[jk], rs[jk])
+        iv = np.array([e[1:] for e in ckt.isources]).reshape(-1, 3)
+        ip, im = iv[:, 0].astype(np.int64), iv[:, 1].astype(np.int64)
+        self._i = iv[:, 2][self.coord[ip] != self.coord[im]]
         own = np.concatenate([cA[jk], cK[jk]])
         other = np.concatenate([cK[jk], cA[jk]])
         s = np.concatenate([np.ones(jk.sum()), -np.ones(jk.sum())])
@@ -250,14 +253,11 @@ class Graph:
         """Largest current (A) of a branch that an unknown potential sets (both ends fixed, or in one
         supernode, left out): resistors, junctions (with RS and gmin), current sources."""
         v = np.append(self.voltages(x), 0.0)
-        c = self.coord
         ra, rb, rg = self._r
         outer, ca, Is, vte, rs = self._d
-        iv = np.array([e[1:] for e in self.circuit.isources]).reshape(-1, 3)
-        ip, im = iv[:, 0].astype(np.int64), iv[:, 1].astype(np.int64)
         vd, gmin = v[outer] - v[ca], self.circuit.gmin
         junction = _law(vd, Is, vte, rs, gmin)[0] + np.where(rs > 0, 0.0, gmin * vd)
-        cur = [(rg * (v[ra] - v[rb]))[c[ra] != c[rb]], junction[c[outer] != c[ca]], iv[:, 2][c[ip] != c[im]]]
+        cur = [rg * (v[ra] - v[rb]), junction, self._i]
         return max((float(np.abs(q).max()) for q in cur if q.size), default=0.0)
 
 
@@ -355,7 +355,11 @@ class _Block:
             out = ~((new >= la) & (new <= ha))
             new[out] = 0.5 * (la[out] + ha[out])
             scale = np.abs(aa * va) + np.abs(ca) + np.bincount(loc, np.abs(J), m)
-            done = (np.abs(new - va) <= 2 * _EPS * (np.abs(va) + self.vmin[act])) | (np.abs(f) <= 8 * _EPS * scale)
+            # done: a step at rounding level, a Newton step below 1e-8·vte (it leaves an error below its square /
+            # (2·vte) <= 5e-17·vte: |f''| <= f'/vte), or a residual at rounding level
+            step, vm = np.abs(new - va), self.vmin[act]
+            done = ((step <= 2 * _EPS * (np.abs(va) + vm)) | (~out & (step <= _QUADRATIC * vm))
+                    | (np.abs(f) <= 8 * _EPS * scale))
             v[act] = new
             if done.all():
                 break
@@ -369,10 +373,10 @@ class _Block:
     def _dominant(self, v, a, c, w):
         """Start of the Newton iteration: where a junction conducts, the closed form of the node with that junction
         alone (the forward exponential, the one whose ``ln z`` is largest): ``v = w + s*vte*(ln W0(z) - ln k)``,
-        ``k = Is/(a*vte)``, ``ln z = ln k + s*(c'/a - w)/vte``, ``c' = c + s*Is``, ``W0(e^t) = wrightomega(t)``;
-        elsewhere ``v`` itself (the previous value)."""
+        ``k = Is/(a*vte)``, ``ln z = ln k + s*(c'/a - w)/vte``, ``c' = c + Σ s*Is`` (every junction's ``-1``
+        term), ``W0(e^t) = wrightomega(t)``; elsewhere ``v`` itself (the previous value)."""
         s, Is, vte, pos = self.s, self.Is, self.vte, self.t_pos
-        aa, cc = a[pos], c[pos] + s * Is
+        aa, cc = a[pos], (c + np.bincount(pos, s * Is, c.size))[pos]
         lnk = np.log(Is / (aa * vte))
         t = lnk + s * (cc / aa - w) / vte
         top = np.maximum.reduceat(t, self.starts)

@@ -41,6 +41,7 @@ class _Line:
         return DeckError(f"{self.file}:{self.no}: {msg}: '{self.text}'")
 
 
+_COMMENT = re.compile(r";| \$ |\t\$ ")
 _SUFFIX = {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "g": 1e9, "t": 1e12}
 _NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]*)$")
 _NUM_IN_EXPR = re.compile(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]+)?")
@@ -136,7 +137,9 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
         s = text.strip()
         if not s or s.startswith("*"):
             continue
-        s = re.split(r";| \$ |\t\$ ", s, maxsplit=1)[0].strip().lower()
+        if ";" in s or "$" in s:
+            s = _COMMENT.split(s, maxsplit=1)[0].strip()
+        s = s.lower()
         if not s:
             continue
         if control:
@@ -206,6 +209,8 @@ def _assignments(tokens: list[str], line: _Line) -> list[tuple[str, str]]:
 
 def _split(text: str) -> list[str]:
     """Tokens, keeping ``{...}`` and ``'...'`` expressions whole."""
+    if "{" not in text and "'" not in text:
+        return text.split()
     return re.findall(r"[^\s{']*(?:\{[^}]*\}|'[^']*')[^\s]*|[^\s]+", text)
 
 
