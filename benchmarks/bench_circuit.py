@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_solver import best  # benchmarks/ is the script's folder
 
 from cdsolver import random_network, solve
 from cdsolver.circuit import random_circuit
@@ -44,14 +45,9 @@ def cd_run(ckt, **kw):
     return sol, time.perf_counter() - t, time.process_time() - c, len(g.colours)
 
 
-def best_cpu(f, k=5):
-    """(smallest CPU s of ``k`` calls of ``f``, its last result)."""
-    times = []
-    for _ in range(k):
-        c = time.process_time()
-        out = f()
-        times.append(time.process_time() - c)
-    return min(times), out
+def best_cpu(f):
+    """(smallest CPU s of 5 calls of ``f``, its last result)."""
+    return best(f, 5, time.process_time)
 
 
 def ngspice_run(deck: Path, wd: Path, timeout: float):

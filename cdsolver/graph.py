@@ -28,6 +28,7 @@ from scipy.special import wrightomega
 from .circuit import Circuit, CircuitError, diode_law
 from .constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL
 from .solver import Solution, fixed_point
+from .validation import ValidationError
 
 __all__ = ["Graph", "solve_circuit", "colouring"]
 
@@ -603,9 +604,9 @@ def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, t
     before the two-level correction (``_Coarse``) joins each sweep (-1: never)."""
     g = circuit if isinstance(circuit, Graph) else Graph(circuit)
     if not (tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol}")
+        raise ValidationError(f"tol must be > 0, got {tol}")
     if int(max_sweeps) < 1 or int(anderson) < 0 or int(coarse_after) < -1:
-        raise ValueError(f"max_sweeps must be >= 1, anderson >= 0 and coarse_after >= -1, got {max_sweeps}, "
+        raise ValidationError(f"max_sweeps must be >= 1, anderson >= 0 and coarse_after >= -1, got {max_sweeps}, "
                          f"{anderson}, {coarse_after}")
     x = np.zeros((1, g.n)) if init is None else g.coordinates(np.asarray(init, dtype=np.float64))[None, :]
     P = _Problem(g, tol, int(coarse_after))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cdsolver.constants import CIRCUIT_TOL
+from cdsolver.constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL
 
 #: Tight ngspice tolerances added by ``check`` (docs/spice.md); gmin stays the deck's own.
 CHECK_OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18"
@@ -62,6 +62,9 @@ def _solver_args(q: argparse.ArgumentParser) -> None:
                    help=f"stop when max|KCL| <= tol * largest branch current (default: {CIRCUIT_TOL:g})")
     q.add_argument("--max-iter", type=int, default=10000, help="sweep cap (default: 10000)")
     q.add_argument("--anderson", type=int, default=5, help="Anderson depth, 0 = plain CD (default: 5)")
+    q.add_argument("--coarse-after", type=int, default=CIRCUIT_COARSE_AFTER, metavar="N",
+                   help=f"sweeps before the two-level correction joins every sweep, -1 = never "
+                        f"(default: {CIRCUIT_COARSE_AFTER})")
 
 
 def _solve(args):
@@ -76,7 +79,8 @@ def _solve(args):
     ckt = parse_deck(args.deck)
     t0 = time.perf_counter()
     g = Graph(ckt)
-    sol = solve_circuit(g, tol=args.tol, max_sweeps=args.max_iter, anderson=args.anderson)
+    sol = solve_circuit(g, tol=args.tol, max_sweeps=args.max_iter, anderson=args.anderson,
+                        coarse_after=args.coarse_after)
     return ckt, sol, time.perf_counter() - t0, g
 
 
