@@ -35,8 +35,8 @@ __all__ = ["Graph", "solve_circuit", "colouring"]
 _EPS = np.finfo(float).eps
 _NEWTON_CAP = 80  # safeguarded Newton steps per node update (bisection halves the bracket at worst)
 _LNZ_CUTOFF = -12.0  # a junction with ln z below this carries < 6e-6 of its node's current: no closed-form start
-_QUADRATIC = 1e-8  # a Newton step below this times vte is the last one needed (quadratic convergence)
-_COARSE_PASSES = 2  # pairwise matchings per aggregation: aggregates of about 4 coordinates
+_COARSE_MIN = 16  # aggregation rounds stop at this many aggregates
+_LU_BUDGET = 4.0  # the coarse LU factors may hold this many times the nonzeros of the fine graph (W and diagonal)
 _REFRESH = 0.05  # refactorise the coarse matrix when a junction conductance moved by this part of its node's total
 _STEP = 10.0  # stop only once a sweep moves no potential by more than _STEP * tol of the largest
 _TINY_V = 1e-300  # V: the scale of the step test when every potential is 0
@@ -336,7 +336,8 @@ class _Block:
 
     def _junctions(self, xe, v, a, c):
         """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``v``; each
-        node leaves the iteration once its step or its residual is at rounding level (its last step taken)."""
+        node leaves the iteration once its step, its residual or the error its last Newton step leaves is at
+        rounding level (that step taken)."""
         w = xe[self.other] + self.d
         lo = np.minimum(c / a, np.minimum.reduceat(w, self.starts))
         hi = np.maximum(c / a, np.maximum.reduceat(w, self.starts))
@@ -356,10 +357,11 @@ class _Block:
             out = ~((new >= la) & (new <= ha))
             new[out] = 0.5 * (la[out] + ha[out])
             scale = np.abs(aa * va) + np.abs(ca) + np.bincount(loc, np.abs(J), m)
-            # done: a step at rounding level, a Newton step below 1e-8·vte (it leaves an error below its square /
-            # (2·vte) <= 5e-17·vte: |f''| <= f'/vte), or a residual at rounding level
+            # done: a step or a residual at rounding level, or a Newton step that leaves an error at rounding level:
+            # below |f''|/(2f')·step², |f''| <= 2·Σ g/vte (forward law: g/vte; reverse: 4g/|vd| <= 4g/(3·vte))
             step, vm = np.abs(new - va), self.vmin[act]
-            done = ((step <= 2 * _EPS * (np.abs(va) + vm)) | (~out & (step <= _QUADRATIC * vm))
+            left = np.bincount(loc, dJ / vte, m) / fp * step * step
+            done = ((step <= 2 * _EPS * (np.abs(va) + vm)) | (~out & (left <= _EPS * (np.abs(new) + vm)))
                     | (np.abs(f) <= 8 * _EPS * scale))
             v[act] = new
             if done.all():
@@ -381,8 +383,8 @@ class _Block:
         lnk = np.log(Is / (aa * vte))
         t = lnk + s * (cc / aa - w) / vte
         top = np.maximum.reduceat(t, self.starts)
-        first = np.unique(pos[t == top[pos]], return_index=True)[1]  # a dominant terminal per node
-        k = np.flatnonzero(t == top[pos])[first]
+        k = np.flatnonzero(t == top[pos])  # terminals are grouped by node: keep each node's first dominant one
+        k = k[np.r_[True, pos[k][1:] != pos[k][:-1]]]
         on = top > _LNZ_CUTOFF
         k = k[on]
         out = v.copy()
@@ -473,15 +475,16 @@ def _bfs_parity(A: sp.csr_matrix) -> np.ndarray:
     return par
 
 
-def _aggregates(W: sp.csr_matrix, passes: int, seed: int = 0) -> np.ndarray:
-    """Aggregate index of each node of the weighted graph ``W`` (symmetric, S): ``passes`` rounds of pairwise
+def _aggregates(W: sp.csr_matrix, seed: int = 0):
+    """Aggregate index of each node of the weighted graph ``W`` (symmetric, S) after each round of pairwise
     heavy-edge matching (each unmatched node proposes to its strongest unmatched neighbour, ties broken at random;
-    mutual proposals merge; four proposal rounds), each round on the graph aggregated by the previous one."""
+    mutual proposals merge; four proposal rounds), each round on the graph aggregated by the previous one; yields
+    until ``_COARSE_MIN`` aggregates or fewer are left, or a round would remove fewer than 20 % of them."""
     rng = np.random.default_rng(seed)
     agg = np.arange(W.shape[0])
     C = W.tocoo()
-    for _ in range(passes):
-        m = agg.max(initial=-1) + 1
+    while agg.size and agg.max() + 1 > _COARSE_MIN:
+        m = agg.max() + 1
         mate = np.full(m, -1)
         keep = C.row != C.col
         r, c, w = C.row[keep], C.col[keep], C.data[keep] * (1.0 + 1e-6 * rng.uniform(size=keep.sum()))
@@ -497,43 +500,61 @@ def _aggregates(W: sp.csr_matrix, passes: int, seed: int = 0) -> np.ndarray:
             prop[rr[first]] = cc[first]
             mutual = (prop >= 0) & (prop[np.maximum(prop, 0)] == np.arange(m))
             mate[mutual] = prop[mutual]
+        if (mate >= 0).sum() < 0.4 * m:  # fewer than 20 % fewer aggregates: the graph is too dense to coarsen
+            return
         new = np.unique(np.where(mate >= 0, np.minimum(np.arange(m), mate), np.arange(m)), return_inverse=True)[1]
         agg = new[agg]
         C = sp.coo_matrix((C.data, (new[C.row], new[C.col])), shape=(new.max() + 1,) * 2).tocsr().tocoo()
-    return agg
+        yield agg
 
 
 class _Coarse:
-    """Two-level correction of a sweep: ``x <- x - P Jc^-1 P^T f(x)``, ``P`` the indicator of aggregates of about
-    ``2^passes`` coordinates (``_aggregates`` on the conductance graph), ``Jc = P^T J P`` the aggregated KCL Jacobian
-    (``J = diag(a) - W`` + the junctions' conductances), factorised by scipy's ``splu`` and refactorised only when a
-    junction's conductance has moved by more than ``_REFRESH`` of its node's total. It removes the smooth error
-    modes the node updates damp slowly (long grids); its fixed points are CD's (``f = 0``)."""
+    """Two-level correction of a sweep: ``x <- x - P Jc^-1 P^T f(x)``, ``P`` the indicator of aggregates
+    (``_aggregates`` on the conductance graph), ``Jc = P^T J P`` the aggregated KCL Jacobian (``J = diag(a) - W`` +
+    the junctions' conductances), factorised by scipy's ``splu`` and refactorised only when a junction's conductance
+    has moved by more than ``_REFRESH`` of its node's total. The aggregates are the finest of the matching rounds
+    (from the second on: about 4 coordinates) whose LU factors hold at most ``_LU_BUDGET`` times the fine graph's
+    nonzeros (tried from the coarsest; a level is not tried when the growth from the previous one predicts it
+    over): meshes keep small aggregates, random graphs (large separators: dense LU) get coarse ones. It removes the smooth error modes the node updates damp slowly (long grids); its fixed points
+    are CD's (``f = 0``)."""
 
-    def __init__(self, g: Graph, passes: int):
+    def __init__(self, g: Graph, dJ: np.ndarray):
         self.g = g
-        self.agg = agg = _aggregates(g.W, passes)
-        self.nc = int(agg.max(initial=-1)) + 1
         W = g.W.tocoo()
-        n = g.n
-        self.lin = (np.concatenate([agg, agg[W.row]]), np.concatenate([agg, agg[W.col]]),
-                    np.concatenate([g.a, -W.data]))
+        self.W = W
         own, other = g.terminals[:2]
-        self.own, self.inner = own, other < n
-        self.pair = (agg[own], agg[np.minimum(other, n - 1)])
-        self.lu, self.dJ = None, None
+        self.own, self.inner, self.other = own, other < g.n, np.minimum(other, g.n - 1)
+        levels = list(_aggregates(g.W))[1:] or [np.zeros(g.n, dtype=np.int64)]
+        budget = _LU_BUDGET * (W.nnz + g.n)
+        chosen, last = None, 0
+        for agg in reversed(levels):  # coarsest first
+            lu = self._factor(agg, dJ)
+            size = lu.L.nnz + lu.U.nnz
+            if size > budget and chosen is not None:
+                break
+            chosen = agg, lu
+            if size > budget or (last and size * size / last > budget):  # the next level would not fit either
+                break
+            last = size
+        self.agg, self.lu = chosen
+        self.dJ = dJ.copy()
+        self.nc = int(self.agg.max()) + 1
+
+    def _factor(self, agg: np.ndarray, dJ: np.ndarray):
+        from scipy.sparse.linalg import splu
+
+        W, g, k = self.W, self.g, self.inner
+        ti, tj = agg[self.own], agg[self.other]
+        nc = int(agg.max()) + 1
+        rows = np.concatenate([agg, agg[W.row], ti, ti[k]])
+        cols = np.concatenate([agg, agg[W.col], ti, tj[k]])
+        Jc = sp.coo_matrix((np.concatenate([g.a, -W.data, dJ, -dJ[k]]), (rows, cols)), shape=(nc, nc)).tocsc()
+        return splu(Jc)
 
     def correct(self, x: np.ndarray, f: np.ndarray, dJ: np.ndarray) -> np.ndarray:
         """``x`` corrected by the coarse Newton step of the residual ``f`` (A), junction conductances ``dJ`` (S)."""
-        from scipy.sparse.linalg import splu
-
-        if self.lu is None or np.any(np.abs(dJ - self.dJ) > _REFRESH * (self.g.a[self.own] + self.dJ)):
-            (i, j, v), (ti, tj) = self.lin, self.pair
-            k = self.inner
-            Jc = sp.coo_matrix((np.concatenate([v, dJ, -dJ[k]]), (np.concatenate([i, ti, ti[k]]),
-                                                                  np.concatenate([j, ti, tj[k]]))),
-                               shape=(self.nc, self.nc)).tocsc()
-            self.lu, self.dJ = splu(Jc), dJ.copy()
+        if np.any(np.abs(dJ - self.dJ) > _REFRESH * (self.g.a[self.own] + self.dJ)):
+            self.lu, self.dJ = self._factor(self.agg, dJ), dJ.copy()
         e = self.lu.solve(np.bincount(self.agg, f, self.nc))
         return x - e[self.agg]
 
@@ -556,7 +577,7 @@ class _Problem:
         y = x0
         if 0 <= self.after < self.count and g.n > 1:
             if self.coarse is None:
-                self.coarse = _Coarse(g, _COARSE_PASSES)
+                self.coarse = _Coarse(g, dJ)
             y = self.coarse.correct(x0, f, dJ)
             if g.boxed.size:
                 y[g.boxed] = np.clip(y[g.boxed], g.lo[g.boxed], g.hi[g.boxed])
