@@ -515,8 +515,9 @@ class _Coarse:
     has moved by more than ``_REFRESH`` of its node's total. The aggregates are the finest of the matching rounds
     (from the second on: about 4 coordinates) whose LU factors hold at most ``_LU_BUDGET`` times the fine graph's
     nonzeros (tried from the coarsest; a level is not tried when the growth from the previous one predicts it
-    over): meshes keep small aggregates, random graphs (large separators: dense LU) get coarse ones. It removes the smooth error modes the node updates damp slowly (long grids); its fixed points
-    are CD's (``f = 0``)."""
+    over; the coarsest level is used even if over): meshes keep small aggregates, random graphs (large
+    separators: dense LU) get coarse ones. It removes the smooth error modes the node updates damp slowly (long
+    grids); its fixed points are CD's (``f = 0``)."""
 
     def __init__(self, g: Graph, dJ: np.ndarray):
         self.g = g
