@@ -377,7 +377,7 @@ class _Block:
         """Start of the Newton iteration: where a junction conducts, the closed form of the node with that junction
         alone (the forward exponential, the one whose ``ln z`` is largest): ``v = w + s*vte*(ln W0(z) - ln k)``,
         ``k = Is/(a*vte)``, ``ln z = ln k + s*(c'/a - w)/vte``, ``c' = c + Σ s*Is`` (every junction's ``-1``
-        term), ``W0(e^t) = wrightomega(t)``; elsewhere ``v`` itself (the previous value)."""
+        term), ``W0(e^t) = wrightomega(t)``; elsewhere the node without the junctions' exponentials, ``c'/a``."""
         s, Is, vte, pos = self.s, self.Is, self.vte, self.t_pos
         aa, cc = a[pos], (c + np.bincount(pos, s * Is, c.size))[pos]
         lnk = np.log(Is / (aa * vte))
@@ -387,7 +387,7 @@ class _Block:
         k = k[np.r_[True, pos[k][1:] != pos[k][:-1]]]
         on = top > _LNZ_CUTOFF
         k = k[on]
-        out = v.copy()
+        out = (c + np.bincount(pos, s * Is, c.size)) / a
         out[on] = w[k] + s[k] * vte[k] * (np.log(wrightomega(t[k]).real) - lnk[k])
         return out
 
