@@ -36,6 +36,7 @@ _EPS = np.finfo(float).eps
 _NEWTON_CAP = 80  # safeguarded Newton steps per node update (bisection halves the bracket at worst)
 _LNZ_CUTOFF = -12.0  # a junction with ln z below this carries < 6e-6 of its node's current: no closed-form start
 _COARSE_MIN = 16  # aggregation rounds stop at this many aggregates
+_COARSE_STALL = 2000  # no two-level correction when the coarsest aggregation level keeps more aggregates
 _LU_BUDGET = 4.0  # the coarse LU factors may hold this many times the nonzeros of the fine graph (W and diagonal)
 _REFRESH = 0.05  # refactorise the coarse matrix when a junction conductance moved by this part of its node's total
 _STEP = 10.0  # stop only once a sweep moves no potential by more than _STEP * tol of the largest
@@ -516,7 +517,8 @@ class _Coarse:
     (from the second on: about 4 coordinates) whose LU factors hold at most ``_LU_BUDGET`` times the fine graph's
     nonzeros (tried from the coarsest; a level is not tried when the growth from the previous one predicts it
     over; the coarsest level is used even if over): meshes keep small aggregates, random graphs (large
-    separators: dense LU) get coarse ones. It removes the smooth error modes the node updates damp slowly (long
+    separators: dense LU) get coarse ones; where the matching stalls above ``_COARSE_STALL`` aggregates
+    (``agg`` None) there is no correction. It removes the smooth error modes the node updates damp slowly (long
     grids); its fixed points are CD's (``f = 0``)."""
 
     def __init__(self, g: Graph, dJ: np.ndarray):
@@ -526,6 +528,9 @@ class _Coarse:
         own, other = g.terminals[:2]
         self.own, self.inner, self.other = own, other < g.n, np.minimum(other, g.n - 1)
         levels = list(_aggregates(g.W))[1:] or [np.zeros(g.n, dtype=np.int64)]
+        if levels[-1].max() + 1 > _COARSE_STALL:  # coarsening stalled on a large graph: a dense coarse LU
+            self.agg = None
+            return
         budget = _LU_BUDGET * (W.nnz + g.n)
         chosen, last = None, 0
         for agg in reversed(levels):  # coarsest first
@@ -579,9 +584,10 @@ class _Problem:
         if 0 <= self.after < self.count and g.n > 1:
             if self.coarse is None:
                 self.coarse = _Coarse(g, dJ)
-            y = self.coarse.correct(x0, f, dJ)
-            if g.boxed.size:
-                y[g.boxed] = np.clip(y[g.boxed], g.lo[g.boxed], g.hi[g.boxed])
+            if self.coarse.agg is not None:
+                y = self.coarse.correct(x0, f, dJ)
+                if g.boxed.size:
+                    y[g.boxed] = np.clip(y[g.boxed], g.lo[g.boxed], g.hi[g.boxed])
         xe = np.append(y, 0.0)
         for blk in g.blocks:
             blk.update(xe)
