@@ -50,11 +50,13 @@ def _omega_step(t, w):
 def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)``: (new v, f(v), the error left after the step (V) by
     Newton's quadratic term ``|f''| step² / (2 f')``, and the same with ``|f''|`` bounded over the whole step).
-    A side with ``ln k + (v - rail)/Vd < _NEGLIGIBLE`` is skipped (no exponential): its current is below
-    ``1e-3*eps*a*Vd`` and moves ``v`` by less than ``1e-3*eps*Vd``."""
+    Where ``|v| >= Vd``, a side with ``ln k + (v - rail)/Vd < _NEGLIGIBLE`` is skipped (no exponential): its
+    current is below ``1e-3*eps*a*Vd`` and moves ``v`` by less than ``1e-3*eps*Vd <= 1e-3*eps*|v|`` (where
+    ``|v| < Vd`` such a current can still be a large part of ``a*|v|``)."""
     xf, xr = (v - hi) / Vd, (lo - v) / Vd
-    ef = math.exp(xf) if lnk + xf > _NEGLIGIBLE else 0.0
-    er = math.exp(xr) if lnk + xr > _NEGLIGIBLE else 0.0
+    small = abs(v) < Vd
+    ef = math.exp(xf) if small or lnk + xf > _NEGLIGIBLE else 0.0
+    er = math.exp(xr) if small or lnk + xr > _NEGLIGIBLE else 0.0
     d = ef - er
     slope = a + (ef + er) * (Is / Vd)
     f = a * v - c1 + Is * d

@@ -87,6 +87,20 @@ def test_kernel_residual_and_warm_start(el, numba_backend):
         assert np.all(r > 0) or old is ref
 
 
+@pytest.mark.parametrize("el", SHOCKLEYS, ids=repr)
+def test_kernel_keeps_small_diode_currents_where_v_is_far_below_vd(el, numba_backend):
+    """Weak drives (|v| << Vd): a diode current below 1e-3*eps*a*Vd is still a large part of a*|v|, so the kernel
+    may leave it out of its Newton step only where |v| >= Vd (it was left out everywhere: up to 7x relative error,
+    Is=1e-12). Kernel and reference both stop Newton within ~eps*Vd/4000 V absolute (elements: eps*Vd), so at
+    |v| ~ 1e-17 V they agree to ~1e-10 relative, not to rounding."""
+    a, c, lo, hi = batch_cases(el, seed=8)
+    c = c * 10 ** np.random.default_rng(9).uniform(-20, -4, c.shape)
+    ref = el.solve_reference(a, c, lo, hi)
+    for old in (None, ref):  # the closed form and the warm Newton step
+        v, _ = kernels.update(el, a, lo, hi, c.copy(), old=old)
+        assert np.max(np.abs(v - ref) / np.abs(ref)) <= 1e-9
+
+
 def test_warm_start_is_taken_near_the_solution(numba_backend):
     """Where the previous voltage is within rounding, the warm Newton step is accepted: same result, and the
     update is cheaper (tested by the result only: the closed form and the warm step agree to rounding)."""
