@@ -159,8 +159,8 @@ class _Layers:
 
     The part that depends only on the network and the inputs (crossbar sums, folded gains, the input drive, the
     input side of ``I_ref``) is taken from ``shared``, the set-up of an earlier solve of the same network and
-    inputs, when nothing has changed since (crossbars, biases and inputs are compared with the copies it keeps):
-    the three phases of an EP step compute it once."""
+    inputs, when nothing has changed since (crossbars, biases, inputs and the amplifier are compared with the
+    copies it keeps): the three phases of an EP step compute it once."""
 
     def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None,
                  shared: "_Layers | None" = None):
@@ -170,19 +170,19 @@ class _Layers:
         self.odd = list(range(1, L + 1, 2))
         self.even = list(range(2, L + 1, 2))
         key = net.G + net.b + [v0]
-        if shared is not None and shared.net is net and all(
+        if shared is not None and shared.net is net and shared.amplifier == net.amplifier and all(
                 x.shape == y.shape and np.array_equal(x, y) for x, y in zip(shared.key, key)):
             self.__dict__.update({k: shared.__dict__[k] for k in _Layers._SHARED})
         else:
             self._network_part(net, v0, [x.copy() for x in key])
         self._phase(net, beta, targets)
 
-    _SHARED = ("key", "v0", "colsum", "sign", "colmax", "gmax", "gtop", "hidden_a", "Gf", "Gb", "fixed0", "inputs",
-               "input_range", "GT")
+    _SHARED = ("key", "amplifier", "v0", "colsum", "sign", "colmax", "gmax", "gtop", "hidden_a", "Gf", "Gb", "fixed0",
+               "inputs", "input_range", "GT")
 
     def _network_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
         L, A, C = self.L, self.A, self.C
-        self.key, self.v0 = key, v0
+        self.key, self.amplifier, self.v0 = key, net.amplifier, v0  # the amplifier's gains are folded in below
         self.colsum = colsum = [g.sum(axis=0) for g in net.G]
         self.sign = [net.signs(l) for l in range(1, L)]  # amplifier signs of each hidden layer
         self.colmax = [g.argmax(axis=0) for g in net.G]  # row of each node's largest input conductance
