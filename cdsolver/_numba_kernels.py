@@ -60,6 +60,8 @@ def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     d = ef - er
     slope = a + (ef + er) * (Is / Vd)
     f = a * v - c1 + Is * d
+    if not slope < math.inf:  # Is/Vd*exp overflowed (exp itself may not have): f/slope = 0 is no Newton step
+        return math.nan, f, math.inf, math.inf, math.nan
     step = f / slope
     q = (Is / (2.0 * Vd * Vd)) * step * step / slope
     # over the step, |ef - er| grows by at most (ef + er)*|step|/Vd (to first order; the caller keeps |step| << Vd)

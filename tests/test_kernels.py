@@ -101,6 +101,18 @@ def test_kernel_keeps_small_diode_currents_where_v_is_far_below_vd(el, numba_bac
         assert np.max(np.abs(v - ref) / np.abs(ref)) <= 1e-9
 
 
+def test_warm_start_rejected_where_the_slope_overflows(numba_backend):
+    """A previous voltage 696-709 Vd beyond a rail with Is/Vd > 1: exp is finite but the slope Is/Vd*exp
+    overflows, so the Newton step is f/inf = 0 and looked exact (it returned ``old``, 692 Vd off the root)."""
+    el = Shockley(1e-6, 1e-12)
+    a, lo, hi = np.array([0.0021978233309323395]), np.array([-0.9370524455678053]), np.array([-0.8679458109956051])
+    c = np.array([[-1.3494475394349944e-05]])
+    ref = el.solve_reference(a, c, lo, hi)
+    for k in (696.0, 700.0, 705.0, 709.0):
+        v, r = kernels.update(el, a, lo, hi, c.copy(), old=hi[None] + k * el.Vd)
+        assert abs(v[0, 0] - ref[0, 0]) <= 4 * EPS * abs(ref[0, 0]) and r[0] > 0
+
+
 def test_warm_start_is_taken_near_the_solution(numba_backend):
     """Where the previous voltage is within rounding, the warm Newton step is accepted: same result, and the
     update is cheaper (tested by the result only: the closed form and the warm step agree to rounding)."""
