@@ -99,6 +99,8 @@ def update(element: Element, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: n
         r = np.zeros(B) if old is None else np.abs(element.residual(old, a, c, lo, hi)).max(axis=1, initial=0.0)
         return v, r
     code, prm, table = _params(element)
+    if code == _PAIR and n % 2:
+        raise ValueError(f"paired output nodes come in pairs (v+ then v-): got {n} nodes")
     empty = np.zeros((0, 0))
     fixed = empty if fixed is None else _arr(np.atleast_2d(fixed))
     a, lo, hi = (_arr(np.broadcast_to(q, (n,))) for q in (a, lo, hi))
@@ -125,7 +127,7 @@ def solve(element: Element, a, c, lo, hi) -> np.ndarray:
     """``element.solve`` through the kernel, for any broadcastable shapes (flattened to one row when ``a``, ``lo``,
     ``hi`` are not per-node vectors of ``c``'s last axis; paired outputs then use the reference)."""
     c = np.asarray(c, dtype=np.float64)
-    if backend() == "numpy":
+    if backend() == "numpy" or c.size == 0:
         return element.solve_reference(a, c, lo, hi)
     n = c.shape[-1] if c.ndim else 1
     if c.ndim and all(np.ndim(q) <= 1 and np.size(q) in (1, n) for q in (a, lo, hi)):

@@ -137,6 +137,18 @@ def test_pair_kernel(numba_backend):
     np.testing.assert_allclose(r, np.abs(el.residual(old, a, c, -inf, inf)).max(axis=1), rtol=1e-12)
 
 
+def test_empty_and_odd_shapes(numba_backend):
+    """No nodes gives no voltages (it raised in reshape); an odd number of paired nodes is refused (the last node
+    was left uninitialised)."""
+    el = Shockley(1e-6, 0.05)
+    assert el.solve(np.ones(0), np.zeros(0), np.ones(0), np.ones(0)).shape == (0,)
+    assert el.solve(np.ones(0), np.zeros((3, 0)), np.ones(0), np.ones(0)).shape == (3, 0)
+    assert el.solve(np.ones(2), np.zeros((0, 2)), -np.ones(2), np.ones(2)).shape == (0, 2)
+    inf = np.full(3, np.inf)
+    with pytest.raises(ValueError, match="pairs"):
+        kernels.update(LinearPair(0.1), np.ones(3), -inf, inf, np.ones((2, 3)))
+
+
 def test_nan_drive_is_nan_not_a_number(numba_backend):
     el = Shockley(1e-6, 0.05)
     a, lo, hi = np.ones(3) * 1e-3, np.full(3, -0.8), np.full(3, 0.8)
