@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from .elements import Element, Ideal, Linear, LinearPair, Pwl, Shockley
+from .validation import ValidationError
 
 __all__ = ["backend", "update", "compile_seconds"]
 
@@ -38,7 +39,7 @@ def backend() -> str:
     package)."""
     choice = os.environ.get("DRN_KERNELS", "numba").lower()
     if choice not in ("numba", "numpy"):
-        raise ValueError(f"DRN_KERNELS must be 'numba' or 'numpy', got {choice!r}")
+        raise ValidationError(f"environment variable DRN_KERNELS must be 'numba' or 'numpy', got {choice!r}")
     return "numba" if choice == "numba" and _numba() else "numpy"
 
 

@@ -175,6 +175,16 @@ def test_fallback_without_numba(monkeypatch):
         kernels.backend()
 
 
+def test_bad_backend_name_is_a_one_line_cli_error(ngspice, monkeypatch, capsys):
+    """A wrong DRN_KERNELS is bad user input: one line on stderr and exit 2 (it was a traceback)."""
+    from studies.cli import main
+
+    monkeypatch.setenv("DRN_KERNELS", "gpu")
+    assert main(["doctor"]) == 2
+    err = capsys.readouterr().err
+    assert "DRN_KERNELS" in err and len(err.strip().splitlines()) == 1
+
+
 NETWORKS = {
     "shockley-3-inv": dict(sizes=[20, 30, 30, 30, 4], element="shockley", amplifier=Amplifier(4.0, 1.0, "half")),
     "shockley-1": dict(sizes=[20, 60, 4], element="shockley"),
