@@ -70,19 +70,23 @@ def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
 
 @njit(cache=True, error_model="numpy")
 def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
-    """Newton with bisection fallback inside [rail midpoint, c1/a]: (v, converged)."""
+    """Newton with bisection fallback inside [rail midpoint, c1/a]: (v, converged). A Newton step that leaves the
+    bracket or is not below half the previous step is replaced by bisection (Newton from far beyond a rail moves
+    by ~Vd per step)."""
     mid, x = 0.5 * (lo + hi), c1 / a
     left, right = min(mid, x), max(mid, x)
+    dx = right - left
     for _ in range(200):
-        new, f, err, _b, _s = _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk)
+        new, f, err, _b, step = _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk)
         if f < 0:
             left = max(left, v)
         elif f > 0:
             right = min(right, v)
         inside = new >= left and new <= right
-        v = new if inside else 0.5 * (left + right)
         if inside and not err > _ERR * (abs(new) + 1e-3 * Vd):
-            return v, True
+            return new, True
+        nv = new if inside and not abs(step) > 0.5 * dx else 0.5 * (left + right)
+        dx, v = abs(nv - v), nv
     return v, False
 
 

@@ -113,6 +113,21 @@ def test_warm_start_rejected_where_the_slope_overflows(numba_backend):
         assert abs(v[0, 0] - ref[0, 0]) <= 4 * EPS * abs(ref[0, 0]) and r[0] > 0
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_both_diodes_conducting_far_from_the_drive(backend, monkeypatch):
+    """Rails within a Vd, Is >> a*Vd and c/a tens of volts beyond them: the safeguarded Newton started ~1000 Vd
+    above the root and crept down by ~Vd per step, so the update raised after 200 steps (both backends); it now
+    bisects when a Newton step does not halve."""
+    monkeypatch.setenv("DRN_KERNELS", backend)
+    cases = [(Shockley(100.0, 0.05), 0.10761890816653087, 5.262962251618775, -0.3570825262958164, -0.341580162714563),
+             (Shockley(1e-6, 0.05), 1.8768968197134297e-18, 1.6362465341816306e-16, -0.6698089259547966,
+              -0.6508339254699141)]
+    for el, *q in cases:
+        a, c, lo, hi = (np.array([x]) for x in q)
+        v = el.solve(a, c, lo, hi)
+        assert agree(el, v, a, c, lo, hi) <= 1e-15
+
+
 def test_warm_start_is_taken_near_the_solution(numba_backend):
     """Where the previous voltage is within rounding, the warm Newton step is accepted: same result, and the
     update is cheaper (tested by the result only: the closed form and the warm step agree to rounding)."""
