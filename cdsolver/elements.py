@@ -236,7 +236,8 @@ class Shockley(Element):
         slope += a
         step = (a * v - c1 + self.Is * d) / slope
         left = np.abs(d) * (self.Is / (2 * self.Vd**2)) * step * step / slope
-        return v - step, left
+        finite = slope < np.inf  # else Is/Vd*exp overflowed (exp itself may not have): f/slope = 0 is no step
+        return np.where(finite, v - step, np.nan), np.where(finite, left, np.inf)
 
     def _polish(self, v, a, c1, lo, hi):
         """Newton with bisection fallback inside the bracket [rail midpoint, c1/a] (1-D arrays): a Newton step that

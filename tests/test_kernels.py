@@ -128,6 +128,17 @@ def test_both_diodes_conducting_far_from_the_drive(backend, monkeypatch):
         assert agree(el, v, a, c, lo, hi) <= 1e-15
 
 
+def test_reference_polish_where_the_slope_overflows():
+    """The NumPy reference's safeguarded Newton took f/inf = 0 as an exact step where Is/Vd*exp overflowed (exp
+    finite): rails 1e-15 V apart at Vd = 1e-12 gave a voltage 4e5 times the root (540 of 20000 random nodes)."""
+    el = Shockley(1e-6, 1e-12)
+    a, c = np.array([0.9699078831305223]), np.array([2.7319934966623714e-09])
+    lo, hi = np.zeros(1), np.array([8.589261201239484e-16])
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = el.solve_reference(a, c, lo, hi)
+    assert agree(el, v, a, c, lo, hi) <= 1e-15
+
+
 def test_warm_start_is_taken_near_the_solution(numba_backend):
     """Where the previous voltage is within rounding, the warm Newton step is accepted: same result, and the
     update is cheaper (tested by the result only: the closed form and the warm step agree to rounding)."""
