@@ -50,14 +50,18 @@ def _omega_step(t, w):
 def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)``: (new v, f(v), the error left after the step (V) by
     Newton's quadratic term ``|f''| step² / (2 f')``, and the same with ``|f''|`` bounded over the whole step).
-    A side with ``ln k + (v - rail)/Vd < _NEGLIGIBLE`` is skipped (no exponential): its current is below
-    ``1e-3*eps*a*Vd`` and moves ``v`` by less than ``1e-3*eps*Vd``."""
+    Where ``|v| >= Vd``, a side with ``ln k + (v - rail)/Vd < _NEGLIGIBLE`` is skipped (no exponential): its
+    current is below ``1e-3*eps*a*Vd`` and moves ``v`` by less than ``1e-3*eps*Vd <= 1e-3*eps*|v|`` (where
+    ``|v| < Vd`` such a current can still be a large part of ``a*|v|``)."""
     xf, xr = (v - hi) / Vd, (lo - v) / Vd
-    ef = math.exp(xf) if lnk + xf > _NEGLIGIBLE else 0.0
-    er = math.exp(xr) if lnk + xr > _NEGLIGIBLE else 0.0
+    small = abs(v) < Vd
+    ef = math.exp(xf) if small or lnk + xf > _NEGLIGIBLE else 0.0
+    er = math.exp(xr) if small or lnk + xr > _NEGLIGIBLE else 0.0
     d = ef - er
     slope = a + (ef + er) * (Is / Vd)
     f = a * v - c1 + Is * d
+    if not slope < math.inf:  # Is/Vd*exp overflowed (exp itself may not have): f/slope = 0 is no Newton step
+        return math.nan, f, math.inf, math.inf, math.nan
     step = f / slope
     q = (Is / (2.0 * Vd * Vd)) * step * step / slope
     # over the step, |ef - er| grows by at most (ef + er)*|step|/Vd (to first order; the caller keeps |step| << Vd)
@@ -66,19 +70,23 @@ def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
 
 @njit(cache=True, error_model="numpy")
 def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
-    """Newton with bisection fallback inside [rail midpoint, c1/a]: (v, converged)."""
+    """Newton with bisection fallback inside [rail midpoint, c1/a]: (v, converged). A Newton step that leaves the
+    bracket or is not below half the previous step is replaced by bisection (Newton from far beyond a rail moves
+    by ~Vd per step)."""
     mid, x = 0.5 * (lo + hi), c1 / a
     left, right = min(mid, x), max(mid, x)
+    dx = right - left
     for _ in range(200):
-        new, f, err, _b, _s = _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk)
+        new, f, err, _b, step = _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk)
         if f < 0:
             left = max(left, v)
         elif f > 0:
             right = min(right, v)
         inside = new >= left and new <= right
-        v = new if inside else 0.5 * (left + right)
         if inside and not err > _ERR * (abs(new) + 1e-3 * Vd):
-            return v, True
+            return new, True
+        nv = new if inside and not abs(step) > 0.5 * dx else 0.5 * (left + right)
+        dx, v = abs(nv - v), nv
     return v, False
 
 

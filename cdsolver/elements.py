@@ -236,12 +236,15 @@ class Shockley(Element):
         slope += a
         step = (a * v - c1 + self.Is * d) / slope
         left = np.abs(d) * (self.Is / (2 * self.Vd**2)) * step * step / slope
-        return v - step, left
+        finite = slope < np.inf  # else Is/Vd*exp overflowed (exp itself may not have): f/slope = 0 is no step
+        return np.where(finite, v - step, np.nan), np.where(finite, left, np.inf)
 
     def _polish(self, v, a, c1, lo, hi):
-        """Newton with bisection fallback inside the bracket [rail midpoint, c1/a] (1-D arrays)."""
+        """Newton with bisection fallback inside the bracket [rail midpoint, c1/a] (1-D arrays): a Newton step that
+        leaves the bracket or is not below half the previous step is replaced by bisection."""
         mid, x = 0.5 * (lo + hi), c1 / a
         left, right = np.minimum(mid, x), np.maximum(mid, x)
+        dx = right - left
         v = v.copy()
         todo = np.arange(v.size)
         for _ in range(200):
@@ -251,10 +254,13 @@ class Shockley(Element):
             left[todo] = np.where(f < 0, np.maximum(left[todo], vt), left[todo])
             right[todo] = np.where(f > 0, np.minimum(right[todo], vt), right[todo])
             new, err = self._newton(vt, at, ct, lt, ht)
-            outside = ~((new >= left[todo]) & (new <= right[todo]))
-            new[outside] = 0.5 * (left[todo][outside] + right[todo][outside])
+            inside = (new >= left[todo]) & (new <= right[todo])
+            final = inside & ~(err > _EPS * (np.abs(new) + self.Vd))
+            bisect = ~final & (~inside | (np.abs(new - vt) > 0.5 * dx[todo]))
+            new[bisect] = 0.5 * (left[todo][bisect] + right[todo][bisect])
+            dx[todo] = np.abs(new - vt)
             v[todo] = new
-            todo = todo[outside | (err > _EPS * (np.abs(new) + self.Vd))]
+            todo = todo[~final]
             if todo.size == 0:
                 return v
         raise RuntimeError("Shockley node update did not converge in 200 safeguarded Newton steps")

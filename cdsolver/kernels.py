@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from .elements import Element, Ideal, Linear, LinearPair, Pwl, Shockley
+from .validation import ValidationError
 
 __all__ = ["backend", "update", "LayerKernel", "compile_seconds"]
 
@@ -38,7 +39,7 @@ def backend() -> str:
     package)."""
     choice = os.environ.get("DRN_KERNELS", "numba").lower()
     if choice not in ("numba", "numpy"):
-        raise ValueError(f"DRN_KERNELS must be 'numba' or 'numpy', got {choice!r}")
+        raise ValidationError(f"environment variable DRN_KERNELS must be 'numba' or 'numpy', got {choice!r}")
     return "numba" if choice == "numba" and _numba() else "numpy"
 
 
@@ -87,6 +88,8 @@ class LayerKernel:
         self.element, self.n = element, n
         self.a, self.lo, self.hi = (_arr(np.broadcast_to(q, (n,))) for q in (a, lo, hi))
         self.code, self.prm, self.table = _params(element)
+        if self.code == _PAIR and n % 2:
+            raise ValueError(f"paired output nodes come in pairs (v+ then v-): got {n} nodes")
         self.lnk = self.shift = np.zeros(n)
         if self.code == _SHOCKLEY:
             Is, Vd = self.prm[0], self.prm[1]
@@ -140,7 +143,7 @@ def solve(element: Element, a, c, lo, hi) -> np.ndarray:
     """``element.solve`` through the kernel, for any broadcastable shapes (flattened to one row when ``a``, ``lo``,
     ``hi`` are not per-node vectors of ``c``'s last axis; paired outputs then use the reference)."""
     c = np.asarray(c, dtype=np.float64)
-    if backend() == "numpy":
+    if backend() == "numpy" or c.size == 0:
         return element.solve_reference(a, c, lo, hi)
     n = c.shape[-1] if c.ndim else 1
     if c.ndim and all(np.ndim(q) <= 1 and np.size(q) in (1, n) for q in (a, lo, hi)):

@@ -87,6 +87,58 @@ def test_kernel_residual_and_warm_start(el, numba_backend):
         assert np.all(r > 0) or old is ref
 
 
+@pytest.mark.parametrize("el", SHOCKLEYS, ids=repr)
+def test_kernel_keeps_small_diode_currents_where_v_is_far_below_vd(el, numba_backend):
+    """Weak drives (|v| << Vd): a diode current below 1e-3*eps*a*Vd is still a large part of a*|v|, so the kernel
+    may leave it out of its Newton step only where |v| >= Vd (it was left out everywhere: up to 7x relative error,
+    Is=1e-12). Kernel and reference both stop Newton within ~eps*Vd/4000 V absolute (elements: eps*Vd), so at
+    |v| ~ 1e-17 V they agree to ~1e-10 relative, not to rounding."""
+    a, c, lo, hi = batch_cases(el, seed=8)
+    c = c * 10 ** np.random.default_rng(9).uniform(-20, -4, c.shape)
+    ref = el.solve_reference(a, c, lo, hi)
+    for old in (None, ref):  # the closed form and the warm Newton step
+        v, _ = kernels.update(el, a, lo, hi, c.copy(), old=old)
+        assert np.max(np.abs(v - ref) / np.abs(ref)) <= 1e-9
+
+
+def test_warm_start_rejected_where_the_slope_overflows(numba_backend):
+    """A previous voltage 696-709 Vd beyond a rail with Is/Vd > 1: exp is finite but the slope Is/Vd*exp
+    overflows, so the Newton step is f/inf = 0 and looked exact (it returned ``old``, 692 Vd off the root)."""
+    el = Shockley(1e-6, 1e-12)
+    a, lo, hi = np.array([0.0021978233309323395]), np.array([-0.9370524455678053]), np.array([-0.8679458109956051])
+    c = np.array([[-1.3494475394349944e-05]])
+    ref = el.solve_reference(a, c, lo, hi)
+    for k in (696.0, 700.0, 705.0, 709.0):
+        v, r = kernels.update(el, a, lo, hi, c.copy(), old=hi[None] + k * el.Vd)
+        assert abs(v[0, 0] - ref[0, 0]) <= 4 * EPS * abs(ref[0, 0]) and r[0] > 0
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_both_diodes_conducting_far_from_the_drive(backend, monkeypatch):
+    """Rails within a Vd, Is >> a*Vd and c/a tens of volts beyond them: the safeguarded Newton started ~1000 Vd
+    above the root and crept down by ~Vd per step, so the update raised after 200 steps (both backends); it now
+    bisects when a Newton step does not halve."""
+    monkeypatch.setenv("DRN_KERNELS", backend)
+    cases = [(Shockley(100.0, 0.05), 0.10761890816653087, 5.262962251618775, -0.3570825262958164, -0.341580162714563),
+             (Shockley(1e-6, 0.05), 1.8768968197134297e-18, 1.6362465341816306e-16, -0.6698089259547966,
+              -0.6508339254699141)]
+    for el, *q in cases:
+        a, c, lo, hi = (np.array([x]) for x in q)
+        v = el.solve(a, c, lo, hi)
+        assert agree(el, v, a, c, lo, hi) <= 1e-15
+
+
+def test_reference_polish_where_the_slope_overflows():
+    """The NumPy reference's safeguarded Newton took f/inf = 0 as an exact step where Is/Vd*exp overflowed (exp
+    finite): rails 1e-15 V apart at Vd = 1e-12 gave a voltage 4e5 times the root (540 of 20000 random nodes)."""
+    el = Shockley(1e-6, 1e-12)
+    a, c = np.array([0.9699078831305223]), np.array([2.7319934966623714e-09])
+    lo, hi = np.zeros(1), np.array([8.589261201239484e-16])
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = el.solve_reference(a, c, lo, hi)
+    assert agree(el, v, a, c, lo, hi) <= 1e-15
+
+
 def test_warm_start_is_taken_near_the_solution(numba_backend):
     """Where the previous voltage is within rounding, the warm Newton step is accepted: same result, and the
     update is cheaper (tested by the result only: the closed form and the warm step agree to rounding)."""
@@ -109,6 +161,18 @@ def test_pair_kernel(numba_backend):
     v, r = kernels.update(el, a, -inf, inf, c.copy(), old=old)
     assert np.max(np.abs(v - ref) / (np.abs(ref) + np.abs(c) / a)) <= 1e-15
     np.testing.assert_allclose(r, np.abs(el.residual(old, a, c, -inf, inf)).max(axis=1), rtol=1e-12)
+
+
+def test_empty_and_odd_shapes(numba_backend):
+    """No nodes gives no voltages (it raised in reshape); an odd number of paired nodes is refused (the last node
+    was left uninitialised)."""
+    el = Shockley(1e-6, 0.05)
+    assert el.solve(np.ones(0), np.zeros(0), np.ones(0), np.ones(0)).shape == (0,)
+    assert el.solve(np.ones(0), np.zeros((3, 0)), np.ones(0), np.ones(0)).shape == (3, 0)
+    assert el.solve(np.ones(2), np.zeros((0, 2)), -np.ones(2), np.ones(2)).shape == (0, 2)
+    inf = np.full(3, np.inf)
+    with pytest.raises(ValueError, match="pairs"):
+        kernels.update(LinearPair(0.1), np.ones(3), -inf, inf, np.ones((2, 3)))
 
 
 def test_nan_drive_is_nan_not_a_number(numba_backend):
@@ -135,6 +199,16 @@ def test_fallback_without_numba(monkeypatch):
     monkeypatch.setenv("DRN_KERNELS", "gpu")
     with pytest.raises(ValueError, match="DRN_KERNELS"):
         kernels.backend()
+
+
+def test_bad_backend_name_is_a_one_line_cli_error(ngspice, monkeypatch, capsys):
+    """A wrong DRN_KERNELS is bad user input: one line on stderr and exit 2 (it was a traceback)."""
+    from studies.cli import main
+
+    monkeypatch.setenv("DRN_KERNELS", "gpu")
+    assert main(["doctor"]) == 2
+    err = capsys.readouterr().err
+    assert "DRN_KERNELS" in err and len(err.strip().splitlines()) == 1
 
 
 NETWORKS = {

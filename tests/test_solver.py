@@ -190,3 +190,17 @@ def test_reuse_of_the_set_up_is_exact_and_refused_after_a_change():
     assert changed.setup.Gf is not free.setup.Gf
     for a, b in zip(solve(net, v0, beta=0.01, targets=y, init=free.states).states, changed.states):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("change", ["amplifier", "invert"])
+def test_reuse_is_refused_after_the_amplifier_changed(change):
+    """The shared set-up folds the amplifier's gains and signs into the crossbars: replacing ``net.amplifier``
+    (same G, b and inputs) must not reuse it (it did: states off by ~0.7 V)."""
+    from cdsolver.network import Amplifier
+
+    net = random_network([6, 8, 8, 3], "shockley", seed=1, amplifier=Amplifier(4.0, 1.0))
+    v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (5, 3)))
+    free = solve(net, v0)
+    net.amplifier = Amplifier(2.0, 0.5) if change == "amplifier" else Amplifier(4.0, 1.0, "half")
+    for a, b in zip(solve(net, v0).states, solve(net, v0, reuse=free).states):
+        assert np.array_equal(a, b)
