@@ -11,6 +11,9 @@ R_OFF = 1e12
 #: Default KCL tolerance: converged when max|KCL| <= TOL * I_ref (see ``solver.solve``).
 TOL = 1e-12
 
+#: EP gradient estimators (``ep.ep_phases``): the nudged phases they take.
+ESTIMATORS = ("positive", "negative", "centered")
+
 #: Osana et al.'s double-Shockley element: saturation current (A), Vd = n*Vt (V), rails (V).
 OSANA_IS = 1e-6
 OSANA_VD = 0.05

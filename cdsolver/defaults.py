@@ -17,9 +17,10 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
+    import numpy as np
 
 __all__ = ["TRAIN", "STEPS_PER_EPOCH", "batch_size", "lr", "average", "rails", "input_gain", "network"]
 
@@ -64,6 +65,8 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
     A = 4, C = 1 with equal widths) — times ``2^(hidden − 1)`` in a passive network (each passive crossbar
     averages its inputs, about halving the input-dependent part)."""
+    import numpy as np
+
     v0 = np.concatenate([x, -x], axis=1) if net.encoding == "pair" else x
     G1 = net.G[0]
     a = G1.sum(axis=0) + (net.C * net.A * net.G[1].sum(axis=1) if net.depth > 1 else 0.0)

@@ -11,8 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from cdsolver.constants import CIRCUIT_TOL
 
 #: Tight ngspice tolerances added by ``check`` (docs/spice.md); gmin stays the deck's own.
@@ -78,6 +76,8 @@ def _solve(args):
 
 
 def cmd_solve(args) -> int:
+    import numpy as np  # imported where used: ``drn --help`` loads this module (studies/cli.py)
+
     from .cli import EXIT_NOT_CONVERGED
 
     ckt, sol, wall = _solve(args)
@@ -92,6 +92,8 @@ def cmd_solve(args) -> int:
 
 
 def cmd_check(args) -> int:
+    import numpy as np
+
     from spice_bridge.runners import op_deck
 
     from .cli import EXIT_NOT_CONVERGED, CliError
