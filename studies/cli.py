@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cdsolver.constants import TOL
+from cdsolver.constants import STEP_PER_TOL, TOL
 from cdsolver.validation import ValidationError
 from spice_bridge.errors import NgspiceMissing
 
@@ -406,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_args(p)
     p.add_argument("--out", required=True, metavar="STATES.npz", help="output states file")
     p.add_argument("--tol", type=float, default=TOL,
-                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current "
+                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current, and "
+                        f"a further sweep would change no voltage by more than {STEP_PER_TOL:g} tol max|v| "
                         f"(default: {TOL:g})")
     p.add_argument("--max-iter", type=int, default=1000, help="sweep cap per sample (default: 1000)")
     p.add_argument("--anderson", type=int, default=5,
