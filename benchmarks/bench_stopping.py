@@ -65,9 +65,9 @@ def main(argv: list[str]) -> None:
         s = solve(net, v0)
         rules[f"default: KCL {TOL:g}, step {STEP_PER_TOL * TOL:g}"] = s.iterations, s.converged, s.states
         sp = run(net, v0[:SPICE_SAMPLES], runner="batch") if spice else None
-        for rule, (iters, conv, states) in rules.items():
+        for label, (iters, conv, states) in rules.items():
             e = rel_l1(states, ref.states)
-            row = (f"| {name} | {rule} | {iters.mean():.2f} / {iters.max()} | {conv.sum()}/{len(v0)} | "
+            row = (f"| {name} | {label} | {iters.mean():.2f} / {iters.max()} | {conv.sum()}/{len(v0)} | "
                    f"{np.percentile(e, 90):.1e} / {e.max():.1e} |")
             if spice:
                 ok = sp.ok
