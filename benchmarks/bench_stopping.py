@@ -7,8 +7,9 @@ Rules: the KCL test alone at tol 1e-12 (the former default), 1e-13 (the former s
 KCL test at 1e-12 with step tests of 1e-14 and 5e-15; the default (``solve``: tol 1e-14, step 10 tol).
 Reference: tol 1e-16, 300 sweeps (float64's floor). Columns: sweeps mean / max, converged, relative L1
 (``studies.metrics.rel_l1``) against the reference, P90 / max; with ``--spice`` also against ngspice (batch
-runner, tight options, one process) on the first 10 samples, and the reference's own error against ngspice
-(networks of at most 1,024 hidden nodes: ngspice needs minutes per sample beyond).
+runner, tight options, one process, 600 s per run: the machine may be shared) on the first 10 samples, and the
+reference's own error against ngspice (networks of at most 1,024 hidden nodes: ngspice needs minutes per
+sample beyond).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cdsolver.network import Amplifier
 from cdsolver.solver import _Layers, fixed_point
 from studies.metrics import rel_l1
 
-SAMPLES, SPICE_SAMPLES, SPICE_MAX_HIDDEN = 60, 10, 1024
+SAMPLES, SPICE_SAMPLES, SPICE_MAX_HIDDEN, SPICE_TIMEOUT = 60, 10, 1024, 600.0
 
 
 def networks(files: list[str]):
@@ -67,7 +68,7 @@ def main(argv: list[str]) -> None:
         rules[f"default: KCL {TOL:g}, step {STEP_PER_TOL * TOL:g}"] = s.iterations, s.converged, s.states
         sp = None
         if spice and sum(net.sizes[1:-1]) <= SPICE_MAX_HIDDEN:
-            sp = run(net, v0[:SPICE_SAMPLES], runner="batch")
+            sp = run(net, v0[:SPICE_SAMPLES], runner="batch", timeout=SPICE_TIMEOUT)
         for label, (iters, conv, states) in rules.items():
             e = rel_l1(states, ref.states)
             row = (f"| {name} | {label} | {iters.mean():.2f} / {iters.max()} | {conv.sum()}/{len(v0)} | "
