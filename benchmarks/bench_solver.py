@@ -1,35 +1,104 @@
-"""CD solver speed on Osana-size networks (docs/performance.md).
-Run: `make bench` or `python benchmarks/bench_solver.py`.
+"""CD solver speed on Osana-size networks, and the node kernels behind it (docs/performance.md).
+Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
 
-Networks 128-1024-10, 128-1024²-10, 128-1024³-10, double Shockley (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V),
-uniform random conductances (mean 1/n_in S), a batch of 360 random Digits-sized inputs (64 features in [0, 1],
-pair-encoded, input gain 40 V: ~17 % of first-layer nodes beyond the rails), tol 1e-12.
-
-Clocks (time.perf_counter, best of 3): `ms/sample` = one whole `solve` call / 360. `sweep ms` = a 10-sweep
-solve of the full batch (nothing converges: tol=1e-300) / 10. `products ms` = the 2(L-1) dense products a
-sweep needs, alone, same shapes. `ratio` = sweep / products.
+1. Start-up: `drn --help`, `import cdsolver`, and the numba kernels' load: compiled from scratch (an empty
+   NUMBA_CACHE_DIR) and from the on-disk cache (every later run), each in a fresh process.
+2. Node kernels: one layer update of 720 x 1024 nodes per element, drives set so that about half the Shockley
+   nodes are beyond the rails. `ns/node` and `exp-passes` (the time over one `numpy.exp` of an array of the same
+   shape) for the NumPy reference (`solve_reference`), the fused kernel from scratch (`cold`) and started from the
+   previous voltages (`warm`: a converging sweep; here the exact solution), all in the same run.
+3. Networks 128-1024-10, 128-1024²-10, 128-1024³-10, double Shockley (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V),
+   uniform random conductances (mean 1/n_in S), a batch of 360 random Digits-sized inputs (64 features in [0, 1],
+   pair-encoded, input gain 40 V: ~17 % of first-layer nodes beyond the rails), default tolerance.
+   Clocks (time.perf_counter, best of 3): `ms/sample` = one whole `solve` call / 360. `sweep ms` = a 10-sweep
+   solve of the full batch (nothing converges: tol=1e-300) / 10. `products ms` = the 2(L-1) dense products a
+   sweep needs, alone, same shapes. `ratio` = sweep / products; `solve / products` = the whole solve in
+   sweep-equivalents of products.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 
-from cdsolver import random_network, solve
+from cdsolver import kernels, random_network, solve
+from cdsolver.elements import Ideal, Linear, LinearPair, Pwl, Shockley
 
 BATCH, GAIN, REPEAT = 360, 40.0, 3
+KB, KN = 720, 1024  # kernel table: samples x nodes
 
 
-def best(f, repeat=REPEAT):
+def best(f, repeat=REPEAT, clock=time.perf_counter):
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         out = f()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return min(times), out
+
+
+def fresh(code: str, env: dict | None = None, repeat: int = 3) -> float:
+    """Best wall time (s) of ``python -c code`` in a fresh process."""
+    return min(_run([sys.executable, "-c", code], env) for _ in range(repeat))
+
+
+def _run(cmd, env) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def startup() -> None:
+    load = "import time; t=time.perf_counter(); from cdsolver import kernels; kernels.backend(); " \
+           "print(time.perf_counter()-t)"
+    print("| start-up step | seconds (best of 3, fresh process) |\n|---|---|")
+    help_s = min(_run([sys.executable, "-m", "studies.cli", "--help"], None) for _ in range(3))
+    print(f"| `drn --help` | {help_s:.3f} |")
+    print(f"| `import cdsolver` | {fresh('import cdsolver'):.3f} |")
+    with tempfile.TemporaryDirectory() as cache:
+        first = fresh(load, {"NUMBA_CACHE_DIR": cache}, repeat=1)
+        cached = fresh(load, {"NUMBA_CACHE_DIR": cache})
+    print(f"| numba kernels, first compile (empty cache), whole process | {first:.2f} |")
+    print(f"| numba kernels, from the cache, whole process | {cached:.2f} |", flush=True)
+
+
+def kernel_cases():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.5, 2, KN) * 1e-3
+    c = rng.normal(0, 1.6e-3, (KB, KN))  # |c/a| ~ 1.6 V: about half the nodes beyond ±0.8 V
+    both, inf = np.full(KN, 0.8), np.full(KN, np.inf)
+    table = [[-1.0, -0.3], [-0.8, -1e-3], [0.8, 1e-3], [1.0, 0.3]]
+    return [
+        ("double Shockley", Shockley(1e-6, 0.05), a, c, -both, both),
+        ("one-sided Shockley (upper rail)", Shockley(1e-6, 0.05), a, c, -inf, both),
+        ("pwl, 4 points", Pwl(table), a, c, -inf, inf),
+        ("ideal diodes", Ideal(), a, c, -both, both),
+        ("linear", Linear(), a, c, -inf, inf),
+        ("paired outputs", LinearPair(2e-4), a + 2e-4, c, -inf, inf),
+    ]
+
+
+def kernel_table() -> None:
+    x = np.random.default_rng(1).standard_normal((KB, KN))
+    t_exp = best(lambda: np.exp(x), 7)[0]
+    n = KB * KN
+    print(f"\n`numpy.exp` over {KB} x {KN}: {1e9 * t_exp / n:.2f} ns per element (one exp-pass)\n")
+    print("| element | beyond rails | NumPy reference ns/node | exp-passes | kernel cold ns/node | exp-passes "
+          "| kernel warm ns/node | exp-passes |\n|---|---|---|---|---|---|---|---|")
+    for name, el, a, c, lo, hi in kernel_cases():
+        ref = el.solve_reference(a, c, lo, hi)
+        t_ref = best(lambda: el.solve_reference(a, c, lo, hi))[0]
+        t_cold = best(lambda: kernels.update(el, a, lo, hi, c))[0]
+        t_warm = best(lambda: kernels.update(el, a, lo, hi, c, old=ref))[0]
+        beyond = f"{(np.abs(ref) >= 0.8).mean():.0%}"  # ideal diodes: on the rail
+        print(f"| {name} | {beyond} | " + " | ".join(f"{1e9 * t / n:.1f} | {t / t_exp:.2f}"
+                                                    for t in (t_ref, t_cold, t_warm)) + " |", flush=True)
 
 
 def products_time(net, B):
@@ -47,14 +116,13 @@ def products_time(net, B):
     return best(run, 5)[0]
 
 
-def main():
+def network_table(depths=(1, 2, 3)) -> None:
     x = np.random.default_rng(0).uniform(0, 1, (BATCH, 64))
-    print(f"# bench_solver: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy "
-          f"{np.__version__}, batch {BATCH}, double Shockley, input gain {GAIN} V, tol 1e-12")
+    print(f"\nbatch {BATCH}, double Shockley, input gain {GAIN} V, default tolerance\n")
     print("| network | amplifier | sweeps mean / max | converged | ms/sample | sweep ms | products ms | ratio "
-          "| beyond rails per hidden layer |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for hidden in (1, 2, 3):
+          "| solve / products | beyond rails per hidden layer |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for hidden in depths:
         sizes = [128] + [1024] * hidden + [10]
         for amp in (None, (4.0, 1.0)):
             net = random_network(sizes, "shockley", seed=0, input_gain=GAIN, amplifier=amp)
@@ -66,7 +134,19 @@ def main():
             print(f"| {'-'.join(map(str, sizes))} | {'none' if amp is None else f'A={amp[0]:g} C={amp[1]:g}'} "
                   f"| {sol.iterations.mean():.1f} / {sol.iterations.max()} | {sol.converged.sum()}/{BATCH} "
                   f"| {1e3 * t / BATCH:.3f} | {1e3 * t_sweep:.1f} | {1e3 * t_prod:.1f} | {t_sweep / t_prod:.2f} "
-                  f"| {frac} |", flush=True)
+                  f"| {t / t_prod:.1f} | {frac} |", flush=True)
+
+
+def main():
+    quick = "--quick" in sys.argv
+    import numba
+
+    print(f"# bench_solver: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy "
+          f"{np.__version__}, numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads), kernels: "
+          f"{kernels.backend()}\n")
+    startup()
+    kernel_table()
+    network_table((1,) if quick else (1, 2, 3))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 ``spice_bridge.parse`` builds a ``Circuit`` from a deck, ``cdsolver.graph`` solves it.
 
 A ``Circuit`` holds named nodes (``"0"`` is ground) and elements between them: resistors, junction diodes
-(ngspice ``D`` model with ``IS``, ``N``, ``RS``), independent DC voltage and current sources, and shorts (an
-inductor at DC). Every node name is stored lower case.
+(ngspice ``D`` model with ``IS``, ``N``, ``RS``), ideal diodes (seed 001's QP constraint ``v(anode) <= v(cathode)``,
+any current ``>= 0`` from anode to cathode when equal; ``.model NAME D(IDEAL=1)`` in a deck), independent DC voltage
+and current sources, and shorts (an inductor at DC). Every node name is stored lower case.
 
 Diode law (ngspice DC analysis, ``src/spicelib/devices/dio/dioload.c``, no breakdown, 27 °C = TNOM), with
 ``vte = N*Vt`` and ``vd`` the junction voltage (anode side minus cathode side)::
@@ -87,6 +88,7 @@ class Circuit:
     vsources: list[tuple[str, int, int, float]] = field(default_factory=list)  # name, +, -, V
     isources: list[tuple[str, int, int, float]] = field(default_factory=list)  # name, +, -, A (+ -> - inside)
     shorts: list[tuple[str, int, int]] = field(default_factory=list)  # name, a, b (0 V)
+    ideal: list[tuple[str, int, int]] = field(default_factory=list)  # name, anode, cathode: v(anode) <= v(cathode)
     series: dict[str, tuple[str, float]] = field(default_factory=dict)  # diode name -> (outer anode, RS Ω)
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -121,6 +123,11 @@ class Circuit:
             anode = inner
         self.diodes.append((name, self.node(anode), self.node(cathode), float(Is), float(N)))
 
+    def add_ideal_diode(self, name: str, anode: str, cathode: str) -> None:
+        """An ideal diode: ``v(anode) <= v(cathode)``, its current (>= 0, anode to cathode) whatever KCL needs when
+        equal, 0 otherwise (seed 001's QP constraint; no ngspice model)."""
+        self.ideal.append((name, self.node(anode), self.node(cathode)))
+
     def add_vsource(self, name: str, plus: str, minus: str, volts: float) -> None:
         """An independent DC voltage source: ``v(plus) - v(minus) = volts``."""
         _finite(name, volts, "voltage")
@@ -154,8 +161,14 @@ class Circuit:
 
     def energy(self, v: np.ndarray) -> float:
         """Co-content (W) at node voltages ``v`` (V, every node incl. internal ones, ground excluded):
-        ``Σ_R ½g·Δv² + Σ_D (P(vd) + ½gmin·vd²) − Σ_I I·(v(−) − v(+))``; constrained by the sources and shorts."""
+        ``Σ_R ½g·Δv² + Σ_D (P(vd) + ½gmin·vd²) − Σ_I I·(v(−) − v(+))``; constrained by the sources and shorts;
+        ``inf`` where an ideal diode's ``v(anode) > v(cathode)`` by more than rounding (8 ulp)."""
         ve = np.append(np.asarray(v, dtype=np.float64), 0.0)  # index -1 = ground
+        if self.ideal:
+            _, ia, ik = (np.array(q) for q in zip(*self.ideal))
+            va, vk = ve[ia], ve[ik]
+            if np.any(va - vk > 8 * np.finfo(float).eps * np.maximum(np.abs(va), np.abs(vk))):
+                return math.inf
         E = 0.0
         if self.resistors:
             _, a, b, g = zip(*self.resistors)
@@ -178,20 +191,27 @@ def _finite(name: str, x: float, what: str) -> None:
 KINDS = ("graph", "grid", "ladder", "bridge")
 
 
-def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: float = GMIN) -> Circuit:
+def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: float = GMIN,
+                   ideal: bool = False) -> Circuit:
     """A random resistor–diode network with about ``n`` nodes (a test and benchmark case).
 
     graph: a random spanning tree of resistors plus ~n extra random branches (30 % diodes), n/50 voltage
     sources to ground (≥ 1) and n/50 current sources; grid: a √n × √n resistor mesh, a diode to ground at every
     third node, sources at two corners; ladder: series resistors, a diode and a resistor to ground at every rung;
     bridge: n/4 diode bridges fed by one source, each with its load. Resistors 100 Ω–10 kΩ (log-uniform), diodes
-    IS 1e-15–1e-12 A, N 1–2, and ``RS`` 1–50 Ω when ``rs``.
+    IS 1e-15–1e-12 A, N 1–2, and ``RS`` 1–50 Ω when ``rs``. ``ideal``: each diode becomes an ideal diode from its
+    anode's node to a rail at +0.1 V or from a rail at −0.1 V to it (one terminal fixed, as ``graph`` requires),
+    the sources' voltages are scaled by 0.1, and a diode left between two forward-biased fixed potentials is dropped.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     rng = np.random.default_rng(seed)
     ckt = Circuit(gmin=gmin)
     count = {"r": 0, "d": 0}
+    vs = 0.1 if ideal else 1.0
+    if ideal:
+        ckt.add_vsource("vhi", "rhi", "0", 0.1)
+        ckt.add_vsource("vlo", "rlo", "0", -0.1)
 
     def res(a, b):
         count["r"] += 1
@@ -199,6 +219,10 @@ def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: 
 
     def dio(a, b):
         count["d"] += 1
+        if ideal:
+            up = rng.uniform() < 0.5
+            ckt.add_ideal_diode(f"d{count['d']}", a if up else "rlo", "rhi" if up else a)
+            return
         ckt.add_diode(f"d{count['d']}", a, b, float(10 ** rng.uniform(-15, -12)), float(rng.uniform(1, 2)),
                       float(rng.uniform(1, 50)) if rs else 0.0)
 
@@ -211,7 +235,7 @@ def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: 
             if i != j:
                 (dio if rng.uniform() < 0.3 else res)(nm(i), nm(j))
         for k, i in enumerate(rng.choice(n, max(1, n // 50), replace=False)):
-            ckt.add_vsource(f"v{k}", nm(int(i)), "0", float(rng.uniform(-5, 5)))
+            ckt.add_vsource(f"v{k}", nm(int(i)), "0", vs * float(rng.uniform(-5, 5)))
         for k, i in enumerate(rng.choice(n, max(1, n // 50), replace=False)):
             ckt.add_isource(f"i{k}", "0", nm(int(i)), float(rng.uniform(-1e-3, 1e-3)))
     elif kind == "grid":
@@ -225,16 +249,16 @@ def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: 
                     res(g(r, c), g(r + 1, c))
                 if (r * m + c) % 3 == 0:
                     dio(g(r, c), "0")
-        ckt.add_vsource("v0", g(0, 0), "0", 5.0)
-        ckt.add_vsource("v1", g(m - 1, m - 1), "0", -2.0)
+        ckt.add_vsource("v0", g(0, 0), "0", vs * 5.0)
+        ckt.add_vsource("v1", g(m - 1, m - 1), "0", vs * -2.0)
     elif kind == "ladder":
-        ckt.add_vsource("v0", nm(0), "0", 3.0)
+        ckt.add_vsource("v0", nm(0), "0", vs * 3.0)
         for i in range(1, n):
             res(nm(i - 1), nm(i))
             dio(nm(i), "0")
             res(nm(i), "0")
     else:  # bridge
-        ckt.add_vsource("v0", "in", "0", 4.0)
+        ckt.add_vsource("v0", "in", "0", vs * 4.0)
         for b in range(max(1, n // 4)):
             p, q, o = f"p{b}", f"q{b}", f"o{b}"
             res("in", p)
@@ -244,4 +268,11 @@ def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: 
             dio(q, "0")
             res(o, q)
             res(q, "0")
+    if ideal:
+        fixed = np.zeros(len(ckt.nodes) + 1)  # ground last
+        known = np.zeros(len(ckt.nodes) + 1, dtype=bool)
+        known[-1] = True
+        for _, p, _, volts in ckt.vsources:  # every source of random_circuit goes to ground
+            fixed[p], known[p] = volts, True
+        ckt.ideal = [e for e in ckt.ideal if not (known[e[1]] and known[e[2]] and fixed[e[1]] > fixed[e[2]])]
     return ckt

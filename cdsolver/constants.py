@@ -26,3 +26,7 @@ OSANA_VOFF = 0.8
 #: Default KCL tolerance of general circuits (``graph.solve_circuit``, ``drn circuit``): at 1e-12 the voltages of
 #: random graphs and grids were 5e-12 (relative L1) from ngspice's; at 1e-14, <= 4e-13 (docs/circuits.md).
 CIRCUIT_TOL = 1e-14
+
+#: Sweeps of a general circuit before its two-level (aggregation) correction joins every sweep
+#: (``graph.solve_circuit``): networks that converge in fewer sweeps never pay for it (docs/circuits.md).
+CIRCUIT_COARSE_AFTER = 20

@@ -8,8 +8,11 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
 - ``average(batch, n_train)``: the weights' moving average spans about one epoch.
 - ``input_gain(...)``: the input voltage scale that puts the first hidden layer's pre-activation spread (over the
   training inputs, at initialisation, with the load of the next crossbar) at the element's scale — the rails for
-  Shockley and pwl elements — and, in a passive network, a gain that grows with depth to make up for each
-  crossbar's attenuation.
+  Shockley and pwl elements — and, in a passive network, a gain that grows with depth (``PASSIVE_GAIN_STEP`` per
+  hidden layer after the first) to make up for each crossbar's attenuation.
+- ``init(depth, amplifier)``: conductances uniform on ``[0, 2/n_{l-1}]`` S, but sparse (``SPARSE_FAN_IN`` inputs
+  per node) after the first crossbar of a passive network with two or more hidden layers: a passive node averages
+  its inputs, and a dense average of ``n`` inputs keeps only ~1.15/√n of their input-dependent spread.
 - β: ``ep.safe_beta`` lowers ``TRAIN["beta"]`` (once per epoch) to keep the negative phase convex
   (``ep.beta_limit``).
 """
@@ -22,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
     import numpy as np
 
-__all__ = ["TRAIN", "STEPS_PER_EPOCH", "batch_size", "lr", "average", "rails", "input_gain", "network"]
+__all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "PASSIVE_GAIN_STEP", "batch_size", "lr", "average", "rails",
+           "init", "input_gain", "network"]
 
 #: Network-independent defaults of ``TrainConfig`` (SI units: β in S, target in V, conductances in S).
 TRAIN: dict[str, Any] = dict(
@@ -54,8 +58,25 @@ def rails(element: str) -> str:
     return "split" if element == "ideal" else "both"
 
 
+#: Inputs per node of the sparse crossbars of deep passive networks (``init``).
+SPARSE_FAN_IN = 4
+
+
+def init(depth: int, amplifier) -> str:
+    """Initialisation of ``random_network`` for a network of ``depth`` crossbars: ``"sparse"`` (each node after the
+    first hidden layer fed by ``SPARSE_FAN_IN`` nodes) for a passive network (``amplifier`` None) with two or more
+    hidden layers, else ``"uniform"``. A passive node's voltage is a conductance-weighted average of its
+    neighbours': with ``n`` equal-ish inputs it keeps ~1.15/√n of their input-dependent spread (uniform weights),
+    with 4 inputs ~0.6, so the signal reaches the outputs of a deep passive network (3 × 64 ideal diodes at
+    initialisation: last hidden layer 1/42 of the first's spread dense, 1/14 sparse; docs/training.md)."""
+    return "sparse" if amplifier is None and depth >= 3 else "uniform"
+
+
 #: Pre-activation spread (V) the input gain aims at in the first hidden layer, per element kind.
 SPREAD = {"shockley": 1.2, "pwl": 1.2, "ideal": 0.3, "linear": 0.3}
+
+#: Factor of the input gain per hidden layer after the first in a passive network (``input_gain``).
+PASSIVE_GAIN_STEP = 4.0
 
 
 def input_gain(x: np.ndarray, net, element: str) -> float:
@@ -63,8 +84,8 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     ``SPREAD[element] / σ`` with σ the median over the first hidden layer's nodes of the standard deviation over
     ``x`` of ``encode(x)·G1 / a`` at unit gain — the node's voltage without its element, ``a`` its total
     conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
-    A = 4, C = 1 with equal widths) — times ``2^(hidden − 1)`` in a passive network (each passive crossbar
-    averages its inputs, about halving the input-dependent part)."""
+    A = 4, C = 1 with equal widths) — times ``PASSIVE_GAIN_STEP^(hidden − 1)`` in a passive network (each sparse
+    passive crossbar divides the input-dependent spread by 3–6 at initialisation, whatever the width)."""
     import numpy as np
 
     v0 = np.concatenate([x, -x], axis=1) if net.encoding == "pair" else x
@@ -75,16 +96,18 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     if not sigma > 0:
         return 1.0
     hidden = net.depth - 1
-    return SPREAD[element] / sigma * (1.0 if net.amplifier is not None else 2.0 ** max(hidden - 1, 0))
+    return SPREAD[element] / sigma * (1.0 if net.amplifier is not None else PASSIVE_GAIN_STEP ** max(hidden - 1, 0))
 
 
 def network(x: np.ndarray, hidden: list[int], n_classes: int, element: str, *, rails_: str | None = None,
-            amplifier=None, outputs: str = "single", gain: float | None = None, init: str = "uniform", seed: int = 0):
-    """A random network for features ``x`` (batch, n_features) with the default rails and input gain."""
+            amplifier=None, outputs: str = "single", gain: float | None = None, init_: str | None = None,
+            seed: int = 0):
+    """A random network for features ``x`` (batch, n_features) with the default rails, initialisation and input
+    gain."""
     from .network import random_network
 
     sizes = [2 * x.shape[1], *hidden, n_classes]
     net = random_network(sizes, element, seed=seed, rails=rails_ or rails(element), amplifier=amplifier,
-                         outputs=outputs, init=init)
+                         outputs=outputs, init=init_ or init(len(sizes) - 1, amplifier), fan_in=SPARSE_FAN_IN)
     net.input_gain = gain if gain is not None else input_gain(x, net, element)
     return net

@@ -45,7 +45,14 @@ class Element:
     kind: ClassVar[str] = ""
 
     def solve(self, a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Voltage (V) solving ``a*v - c + I(v) = 0``."""
+        """Voltage (V) solving ``a*v - c + I(v) = 0``: the fused kernel of ``cdsolver.kernels`` (numba), or
+        ``solve_reference`` where numba is not available."""
+        from . import kernels  # imports numba on first use only
+
+        return kernels.solve(self, a, c, lo, hi)
+
+    def solve_reference(self, a: np.ndarray, c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """``solve`` in NumPy: the reference the kernels are tested against."""
         raise NotImplementedError
 
     def current(self, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -89,7 +96,7 @@ class Linear(Element):
 
     kind = "linear"
 
-    def solve(self, a, c, lo, hi):
+    def solve_reference(self, a, c, lo, hi):
         return c / a
 
     def current(self, v, lo, hi):
@@ -118,7 +125,7 @@ class LinearPair(Linear):
         K = x.shape[-1] // 2
         return x[..., :K], x[..., K:]
 
-    def solve(self, a, c, lo, hi):
+    def solve_reference(self, a, c, lo, hi):
         (ap, am), (cp, cm), g = self._split(a), self._split(c), self.g
         det = ap * am - g * g
         return np.concatenate([(cp * am + g * cm) / det, (cm * ap + g * cp) / det], axis=-1)
@@ -141,7 +148,7 @@ class Ideal(Element):
 
     kind = "ideal"
 
-    def solve(self, a, c, lo, hi):
+    def solve_reference(self, a, c, lo, hi):
         return np.clip(c / a, lo, hi)
 
     def current(self, v, lo, hi):
@@ -200,7 +207,7 @@ class Shockley(Element):
     def _exps(self, v, lo, hi):
         return np.exp((v - hi) / self.Vd), np.exp((lo - v) / self.Vd)
 
-    def solve(self, a, c, lo, hi):
+    def solve_reference(self, a, c, lo, hi):
         Is, Vd = self.Is, self.Vd
         c1 = c - self._sides(lo, hi)  # c' : the -1 terms moved to the drive
         v = c1 / a
@@ -318,7 +325,7 @@ class Pwl(Element):
     def _segment(self, v):
         return np.clip(np.searchsorted(self.vk, v, side="right") - 1, 0, len(self.vk) - 2)
 
-    def solve(self, a, c, lo, hi):
+    def solve_reference(self, a, c, lo, hi):
         a = np.asarray(a, dtype=float)
         g = a[..., None] * self.vk + self.ik  # (n, K)
         k = np.clip(np.count_nonzero(c[..., None] >= g, axis=-1) - 1, 0, len(self.vk) - 2)

@@ -126,7 +126,7 @@ def ep_gradient(net: Network, v0: np.ndarray, y: np.ndarray, *, beta: float, est
     states, used = {0.0: free.states}, free.converged.copy()
     for b in phases:
         if b != 0.0:
-            s = solve(net, v0, beta=b, targets=y, init=free.states, **solve_kw)
+            s = solve(net, v0, beta=b, targets=y, init=free.states, reuse=free, **solve_kw)
             states[b], used = s.states, used & s.converged
     a, b = phases
     return over_samples(net, used, lambda r: ep_estimate(net, v0[r], [s[r] for s in states[a]],

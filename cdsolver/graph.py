@@ -18,20 +18,29 @@ in turn (Gauss–Seidel); ``solver.fixed_point`` accelerates it (Anderson + safe
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import wrightomega
 
 from .circuit import Circuit, CircuitError, diode_law
-from .constants import CIRCUIT_TOL
+from .constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL
 from .solver import Solution, fixed_point
+from .validation import ValidationError
 
 __all__ = ["Graph", "solve_circuit", "colouring"]
 
 _EPS = np.finfo(float).eps
 _NEWTON_CAP = 80  # safeguarded Newton steps per node update (bisection halves the bracket at worst)
 _LNZ_CUTOFF = -12.0  # a junction with ln z below this carries < 6e-6 of its node's current: no closed-form start
+_COARSE_MIN = 16  # aggregation rounds stop at this many aggregates
+_COARSE_STALL = 2000  # no two-level correction when the coarsest aggregation level keeps more aggregates
+_LU_BUDGET = 4.0  # the coarse LU factors may hold this many times the nonzeros of the fine graph (W and diagonal)
+_REFRESH = 0.05  # refactorise the coarse matrix when a junction conductance moved by this part of its node's total
+_STEP = 10.0  # stop only once a sweep moves no potential by more than _STEP * tol of the largest
+_TINY_V = 1e-300  # V: the scale of the step test when every potential is 0
 
 
 class _UnionFind:
@@ -101,15 +110,12 @@ class Graph:
         coord[~fixed] = np.searchsorted(roots, root[~fixed])
         self.coord, self.off = np.append(coord, n), np.append(off, 0.0)  # index -1 (ground) -> fixed, 0 V
         # linear branches: resistors (RS ones left out), then gmin across every junction without RS
-        if ckt.resistors:
-            rn, ra, rb, rg = (np.array(t) for t in zip(*ckt.resistors))
-            plain = ~np.isin(rn, list(ckt.series))
-        else:
-            ra = rb = np.zeros(0, dtype=np.int64)
-            rg = np.zeros(0)
-            plain = np.zeros(0, dtype=bool)
-        ra, rb = ra.astype(np.int64), rb.astype(np.int64)
-        self._r = (ra[plain], rb[plain], rg[plain])
+        R, ser = ckt.resistors, ckt.series
+        ra, rb, rg = (np.fromiter(map(itemgetter(k), R), t, len(R)) for k, t in ((1, np.int64), (2, np.int64),
+                                                                               (3, np.float64)))
+        plain = np.fromiter((e[0] not in ser for e in R), bool, len(R)) if ser else np.ones(len(R), dtype=bool)
+        sets = plain & (self.coord[ra] != self.coord[rb])  # resistors whose current an unknown sets (i_ref)
+        self._r = (ra[sets], rb[sets], rg[sets])
         lin = rs == 0
         bp = np.concatenate([ra[plain], an[lin]])
         bq = np.concatenate([rb[plain], ca[lin]])
@@ -128,9 +134,12 @@ class Graph:
         W = sp.coo_matrix((bg[both], (cp[both], cq[both])), shape=(n, n))
         self.W = (W + W.T).tocsr()
         # junction terminals: own coordinate, far coordinate, side s, law (Is, vte, RS), w offset d
-        self._d = (outer, ca, Is, vte, rs)
         cA, cK = self.coord[outer], self.coord[ca]
         jk = cA != cK
+        self._d = (outer[jk], ca[jk], Is[jk], vte[jk], rs[jk])
+        iv = np.array([e[1:] for e in ckt.isources]).reshape(-1, 3)
+        ip, im = iv[:, 0].astype(np.int64), iv[:, 1].astype(np.int64)
+        self._i = iv[:, 2][self.coord[ip] != self.coord[im]]
         own = np.concatenate([cA[jk], cK[jk]])
         other = np.concatenate([cK[jk], cA[jk]])
         s = np.concatenate([np.ones(jk.sum()), -np.ones(jk.sum())])
@@ -139,6 +148,8 @@ class Graph:
         t = own < n
         self.terminals = tuple(q[t] for q in (own, other, s, *law, d))
         self._check_paths(cA[jk], cK[jk], cp, cq)
+        self.lo, self.hi = self._bounds()
+        self.boxed = np.flatnonzero(np.isfinite(self.lo) | np.isfinite(self.hi))
         self.colours = colouring(self._adjacency(cA[jk], cK[jk]))
         self.blocks = [_Block(self, S) for S in self.colours]
 
@@ -169,6 +180,34 @@ class Graph:
             raise CircuitError(f"node {self.node_of(zero[0])} is connected only through diodes and gmin = 0: "
                                f"CD needs a conductance at every node (set .options gmin > 0 or add a resistor)")
 
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds (V) of each coordinate from the ideal diodes: one terminal fixed (or both in one group) makes
+        ``v(anode) <= v(cathode)`` a bound of the other's coordinate; the node update is then an exact clip."""
+        n, coord, off, ckt = self.n, self.coord, self.off, self.circuit
+        lo, hi = np.full(n + 1, -np.inf), np.full(n + 1, np.inf)
+        for name, a, k in ckt.ideal:
+            ca, ck = coord[a], coord[k]
+            gap = off[a] - off[k]  # v(anode) - v(cathode) when ca == ck (both fixed: the potentials)
+            if ca == ck:
+                if gap > 8 * _EPS * max(abs(off[a]), abs(off[k])):
+                    raise CircuitError(f"ideal diode {name} is forward-biased by {gap:.6g} V between potentials "
+                                       f"fixed by sources: its current would be unbounded")
+            elif ca < n and ck < n:
+                raise CircuitError(f"ideal diode {name} joins two unknown nodes ({_name(ckt.nodes, a)}, "
+                                   f"{_name(ckt.nodes, k)}): drn circuit takes ideal diodes with one terminal at a "
+                                   f"fixed potential (ground or a voltage source), where the node update is an exact "
+                                   f"clip; between two unknowns coordinate descent can stall")
+            elif ca < n:
+                hi[ca] = min(hi[ca], off[k] - off[a])
+            else:
+                lo[ck] = max(lo[ck], off[a] - off[k])
+        bad = np.flatnonzero(lo > hi)
+        if bad.size:
+            c = bad[0]
+            raise CircuitError(f"ideal diodes hold node {self.node_of(c)} above {lo[c]:.6g} V and below "
+                               f"{hi[c]:.6g} V: a loop of ideal diodes and sources with unbounded current")
+        return lo[:n], hi[:n]
+
     def node_of(self, c: int) -> str:
         """A deck node name of coordinate ``c``."""
         return self.circuit.nodes[int(np.flatnonzero(self.coord[:-1] == c)[0])]
@@ -190,12 +229,19 @@ class Graph:
         x[self.coord[:-1][free]] = (v - self.off[:-1])[free]
         return x
 
-    def kcl(self, x: np.ndarray) -> np.ndarray:
-        """KCL residual (A) of every coordinate: the current leaving it."""
+    def kcl(self, x: np.ndarray, slopes: bool = False):
+        """KCL residual (A) of every coordinate: the current leaving it (a bounded coordinate: the natural residual
+        ``a*(x - clip(x - f/a, lo, hi))`` of its ideal diodes' complementarity, as ``elements.Ideal``); with
+        ``slopes``, also each junction terminal's conductance (S)."""
         own, other, s, Is, vte, rs, d = self.terminals
         xe = np.append(x, 0.0)
-        J = s * _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
-        return self.a * x - self.b - self.W @ x + np.bincount(own, J, self.n)
+        J, dJ = _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)
+        J *= s
+        f = self.a * x - self.b - self.W @ x + np.bincount(own, J, self.n)
+        if self.boxed.size:  # natural residual of the bounds: 0 iff KCL holds with diode currents >= 0
+            k = self.boxed
+            f[k] = self.a[k] * (x[k] - np.clip(x[k] - f[k] / self.a[k], self.lo[k], self.hi[k]))
+        return (f, dJ) if slopes else f
 
     def kcl_scale(self, x: np.ndarray) -> float:
         """Largest sum of the absolute terms of a coordinate's KCL (A): its rounding scale."""
@@ -209,15 +255,54 @@ class Graph:
         """Largest current (A) of a branch that an unknown potential sets (both ends fixed, or in one
         supernode, left out): resistors, junctions (with RS and gmin), current sources."""
         v = np.append(self.voltages(x), 0.0)
-        c = self.coord
         ra, rb, rg = self._r
         outer, ca, Is, vte, rs = self._d
-        iv = np.array([e[1:] for e in self.circuit.isources]).reshape(-1, 3)
-        ip, im = iv[:, 0].astype(np.int64), iv[:, 1].astype(np.int64)
         vd, gmin = v[outer] - v[ca], self.circuit.gmin
         junction = _law(vd, Is, vte, rs, gmin)[0] + np.where(rs > 0, 0.0, gmin * vd)
-        cur = [(rg * (v[ra] - v[rb]))[c[ra] != c[rb]], junction[c[outer] != c[ca]], iv[:, 2][c[ip] != c[im]]]
+        cur = [rg * (v[ra] - v[rb]), junction, self._i]
         return max((float(np.abs(q).max()) for q in cur if q.size), default=0.0)
+
+
+    def kkt(self, v: np.ndarray) -> dict[str, float]:
+        """The ideal diodes' KKT conditions at node potentials ``v`` (V, ``voltages`` order), from the circuit's element
+        tables. Diode currents are assigned by KCL: a coordinate at a bound passes its KCL current ``f`` (without the
+        ideal diodes) through the diodes that set the bound, others carry 0. Returns ``violation`` (V: largest
+        ``v(anode) - v(cathode)``, feasibility), ``kcl`` (A: largest ``|f|`` of a coordinate at no bound),
+        ``current`` (A: largest negative diode current, ``f > 0`` at an upper bound or ``f < 0`` at a lower one),
+        ``complementarity`` (W: largest ``|i|·|v(cathode) - v(anode)|`` of a conducting diode) and ``i_ref`` (A)."""
+        ckt, n = self.circuit, self.n
+        ve = np.append(np.asarray(v, dtype=np.float64), 0.0)
+        out = np.zeros(ve.size)  # current leaving each node through resistors, junctions, current sources
+        if ckt.resistors:
+            _, ra, rb, rg = (np.array(q) for q in zip(*ckt.resistors))
+            ra, rb = ra % ve.size, rb % ve.size  # ground (-1): the last entry
+            ir = rg * (ve[ra] - ve[rb])
+            out += np.bincount(ra, ir, ve.size) - np.bincount(rb, ir, ve.size)
+        an, ca, Is, vte = ckt.diode_table()
+        an, ca = an % ve.size, ca % ve.size
+        vd = ve[an] - ve[ca]
+        ij = diode_law(vd, Is, vte)[0] + ckt.gmin * vd
+        out += np.bincount(an, ij, ve.size) - np.bincount(ca, ij, ve.size)
+        for _, p, m, amps in ckt.isources:
+            out[p] += amps
+            out[m] -= amps
+        coord = self.coord[:-1]
+        free = coord < n
+        f = np.bincount(coord[free], out[:-1][free], n)
+        x = self.coordinates(np.asarray(v, dtype=np.float64))
+        at_hi, at_lo = x >= self.hi, x <= self.lo
+        held = at_hi | at_lo
+        wrong = np.concatenate([f[at_hi & ~at_lo], -f[at_lo & ~at_hi], [0.0]])
+        ia, ik = (np.array([e[i] for e in ckt.ideal], dtype=np.int64) for i in (1, 2))
+        gap = ve[ik] - ve[ia]  # >= 0 when feasible
+        ce = np.append(coord, n)
+        own = np.where(ce[ia] < n, ce[ia], ce[ik])  # the diode's unknown coordinate (n: none)
+        closest = np.full(n + 1, np.inf)
+        np.minimum.at(closest, own, np.abs(gap))  # the diode nearest conduction of each coordinate
+        return dict(violation=float(np.max(-gap, initial=0.0)) + 0.0, kcl=float(np.abs(f[~held]).max(initial=0.0)),
+                    current=float(wrong.max()), complementarity=float(np.max(np.abs(f[held]) * closest[:n][held],
+                                                                              initial=0.0)),
+                    i_ref=self.i_ref(x))
 
 
 class _Block:
@@ -237,6 +322,8 @@ class _Block:
         self.t_pos = np.searchsorted(self.dn, loc)  # terminal -> row of dn
         self.other, self.s, self.Is, self.vte, self.rs, self.d = (q[on][order] for q in (other, s, Is, vte, rs, d))
         self.vmin = np.minimum.reduceat(self.vte, starts) if starts.size else np.zeros(0)
+        self.box = np.flatnonzero(np.isfinite(g.lo[S]) | np.isfinite(g.hi[S]))
+        self.lo, self.hi = g.lo[S][self.box], g.hi[S][self.box]
 
     def update(self, xe: np.ndarray) -> None:
         """Set ``xe[S]`` to the exact minimiser given the other coordinates (``xe[-1] = 0``: fixed)."""
@@ -244,11 +331,14 @@ class _Block:
         v = c / self.a
         if self.dn.size:
             v[self.dn] = self._junctions(xe, xe[self.S[self.dn]], self.a[self.dn], c[self.dn])
+        if self.box.size:  # ideal diodes: the minimiser of a convex 1-D function on an interval is a clip
+            v[self.box] = np.clip(v[self.box], self.lo, self.hi)
         xe[self.S] = v
 
     def _junctions(self, xe, v, a, c):
         """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``v``; each
-        node leaves the iteration once its step or its residual is at rounding level (its last step taken)."""
+        node leaves the iteration once its step, its residual or the error its last Newton step leaves is at
+        rounding level (that step taken)."""
         w = xe[self.other] + self.d
         lo = np.minimum(c / a, np.minimum.reduceat(w, self.starts))
         hi = np.maximum(c / a, np.maximum.reduceat(w, self.starts))
@@ -268,7 +358,12 @@ class _Block:
             out = ~((new >= la) & (new <= ha))
             new[out] = 0.5 * (la[out] + ha[out])
             scale = np.abs(aa * va) + np.abs(ca) + np.bincount(loc, np.abs(J), m)
-            done = (np.abs(new - va) <= 2 * _EPS * (np.abs(va) + self.vmin[act])) | (np.abs(f) <= 8 * _EPS * scale)
+            # done: a step or a residual at rounding level, or a Newton step that leaves an error at rounding level:
+            # below |f''|/(2f')·step², |f''| <= 2·Σ g/vte (forward law: g/vte; reverse: 4g/|vd| <= 4g/(3·vte))
+            step, vm = np.abs(new - va), self.vmin[act]
+            left = np.bincount(loc, dJ / vte, m) / fp * step * step
+            done = ((step <= 2 * _EPS * (np.abs(va) + vm)) | (~out & (left <= _EPS * (np.abs(new) + vm)))
+                    | (np.abs(f) <= 8 * _EPS * scale))
             v[act] = new
             if done.all():
                 break
@@ -282,18 +377,18 @@ class _Block:
     def _dominant(self, v, a, c, w):
         """Start of the Newton iteration: where a junction conducts, the closed form of the node with that junction
         alone (the forward exponential, the one whose ``ln z`` is largest): ``v = w + s*vte*(ln W0(z) - ln k)``,
-        ``k = Is/(a*vte)``, ``ln z = ln k + s*(c'/a - w)/vte``, ``c' = c + s*Is``, ``W0(e^t) = wrightomega(t)``;
-        elsewhere ``v`` itself (the previous value)."""
+        ``k = Is/(a*vte)``, ``ln z = ln k + s*(c'/a - w)/vte``, ``c' = c + Σ s*Is`` (every junction's ``-1``
+        term), ``W0(e^t) = wrightomega(t)``; elsewhere the node without the junctions' exponentials, ``c'/a``."""
         s, Is, vte, pos = self.s, self.Is, self.vte, self.t_pos
-        aa, cc = a[pos], c[pos] + s * Is
+        aa, cc = a[pos], (c + np.bincount(pos, s * Is, c.size))[pos]
         lnk = np.log(Is / (aa * vte))
         t = lnk + s * (cc / aa - w) / vte
         top = np.maximum.reduceat(t, self.starts)
-        first = np.unique(pos[t == top[pos]], return_index=True)[1]  # a dominant terminal per node
-        k = np.flatnonzero(t == top[pos])[first]
+        k = np.flatnonzero(t == top[pos])  # terminals are grouped by node: keep each node's first dominant one
+        k = k[np.r_[True, pos[k][1:] != pos[k][:-1]]]
         on = top > _LNZ_CUTOFF
         k = k[on]
-        out = v.copy()
+        out = (c + np.bincount(pos, s * Is, c.size)) / a
         out[on] = w[k] + s[k] * vte[k] * (np.log(wrightomega(t[k]).real) - lnk[k])
         return out
 
@@ -381,29 +476,139 @@ def _bfs_parity(A: sp.csr_matrix) -> np.ndarray:
     return par
 
 
-class _Problem:
-    """``solver.fixed_point``'s interface for a graph (one sample: rows of ``x`` are 1)."""
+def _aggregates(W: sp.csr_matrix, seed: int = 0):
+    """Aggregate index of each node of the weighted graph ``W`` (symmetric, S) after each round of pairwise
+    heavy-edge matching (each unmatched node proposes to its strongest unmatched neighbour, ties broken at random;
+    mutual proposals merge; four proposal rounds), each round on the graph aggregated by the previous one; yields
+    until ``_COARSE_MIN`` aggregates or fewer are left, or a round would remove fewer than 20 % of them."""
+    rng = np.random.default_rng(seed)
+    agg = np.arange(W.shape[0])
+    C = W.tocoo()
+    while agg.size and agg.max() + 1 > _COARSE_MIN:
+        m = agg.max() + 1
+        mate = np.full(m, -1)
+        keep = C.row != C.col
+        r, c, w = C.row[keep], C.col[keep], C.data[keep] * (1.0 + 1e-6 * rng.uniform(size=keep.sum()))
+        for _ in range(4):
+            free = (mate[r] < 0) & (mate[c] < 0)
+            rr, cc, ww = r[free], c[free], w[free]
+            if not rr.size:
+                break
+            order = np.lexsort((-ww, rr))
+            rr, cc = rr[order], cc[order]
+            first = np.r_[True, rr[1:] != rr[:-1]]
+            prop = np.full(m, -1)
+            prop[rr[first]] = cc[first]
+            mutual = (prop >= 0) & (prop[np.maximum(prop, 0)] == np.arange(m))
+            mate[mutual] = prop[mutual]
+        if (mate >= 0).sum() < 0.4 * m:  # fewer than 20 % fewer aggregates: the graph is too dense to coarsen
+            return
+        new = np.unique(np.where(mate >= 0, np.minimum(np.arange(m), mate), np.arange(m)), return_inverse=True)[1]
+        agg = new[agg]
+        C = sp.coo_matrix((C.data, (new[C.row], new[C.col])), shape=(new.max() + 1,) * 2).tocsr().tocoo()
+        yield agg
 
-    def __init__(self, g: Graph, tol: float):
-        self.g, self.tol = g, tol
-        self.x, self.last = None, 0.0
+
+class _Coarse:
+    """Two-level correction of a sweep: ``x <- x - P Jc^-1 P^T f(x)``, ``P`` the indicator of aggregates
+    (``_aggregates`` on the conductance graph), ``Jc = P^T J P`` the aggregated KCL Jacobian (``J = diag(a) - W`` +
+    the junctions' conductances), factorised by scipy's ``splu`` and refactorised only when a junction's conductance
+    has moved by more than ``_REFRESH`` of its node's total. The aggregates are the finest of the matching rounds
+    (from the second on: about 4 coordinates) whose LU factors hold at most ``_LU_BUDGET`` times the fine graph's
+    nonzeros (tried from the coarsest; a level is not tried when the growth from the previous one predicts it
+    over; the coarsest level is used even if over): meshes keep small aggregates, random graphs (large
+    separators: dense LU) get coarse ones; where the matching stalls above ``_COARSE_STALL`` aggregates
+    (``agg`` None) there is no correction. It removes the smooth error modes the node updates damp slowly (long
+    grids); its fixed points are CD's (``f = 0``)."""
+
+    def __init__(self, g: Graph, dJ: np.ndarray):
+        self.g = g
+        W = g.W.tocoo()
+        self.W = W
+        own, other = g.terminals[:2]
+        self.own, self.inner, self.other = own, other < g.n, np.minimum(other, g.n - 1)
+        levels = list(_aggregates(g.W))[1:] or [np.zeros(g.n, dtype=np.int64)]
+        if levels[-1].max() + 1 > _COARSE_STALL:  # coarsening stalled on a large graph: a dense coarse LU
+            self.agg = None
+            return
+        budget = _LU_BUDGET * (W.nnz + g.n)
+        chosen, last = None, 0
+        for agg in reversed(levels):  # coarsest first
+            lu = self._factor(agg, dJ)
+            size = lu.L.nnz + lu.U.nnz
+            if size > budget and chosen is not None:
+                break
+            chosen = agg, lu
+            if size > budget or (last and size * size / last > budget):  # the next level would not fit either
+                break
+            last = size
+        self.agg, self.lu = chosen
+        self.dJ = dJ.copy()
+        self.nc = int(self.agg.max()) + 1
+
+    def _factor(self, agg: np.ndarray, dJ: np.ndarray):
+        from scipy.sparse.linalg import splu
+
+        W, g, k = self.W, self.g, self.inner
+        ti, tj = agg[self.own], agg[self.other]
+        nc = int(agg.max()) + 1
+        rows = np.concatenate([agg, agg[W.row], ti, ti[k]])
+        cols = np.concatenate([agg, agg[W.col], ti, tj[k]])
+        Jc = sp.coo_matrix((np.concatenate([g.a, -W.data, dJ, -dJ[k]]), (rows, cols)), shape=(nc, nc)).tocsc()
+        return splu(Jc)
+
+    def correct(self, x: np.ndarray, f: np.ndarray, dJ: np.ndarray) -> np.ndarray:
+        """``x`` corrected by the coarse Newton step of the residual ``f`` (A), junction conductances ``dJ`` (S)."""
+        if np.any(np.abs(dJ - self.dJ) > _REFRESH * (self.g.a[self.own] + self.dJ)):
+            self.lu, self.dJ = self._factor(self.agg, dJ), dJ.copy()
+        e = self.lu.solve(np.bincount(self.agg, f, self.nc))
+        return x - e[self.agg]
+
+
+class _Problem:
+    """``solver.fixed_point``'s interface for a graph (one sample: rows of ``x`` are 1). After ``coarse_after``
+    sweeps each sweep starts with the two-level correction (``_Coarse``)."""
+
+    def __init__(self, g: Graph, tol: float, coarse_after: int):
+        self.g, self.tol, self.after = g, tol, coarse_after
+        self.x, self.last, self.count, self.moved = None, 0.0, 0, np.inf
+        self.coarse = None
 
     def sweep(self, x, rows):
         g = self.g
-        r = np.abs(g.kcl(x[0])).max(initial=0.0)
-        xe = np.append(x[0], 0.0)
+        x0 = x[0]
+        f, dJ = g.kcl(x0, slopes=True)
+        r = np.abs(f).max(initial=0.0)
+        self.count += 1
+        y = x0
+        if 0 <= self.after < self.count and g.n > 1:
+            if self.coarse is None:
+                self.coarse = _Coarse(g, dJ)
+            if self.coarse.agg is not None:
+                y = self.coarse.correct(x0, f, dJ)
+                if g.boxed.size:
+                    y[g.boxed] = np.clip(y[g.boxed], g.lo[g.boxed], g.hi[g.boxed])
+        xe = np.append(y, 0.0)
         for blk in g.blocks:
             blk.update(xe)
-        return xe[None, :-1], np.array([r]), x[0]
+        self.moved = np.abs(xe[:-1] - x0).max(initial=0.0) / max(np.abs(x0).max(initial=0.0), _TINY_V)
+        return xe[None, :-1], np.array([r]), x0
 
     def i_upper(self, rows, state):
         """4x the last reference current (inf before one is known): ``I_ref`` is computed only when the residual
-        could pass the test — a reference that grew faster than that merely delays the stop by some sweeps."""
+        could pass the test — a reference that grew faster than that merely delays the stop by some sweeps; and 0
+        (not yet) while a sweep still moves a potential by more than ``_STEP·tol`` of the largest: on an
+        ill-conditioned network a small KCL residual can leave a smooth voltage error ~ condition number larger."""
+        if self.moved > _STEP * self.tol:
+            return np.zeros(1)
         return np.array([4.0 * self.last if self.last > 0 else np.inf])
 
     def i_ref(self, rows, state, near):
         """The largest branch current, or the float64 floor ``32·eps·S/tol`` if larger (``S``: the largest sum of
-        absolute terms in a node's KCL; float64 potentials cannot bring the residual below ~eps·S)."""
+        absolute terms in a node's KCL; float64 potentials cannot bring the residual below ~eps·S); 0 (not
+        converged) at the sweep cap if the step test fails."""
+        if self.moved > _STEP * self.tol:
+            return np.zeros(1)
         self.last = self.g.i_ref(state)
         return np.array([max(self.last, 32 * _EPS * self.g.kcl_scale(state) / self.tol)])
 
@@ -411,21 +616,27 @@ class _Problem:
         self.x = state.copy()
 
     def project(self, x):
-        pass
+        """Keep an extrapolated iterate inside the ideal diodes' bounds."""
+        k = self.g.boxed
+        if k.size:
+            x[:, k] = np.clip(x[:, k], self.g.lo[k], self.g.hi[k])
 
 
 def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, tol: float = CIRCUIT_TOL,
-                  max_sweeps: int = 10000, anderson: int = 5) -> Solution:
+                  max_sweeps: int = 10000, anderson: int = 5, coarse_after: int = CIRCUIT_COARSE_AFTER) -> Solution:
     """DC operating point of ``circuit`` by exact coordinate descent. Returns a ``Solution`` whose one state is
     ``(1, n_nodes)``: every node's potential (V) in ``circuit.nodes`` order (internal diode nodes included).
     init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``; ``i_ref`` is the largest
-    branch current, raised to the float64 floor of the residual where that is larger (``_Problem.i_ref``)."""
+    branch current, raised to the float64 floor of the residual where that is larger (``_Problem.i_ref``); the
+    stop also needs a sweep that moves no potential by more than ``10·tol`` of the largest. coarse_after: sweeps
+    before the two-level correction (``_Coarse``) joins each sweep (-1: never)."""
     g = circuit if isinstance(circuit, Graph) else Graph(circuit)
     if not (tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol}")
-    if int(max_sweeps) < 1 or int(anderson) < 0:
-        raise ValueError(f"max_sweeps must be >= 1 and anderson >= 0, got {max_sweeps}, {anderson}")
+        raise ValidationError(f"tol must be > 0, got {tol}")
+    if int(max_sweeps) < 1 or int(anderson) < 0 or int(coarse_after) < -1:
+        raise ValidationError(f"max_sweeps must be >= 1, anderson >= 0 and coarse_after >= -1, got {max_sweeps}, "
+                         f"{anderson}, {coarse_after}")
     x = np.zeros((1, g.n)) if init is None else g.coordinates(np.asarray(init, dtype=np.float64))[None, :]
-    P = _Problem(g, tol)
+    P = _Problem(g, tol, int(coarse_after))
     stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson)
     return Solution([g.voltages(P.x)[None, :]], *stats, float(tol))

@@ -361,6 +361,7 @@ def random_network(
     encoding: str = "pair",
     outputs: str = "single",
     init: str = "uniform",
+    fan_in: int | None = None,
     **kw: Any,
 ) -> Network:
     """A random network with layer sizes ``[n_0, ..., n_L]``.
@@ -368,7 +369,10 @@ def random_network(
     ``init="uniform"``: conductances uniform on ``[0, 2*g_mean]`` S (default ``g_mean = 1/n_{l-1}`` per crossbar:
     each node's input conductances sum to ~1 S); ``init="clamped"`` (Scellier's): uniform on ``±1/√n_{l-1}`` S
     (times ``g_mean·n_{l-1}`` if given), negative ones set to 0 — about half the conductances start at 0 (``G = 0``
-    is an open circuit; training may grow them), the others spread widely; biases uniform on ``[-bias, bias]`` A.
+    is an open circuit; training may grow them), the others spread widely; ``init="sparse"``: crossbar 1 as
+    ``uniform``, and in every later crossbar each node of layer ``l`` connects to ``fan_in`` random nodes of layer
+    ``l−1``, uniform on ``[0, 2*g_mean*n_{l-1}/fan_in]`` S (the same ~1 S per node), the other entries 0 (open);
+    biases uniform on ``[-bias, bias]`` A.
     ``element``: a kind name
     (``linear``, ``ideal``, ``shockley`` = Osana's Is=1e-6 A, Vd=0.05 V; ``pwl`` = a soft-clipping table) or an
     Element. ``rails``: ``"split"`` (half the hidden nodes ``[0, inf)``, half ``(-inf, 0]``: Scellier) or
@@ -391,13 +395,21 @@ def random_network(
     G, b, lo, hi = [], [], [], []
     for l in range(1, len(sizes)):
         gm = g_mean if g_mean is not None else 1.0 / sizes[l - 1]
-        if init == "uniform":
+        if init == "uniform" or (init == "sparse" and l == 1):
             G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
+        elif init == "sparse":
+            if not (isinstance(fan_in, int) and 1 <= fan_in):
+                raise ValueError(f"init 'sparse' needs fan_in, a whole number >= 1, got {fan_in!r}")
+            k = min(fan_in, sizes[l - 1])
+            rows = np.argsort(rng.random((sizes[l - 1], sizes[l])), axis=0)[:k]  # k distinct inputs per node
+            g = np.zeros((sizes[l - 1], sizes[l]))
+            g[rows, np.arange(sizes[l])] = rng.uniform(0.0, 2.0 * gm * sizes[l - 1] / k, (k, sizes[l]))
+            G.append(g)
         elif init == "clamped":
             bound = gm * math.sqrt(sizes[l - 1])
             G.append(np.maximum(rng.uniform(-bound, bound, (sizes[l - 1], sizes[l])), 0.0))
         else:
-            raise ValueError(f"init must be 'uniform' or 'clamped', got {init!r}")
+            raise ValueError(f"init must be 'uniform', 'clamped' or 'sparse', got {init!r}")
         b.append(rng.uniform(-bias, bias, sizes[l]))
         if l < len(sizes) - 1:
             n = sizes[l]

@@ -171,7 +171,8 @@ def general_deck(net: Network, v0: np.ndarray, title: str = "drn-cd network as a
 
 def circuit_deck(ckt: Circuit, title: str = "drn-cd circuit", options: bool = True) -> str:
     """The ``.op`` deck of a general circuit (``spice_bridge.parse`` reads it back to the same circuit): one
-    ``.model`` per diode, ``.options gmin=`` when ``options`` (else ngspice's default applies)."""
+    ``.model`` per diode (ideal diodes share ``.model ideal D(IDEAL=1)``, which only drn circuit reads),
+    ``.options gmin=`` when ``options`` (else ngspice's default applies)."""
     names = ["0"] + ckt.nodes
     nd = lambda i: names[i + 1]  # noqa: E731  (index -1 = ground)
     lines = [f"* {title}", f"* {len(ckt.external)} nodes, {len(ckt.resistors)} resistors, {len(ckt.diodes)} diodes"]
@@ -185,4 +186,7 @@ def circuit_deck(ckt: Circuit, title: str = "drn-cd circuit", options: bool = Tr
         outer, rs = ckt.series.get(n, (nd(a), 0.0))
         model = f".model m{n} D(IS={num(Is)} N={num(N)}" + (f" RS={num(rs)})" if rs else ")")
         lines += [f"{n} {outer} {nd(k)} m{n}", model]
+    if ckt.ideal:
+        lines.append(".model ideal D(IDEAL=1)")
+        lines += [f"{n} {nd(a)} {nd(k)} ideal" for n, a, k in ckt.ideal]
     return "\n".join(lines + [".op", ".end", ""])

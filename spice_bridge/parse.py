@@ -1,6 +1,7 @@
 """The DC subset of SPICE (ngspice dialect) → ``cdsolver.circuit.Circuit``.
 
-Read: ``R``, ``D`` (``.model NAME D(IS= N= RS=)``; capacitance-only parameters ignored), ``V``/``I`` (``[DC] value``,
+Read: ``R``, ``D`` (``.model NAME D(IS= N= RS=)``; capacitance-only parameters ignored; ``D(IDEAL=1)``: an ideal
+diode, our flag, which ngspice ignores with a warning), ``V``/``I`` (``[DC] value``,
 an ``AC`` part ignored), ``C`` (open at DC: left out), ``L`` (a short), ``X`` instances of ``.subckt`` (flattened:
 inner nodes ``x1.n``, nested ``x1.x2.n``; ``params:`` defaults and instance overrides), ``.param`` (numbers and
 ``{expr}``: arithmetic on parameters, evaluated by a whitelist walk of Python's ``ast`` — never ``eval``),
@@ -40,6 +41,7 @@ class _Line:
         return DeckError(f"{self.file}:{self.no}: {msg}: '{self.text}'")
 
 
+_COMMENT = re.compile(r";| \$ |\t\$ ")
 _SUFFIX = {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "g": 1e9, "t": 1e12}
 _NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]*)$")
 _NUM_IN_EXPR = re.compile(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]+)?")
@@ -135,7 +137,9 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
         s = text.strip()
         if not s or s.startswith("*"):
             continue
-        s = re.split(r";| \$ |\t\$ ", s, maxsplit=1)[0].strip().lower()
+        if ";" in s or "$" in s:
+            s = _COMMENT.split(s, maxsplit=1)[0].strip()
+        s = s.lower()
         if not s:
             continue
         if control:
@@ -179,7 +183,7 @@ _IGNORED_CARDS = {".op", ".tran", ".ac", ".dc", ".noise", ".save", ".print", ".p
 _TOLERANCE_OPTIONS = {"reltol", "abstol", "vntol", "chgtol", "trtol", "itl1", "itl2", "itl3", "itl4", "itl5",
                       "itl6", "gminsteps", "srcsteps", "method", "numdgt", "acct", "noacct", "noinit", "norefvalue",
                       "klu", "sparse", "pivtol", "pivrel", "nopage", "keepopinfo", "savecurrents"}
-_DIODE_DC = {"is", "n", "rs"}
+_DIODE_DC = {"is", "n", "rs", "ideal"}
 _DIODE_IGNORED = {"cjo", "cj0", "cj", "vj", "pb", "m", "mj", "tt", "fc", "eg", "xti", "kf", "af", "level"}
 _ELEMENT_KIND = {"e": "voltage-controlled voltage source", "f": "current-controlled current source",
                  "g": "voltage-controlled current source", "h": "current-controlled voltage source",
@@ -205,6 +209,8 @@ def _assignments(tokens: list[str], line: _Line) -> list[tuple[str, str]]:
 
 def _split(text: str) -> list[str]:
     """Tokens, keeping ``{...}`` and ``'...'`` expressions whole."""
+    if "{" not in text and "'" not in text:
+        return text.split()
     return re.findall(r"[^\s{']*(?:\{[^}]*\}|'[^']*')[^\s]*|[^\s]+", text)
 
 
@@ -292,20 +298,24 @@ class _Deck:
                 raise ln.error(f"option {k} is not supported (it may change the DC solution); "
                                f"drn circuit reads gmin and the tolerance options")
 
-    def _diode_model(self, name: str, ln: _Line, params: dict[str, float]) -> tuple[float, float, float]:
+    def _diode_model(self, name: str, ln: _Line, params: dict[str, float]) -> tuple[float, float, float, bool]:
         if name not in self.models:
             raise ln.error(f"diode model {name} is not defined (.model {name} D(...))")
         kind, values, mln = self.models[name]
         if kind != "d":
             raise ln.error(f"model {name} is of type {kind}, a diode needs type D")
-        got = {"is": 1e-14, "n": 1.0, "rs": 0.0}
+        got = {"is": 1e-14, "n": 1.0, "rs": 0.0, "ideal": 0.0}
         for k, v in values.items():
             if k in _DIODE_DC:
                 got[k] = self._num(v, params, mln)
             elif k not in _DIODE_IGNORED:
                 raise mln.error(f"diode parameter {k.upper()} is not supported (it changes the DC law ngspice "
-                                f"uses; drn circuit reads IS, N, RS)")
-        return got["is"], got["n"], got["rs"]
+                                f"uses; drn circuit reads IS, N, RS, and IDEAL=1)")
+        if got["ideal"] not in (0.0, 1.0):
+            raise mln.error(f"IDEAL must be 0 or 1, got {got['ideal']:g}")
+        if got["ideal"] and set(values) & {"is", "n", "rs"}:
+            raise mln.error("an ideal diode (IDEAL=1) takes no IS, N or RS")
+        return got["is"], got["n"], got["rs"], bool(got["ideal"])
 
     def _element(self, ln: _Line, prefix: str, ports: dict[str, str], params: dict[str, float],
                  stack: tuple[str, ...]) -> None:
@@ -340,8 +350,11 @@ class _Deck:
                 need(4, "D<name> anode cathode model")
                 if len(tok) > 4:
                     raise ln.error(f"{name}: diode instance parameters {' '.join(tok[4:])} are not supported")
-                Is, N, RS = self._diode_model(tok[3], ln, params)
-                ckt.add_diode(full, node(tok[1]), node(tok[2]), Is, N, RS)
+                Is, N, RS, ideal = self._diode_model(tok[3], ln, params)
+                if ideal:
+                    ckt.add_ideal_diode(full, node(tok[1]), node(tok[2]))
+                else:
+                    ckt.add_diode(full, node(tok[1]), node(tok[2]), Is, N, RS)
             elif kind in "vi":
                 need(3, f"{name[0].upper()}<name> n+ n- [DC] value")
                 val = self._source_value(tok[3:], name, ln, params)

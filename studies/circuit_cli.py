@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cdsolver.constants import CIRCUIT_TOL
+from cdsolver.constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL
 
 #: Tight ngspice tolerances added by ``check`` (docs/spice.md); gmin stays the deck's own.
 CHECK_OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18"
@@ -36,7 +36,9 @@ def add_parser(sub) -> None:
     q = cs.add_parser("check", help="CD and ngspice on the same deck: errors, times, speed-up",
                       description="Runs ngspice's .op on the deck (tight tolerances added unless --keep-options) and "
                                   "CD; prints relative L1, max |dv|, both times and the speed-up; appends a CSV row "
-                                  "to DIR/check.csv (--out) or prints it.")
+                                  "to DIR/check.csv (--out) or prints it. A deck with ideal diodes (D(IDEAL=1)) "
+                                  "cannot be compared with ngspice: its KKT conditions are checked instead (exit 1 "
+                                  "if they fail).")
     q.add_argument("deck", metavar="DECK.cir")
     q.add_argument("--out", metavar="DIR", help="folder for the ngspice deck, raw file and check.csv")
     q.add_argument("--keep-options", action="store_true", help="run ngspice with the deck's own options only")
@@ -58,10 +60,13 @@ def _solver_args(q: argparse.ArgumentParser) -> None:
                    help=f"stop when max|KCL| <= tol * largest branch current (default: {CIRCUIT_TOL:g})")
     q.add_argument("--max-iter", type=int, default=10000, help="sweep cap (default: 10000)")
     q.add_argument("--anderson", type=int, default=5, help="Anderson depth, 0 = plain CD (default: 5)")
+    q.add_argument("--coarse-after", type=int, default=CIRCUIT_COARSE_AFTER, metavar="N",
+                   help=f"sweeps before the two-level correction joins every sweep, -1 = never "
+                        f"(default: {CIRCUIT_COARSE_AFTER})")
 
 
 def _solve(args):
-    """(circuit, solution, CD seconds: graph set-up + sweeps) of the deck."""
+    """(circuit, solution, CD seconds: graph set-up + sweeps, graph) of the deck."""
     from cdsolver.graph import Graph, solve_circuit
     from spice_bridge.parse import parse_deck
 
@@ -71,8 +76,10 @@ def _solve(args):
         raise CliError(f"deck not found: {args.deck}")
     ckt = parse_deck(args.deck)
     t0 = time.perf_counter()
-    sol = solve_circuit(Graph(ckt), tol=args.tol, max_sweeps=args.max_iter, anderson=args.anderson)
-    return ckt, sol, time.perf_counter() - t0
+    g = Graph(ckt)
+    sol = solve_circuit(g, tol=args.tol, max_sweeps=args.max_iter, anderson=args.anderson,
+                        coarse_after=args.coarse_after)
+    return ckt, sol, time.perf_counter() - t0, g
 
 
 def cmd_solve(args) -> int:
@@ -80,7 +87,7 @@ def cmd_solve(args) -> int:
 
     from .cli import EXIT_NOT_CONVERGED
 
-    ckt, sol, wall = _solve(args)
+    ckt, sol, wall, _ = _solve(args)
     v = sol.states[0][0, ckt.external]
     with open(args.out, "wb") as f:
         np.savez(f, nodes=np.array(ckt.node_names(), dtype=str), v=v, iterations=sol.iterations[0],
@@ -98,7 +105,9 @@ def cmd_check(args) -> int:
 
     from .cli import EXIT_NOT_CONVERGED, CliError
 
-    ckt, sol, cd_s = _solve(args)
+    ckt, sol, cd_s, g = _solve(args)
+    if ckt.ideal:
+        return _check_kkt(args, sol, g, cd_s)
     own = args.out is None
     wd = Path(tempfile.mkdtemp(prefix="drn-circuit-") if own else args.out)
     vec, sp_s, sp_an, sp_it, why = op_deck(args.deck, wd, options=None if args.keep_options else CHECK_OPTIONS,
@@ -134,6 +143,33 @@ def cmd_check(args) -> int:
             w.writerow(row)
         print(f"wrote {path}")
     return 0 if sol.converged[0] else EXIT_NOT_CONVERGED
+
+
+#: ``check`` on an ideal-diode deck passes when KCL and the diode currents' signs hold to this times I_ref.
+KKT_TOL = 1e-12
+
+
+def _check_kkt(args, sol, g, cd_s) -> int:
+    """``check`` of a deck with ideal diodes: ngspice has none, so CD's solution is checked against the KKT
+    conditions of the ideal diodes' QP (``Graph.kkt``): feasibility, KCL, currents >= 0, complementarity."""
+    import numpy as np
+
+    from .cli import EXIT_NOT_CONVERGED
+
+    k = g.kkt(sol.states[0][0])
+    iref = max(k["i_ref"], 1e-300)
+    ok = (k["violation"] <= 0.0 and k["kcl"] <= KKT_TOL * iref and k["current"] <= KKT_TOL * iref
+          and k["complementarity"] <= KKT_TOL * iref * max(np.abs(sol.states[0]).max(), 1.0))
+    print(f"{args.deck}: {len(g.circuit.ideal)} ideal diodes (IDEAL=1): ngspice has no ideal diode, so check cannot "
+          f"compare with ngspice; checked the KKT conditions of CD's solution instead:")
+    print(f"  feasibility max v(anode)-v(cathode) {k['violation']:.3e} V; KCL at unclamped nodes "
+          f"{k['kcl'] / iref:.3e} x I_ref; most negative diode current {k['current'] / iref:.3e} x I_ref; "
+          f"complementarity max |i*dv| {k['complementarity']:.3e} W (I_ref {k['i_ref']:.3e} A)")
+    print(f"  KKT {'hold' if ok else 'FAIL'} (tolerance {KKT_TOL:g} x I_ref); CD {cd_s:.4f} s "
+          f"({sol.iterations[0]} sweeps{'' if sol.converged[0] else ', NOT converged'})")
+    if not sol.converged[0]:
+        return EXIT_NOT_CONVERGED
+    return 0 if ok else 1
 
 
 def cmd_from_network(args) -> int:

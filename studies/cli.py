@@ -373,6 +373,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"BLAS: {', '.join(sorted(blas)) or 'unknown'}")
     except ImportError:
         print("BLAS: unknown (threadpoolctl not installed)")
+    from cdsolver import kernels
+
+    if kernels.backend() == "numba":
+        import numba
+
+        print(f"node kernels: numba {numba.__version__}, {numba.get_num_threads()} threads "
+              f"(imported and loaded in {kernels.compile_seconds():.2f} s; compiled once, then cached on disk)")
+    else:
+        print("node kernels: the NumPy reference (numba not importable, or DRN_KERNELS=numpy): slower, same results")
     try:
         print(f"ngspice {ngspice_version()} (batch mode): ok")
     except NgspiceMissing as e:

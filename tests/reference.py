@@ -3,6 +3,7 @@ system of a DRN with its Jacobian, built from the network arrays without using c
 
 import numpy as np
 from scipy.linalg import solve as dense_solve
+from scipy.optimize import minimize
 
 from cdsolver.elements import Linear, Pwl, Shockley
 
@@ -92,3 +93,18 @@ def newton_reference(net, v0, beta=0.0, y=None, x0=None, iters=200):
     X = np.array(X)
     cuts = np.cumsum([0] + n[1:])
     return [X[:, cuts[l]:cuts[l + 1]] for l in range(net.depth)]
+
+
+def box_qp(fun, jac, system, lo, hi, x0):
+    """Minimiser of a convex quadratic co-content on the box ``[lo, hi]`` (ideal diodes), independent of CD:
+    L-BFGS-B from ``x0``, then the active set fixed and the free part of the linear KCL ``system(x) -> (F, J)``
+    solved exactly (dense). Returns ``x`` (V)."""
+    res = minimize(fun, x0, jac=jac, method="L-BFGS-B", bounds=list(zip(lo, hi)),
+                   options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
+    x = res.x
+    at_lo, at_hi = x <= lo + 1e-7, x >= hi - 1e-7
+    x = np.where(at_lo, lo, np.where(at_hi, hi, x))
+    F, J = system(x)
+    free = ~(at_lo | at_hi)
+    x[free] -= dense_solve(J[np.ix_(free, free)], F[free])
+    return x

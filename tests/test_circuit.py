@@ -12,6 +12,7 @@ from cdsolver.graph import Graph, colouring, solve_circuit
 from spice_bridge.netlist import circuit_deck, general_deck
 from spice_bridge.parse import parse_deck, parse_text
 from spice_bridge.runners import op_deck
+from reference import box_qp
 from studies.circuit_cli import CHECK_OPTIONS
 from studies.cli import main
 
@@ -99,6 +100,19 @@ def test_shockley_network_from_network_decks_equal_ngspice(ngspice, tmp_path):
         assert rel_l1(v, ref) <= 1e-12
 
 
+def test_long_grid_equals_ngspice_with_the_coarse_correction(ngspice, tmp_path):
+    # 32 x 32 grid: plain/Anderson CD stopped on KCL at 5.9e-12 of ngspice after 872 sweeps (ill-conditioned mesh)
+    deck = tmp_path / "grid.cir"
+    deck.write_text(circuit_deck(random_circuit("grid", 1024, seed=0)))
+    ckt = parse_deck(deck)
+    sol = solve_circuit(ckt).check()  # the defaults: two-level correction after 20 sweeps, step test
+    vec, *_, why = op_deck(deck, tmp_path, options=CHECK_OPTIONS)
+    assert not why, why
+    ref = np.array([vec[f"v({n})"] for n in ckt.node_names()])
+    assert rel_l1(sol.states[0][0, ckt.external], ref) <= 1e-12
+    assert sol.iterations[0] <= 150
+
+
 @pytest.mark.parametrize("kind, rs", [("graph", False), ("grid", True), ("bridge", True)])
 def test_plain_cd_never_increases_the_co_content(kind, rs):
     ckt = random_circuit(kind, 16, seed=5, rs=rs)
@@ -162,3 +176,99 @@ def test_cli_check_writes_a_csv_row(ngspice, tmp_path, capsys):
     with open(tmp_path / "out" / "check.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["rel_l1"]) <= 1e-12 and row["converged"] == "True" and row["options"] == "tight"
+
+
+def circuit_qp(ckt):
+    """Seed 001's QP of a resistor / ideal-diode / source circuit whose voltage sources all go to ground, built
+    from its element tables (not cdsolver.graph) and solved by ``reference.box_qp``. Returns (potentials v (V) of
+    every node, free-node mask, bounds lo, hi of the free nodes (V), KCL of the free nodes without the diodes)."""
+    N = len(ckt.nodes)
+    vf = np.zeros(N + 1)  # ground last
+    free = np.ones(N + 1, dtype=bool)
+    free[N] = False
+    for _, p, m, volts in ckt.vsources:
+        assert m == -1
+        vf[p], free[p] = volts, False
+    L = np.zeros((N + 1, N + 1))
+    for _, a, b, g in ckt.resistors:
+        a, b = a % (N + 1), b % (N + 1)
+        L[a, a] += g
+        L[b, b] += g
+        L[a, b] -= g
+        L[b, a] -= g
+    inj = np.zeros(N + 1)
+    for _, p, m, amps in ckt.isources:
+        inj[p] -= amps
+        inj[m] += amps
+    Lff = L[np.ix_(free, free)]
+    rhs = inj[free] - L[np.ix_(free, ~free)] @ vf[~free]
+    pos = np.cumsum(free) - 1
+    lo, hi = np.full(free.sum(), -np.inf), np.full(free.sum(), np.inf)
+    for _, a, k in ckt.ideal:
+        a, k = a % (N + 1), k % (N + 1)
+        if free[a]:
+            hi[pos[a]] = min(hi[pos[a]], vf[k])
+        elif free[k]:
+            lo[pos[k]] = max(lo[pos[k]], vf[a])
+    x = box_qp(lambda x: 0.5 * x @ Lff @ x - rhs @ x, lambda x: Lff @ x - rhs, lambda x: (Lff @ x - rhs, Lff),
+               lo, hi, np.clip(np.zeros(lo.size), lo, hi))
+    v = vf.copy()
+    v[free] = x
+    return v[:N], free[:N], lo, hi, lambda x: Lff @ x - rhs
+
+
+@pytest.mark.parametrize("kind, seed", [("graph", 1), ("graph", 2), ("grid", 2), ("grid", 3)])
+def test_ideal_diodes_match_the_qp_and_satisfy_kkt(tmp_path, kind, seed):
+    ckt = random_circuit(kind, 60, seed=seed, ideal=True)
+    deck = tmp_path / "ideal.cir"
+    deck.write_text(circuit_deck(ckt))  # through the deck flag D(IDEAL=1) and the parser
+    ckt = parse_deck(deck)
+    assert ckt.ideal and not ckt.diodes
+    sol = solve_circuit(ckt).check()  # the default tol (1e-14)
+    v = sol.states[0][0]
+    ref, free, lo, hi, kcl = circuit_qp(ckt)
+    assert rel_l1(v, ref) <= 1e-12
+    # KKT at CD's solution, from the QP's own KCL: feasibility, KCL where no diode conducts, currents >= 0,
+    # complementarity (a diode carries current only at 0 V across it)
+    x = v[free]
+    r = kcl(x)  # current leaving each free node through resistors and sources; its diodes carry -r
+    scale = 1e-12 * sol.i_ref[0]
+    assert np.all((x >= lo) & (x <= hi))
+    at_hi, at_lo = x == hi, x == lo
+    inner = ~(at_hi | at_lo)
+    assert np.all(np.abs(r[inner]) <= scale)
+    assert np.all(r[at_hi] <= scale) and np.all(r[at_lo] >= -scale)
+    assert (at_hi | at_lo).sum() >= 2  # the diodes are really in play
+    k = Graph(ckt).kkt(v)
+    assert k["violation"] == 0 and max(k["kcl"], k["current"]) <= scale and k["complementarity"] <= scale
+
+
+def test_ideal_diode_deck_check_uses_kkt_not_ngspice(tmp_path, capsys):
+    deck = tmp_path / "i.cir"
+    deck.write_text("clamp\nV1 in 0 2\nVr r 0 0.5\nR1 in m 1k\nR2 m 0 1k\nD1 m r di\n"
+                    ".model di D(IDEAL=1)\n.op\n.end\n")
+    assert main(["circuit", "check", str(deck)]) == 0
+    out = capsys.readouterr().out
+    assert "cannot compare with ngspice" in out and "KKT hold" in out
+    assert main(["circuit", "solve", str(deck), "--out", str(tmp_path / "s.npz")]) == 0
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["v"][list(f["nodes"]).index("m")] == 0.5  # clamped: 1 V unclamped
+
+
+def test_ideal_diode_errors():
+    c = Circuit()
+    c.add_vsource("v1", "a", "0", 1.0)
+    c.add_resistor("r1", "a", "b", 1e3)
+    c.add_resistor("r2", "b", "c", 1e3)
+    c.add_resistor("r3", "c", "0", 1e3)
+    c.add_ideal_diode("d1", "b", "c")
+    with pytest.raises(CircuitError, match=r"ideal diode d1 joins two unknown nodes \(b, c\)"):
+        Graph(c)
+    c.ideal = [("d2", c.node("a"), -1)]
+    with pytest.raises(CircuitError, match="ideal diode d2 is forward-biased by 1 V"):
+        Graph(c)
+    c.ideal = [("d3", c.node("b"), -1), ("d4", c.node("a"), c.node("b"))]  # b <= 0 and b >= 1
+    with pytest.raises(CircuitError, match="hold node b above 1 V and below 0 V"):
+        Graph(c)
+    with pytest.raises(Exception, match="an ideal diode \\(IDEAL=1\\) takes no IS, N or RS"):
+        parse_text("t\nV1 a 0 1\nR1 a b 1k\nD1 b 0 di\n.model di D(IDEAL=1 RS=2)\n")

@@ -25,8 +25,10 @@ SHOCKLEYS = [Shockley(Is, Vd) for Is, Vd in [(1e-6, 0.05), (1e-15, 1e-3), (1e-3,
 PWLS = [Pwl([[-1, -0.5], [-0.5, -0.01], [0.5, 0.01], [1, 0.5]]), Pwl([[0, 0], [0.6, 0], [0.7, 1e-3], [0.8, 1e-1]])]
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])  # the fused kernel and the NumPy reference
 @pytest.mark.parametrize("el", SHOCKLEYS + PWLS + [Linear()], ids=repr)
-def test_update_is_the_brentq_root(el):
+def test_update_is_the_brentq_root(el, backend, monkeypatch):
+    monkeypatch.setenv("DRN_KERNELS", backend)
     rng = np.random.default_rng(1)
     a, c, lo, hi = random_cases(rng, 2000, el.kind)
     v = el.solve(a, c, lo, hi)
@@ -49,7 +51,9 @@ def test_update_is_the_brentq_root(el):
     assert worst <= 1.0, worst
 
 
-def test_shockley_no_overflow_on_extreme_inputs():
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_shockley_no_overflow_on_extreme_inputs(backend, monkeypatch):
+    monkeypatch.setenv("DRN_KERNELS", backend)
     el = Shockley(1e-6, 1e-3)
     a = np.array([1e-4, 1e3, 1.0, 1.0])
     c = np.array([1e4, -1e5, 1e200, -1e200])  # |c/a| from 1e8 V to 1e200 V

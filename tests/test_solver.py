@@ -5,11 +5,9 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy.linalg import solve as dense_solve
-from scipy.optimize import minimize
 
 from cdsolver import (NotConvergedError, energy, kcl, max_branch_current, random_network, solve)
-from reference import full_kcl, newton_reference
+from reference import box_qp, full_kcl, newton_reference
 
 AMPS = {"no-amp": None, "A4C1": (4.0, 1.0), "A4C0.25": (4.0, 0.25), "A4C1inv": (4.0, 1.0, "half")}
 SIZES = {1: [6, 5, 3], 2: [6, 5, 4, 3], 3: [6, 5, 4, 4, 3]}
@@ -59,20 +57,11 @@ def qp_reference(net, v0, y, beta):
     w = np.concatenate([np.full(n[l], (net.C / net.A) ** (l - 1)) for l in range(1, net.depth + 1)])
     lin = random_network(n, "linear", amplifier=net.amplifier, g_mean=1.0)  # same arrays, no diodes
     lin.G, lin.b = net.G, net.b
-    out = []
-    for b in range(len(v0)):
-        res = minimize(lambda x: _energy_flat(lin, v0[b], x, beta, y[b]), np.zeros(cuts[-1]),
-                       jac=lambda x: w * full_kcl(lin, v0[b], x, beta, y[b])[0],
-                       method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
-        x = res.x
-        lo = np.array([bd[0] for bd in bounds])
-        hi = np.array([bd[1] for bd in bounds])
-        active = (x <= lo + 1e-7) | (x >= hi - 1e-7)
-        x = np.where(x <= lo + 1e-7, lo, np.where(x >= hi - 1e-7, hi, x))
-        F, J = full_kcl(lin, v0[b], x, beta, y[b])
-        free = ~active
-        x[free] -= dense_solve(J[np.ix_(free, free)], F[free])
-        out.append(x)
+    lo = np.array([bd[0] for bd in bounds])
+    hi = np.array([bd[1] for bd in bounds])
+    out = [box_qp(lambda x: _energy_flat(lin, v0[b], x, beta, y[b]),
+                  lambda x: w * full_kcl(lin, v0[b], x, beta, y[b])[0],
+                  lambda x: full_kcl(lin, v0[b], x, beta, y[b]), lo, hi, np.zeros(cuts[-1])) for b in range(len(v0))]
     X = np.array(out)
     return [X[:, cuts[l]:cuts[l + 1]] for l in range(net.depth)]
 
@@ -181,3 +170,23 @@ def test_bad_inputs_give_clear_errors():
         solve(paired, v0, beta=0.5, targets=np.hstack([y, y]))
     with pytest.raises(ValueError, match=r"output pair \d: beta=-0.7 .* non-convex"):
         solve(paired, v0, beta=-0.7)  # -2.3 S between the pair: each node keeps a > 0, but a+ a- <= g^2
+
+
+def test_reuse_of_the_set_up_is_exact_and_refused_after_a_change():
+    """``solve(reuse=free)`` (the nudged phases of EP) gives bit-identical states; once the network or the
+    inputs changed, the earlier set-up is not used."""
+    net = random_network([12, 16, 16, 6], "shockley", seed=4, input_gain=6.0, amplifier=(4.0, 1.0))
+    v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (9, 6)))
+    y = np.full((9, 6), 0.2)
+    free = solve(net, v0, targets=y)
+    fresh = solve(net, v0, beta=0.01, targets=y, init=free.states)
+    reused = solve(net, v0, beta=0.01, targets=y, init=free.states, reuse=free)
+    assert reused.setup.Gf is free.setup.Gf  # shared, not recomputed
+    for a, b in zip(fresh.states, reused.states):
+        assert np.array_equal(a, b)
+    net.G[1][3, 4] *= 3.0  # in place, as a training step does
+    v0[2, 0] += 0.5
+    changed = solve(net, v0, beta=0.01, targets=y, init=free.states, reuse=free)
+    assert changed.setup.Gf is not free.setup.Gf
+    for a, b in zip(solve(net, v0, beta=0.01, targets=y, init=free.states).states, changed.states):
+        assert np.array_equal(a, b)

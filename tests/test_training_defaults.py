@@ -139,3 +139,30 @@ def test_train_config_has_one_source_of_defaults():
     assert (r.batch_size, r.lr) == (8, 0.01) and 0.99 < r.average < 0.999
     r = cfg.resolved(55000)
     assert (r.batch_size, r.lr) == (128, 0.04)
+
+
+def test_deep_passive_networks_start_sparse_and_keep_their_signal():
+    """A passive network with two or more hidden layers starts sparse after its first crossbar (``SPARSE_FAN_IN``
+    inputs per node, ~1 S each node as in the uniform init), so at initialisation the last hidden layer still
+    varies with the input: 3 × 64 ideal diodes keep over 1/20 of the first hidden layer's spread (the dense
+    uniform init keeps 1/42), and with the default input gain that is over 0.1 V. Amplified and one-hidden-layer
+    networks keep the dense uniform init."""
+    x = load_digits(seed=0)["train"].x
+    spread = {}
+    for init in (None, "uniform"):
+        net = defaults.network(x, [64, 64, 64], 10, "ideal", init_=init)
+        states = solve(net, net.encode(x)).check().states
+        spread[init] = states[2].std(axis=0).mean() / states[0].std(axis=0).mean()
+        if init is None:  # the default gain (×PASSIVE_GAIN_STEP per hidden layer after the first) feeds layer 3
+            assert states[2].std(axis=0).mean() > 0.1  # V (0.18 V; ×2 per layer would give 0.045 V)
+            assert np.all((net.G[0] > 0).sum(axis=0) == 128)
+            for G in net.G[1:]:
+                assert np.all((G > 0).sum(axis=0) == defaults.SPARSE_FAN_IN)
+                assert 0.8 < G.sum(axis=0).mean() < 1.2
+    assert spread[None] > 1 / 20 > 1 / 30 > spread["uniform"]
+    assert defaults.init(3, None) == "sparse" and defaults.init(2, None) == "uniform"
+    for amp in (Amplifier(4.0, 1.0, "half"), Amplifier(4.0, 1.0)):
+        assert defaults.init(4, amp) == "uniform"
+        assert np.all(defaults.network(x[:20], [16, 12, 12], 10, "shockley", amplifier=amp).G[2] > 0)
+    with pytest.raises(ValueError, match="fan_in"):
+        random_network([8, 6, 5, 4], "ideal", init="sparse")

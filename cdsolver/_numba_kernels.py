@@ -1,0 +1,230 @@
+"""The numba code behind ``kernels.update`` (imported only through ``kernels``; see there).
+
+One driver, ``layer``, loops over samples (in parallel) and nodes, and calls the node function of the element
+(codes in ``kernels``). Each node function mirrors its element's NumPy reference in ``elements``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .elements import _EPS, _LNZ_CUTOFF
+from .kernels import _IDEAL, _LINEAR, _PAIR, _PWL, _SHOCKLEY
+
+# Newton from the previous voltage is trusted only for steps below _WARM_STEP * Vd, where the bound on |f''|
+# over the step (first order in step/Vd) is tight
+_WARM_STEP = 1e-3
+# A Newton step is final when the error it leaves is below _ERR * (|v| + Vd/1000): a quarter of v's rounding
+# (the NumPy reference stops at eps*(|v| + Vd), which exceeds v's rounding where |v| << Vd)
+_ERR = 0.25 * _EPS
+_NEGLIGIBLE = math.log(1e-3 * _EPS)  # ln of a diode current (in units of a*Vd) that cannot move v
+
+
+@njit(cache=True, error_model="numpy")
+def _omega_start(t):
+    """Start of Wright ω(t) (w + ln w = t), real ``t``, by region (few % error)."""
+    if t < -2.0:
+        return math.exp(t)
+    if t < 1.0:
+        return math.exp(2.0 * (t - 1.0) / 3.0)
+    lt = math.log(t)
+    return t - lt + lt / t
+
+
+@njit(cache=True, error_model="numpy")
+def _omega_step(t, w):
+    """One iteration of Fritsch, Shafer & Crowley (fourth order) towards ω(t); two from ``_omega_start`` reach
+    ~1e-16 relative (the Newton step that follows makes the node voltage exact anyway)."""
+    if t > 1e20:  # the start is exact to rounding (and q below would overflow)
+        return w
+    r = t - w - math.log(w)
+    wp1 = w + 1.0
+    q = 2.0 * wp1 * (wp1 + 2.0 / 3.0 * r)
+    return w + w * r * (q - r) / (wp1 * (q - 2.0 * r))
+
+
+@njit(cache=True, error_model="numpy")
+def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
+    """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)``: (new v, f(v), the error left after the step (V) by
+    Newton's quadratic term ``|f''| step² / (2 f')``, and the same with ``|f''|`` bounded over the whole step).
+    A side with ``ln k + (v - rail)/Vd < _NEGLIGIBLE`` is skipped (no exponential): its current is below
+    ``1e-3*eps*a*Vd`` and moves ``v`` by less than ``1e-3*eps*Vd``."""
+    xf, xr = (v - hi) / Vd, (lo - v) / Vd
+    ef = math.exp(xf) if lnk + xf > _NEGLIGIBLE else 0.0
+    er = math.exp(xr) if lnk + xr > _NEGLIGIBLE else 0.0
+    d = ef - er
+    slope = a + (ef + er) * (Is / Vd)
+    f = a * v - c1 + Is * d
+    step = f / slope
+    q = (Is / (2.0 * Vd * Vd)) * step * step / slope
+    # over the step, |ef - er| grows by at most (ef + er)*|step|/Vd (to first order; the caller keeps |step| << Vd)
+    return v - step, f, abs(d) * q, (abs(d) + (ef + er) * abs(step) / Vd) * q * 1.01, step
+
+
+@njit(cache=True, error_model="numpy")
+def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
+    """Newton with bisection fallback inside [rail midpoint, c1/a]: (v, converged)."""
+    mid, x = 0.5 * (lo + hi), c1 / a
+    left, right = min(mid, x), max(mid, x)
+    for _ in range(200):
+        new, f, err, _b, _s = _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk)
+        if f < 0:
+            left = max(left, v)
+        elif f > 0:
+            right = min(right, v)
+        inside = new >= left and new <= right
+        v = new if inside else 0.5 * (left + right)
+        if inside and not err > _ERR * (abs(new) + 1e-3 * Vd):
+            return v, True
+    return v, False
+
+
+@njit(cache=True, error_model="numpy")
+def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
+    """Shockley nodes of one sample (``elements.Shockley``): ``v`` from drives ``c`` (A, overwritten with ``c'``).
+    Returns (max |KCL| at ``old``, nodes whose safeguarded Newton failed). Done in passes over the row, each
+    over independent nodes, so the exponentials of many nodes are in flight at once."""
+    n = c.size
+    rmax = 0.0
+    todo = np.empty(n, np.int64)  # nodes the warm start did not settle
+    m = 0
+    for j in range(n):
+        c[j] -= shift[j]  # c' : the -1 terms moved to the drive
+        if warm:  # Newton from the previous voltage: accepted where provably exact
+            new, f, _e, bound, step = _shockley_newton(old[j], a[j], c[j], lo[j], hi[j], Is, Vd, lnk[j])
+            if abs(f) > rmax or f != f:  # NaN sticks, as in NumPy's max
+                rmax = abs(f)
+            if abs(step) <= _WARM_STEP * Vd and not bound > _ERR * (abs(new) + 1e-3 * Vd):
+                v[j] = new
+                continue
+        todo[m] = j
+        m += 1
+    t = np.empty(m)
+    w = np.empty(m)
+    on = np.empty(m, np.int64)  # nodes where a diode conducts (ln z > _LNZ_CUTOFF)
+    fwd = np.empty(m, np.bool_)  # ... the forward one
+    k = 0
+    for i in range(m):
+        j = todo[i]
+        x = c[j] / a[j]
+        v[j] = x
+        tf, tr = lnk[j] + (x - hi[j]) / Vd, lnk[j] + (lo[j] - x) / Vd
+        if max(tf, tr) > _LNZ_CUTOFF:
+            fwd[k] = tf >= tr
+            t[k] = max(tf, tr)
+            on[k] = j
+            k += 1
+    for i in range(k):
+        w[i] = _omega_start(t[i])
+    for _ in range(2):
+        for i in range(k):
+            w[i] = _omega_step(t[i], w[i])
+    for i in range(k):  # v = rail ± Vd*(ln W - ln k): no cancellation for any |c/a|
+        j = on[i]
+        lnw = t[i] - w[i] if t[i] < 64.0 else math.log(w[i])  # t - W loses digits for large t
+        v[j] = hi[j] + Vd * (lnw - lnk[j]) if fwd[i] else lo[j] - Vd * (lnw - lnk[j])
+    bad = 0
+    for i in range(m):
+        j = todo[i]
+        new, _f, err, _b, _s = _shockley_newton(v[j], a[j], c[j], lo[j], hi[j], Is, Vd, lnk[j])
+        if err > _ERR * (abs(new) + 1e-3 * Vd):  # e.g. both diodes conduct: safeguarded Newton
+            new, ok = _shockley_polish(new, a[j], c[j], lo[j], hi[j], Is, Vd, lnk[j])
+            bad += not ok
+        v[j] = new
+    return rmax, bad
+
+
+@njit(cache=True, error_model="numpy")
+def _pwl(c, a, table, old, warm):
+    """(v, |KCL| at old) of one pwl node: the segment with a*v_k + i_k <= c (binary search)."""
+    K = table.shape[0]
+    lo_k, hi_k = 0, K - 2  # largest k in [0, K-2] with a*v_k + i_k <= c (0 if none)
+    while lo_k < hi_k:
+        m = (lo_k + hi_k + 1) // 2
+        if a * table[m, 0] + table[m, 1] <= c:
+            lo_k = m
+        else:
+            hi_k = m - 1
+    s = table[lo_k, 2]
+    v = (c - table[lo_k, 1] + s * table[lo_k, 0]) / (a + s)
+    res = 0.0
+    if warm:
+        lo_k, hi_k = 0, K - 2  # segment of old: largest k in [0, K-2] with v_k <= old
+        while lo_k < hi_k:
+            m = (lo_k + hi_k + 1) // 2
+            if table[m, 0] <= old:
+                lo_k = m
+            else:
+                hi_k = m - 1
+        res = abs(a * old - c + table[lo_k, 1] + table[lo_k, 2] * (old - table[lo_k, 0]))
+    return v, res
+
+
+@njit(cache=True, error_model="numpy")
+def _row(b, code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
+    """Update the nodes of sample ``b`` in ``v[b]``; ``r[b]`` = max |KCL| of ``old[b]`` (if given). Returns the
+    number of Shockley nodes whose safeguarded Newton did not converge."""
+    n = c.shape[1]
+    warm = old.shape[0] > 0
+    cb = c[b].copy()  # the drive, summed as (fixed + c) + c2
+    if fixed.shape[0] > 0:
+        cb += fixed[b if fixed.shape[0] > 1 else 0]
+    if c2.shape[0] > 0:
+        cb += c2[b]
+    ob = old[b] if warm else cb
+    if code == _SHOCKLEY:
+        r[b], bad = _shockley_row(cb, a, lnk, shift, lo, hi, prm[0], prm[1], ob, warm, v[b])
+        return bad
+    g = prm[2]
+    rmax = 0.0
+    m = n // 2 if code == _PAIR else n
+    for j in range(m):
+        cj, oj = cb[j], ob[j]
+        if code == _LINEAR:
+            vj = cj / a[j]
+            res = abs(a[j] * oj - cj)
+        elif code == _IDEAL:
+            vj = min(max(cj / a[j], lo[j]), hi[j])
+            res = abs(a[j] * (oj - vj))
+        elif code == _PWL:
+            vj, res = _pwl(cj, a[j], table, oj, warm)
+        else:  # _PAIR: nodes j (v+) and k = j + m (v-) joined by conductance g
+            k = j + m
+            det = a[j] * a[k] - g * g
+            vj = (cj * a[k] + g * cb[k]) / det
+            v[b, k] = (cb[k] * a[j] + g * cj) / det
+            res = max(abs(a[j] * oj - cj - g * ob[k]), abs(a[k] * ob[k] - cb[k] - g * oj))
+        v[b, j] = vj
+        if res > rmax or res != res:  # NaN sticks, as in NumPy's max
+            rmax = res
+    r[b] = rmax if warm else 0.0
+    return 0
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def layer_parallel(code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
+    """Every sample's ``_row``, samples in parallel; returns the failed node count."""
+    bad = np.zeros(c.shape[0], np.int64)
+    for b in prange(c.shape[0]):
+        bad[b] = _row(np.int64(b), code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r)
+    return bad.sum()
+
+
+@njit(cache=True, error_model="numpy")
+def layer_serial(code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
+    """``layer_parallel`` in one thread (small layers: starting threads would cost more than the work)."""
+    bad = 0
+    for b in range(c.shape[0]):
+        bad += _row(b, code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r)
+    return bad
+
+
+def warm_up() -> None:
+    """Load (or compile) the kernels for the array types ``kernels.update`` passes."""
+    e2, z1 = np.zeros((0, 0)), np.zeros(1)
+    for layer in (layer_serial, layer_parallel):
+        layer(_LINEAR, np.ones((1, 1)), e2, e2, z1 + 1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),
+              np.zeros((0, 3)), e2, np.empty((1, 1)), np.zeros(1))

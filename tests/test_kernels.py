@@ -1,0 +1,173 @@
+"""The fused numba kernels (cdsolver.kernels) against the NumPy reference of each element, and the fallback."""
+
+import numpy as np
+import pytest
+
+from cdsolver import kernels, random_network, solve
+from cdsolver.network import Amplifier
+from cdsolver.elements import Ideal, Linear, LinearPair, Pwl, Shockley
+from test_elements import PWLS, SHOCKLEYS, random_cases
+
+EPS = np.finfo(float).eps
+ELEMENTS = SHOCKLEYS + PWLS + [Linear(), Ideal()]
+
+
+@pytest.fixture
+def numba_backend(monkeypatch):
+    monkeypatch.setenv("DRN_KERNELS", "numba")
+    assert kernels.backend() == "numba", "numba is a dependency: the kernels must load"
+
+
+def batch_cases(el, B=6, n=700, seed=3):
+    """Per-node a, lo, hi (n,) and drives c (B, n) from the element tests' random cases (extremes included)."""
+    rng = np.random.default_rng(seed)
+    a, c0, lo, hi = random_cases(rng, n, el.kind)
+    c = c0 * 10 ** rng.uniform(-1, 1, (B, n))
+    return a, c, lo, hi
+
+
+def exact(el, a, c, lo, hi, v):
+    """The node's root to ~1e-19 relative: Newton in 80-bit extended precision (x86 long double) from ``v``."""
+    if isinstance(el, (Linear, Ideal, Pwl)):  # closed forms: v is exact to rounding
+        return v
+    x, a, c, lo, hi = (np.asarray(q, dtype=np.longdouble) for q in (v, a, c, lo, hi))
+    Is, Vd = np.longdouble(el.Is), np.longdouble(el.Vd)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(4):
+            ef = np.where(np.isfinite(hi), np.exp((x - hi) / Vd), 0)
+            er = np.where(np.isfinite(lo), np.exp((lo - x) / Vd), 0)
+            f = a * x - c + Is * (ef - np.isfinite(hi)) - Is * (er - np.isfinite(lo))
+            x = x - f / (a + Is / Vd * (ef + er))
+    return x
+
+
+def agree(el, v, a, c, lo, hi):
+    """max |v − exact root| relative to the node equation's voltage scale: |v|, or the equation's terms over its
+    slope, ``(|c| + a|v| + |I(v)| + Is)/(a + dI/dv)``, each diode term times ``1 + |(v - rail)/Vd|`` (the
+    rounding floor of any float64 root)."""
+    ref = el.solve_reference(a, c, lo, hi)
+    if isinstance(el, (Linear, Ideal)):
+        scale = np.abs(c) / a + np.abs(ref)
+    elif isinstance(el, Pwl):
+        scale = (np.abs(c) + a * np.abs(ref) + np.abs(el.current(ref, lo, hi))) / (a + el.conductance(ref, lo, hi))
+    else:  # exp(x) carries x's rounding, eps*|x|, as a relative error
+        xf, xr = (ref - hi) / el.Vd, (lo - ref) / el.Vd
+        with np.errstate(invalid="ignore"):
+            cur = el.Is * (np.nan_to_num(np.exp(xf) * (1 + np.abs(xf))) + np.nan_to_num(np.exp(xr) * (1 + np.abs(xr))))
+        scale = (np.abs(c) + a * np.abs(ref) + cur + el.Is) / (a + el.conductance(ref, lo, hi))
+    return float(np.max(np.abs(v - exact(el, a, c, lo, hi, ref)) / np.maximum(np.abs(ref), scale)))
+
+
+@pytest.mark.parametrize("el", ELEMENTS, ids=repr)
+def test_kernel_equals_the_numpy_reference(el, numba_backend):
+    a, c, lo, hi = batch_cases(el)
+    v, r = kernels.update(el, a, lo, hi, c.copy())
+    assert agree(el, v, a, c, lo, hi) <= 1e-15
+    assert np.all(r == 0)  # no previous voltages: no residual
+    # the drive's parts are summed in the kernel, as (fixed + c) + c2
+    fixed = np.random.default_rng(0).standard_normal(c.shape[1]) * a
+    c1 = 0.3 * c
+    c2 = c - c1 - fixed
+    v2, _ = kernels.update(el, a, lo, hi, c1, c2, fixed)
+    assert agree(el, v2, a, (fixed + c1) + c2, lo, hi) <= 1e-15
+
+
+@pytest.mark.parametrize("el", ELEMENTS, ids=repr)
+def test_kernel_residual_and_warm_start(el, numba_backend):
+    """With the previous voltages ``old``, the kernel returns max|KCL(old)| per sample (as ``residual``), and
+    starting from them changes nothing: the exact solution stays exact, a perturbed one is corrected."""
+    a, c, lo, hi = batch_cases(el)
+    ref = el.solve_reference(a, c, lo, hi)
+    rng = np.random.default_rng(5)
+    for old in (ref, el.admissible(ref + 1e-3 * rng.standard_normal(ref.shape), lo, hi)):
+        v, r = kernels.update(el, a, lo, hi, c.copy(), old=old)
+        assert agree(el, v, a, c, lo, hi) <= 1e-15
+        want = np.abs(el.residual(old, a, c, lo, hi)).max(axis=1)
+        np.testing.assert_allclose(r, want, rtol=1e-12, atol=0)
+        assert np.all(r > 0) or old is ref
+
+
+def test_warm_start_is_taken_near_the_solution(numba_backend):
+    """Where the previous voltage is within rounding, the warm Newton step is accepted: same result, and the
+    update is cheaper (tested by the result only: the closed form and the warm step agree to rounding)."""
+    el = Shockley(1e-6, 0.05)
+    a, c, lo, hi = batch_cases(el, B=4, n=2000)
+    ref = el.solve_reference(a, c, lo, hi)
+    v, _ = kernels.update(el, a, lo, hi, c.copy(), old=ref * (1 + 1e-14))
+    assert agree(el, v, a, c, lo, hi) <= 1e-15
+
+
+def test_pair_kernel(numba_backend):
+    rng = np.random.default_rng(4)
+    K, g = 10, 0.02
+    a = rng.uniform(0.05, 1, 2 * K) + g
+    c = rng.standard_normal((5, 2 * K))
+    el = LinearPair(g)
+    inf = np.full(2 * K, np.inf)
+    ref = el.solve_reference(a, c, -inf, inf)
+    old = ref + 0.01
+    v, r = kernels.update(el, a, -inf, inf, c.copy(), old=old)
+    assert np.max(np.abs(v - ref) / (np.abs(ref) + np.abs(c) / a)) <= 1e-15
+    np.testing.assert_allclose(r, np.abs(el.residual(old, a, c, -inf, inf)).max(axis=1), rtol=1e-12)
+
+
+def test_nan_drive_is_nan_not_a_number(numba_backend):
+    el = Shockley(1e-6, 0.05)
+    a, lo, hi = np.ones(3) * 1e-3, np.full(3, -0.8), np.full(3, 0.8)
+    c = np.array([[1e-3, np.nan, -1e-3]])
+    v, r = kernels.update(el, a, lo, hi, c, old=np.zeros((1, 3)))
+    assert np.isnan(v[0, 1]) and np.isfinite(v[0, [0, 2]]).all() and np.isnan(r[0])
+
+
+def test_fallback_without_numba(monkeypatch):
+    """DRN_KERNELS=numpy, or numba missing, gives the NumPy reference (same voltages)."""
+    el = SHOCKLEYS[0]
+    a, c, lo, hi = batch_cases(el)
+    ref = el.solve_reference(a, c, lo, hi)
+    monkeypatch.setenv("DRN_KERNELS", "numpy")
+    assert kernels.backend() == "numpy"
+    assert np.array_equal(el.solve(a, c, lo, hi), ref)
+    monkeypatch.setenv("DRN_KERNELS", "numba")
+    monkeypatch.setattr(kernels, "_compiled", False)  # as if `import numba` had failed
+    assert kernels.backend() == "numpy"
+    v, r = kernels.update(el, a, lo, hi, c, old=ref)
+    assert np.array_equal(v, ref) and np.all(r <= 1e-12 * np.abs(c).max())
+    monkeypatch.setenv("DRN_KERNELS", "gpu")
+    with pytest.raises(ValueError, match="DRN_KERNELS"):
+        kernels.backend()
+
+
+NETWORKS = {
+    "shockley-3-inv": dict(sizes=[20, 30, 30, 30, 4], element="shockley", amplifier=Amplifier(4.0, 1.0, "half")),
+    "shockley-1": dict(sizes=[20, 60, 4], element="shockley"),
+    "ideal-2": dict(sizes=[20, 30, 30, 4], element="ideal"),
+    "pwl-2-A4C1": dict(sizes=[20, 30, 30, 4], element="pwl", amplifier=(4.0, 1.0)),
+    "shockley-2-paired": dict(sizes=[20, 30, 30, 4], element="shockley", outputs="paired"),
+}
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_solver_same_states_with_both_backends(name, monkeypatch):
+    kw = dict(NETWORKS[name])
+    net = random_network(kw.pop("sizes"), kw.pop("element"), seed=1, input_gain=8.0, **kw)
+    v0 = net.encode(np.random.default_rng(2).uniform(0, 1, (40, net.n_features)))
+    sols = {}
+    for b in ("numpy", "numba"):
+        monkeypatch.setenv("DRN_KERNELS", b)
+        assert kernels.backend() == b
+        sols[b] = solve(net, v0, beta=0.05, targets=np.full((40, net.n_classes), 0.3)).check()
+    for s_np, s_nb in zip(sols["numpy"].states, sols["numba"].states):
+        assert np.abs(s_np - s_nb).sum() <= 1e-13 * np.abs(s_np).sum()
+    for s in sols.values():  # both at the KCL floor of the stopping test
+        assert np.all(s.residual <= s.tol * s.i_ref)
+
+
+def test_doctor_names_the_kernel_backend(ngspice, capsys, monkeypatch):
+    from studies.cli import main
+
+    monkeypatch.setenv("DRN_KERNELS", "numba")
+    assert main(["doctor"]) == 0
+    assert "node kernels: numba" in capsys.readouterr().out
+    monkeypatch.setenv("DRN_KERNELS", "numpy")
+    main(["doctor"])
+    assert "node kernels: the NumPy reference" in capsys.readouterr().out
