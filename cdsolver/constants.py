@@ -8,8 +8,15 @@ R_ON = 1.0
 #: Switch off-resistance of the nudging branch in the free phase, Ω (``inf`` drops the branch).
 R_OFF = 1e12
 
-#: Default KCL tolerance: converged when max|KCL| <= TOL * I_ref (see ``solver.solve``).
-TOL = 1e-12
+#: Default tolerance of ``solver.solve``: converged when max|KCL| <= tol * I_ref and the step a further sweep would
+#: make is max|Δv| <= STEP_PER_TOL * tol * max|v| (even layers). 1e-14: voltages within 1e-13 (relative L1) of the
+#: exact steady state on every network measured in docs/solver.md#stopping-test.
+TOL = 1e-14
+#: The step test's tolerance per unit of ``tol``.
+STEP_PER_TOL = 10.0
+
+#: EP gradient estimators (``ep.ep_phases``): the nudged phases they take.
+ESTIMATORS = ("positive", "negative", "centered")
 
 #: Osana et al.'s double-Shockley element: saturation current (A), Vd = n*Vt (V), rails (V).
 OSANA_IS = 1e-6

@@ -20,9 +20,10 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
+    import numpy as np
 
 __all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "PASSIVE_GAIN_STEP", "batch_size", "lr", "average", "rails",
            "init", "input_gain", "network"]
@@ -85,6 +86,8 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
     A = 4, C = 1 with equal widths) — times ``PASSIVE_GAIN_STEP^(hidden − 1)`` in a passive network (each sparse
     passive crossbar divides the input-dependent spread by 3–6 at initialisation, whatever the width)."""
+    import numpy as np
+
     v0 = np.concatenate([x, -x], axis=1) if net.encoding == "pair" else x
     G1 = net.G[0]
     a = G1.sum(axis=0) + (net.C * net.A * net.G[1].sum(axis=1) if net.depth > 1 else 0.0)

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .constants import ESTIMATORS
 from .network import Network
 from .solver import Solution, solve
 from .validation import ValidationError
@@ -27,7 +28,6 @@ __all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_grad
 #: The negative phase may take at most this fraction of the convexity bound (``beta_limit``).
 BETA_MARGIN = 0.5
 
-ESTIMATORS = ("positive", "negative", "centered")
 
 
 @dataclass

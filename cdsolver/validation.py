@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
+    import numpy as np
 
 __all__ = ["ValidationError", "check_array", "check_inputs"]
 
@@ -16,6 +17,8 @@ class ValidationError(ValueError):
 
 def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
     """Return ``x`` as a C-contiguous finite float64 array of ``shape`` (``None`` = any length)."""
+    import numpy as np
+
     kind = np.asarray(x).dtype.kind
     if kind not in "fiub":
         raise ValidationError(f"{name}: expected real numbers, got dtype {np.asarray(x).dtype}")
@@ -34,6 +37,8 @@ def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
 
 def check_inputs(x: Any, n: int, name: str = "inputs") -> np.ndarray:
     """A batch of samples ``(batch, n)``; a single 1-D sample of length ``n`` becomes a batch of one."""
+    import numpy as np
+
     a = np.asarray(x)
     if a.ndim == 1 and a.shape[0] == n:
         a = a[None, :]

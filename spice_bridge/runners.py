@@ -13,6 +13,7 @@ finished so far (``SpiceResult.interrupted``).
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -29,11 +30,15 @@ from cdsolver.network import Network
 from cdsolver.validation import ValidationError, check_array
 
 from . import netlist
+from .errors import INSTALL_HINT, NgspiceMissing
 
 __all__ = ["SpiceResult", "NgspiceMissing", "run", "RUNNERS", "ngspice_version", "parse_raw",
            "default_timeout", "op_deck"]
 
 RUNNERS = ("op", "batch", "shared")
+
+#: most worker processes (ngspice ``jobs``, a study's ``cell_jobs``) on this machine
+MAX_JOBS = 4 * (os.cpu_count() or 1)
 
 #: Expected seconds of one ngspice ``.op`` on a network with ``OP_REF_RESISTORS`` crossbar resistors, growing as
 #: (resistors / OP_REF_RESISTORS) ** OP_GROWTH (docs/spice.md: 0.09 s at 128-64-10; the exponent 1.6 covers
@@ -51,13 +56,6 @@ CLOCKS = {
              "to their samples",
     "shared": "per sample: in-process `alter` of the sources, `op`, reading the vectors (circuit loaded once)",
 }
-
-INSTALL_HINT = "install it: `apt-get install ngspice libngspice0 libngspice0-dev` (Debian) or run `make install`"
-
-
-class NgspiceMissing(RuntimeError):
-    """ngspice (or its shared library) is not installed."""
-
 
 @dataclass
 class SpiceResult:

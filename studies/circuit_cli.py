@@ -11,8 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from cdsolver.constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL
 
 #: Tight ngspice tolerances added by ``check`` (docs/spice.md); gmin stays the deck's own.
@@ -85,6 +83,8 @@ def _solve(args):
 
 
 def cmd_solve(args) -> int:
+    import numpy as np  # imported where used: ``drn --help`` loads this module (studies/cli.py)
+
     from .cli import EXIT_NOT_CONVERGED
 
     ckt, sol, wall, _ = _solve(args)
@@ -99,6 +99,8 @@ def cmd_solve(args) -> int:
 
 
 def cmd_check(args) -> int:
+    import numpy as np
+
     from spice_bridge.runners import op_deck
 
     from .cli import EXIT_NOT_CONVERGED, CliError
@@ -150,6 +152,8 @@ KKT_TOL = 1e-12
 def _check_kkt(args, sol, g, cd_s) -> int:
     """``check`` of a deck with ideal diodes: ngspice has none, so CD's solution is checked against the KKT
     conditions of the ideal diodes' QP (``Graph.kkt``): feasibility, KCL, currents >= 0, complementarity."""
+    import numpy as np
+
     from .cli import EXIT_NOT_CONVERGED
 
     k = g.kkt(sol.states[0][0])

@@ -1,5 +1,10 @@
 """The ``drn`` command line (SPEC §4). Each subcommand validates its inputs first and exits with status 2 and
 one clear line on bad input, 3 when it ran but some samples did not converge (their states are still written).
+
+Start-up: the modules the parser is built from (this one, ``verify``, ``gradients``, ``circuit_cli``,
+``cdsolver.constants``, ``.validation``, ``.defaults``) import only the standard library at the top; numpy and
+everything above it (the solver, SciPy, pandas, matplotlib, joblib, PySpice) are imported inside the functions
+that use them, so ``drn --help`` starts in ~0.2 s and each command loads only what it uses (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -8,13 +13,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from cdsolver.constants import TOL
+from cdsolver.constants import STEP_PER_TOL, TOL
 from cdsolver.validation import ValidationError
+from spice_bridge.errors import NgspiceMissing
 
 from . import circuit_cli
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
@@ -26,6 +34,8 @@ class CliError(ValidationError):
 
 def load_npy(path: str, what: str) -> np.ndarray:
     """An array from a ``.npy`` file; errors name the file and what it should hold."""
+    import numpy as np
+
     p = Path(path)
     if not p.is_file():
         raise CliError(f"{what} file not found: {p}")
@@ -67,6 +77,8 @@ def save_or_rescue(save, out: str) -> None:
 def load_problem(args: argparse.Namespace):
     """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]; checks ``--out`` where
     the command has one (``drn verify`` writes only an optional report)."""
+    import numpy as np
+
     from cdsolver.network import load_network
     from cdsolver.validation import check_array
 
@@ -99,6 +111,8 @@ def _add_problem_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from cdsolver.solver import solve
 
     net, v0, targets = load_problem(args)
@@ -138,9 +152,9 @@ def cmd_netlist(args: argparse.Namespace) -> int:
 
 
 def cmd_spice(args: argparse.Namespace) -> int:
-    from spice_bridge.runners import run
+    import numpy as np
 
-    from .compare import MAX_JOBS
+    from spice_bridge.runners import MAX_JOBS, run
 
     if not 1 <= args.jobs <= MAX_JOBS:
         raise CliError(f"--jobs must be 1..{MAX_JOBS} (4 per core), got {args.jobs}")
@@ -344,6 +358,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     import os
     import platform
 
+    import numpy as np
     import scipy
 
     from spice_bridge.runners import NgspiceMissing, _ngspice_shared, ngspice_version
@@ -400,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_args(p)
     p.add_argument("--out", required=True, metavar="STATES.npz", help="output states file")
     p.add_argument("--tol", type=float, default=TOL,
-                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current "
+                   help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current, and "
+                        f"a further sweep would change no voltage by more than {STEP_PER_TOL:g} tol max|v| "
                         f"(default: {TOL:g})")
     p.add_argument("--max-iter", type=int, default=1000, help="sweep cap per sample (default: 1000)")
     p.add_argument("--anderson", type=int, default=5,
@@ -584,8 +600,6 @@ def _config_options(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spice_bridge.runners import NgspiceMissing
-
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = build_parser()
     try:

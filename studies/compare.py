@@ -12,8 +12,8 @@ Then ``OUT/samples.csv`` (the config's rows, column ``cell_id``), ``OUT/provenan
 commit, versions, date, machine, settings) and ``OUT/summary.csv`` (per cell and runner). One ``drn compare``
 at a time per OUT (``OUT/.lock``).
 
-Timing: ``cd_s`` = one ``solve`` call over the cell's samples / samples (``study.cd_tol``, default 1e-13: the
-states are then accurate well below the 1e-12 errors a study reports; one process);
+Timing: ``cd_s`` = one ``solve`` call over the cell's samples / samples (``study.cd_tol``, default the solver's
+``TOL``: states within 1e-13 relative L1 of the exact steady state, docs/solver.md#stopping-test; one process);
 ``spice_s`` = the runner's clock (``spice_bridge.runners.CLOCKS``). Speed-up = median SPICE / CD.
 """
 
@@ -36,12 +36,13 @@ import numpy as np
 import pandas as pd
 
 from cdsolver import defaults, load_network, save_network, solve
+from cdsolver.constants import TOL
 from cdsolver.datasets import load_digits
 from cdsolver.files import atomic_write
 from cdsolver.network import Amplifier, NetworkFormatError
 from cdsolver.train import TrainConfig, TrainState, evaluate, train
 from cdsolver.validation import ValidationError
-from spice_bridge.runners import RUNNERS, ngspice_version, run
+from spice_bridge.runners import MAX_JOBS, RUNNERS, ngspice_version, run
 
 from .gradients import gradient_columns, gradient_summary
 from .metrics import EPS_L1, max_abs, percentiles, rel_l1
@@ -59,7 +60,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
               "average": float, "lr_decay": float, "gradient": str},
 }
 DEFAULT = {"study": {"dataset": "digits", "seeds": [0], "runners": ["batch"], "jobs": 1, "cell_jobs": 1,
-                     "timeout": None, "data_seed": 0, "cd_tol": 1e-13, "gradients": False},
+                     "timeout": None, "data_seed": 0, "cd_tol": TOL, "gradients": False},
            "grid": {"amplifier": ["none"]}, "train": {"epochs": 0}}
 
 COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "sample", "rel_l1", "max_abs_V",
@@ -70,10 +71,6 @@ COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "sample",
 #: clocks); with the ``[train]`` section they make the cell id. ``name``, ``runners`` (one file per runner),
 #: ``cell_jobs`` and ``seeds`` (a grid axis) do not.
 ROW_KEYS = ("dataset", "samples", "data_seed", "cd_tol", "timeout", "jobs", "gradients")
-
-
-#: most worker processes (``jobs``, ``cell_jobs``) on this machine
-MAX_JOBS = 4 * (os.cpu_count() or 1)
 
 
 class ConfigError(ValidationError):

@@ -17,19 +17,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import numpy as np
-import pandas as pd
-
-from cdsolver.datasets import Split
+from cdsolver.constants import ESTIMATORS
 from cdsolver.validation import ValidationError
-from cdsolver.ep import ESTIMATORS, Gradient, ep_estimate, ep_phases, implicit_gradient, response_gradient
-from cdsolver.network import Network
-from cdsolver.solver import solve
-from cdsolver.train import TrainConfig, targets
 
-from .metrics import percentiles
+if TYPE_CHECKING:  # numpy and the solver are imported where used: ``drn --help`` loads this module (studies/cli.py)
+    import numpy as np
+    import pandas as pd
+
+    from cdsolver.datasets import Split
+    from cdsolver.ep import Gradient
+    from cdsolver.network import Network
+
+    #: (per-sample ok flags, reasons, gradient over chosen samples)
+    _Prepared = tuple[np.ndarray, list[str], Callable[[np.ndarray], Gradient]]
 
 __all__ = ["METHODS", "BETA", "PAIRS", "GradientResult", "gradient", "sample_errors", "rel_error", "gradient_columns",
            "gradient_summary", "gradient_cdf", "add_parser", "cmd_gradient"]
@@ -44,10 +46,6 @@ BETA = 0.01
 #: (method, reference) pairs a study compares per sample
 PAIRS = (("ep", "implicit"), ("spice-ep", "implicit"), ("spice-linear", "implicit"), ("spice-ep", "ep"))
 
-#: (per-sample ok flags, reasons, gradient over chosen samples)
-_Prepared = tuple[np.ndarray, list[str], Callable[[np.ndarray], Gradient]]
-
-
 @dataclass
 class GradientResult:
     """A gradient (mean over the samples not ``failed``), per-sample failure flags and reasons, wall time (s)."""
@@ -60,6 +58,8 @@ class GradientResult:
 
     def save(self, path: str | Path) -> None:
         """``G1..GL`` (V²/S), ``b1..bL`` (V²/A), ``failed``, ``reason``, ``method``, ``wall`` (s)."""
+        import numpy as np
+
         arrays = {f"G{l}": g for l, g in enumerate(self.grad.dG, 1)}
         arrays.update({f"b{l}": b for l, b in enumerate(self.grad.db, 1)})
         arrays.update(failed=self.failed, reason=np.array(self.reason, dtype=str), method=np.array(self.method),
@@ -75,6 +75,8 @@ def _take(states: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
 def _ep(net: Network, v0: np.ndarray, beta: float, estimator: str,
         phase: Callable[[float], tuple[list[np.ndarray], np.ndarray, list[str]]]) -> _Prepared:
     """EP from the phases ``phase(β) -> (states, ok, reason)`` of any engine."""
+    from cdsolver.ep import ep_estimate, ep_phases
+
     a, b = ep_phases(estimator, beta)
     (sa, oka, ra), (sb, okb, rb) = phase(a), phase(b)
     return oka & okb, [x or z for x, z in zip(ra, rb)], \
@@ -85,6 +87,9 @@ def _prepare(net: Network, v0: np.ndarray, y: np.ndarray, method: str, beta: flo
              jobs: int, timeout: float | None, chunk: int, tol: float | None) -> _Prepared:
     """Solve what ``method`` needs (CD or ngspice); returns per-sample ok flags and reasons, and the function
     that gives the gradient (batch mean) over chosen samples."""
+    from cdsolver.ep import ep_phases, implicit_gradient, response_gradient
+    from cdsolver.solver import solve
+
     if method not in METHODS:
         raise ValidationError(f"method must be one of {METHODS}, got {method!r}")
     if method in ("ep", "spice-ep"):
@@ -123,6 +128,10 @@ def gradient(net: Network, v0: np.ndarray, y: np.ndarray, method: str, *, beta: 
     and bias, by ``method`` (``METHODS``). ``v0`` input voltages (V, ``(batch, n_0)``), ``y`` targets (V,
     ``(batch, n_classes)``). ``beta`` (S, > 0) and ``estimator``: the EP methods. ``runner``, ``jobs``,
     ``timeout`` (s), ``chunk``: ngspice (``spice_bridge.runners.run``). ``tol``: CD's tolerance (default: solver's)."""
+    import numpy as np
+
+    from cdsolver.ep import Gradient
+
     t0 = time.perf_counter()
     ok, reason, fn = _prepare(net, v0, y, method, beta, estimator, runner, jobs, timeout, chunk, tol)
     grad = fn(np.flatnonzero(ok)) if ok.any() else Gradient([np.full_like(g, np.nan) for g in net.G],
@@ -135,6 +144,8 @@ def sample_errors(net: Network, v0: np.ndarray, y: np.ndarray, pairs: Sequence[t
                   tol: float | None = None) -> dict[tuple[str, str], np.ndarray]:
     """Per sample, the relative L1 error (``rel_error``) of method ``m``'s one-sample gradient against method
     ``ref``'s, for each pair ``(m, ref)`` (centered EP; NaN where either failed). Each method is solved once."""
+    import numpy as np
+
     args = dict(beta=beta, estimator="centered", runner=runner, jobs=jobs, timeout=timeout, chunk=400, tol=tol)
     prep = {m: _prepare(net, v0, y, m, **args) for m in dict.fromkeys(x for p in pairs for x in p)}
     out = {}
@@ -147,6 +158,8 @@ def sample_errors(net: Network, v0: np.ndarray, y: np.ndarray, pairs: Sequence[t
 
 def rel_error(g: Gradient, ref: Gradient) -> float:
     """Relative L1 error over all parameters, ``Σ|g − ref| / Σ|ref|``."""
+    import numpy as np
+
     a, b = g.flat(), ref.flat()
     return float(np.abs(a - b).sum() / np.abs(b).sum())
 
@@ -160,6 +173,8 @@ def gradient_columns(df: pd.DataFrame, net: Network, val: Split, cfg: dict) -> p
     """A study cell's rows plus, per ``PAIRS`` entry, a column of per-sample relative L1 gradient errors:
     ``grad_ep``, ``grad_spice_ep``, ``grad_spice_linear`` (against ``implicit``) and ``grad_spice_ep_vs_ep``
     (ngspice methods through the row's runner; targets one-hot, ``TrainConfig.target`` V; β = ``BETA``)."""
+    from cdsolver.train import TrainConfig, targets
+
     st, n = cfg["study"], int(df["sample"].max()) + 1
     v0, y = net.encode(val.x[:n]), targets(val.y[:n], net.n_classes, TrainConfig.target)
     df = df.copy()
@@ -172,6 +187,8 @@ def gradient_columns(df: pd.DataFrame, net: Network, val: Split, cfg: dict) -> p
 
 def gradient_summary(g: pd.DataFrame) -> dict[str, float]:
     """P50/P90 (``metrics.percentiles``) of the gradient-error columns a cell's rows have (none: ``{}``)."""
+    from .metrics import percentiles
+
     out = {}
     for c in (_column(*p) for p in PAIRS):
         if c in g:
@@ -182,6 +199,8 @@ def gradient_summary(g: pd.DataFrame) -> dict[str, float]:
 
 def gradient_cdf(df: pd.DataFrame, plt) -> object | None:
     """Figure: CDF over a study's samples of each gradient-error column (None if the study has none)."""
+    import numpy as np
+
     cols = [(p, _column(*p)) for p in PAIRS if _column(*p) in df]
     if not cols:
         return None
@@ -222,6 +241,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_gradient(args: argparse.Namespace) -> int:
+    import numpy as np
     from threadpoolctl import threadpool_limits
 
     from spice_bridge.runners import ngspice_exe

@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Sequence
 
 from cdsolver.validation import ValidationError
 
-from cdsolver.network import Network
+if TYPE_CHECKING:  # numpy and the solver are imported where used: ``drn --help`` loads this module (studies/cli.py)
+    import numpy as np
 
-from .metrics import EPS_L1, percentiles, rel_l1
+    from cdsolver.network import Network
 
 __all__ = ["Comparison", "Verification", "compare_states", "load_their_states", "verify", "exit_code",
            "report_json", "report_junit", "write_report", "add_parser", "cmd_verify", "P90_TOL"]
@@ -71,6 +71,8 @@ class Comparison:
 
     def worst_layer(self, stat: str) -> int:
         """The layer (1-based) with the largest per-layer ``stat`` ("p90" or "max")."""
+        import numpy as np
+
         return 1 + int(np.nanargmax([s[stat] for s in self.layers]))
 
     def check(self, p90: float, max_tol: float | None) -> "Comparison":
@@ -95,6 +97,10 @@ def compare_states(name: str, a: Sequence[np.ndarray], b: Sequence[np.ndarray],
                    rows: np.ndarray | None = None) -> Comparison:
     """Compare states ``a`` with reference states ``b`` (lists ``v1..vL`` of ``(batch, n_l)``, V) over the
     sample indices ``rows`` (default: all)."""
+    import numpy as np
+
+    from .metrics import percentiles, rel_l1
+
     rows = np.arange(len(a[0])) if rows is None else np.asarray(rows, dtype=np.int64)
     a, b = [x[rows] for x in a], [x[rows] for x in b]
     if rows.size == 0:
@@ -112,6 +118,8 @@ def compare_states(name: str, a: Sequence[np.ndarray], b: Sequence[np.ndarray],
 def load_their_states(path: str | Path, sizes: Sequence[int], batch: int) -> tuple[list[np.ndarray], int]:
     """A user's states file checked against the network (layer sizes ``sizes[1:]``) and the batch: returns
     (``v1..vL``, samples it marks ``converged == False``, 0 without that array). Raises VerifyInputError."""
+    import numpy as np
+
     from cdsolver.solver import load_states
     from cdsolver.validation import check_array
 
@@ -172,6 +180,8 @@ def verify(net: Network, v0: np.ndarray, *, theirs: Sequence[np.ndarray] | None 
     """Solve ``v0`` (V, ``(batch, n_0)``) with ngspice (``runner``, ``jobs`` processes) and CD, and compare
     CD, and ``theirs`` if given, against ngspice, and ``theirs`` against CD (``p90``, ``max_tol``: thresholds on
     the relative L1 error)."""
+    import numpy as np
+
     from cdsolver.solver import solve
     from spice_bridge.runners import run
 
@@ -203,6 +213,8 @@ def exit_code(v: Verification) -> int:
 # ---------------------------------------------------------------- output
 def _finite(x: Any) -> Any:
     """JSON-safe: NaN/inf become None, NumPy scalars Python numbers, recursively."""
+    import numpy as np
+
     if isinstance(x, dict):
         return {k: _finite(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -216,6 +228,8 @@ def _finite(x: Any) -> Any:
 
 def report_json(v: Verification) -> dict[str, Any]:
     """The report as plain JSON data (NaN as null)."""
+    from .metrics import EPS_L1
+
     return _finite({
         "tool": "drn verify", **v.info, "samples": v.samples, "thresholds": v.thresholds, "eps_l1_V": EPS_L1,
         "exit_code": exit_code(v),
@@ -312,7 +326,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _check_options(args: argparse.Namespace) -> None:
     for name, val in (("--p90", args.p90), ("--max", args.max_tol)):
-        if val is not None and not (np.isfinite(val) and val >= 0):
+        if val is not None and not (math.isfinite(val) and val >= 0):
             raise VerifyInputError(f"{name} must be a finite number >= 0, got {val}")
     if args.allow_spice_failures < 0:
         raise VerifyInputError(f"--allow-spice-failures must be >= 0, got {args.allow_spice_failures}")

@@ -1,0 +1,62 @@
+"""Start-up of the command line: building the parser imports only the standard library and light project
+modules (``drn --help`` fast), ``drn solve`` no pandas, matplotlib, PySpice, scikit-learn or joblib, and every
+command's --help still works."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cdsolver import random_network, save_network
+from studies.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("numpy", "scipy", "pandas", "matplotlib", "PySpice", "sklearn", "joblib", "tqdm", "numba",
+         "cdsolver.elements", "cdsolver.solver")
+
+
+def _loaded_after(code: str) -> set[str]:
+    """Top-level and project module names in sys.modules after running ``code`` in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", code + "\nimport json, sys; print(json.dumps(sorted(sys.modules)))"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    return set(json.loads(out))
+
+
+def test_help_imports_nothing_heavy():
+    loaded = _loaded_after("from studies.cli import build_parser\nbuild_parser().format_help()")
+    assert "studies.cli" in loaded
+    assert sorted(m for m in HEAVY if m in loaded) == []
+
+
+def test_solve_imports_only_what_it_uses(tmp_path):
+    net = random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0)
+    save_network(net, tmp_path / "net.npz")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 1, (3, 4)))
+    argv = ["solve", str(tmp_path / "net.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "s.npz")]
+    loaded = _loaded_after(f"from studies.cli import main\nassert main({argv!r}) == 0")
+    assert "cdsolver.solver" in loaded
+    unused = ("pandas", "matplotlib", "PySpice", "sklearn", "joblib", "tqdm", "spice_bridge.runners", "studies.compare")
+    assert sorted(m for m in unused if m in loaded) == []
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """Every (sub)command path of the parser, e.g. ("circuit", "check")."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from _commands(sub, prefix + (name,))
+
+
+def test_every_command_has_help(capsys):
+    paths = list(_commands(build_parser()))
+    assert {("solve",), ("train",), ("verify",), ("gradient",), ("circuit", "check")} <= set(paths)
+    for path in paths:
+        with pytest.raises(SystemExit) as e:
+            main([*path, "--help"])
+        assert e.value.code == 0
+        assert f"usage: drn {' '.join(path)}" in capsys.readouterr().out
