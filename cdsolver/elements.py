@@ -17,7 +17,6 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import wrightomega
 
 from .constants import VT
 from .validation import ValidationError
@@ -218,6 +217,8 @@ class Shockley(Element):
             tf, tr, lk = t_fwd[on], t_rev[on], np.broadcast_to(ln_k, v.shape)[on]
             fwd = tf >= tr
             rail = np.where(fwd, np.broadcast_to(hi, v.shape)[on], np.broadcast_to(lo, v.shape)[on])
+            from scipy.special import wrightomega  # here: the reference only (scipy.special loads in ~0.3 s)
+
             w = wrightomega(np.where(fwd, tf, tr)).real
             v[on] = rail + np.where(fwd, Vd, -Vd) * (np.log(w) - lk)
         v, left = self._newton(v, a, c1, lo, hi)
