@@ -31,6 +31,7 @@ data:
 	@echo "Fashion-MNIST: $(FASHION_DIR)"
 
 bench: install
+	$(PYTHON) benchmarks/bench_start.py
 	$(PYTHON) benchmarks/bench_solver.py
 	$(PYTHON) benchmarks/bench_spice.py
 	$(PYTHON) benchmarks/bench_circuit.py

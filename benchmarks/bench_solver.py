@@ -1,8 +1,8 @@
 """CD solver speed on Osana-size networks, and the node kernels behind it (docs/performance.md).
 Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
 
-1. Start-up: `drn --help`, `import cdsolver`, and the numba kernels' load: compiled from scratch (an empty
-   NUMBA_CACHE_DIR) and from the on-disk cache (every later run), each in a fresh process.
+1. The numba kernels' load: compiled from scratch (an empty NUMBA_CACHE_DIR) and from the on-disk cache (every
+   later run), each in a fresh process (the rest of the start: bench_start.py).
 2. Node kernels: one layer update of 720 x 1024 nodes per element, drives set so that about half the Shockley
    nodes are beyond the rails. `ns/node` and `exp-passes` (the time over one `numpy.exp` of an array of the same
    shape) for the NumPy reference (`solve_reference`), the fused kernel from scratch (`cold`) and started from the
@@ -55,17 +55,15 @@ def _run(cmd, env) -> float:
 
 
 def startup() -> None:
+    """The numba kernels' load in a fresh process (`drn --help` and the imports: bench_start.py)."""
     load = "import time; t=time.perf_counter(); from cdsolver import kernels; kernels.backend(); " \
            "print(time.perf_counter()-t)"
-    print("| start-up step | seconds (best of 3, fresh process) |\n|---|---|")
-    help_s = min(_run([sys.executable, "-m", "studies.cli", "--help"], None) for _ in range(3))
-    print(f"| `drn --help` | {help_s:.3f} |")
-    print(f"| `import cdsolver` | {fresh('import cdsolver'):.3f} |")
+    print("| numba kernels: import numba and load them | seconds (fresh process) |\n|---|---|")
     with tempfile.TemporaryDirectory() as cache:
         first = fresh(load, {"NUMBA_CACHE_DIR": cache}, repeat=1)
         cached = fresh(load, {"NUMBA_CACHE_DIR": cache})
-    print(f"| numba kernels, first compile (empty cache), whole process | {first:.2f} |")
-    print(f"| numba kernels, from the cache, whole process | {cached:.2f} |", flush=True)
+    print(f"| first run: compiled (empty cache), whole process | {first:.2f} |")
+    print(f"| every later run: from the on-disk cache, whole process (best of 3) | {cached:.2f} |", flush=True)
 
 
 def kernel_cases():
