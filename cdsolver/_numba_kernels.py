@@ -14,8 +14,8 @@ from numba import njit, prange
 from .elements import _EPS, _LNZ_CUTOFF
 from .kernels import _IDEAL, _LINEAR, _PAIR, _PWL, _SHOCKLEY
 
-# Newton from the previous voltage is trusted only for steps below _WARM_STEP * Vd, where the bound on |f''|
-# over the step (first order in step/Vd) is tight
+# Newton from the previous voltage is trusted for steps below _WARM_STEP * Vd, where the bound on |f''| over the
+# step (first order in step/Vd) is tight, and for steps below Vd at nodes whose diodes barely conduct
 _WARM_STEP = 1e-3
 # A Newton step is final when the error it leaves is below _ERR * (|v| + Vd/1000): a quarter of v's rounding
 # (the NumPy reference stops at eps*(|v| + Vd), which exceeds v's rounding where |v| << Vd)
@@ -49,7 +49,9 @@ def _omega_step(t, w):
 @njit(cache=True, error_model="numpy")
 def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)``: (new v, f(v), the error left after the step (V) by
-    Newton's quadratic term ``|f''| step² / (2 f')``, and the same with ``|f''|`` bounded over the whole step).
+    Newton's quadratic term ``|f''| step² / (2 f')``, the same with ``|f''|`` bounded over the whole step — for
+    steps below ``_WARM_STEP*Vd``, or below ``Vd`` where the diodes' conductance is under ``1e-3*a``; ``inf``
+    otherwise — and the step).
     Where ``|v| >= Vd``, a side with ``ln k + (v - rail)/Vd < _NEGLIGIBLE`` is skipped (no exponential): its
     current is below ``1e-3*eps*a*Vd`` and moves ``v`` by less than ``1e-3*eps*Vd <= 1e-3*eps*|v|`` (where
     ``|v| < Vd`` such a current can still be a large part of ``a*|v|``)."""
@@ -64,8 +66,14 @@ def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
         return math.nan, f, math.inf, math.inf, math.nan
     step = f / slope
     q = (Is / (2.0 * Vd * Vd)) * step * step / slope
-    # over the step, |ef - er| grows by at most (ef + er)*|step|/Vd (to first order; the caller keeps |step| << Vd)
-    return v - step, f, abs(d) * q, (abs(d) + (ef + er) * abs(step) / Vd) * q * 1.01, step
+    if abs(step) <= _WARM_STEP * Vd:  # |ef - er| grows by at most (ef + er)*|step|/Vd over the step (first order)
+        bound = (abs(d) + (ef + er) * abs(step) / Vd) * q * 1.01
+    elif abs(step) <= Vd and (ef + er) * (Is / Vd) <= 1e-3 * a:
+        # a weak diode: f' >= a puts the root within 1.001|step|, where |f''| grows by at most e^1.001 < 3
+        bound = 3.0 * (ef + er) * q
+    else:
+        bound = math.inf
+    return v - step, f, abs(d) * q, bound, step
 
 
 @njit(cache=True, error_model="numpy")
@@ -105,7 +113,7 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
             new, f, _e, bound, step = _shockley_newton(old[j], a[j], c[j], lo[j], hi[j], Is, Vd, lnk[j])
             if abs(f) > rmax or f != f:  # NaN sticks, as in NumPy's max
                 rmax = abs(f)
-            if abs(step) <= _WARM_STEP * Vd and not bound > _ERR * (abs(new) + 1e-3 * Vd):
+            if bound <= _ERR * (abs(new) + 1e-3 * Vd):  # (False for NaN)
                 v[j] = new
                 continue
         todo[m] = j
