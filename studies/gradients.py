@@ -99,7 +99,7 @@ def _prepare(net: Network, v0: np.ndarray, y: np.ndarray, method: str, beta: flo
         free = solve(net, v0, targets=y, **kw)
 
         def cd_phase(b: float):
-            s = free if b == 0 else solve(net, v0, beta=b, targets=y, init=free.states, **kw)
+            s = free if b == 0 else solve(net, v0, beta=b, targets=y, init=free.states, reuse=free, **kw)
             return s.states, s.converged, ["" if c else f"CD did not converge (beta={b})" for c in s.converged]
 
         if method == "ep":
