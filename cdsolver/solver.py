@@ -204,7 +204,8 @@ class _Layers:
         ext = [v0.argmax(axis=1), v0.argmin(axis=1)]
         self.inputs = (v0[:, top], [(np.take_along_axis(v0, i[:, None], axis=1), G1[i]) for i in ext])
         self.input_range = (v0.max(axis=1), v0.min(axis=1))  # for _i_upper
-        self.GT = [np.ascontiguousarray(g.T) for g in net.G]  # columns of G as contiguous rows (_i_ref)
+        # columns of G as contiguous rows, for _i_ref's branches from the extreme nodes (crossbars 2..L)
+        self.GT = {l: np.ascontiguousarray(net.G[l - 1].T) for l in range(2, L + 1)}
 
     def _phase(self, net: Network, beta: float, targets: np.ndarray | None) -> None:
         L = self.L
@@ -240,11 +241,14 @@ class _Layers:
     def drive(self, l: int, v: dict[int, np.ndarray], rows: np.ndarray | slice) -> np.ndarray:
         """``c`` of layer ``l`` (A) from its neighbours' voltages ``v`` (only ``rows`` of the batch)."""
         c = self._fixed(l, rows)
-        if l > 1:
-            c = c + v[l - 1] @ self.Gf[l]
-        if l < self.L:
-            c = c + v[l + 1] @ self.Gb[l]
+        for part in self._parts(l, v):
+            c = c + part
         return c
+
+    def _parts(self, l: int, v: dict[int, np.ndarray]) -> list[np.ndarray]:
+        """The crossbar products of layer ``l``'s drive (A): from below ``v_{l-1} @ Gf[l]``, from above
+        ``v_{l+1} @ Gb[l]``, as far as they exist."""
+        return [v[j] @ g[l] for j, g in ((l - 1, self.Gf), (l + 1, self.Gb)) if l in g]
 
     def _fixed(self, l: int, rows: np.ndarray | slice) -> np.ndarray:
         fixed = self.fixed[l - 1]
@@ -253,7 +257,7 @@ class _Layers:
     def update(self, l: int, v: dict[int, np.ndarray], rows, old: np.ndarray | None):
         """(new voltages of layer ``l``, max |KCL| of its previous voltages ``old`` per sample; 0 if None): the
         fused kernel sums the drive's parts."""
-        parts = [v[j] @ g[l] for j, g in ((l - 1, self.Gf), (l + 1, self.Gb)) if l in g]
+        parts = self._parts(l, v)
         c = parts[0] if parts else np.zeros((len(rows), len(self.a[l - 1])))  # a single crossbar
         return self.kernel[l - 1].update(c, parts[1] if len(parts) > 1 else None, self._fixed(l, rows), old)
 
@@ -414,11 +418,15 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
     return iters, res, iref, step, conv
 
 
+def _hidden_drive(P: _Layers, l: int, v: dict[int, np.ndarray]) -> np.ndarray:
+    """Drive voltages ``u`` (V) of crossbar ``l >= 2``: hidden layer ``l-1`` through its amplifiers."""
+    return P.A * P.sign[l - 2] * v[l - 1]
+
+
 def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
     """(layer, drive voltages u (V), node voltages v (V), G) of every crossbar."""
     for l in range(1, P.L + 1):
-        u = v0 if l == 1 else P.A * P.sign[l - 2] * v[l - 1]
-        yield l, u, v[l], P.G[l - 1]
+        yield l, v0 if l == 1 else _hidden_drive(P, l, v), v[l], P.G[l - 1]
 
 
 def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
@@ -429,7 +437,7 @@ def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarr
         if l == 1:
             umax, umin = P.input_range[0][rows], P.input_range[1][rows]
         else:
-            u = P.A * P.sign[l - 2] * v[l - 1]
+            u = _hidden_drive(P, l, v)
             umax, umin = u.max(axis=1), u.min(axis=1)
         span = np.maximum(umax, v[l].max(axis=1)) - np.minimum(umin, v[l].min(axis=1))
         best = np.maximum(best, P.gmax[l - 1] * span)
@@ -448,7 +456,7 @@ def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray
         if l == 1:
             u_top, ext, nodes = P.inputs[0][rows], [(ui[rows], gi[rows]) for ui, gi in P.inputs[1]], ()
         else:
-            u, G = P.A * P.sign[l - 2] * v[l - 1], P.G[l - 1]
+            u, G = _hidden_drive(P, l, v), P.G[l - 1]
             u_top = u[:, P.colmax[l - 1]]
             ext = [(np.take_along_axis(u, i[:, None], axis=1), G[i]) for i in (u.argmax(axis=1), u.argmin(axis=1))]
             nodes = (vl.argmax(axis=1), vl.argmin(axis=1))
@@ -457,7 +465,7 @@ def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray
             best = np.maximum(best, (gi * np.abs(vl - ui)).max(axis=1))
         for j in nodes:
             vj = np.take_along_axis(vl, j[:, None], axis=1)
-            best = np.maximum(best, (P.GT[l - 1][j] * np.abs(vj - u)).max(axis=1))
+            best = np.maximum(best, (P.GT[l][j] * np.abs(vj - u)).max(axis=1))
     return best
 
 
