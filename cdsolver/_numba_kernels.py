@@ -154,28 +154,29 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
 
 
 @njit(cache=True, error_model="numpy")
-def _pwl(c, a, table, old, warm):
-    """(v, |KCL| at old) of one pwl node: the segment with a*v_k + i_k <= c (binary search)."""
-    K = table.shape[0]
-    lo_k, hi_k = 0, K - 2  # largest k in [0, K-2] with a*v_k + i_k <= c (0 if none)
+def _last_at_most(table, a, b, x):
+    """Largest ``k`` in ``[0, K-2]`` with ``a*v_k + b*i_k <= x`` (0 if none; the key rises with k): binary
+    search on the pwl table."""
+    lo_k, hi_k = 0, table.shape[0] - 2
     while lo_k < hi_k:
         m = (lo_k + hi_k + 1) // 2
-        if a * table[m, 0] + table[m, 1] <= c:
+        if a * table[m, 0] + b * table[m, 1] <= x:
             lo_k = m
         else:
             hi_k = m - 1
-    s = table[lo_k, 2]
-    v = (c - table[lo_k, 1] + s * table[lo_k, 0]) / (a + s)
+    return lo_k
+
+
+@njit(cache=True, error_model="numpy")
+def _pwl(c, a, table, old, warm):
+    """(v, |KCL| at old) of one pwl node: the segment with a*v_k + i_k <= c."""
+    k = _last_at_most(table, a, 1.0, c)
+    s = table[k, 2]
+    v = (c - table[k, 1] + s * table[k, 0]) / (a + s)
     res = 0.0
     if warm:
-        lo_k, hi_k = 0, K - 2  # segment of old: largest k in [0, K-2] with v_k <= old
-        while lo_k < hi_k:
-            m = (lo_k + hi_k + 1) // 2
-            if table[m, 0] <= old:
-                lo_k = m
-            else:
-                hi_k = m - 1
-        res = abs(a * old - c + table[lo_k, 1] + table[lo_k, 2] * (old - table[lo_k, 0]))
+        k = _last_at_most(table, 1.0, 0.0, old)  # the segment of old: v_k <= old
+        res = abs(a * old - c + table[k, 1] + table[k, 2] * (old - table[k, 0]))
     return v, res
 
 

@@ -3,9 +3,9 @@
 ``update`` is what a sweep calls for one layer: it sums the drive ``c`` (A) from its parts, solves every node's
 KCL ``a*v - c + I(v) = 0`` exactly (the same closed forms as ``elements``), and returns the largest KCL residual of
 the layer's previous voltages ``old`` per sample — the stopping test's residual, at no extra exponential. For
-Shockley nodes, ``old`` also serves as the Newton start: where one Newton step from it is provably exact to
-rounding (step below ``Vd/1000`` and Newton's quadratic term below ``eps*(|v| + Vd)``), the closed form is
-skipped, so a converging sweep costs two exponentials per node.
+Shockley nodes, ``old`` also serves as the Newton start: where one Newton step from it is provably final (the
+rules are in ``_numba_kernels._shockley_newton`` and docs/solver.md), the closed form is skipped, so a
+converging sweep costs two exponentials per node.
 
 Backends (``backend()``): ``"numba"`` (default; ``parallel=True`` over samples, ``cache=True``, no fastmath) or
 ``"numpy"``, the reference implementation in ``elements``, used where numba cannot be imported or when the
@@ -92,9 +92,8 @@ class LayerKernel:
             raise ValueError(f"paired output nodes come in pairs (v+ then v-): got {n} nodes")
         self.lnk = self.shift = np.zeros(n)
         if self.code == _SHOCKLEY:
-            Is, Vd = self.prm[0], self.prm[1]
-            self.lnk = np.log(Is / (self.a * Vd))
-            self.shift = Is * (np.isfinite(self.lo).astype(float) - np.isfinite(self.hi).astype(float))
+            self.lnk = np.log(element.Is / (self.a * element.Vd))
+            self.shift = element._sides(self.lo, self.hi)  # the -1 terms of I, moved to the drive
 
     def update(self, c: np.ndarray, c2: np.ndarray | None = None, fixed: np.ndarray | None = None,
                old: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
