@@ -88,9 +88,11 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     passive crossbar divides the input-dependent spread by 3–6 at initialisation, whatever the width)."""
     import numpy as np
 
+    from .topology import Layered
+
     v0 = np.concatenate([x, -x], axis=1) if net.encoding == "pair" else x
     G1 = net.G[0]
-    a = G1.sum(axis=0) + (net.C * net.A * net.G[1].sum(axis=1) if net.depth > 1 else 0.0)
+    a = Layered(net).conductance(1)
     pre = (v0 @ G1) / np.maximum(a, 1e-300)
     sigma = float(np.median(pre.std(axis=0)))
     if not sigma > 0:

@@ -19,6 +19,7 @@ import numpy as np
 from .constants import ESTIMATORS
 from .network import Network
 from .solver import Solution, solve
+from .topology import Layered
 from .validation import ValidationError
 
 __all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_gradient", "adjoint_solve",
@@ -43,13 +44,9 @@ class Gradient:
         return np.concatenate([g.ravel() for g in self.dG] + [b.ravel() for b in self.db])
 
 
-def _weights(net: Network) -> list[float]:
-    return [(net.C / net.A) ** (l - 1) for l in range(1, net.depth + 1)]
-
-
 def beta_eff(net: Network, beta: float) -> float:
     """EP's nudging strength in the co-content, ``w_L·(g(β) − g(0))`` (S)."""
-    return _weights(net)[-1] * (net.g_nudge(beta) - net.g_nudge(0.0))
+    return Layered(net).weights[-1] * (net.g_nudge(beta) - net.g_nudge(0.0))
 
 
 def beta_limit(net: Network, margin: float = BETA_MARGIN) -> float:
@@ -60,18 +57,13 @@ def beta_limit(net: Network, margin: float = BETA_MARGIN) -> float:
     (the conductance matrix seen from the outputs, S). The nudged co-content stays convex while
     ``w_L·|g| < 1/λmax(D S⁻¹ Dᵀ)`` (``D``: ``decode``). With ``w_L·|g| = margin`` times that bound:
     ``β = h/(1 + h·R_on)``, ``h = margin/(w_L·λmax)``. Costs one dense solve per hidden layer."""
-    w, A = _weights(net), net.A
-    L = net.depth
+    topo = Layered(net)
+    w, L = topo.weights, net.depth
     S = None
     for l in range(1, L + 1):
-        diag = w[l - 1] * net.G[l - 1].sum(axis=0)
-        if l < L:
-            diag = diag + w[l] * A * A * net.G[l].sum(axis=1)
-        else:
-            diag = diag + w[-1] * net.g_nudge(0.0)
-        Hll = np.diag(diag)
-        if S is not None:  # eliminate layer l-1: H_ll − Bᵀ S⁻¹ B with B = −w_l·A·diag(signs)·G_l
-            B = w[l - 1] * A * net.signs(l - 1)[:, None] * net.G[l - 1]
+        Hll = np.diag(w[l - 1] * (topo.conductance(l) + (net.g_nudge(0.0) if l == L else 0.0)))
+        if S is not None:  # eliminate layer l-1: H_ll − Bᵀ S⁻¹ B with B = −w_l·forward(l)
+            B = w[l - 1] * topo.forward(l)
             Hll = Hll - B.T @ np.linalg.solve(S, B)
         S = Hll
     D = net.decode(np.eye(S.shape[0])).T  # (classes, n_L): decode as a matrix
@@ -91,17 +83,14 @@ def loss(net: Network, states: Sequence[np.ndarray], y: np.ndarray) -> float:
     return float(0.5 * np.mean(np.sum((net.decode(states[-1]) - y) ** 2, axis=1)))
 
 
-def _drives(net: Network, v0: np.ndarray, states: Sequence[np.ndarray]) -> list[np.ndarray]:
-    return [v0] + [net.A * net.signs(l) * s for l, s in enumerate(states[:-1], 1)]
-
-
 def _energy_grad_diff(net: Network, v0: np.ndarray, sa: Sequence[np.ndarray], sb: Sequence[np.ndarray]) -> Gradient:
     """Batch mean of ``∂E/∂θ(s_a) − ∂E/∂θ(s_b)``, without forming either: ``½(u−v)²`` differences as
     ``½(Δu − Δv)(Σu − Σv)`` in matrix-product form (no cancellation for close phases)."""
     B = len(v0)
-    ua, ub = _drives(net, v0, sa), _drives(net, v0, sb)
+    topo = Layered(net)
+    ua, ub = topo.drives(v0, sa), topo.drives(v0, sb)
     dG, db = [], []
-    for l, w in enumerate(_weights(net), 1):
+    for l, w in enumerate(topo.weights, 1):
         dv, sv = sa[l - 1] - sb[l - 1], sa[l - 1] + sb[l - 1]
         if l == 1:  # both phases share the inputs: Δu = 0
             g = (dv * sv).sum(0)[None, :] - 2.0 * (v0.T @ dv)
@@ -167,14 +156,11 @@ def kcl_diagonal(net: Network, free_states: Sequence[np.ndarray]) -> list[np.nda
     """Diagonal of the free-phase KCL Jacobian (S) per layer, ``(batch, n_l)``: crossbar conductances, ``C·A`` times
     the next crossbar's, the element's small-signal conductance (``inf`` for an ideal diode on a rail: the node
     is voltage-clamped) and, at the outputs, the free-phase leak ``g(0)``."""
+    topo, L = Layered(net), net.depth
     out = []
-    for l in range(1, net.depth + 1):
-        d = net.G[l - 1].sum(0)
-        if l < net.depth:
-            d = d + net.C * net.A * net.G[l].sum(1) + net.element.conductance(
-                free_states[l - 1], net.lo[l - 1], net.hi[l - 1])
-        else:
-            d = d + net.g_nudge(0.0)
+    for l in range(1, L + 1):
+        d = topo.conductance(l) + (net.element.conductance(free_states[l - 1], net.lo[l - 1], net.hi[l - 1])
+                                   if l < L else net.g_nudge(0.0))
         out.append(np.broadcast_to(d, free_states[l - 1].shape))
     return out
 
@@ -189,7 +175,8 @@ def adjoint_solve(net: Network, free_states: Sequence[np.ndarray], r_out: np.nda
     complement ``H_KK − M·Mᵀ`` with ``M = H_KE·(W_E·D_E)^(−1/2)`` over the kept layers ``K``, one batched matrix
     product per chunk of samples, then a batched LU solve. ``O(n³)`` per sample; voltage-clamped nodes (ideal
     diode on a rail) do not move. ``chunk_floats`` bounds the memory of one chunk (float64 elements)."""
-    L, n, A, C, w = net.depth, net.sizes, net.A, net.C, _weights(net)
+    topo = Layered(net)
+    L, n, w = net.depth, net.sizes, topo.weights
     diag = kcl_diagonal(net, free_states)
     keep = [l for l in range(1, L + 1) if l % 2 == L % 2]
     elim = [l for l in range(1, L) if l % 2 != L % 2]
@@ -200,12 +187,12 @@ def adjoint_solve(net: Network, free_states: Sequence[np.ndarray], r_out: np.nda
     e0 = 0
     for e in elim:
         cols = slice(e0, e0 + n[e])
-        se = net.signs(e)  # inverting amplifiers: J[l, l−1] = −A·G_lᵀ·diag(s_{l−1}), J[l, l+1] = −C·diag(s_l)·G_{l+1}
+        # J[l, l−1] = −forward(l)ᵀ, J[l, l+1] = −backward(l); H's blocks are these times w_l (symmetric)
         if e > 1:
-            below, sb = slice(off[e - 1], off[e - 1] + n[e - 1]), net.signs(e - 1)
-            P[cols, below], Q[below, cols] = -A * net.G[e - 1].T * sb, -w[e - 2] * C * sb[:, None] * net.G[e - 1]
+            below = slice(off[e - 1], off[e - 1] + n[e - 1])
+            P[cols, below], Q[below, cols] = -topo.forward(e).T, -w[e - 2] * topo.backward(e - 1)
         above = slice(off[e + 1], off[e + 1] + n[e + 1])
-        P[cols, above], Q[above, cols] = -C * se[:, None] * net.G[e], -w[e] * A * net.G[e].T * se
+        P[cols, above], Q[above, cols] = -topo.backward(e), -w[e] * topo.forward(e + 1).T
         e0 += n[e]
     wk = np.concatenate([np.full(n[l], w[l - 1]) for l in keep])
     we = np.concatenate([np.full(n[e], w[e - 1]) for e in elim]) if elim else np.zeros(0)
@@ -246,8 +233,9 @@ def response_gradient(net: Network, v0: np.ndarray, states: Sequence[np.ndarray]
     """Batch mean of the derivative of ``∂E/∂θ`` at ``states`` along the state change ``ds`` (V per layer):
     ``w_l·(u_i − v_j)(du_i − dv_j)`` per conductance and ``−w_l·dv_j`` per bias (branch voltages times response
     differences). With ``ds = −J⁻¹ r`` this is the loss gradient."""
-    w = _weights(net)
-    u, du = _drives(net, v0, states), _drives(net, np.zeros_like(v0), ds)
+    topo = Layered(net)
+    w = topo.weights
+    u, du = topo.drives(v0, states), topo.drives(np.zeros_like(v0), ds)
     dG, db = [], []
     for l in range(1, net.depth + 1):
         ui, vi, dui, dvi = u[l - 1], states[l - 1], du[l - 1], ds[l - 1]
@@ -260,7 +248,7 @@ def response_gradient(net: Network, v0: np.ndarray, states: Sequence[np.ndarray]
 def cost_current(net: Network, free_states: Sequence[np.ndarray], y: np.ndarray) -> np.ndarray:
     """``r = decodeᵀ(decode(v_L) − y)/w_L`` (A per V² of cost, ``(batch, n_L)``): the currents that drive the
     linearised circuit at the outputs so that its response is the adjoint."""
-    return net.decode_T(net.decode(free_states[-1]) - y) / _weights(net)[-1]
+    return net.decode_T(net.decode(free_states[-1]) - y) / Layered(net).weights[-1]
 
 
 def implicit_gradient(net: Network, v0: np.ndarray, free_states: Sequence[np.ndarray], y: np.ndarray) -> Gradient:

@@ -20,6 +20,7 @@ import numpy as np
 from .constants import OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
 from .files import atomic_write
+from .topology import Layered
 from .validation import ValidationError
 
 __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
@@ -200,8 +201,9 @@ class Network:
             if np.any(lo > hi):
                 j = int(np.argmax(lo > hi))
                 raise NetworkFormatError(f"lo{l}[{j}] = {lo[j]} V > hi{l}[{j}] = {hi[j]} V")
+        topo = Layered(self)
         for l in range(1, L + 1):
-            total = self.G[l - 1].sum(axis=0) + (self.G[l].sum(axis=1) if l < L else 0.0)
+            total = topo.conductance(l)
             if np.any(total <= 0):
                 j = int(np.argmax(total <= 0))
                 raise NetworkFormatError(f"node {j} of layer {l} is floating: all its conductances are 0")

@@ -30,6 +30,7 @@ from .constants import STEP_PER_TOL, TOL
 from .elements import Linear, LinearPair
 from .files import atomic_write
 from .network import Network
+from .topology import Layered
 from .validation import ValidationError, check_array
 
 __all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current",
@@ -168,12 +169,12 @@ class _Layers:
 
     def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None,
                  shared: "_Layers | None" = None):
-        L, A, C = net.depth, net.A, net.C
-        self.net, self.L, self.A, self.C = net, L, A, C
+        L = net.depth
+        self.net, self.L, self.topo = net, L, Layered(net)
         self.G = net.G
         self.odd = list(range(1, L + 1, 2))
         self.even = list(range(2, L + 1, 2))
-        key = net.G + net.b + [v0, np.array([A, C])] + [net.signs(l) for l in range(1, L)]
+        key = net.G + net.b + [v0, np.array([net.A, net.C])] + self.topo.sign
         if shared is not None and shared.net is net and all(
                 x.shape == y.shape and np.array_equal(x, y) for x, y in zip(shared.key, key)):
             self.__dict__.update({k: shared.__dict__[k] for k in _Layers._SHARED})
@@ -181,22 +182,19 @@ class _Layers:
             self._network_part(net, v0, [x.copy() for x in key])
         self._phase(net, beta, targets)
 
-    _SHARED = ("key", "v0", "colsum", "sign", "colmax", "gmax", "gtop", "hidden_a", "Gf", "Gb", "fixed0", "inputs",
-               "input_range", "GT")
+    _SHARED = ("key", "v0", "colmax", "gmax", "gtop", "a_net", "Gf", "Gb", "fixed0", "inputs", "input_range", "GT")
 
     def _network_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
-        L, A, C = self.L, self.A, self.C
+        L, topo = self.L, self.topo
         self.key, self.v0 = key, v0
-        self.colsum = colsum = [g.sum(axis=0) for g in net.G]
-        self.sign = [net.signs(l) for l in range(1, L)]  # amplifier signs of each hidden layer
         self.colmax = [g.argmax(axis=0) for g in net.G]  # row of each node's largest input conductance
         self.gmax = [g.max() for g in net.G]
         self.gtop = [g[top, np.arange(g.shape[1])] for g, top in zip(net.G, self.colmax)]
-        self.hidden_a = [colsum[l - 1] + C * A * net.G[l].sum(axis=1) for l in range(1, L)]
+        self.a_net = [topo.conductance(l) for l in range(1, L + 1)]
         # the crossbars with their amplifier gains and signs folded in: the drive of layer l is
         # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l]
-        self.Gf = {l: (A * self.sign[l - 2])[:, None] * net.G[l - 1] for l in range(2, L + 1)}
-        self.Gb = {l: np.ascontiguousarray((C * self.sign[l - 1][:, None] * net.G[l]).T) for l in range(1, L)}
+        self.Gf = {l: topo.forward(l) for l in range(2, L + 1)}
+        self.Gb = {l: np.ascontiguousarray(topo.backward(l).T) for l in range(1, L)}
         self.fixed0 = v0 @ net.G[0] + net.b[0]
         # the input side of I_ref's branches (crossbar 1): each node's top-conductance input, each sample's
         # extreme inputs and their rows of G1 (see _i_ref)
@@ -210,7 +208,7 @@ class _Layers:
     def _phase(self, net: Network, beta: float, targets: np.ndarray | None) -> None:
         L = self.L
         gn = net.g_nudge(beta)
-        self.a = self.hidden_a + [self.colsum[L - 1] + gn]
+        self.a = self.a_net[:-1] + [self.a_net[-1] + gn]
         for l, a in enumerate(self.a, 1):
             if np.any(a <= 0):
                 j = int(np.argmax(a <= 0))
@@ -418,15 +416,10 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
     return iters, res, iref, step, conv
 
 
-def _hidden_drive(P: _Layers, l: int, v: dict[int, np.ndarray]) -> np.ndarray:
-    """Drive voltages ``u`` (V) of crossbar ``l >= 2``: hidden layer ``l-1`` through its amplifiers."""
-    return P.A * P.sign[l - 2] * v[l - 1]
-
-
 def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
     """(layer, drive voltages u (V), node voltages v (V), G) of every crossbar."""
     for l in range(1, P.L + 1):
-        yield l, v0 if l == 1 else _hidden_drive(P, l, v), v[l], P.G[l - 1]
+        yield l, P.topo.drive(l, v0 if l == 1 else v[l - 1]), v[l], P.G[l - 1]
 
 
 def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
@@ -437,7 +430,7 @@ def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarr
         if l == 1:
             umax, umin = P.input_range[0][rows], P.input_range[1][rows]
         else:
-            u = _hidden_drive(P, l, v)
+            u = P.topo.drive(l, v[l - 1])
             umax, umin = u.max(axis=1), u.min(axis=1)
         span = np.maximum(umax, v[l].max(axis=1)) - np.minimum(umin, v[l].min(axis=1))
         best = np.maximum(best, P.gmax[l - 1] * span)
@@ -456,7 +449,7 @@ def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray
         if l == 1:
             u_top, ext, nodes = P.inputs[0][rows], [(ui[rows], gi[rows]) for ui, gi in P.inputs[1]], ()
         else:
-            u, G = _hidden_drive(P, l, v), P.G[l - 1]
+            u, G = P.topo.drive(l, v[l - 1]), P.G[l - 1]
             u_top = u[:, P.colmax[l - 1]]
             ext = [(np.take_along_axis(u, i[:, None], axis=1), G[i]) for i in (u.argmax(axis=1), u.argmin(axis=1))]
             nodes = (vl.argmax(axis=1), vl.argmin(axis=1))
@@ -505,7 +498,7 @@ def energy(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, be
     y = 0.0 if targets is None else targets
     E = np.zeros(len(v0))
     for l, u, vl, G in _drives(P, v0, v):
-        w = (P.C / P.A) ** (l - 1)
+        w = P.topo.weights[l - 1]
         quad = (u * u) @ G.sum(axis=1) + (vl * vl) @ G.sum(axis=0) - 2 * np.einsum("bj,bj->b", u @ G, vl)
         El = 0.5 * quad - vl @ network.b[l - 1]
         if l < P.L:

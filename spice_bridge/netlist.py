@@ -16,6 +16,7 @@ import numpy as np
 from cdsolver.circuit import Circuit
 from cdsolver.elements import Shockley, rail_node, spice_number as num
 from cdsolver.network import Network
+from cdsolver.topology import Layered
 from cdsolver.validation import ValidationError
 
 __all__ = ["deck", "general_deck", "circuit_deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
@@ -98,6 +99,7 @@ def body(net: Network, *, beta: float = 0.0, builtin_diode: bool = False) -> lis
     if beta != 0 and net.r_on <= 0:
         raise ValidationError("ngspice switches need R_on > 0 Ω; this network has R_on = 0")
     L, n, el, amp = net.depth, net.sizes, net.element, net.amplifier is not None
+    topo = Layered(net)
     lines: list[str] = []
     rails: set[float] = set()
     for l in range(1, L + 1):
@@ -119,9 +121,9 @@ def body(net: Network, *, beta: float = 0.0, builtin_diode: bool = False) -> lis
                 rails |= {float(r) for r in np.concatenate([lo, hi]) if math.isfinite(r)}
         if amp:
             lines += ["", f"* ---- layer {l}: amplifiers (E: u = A v; Vs: 0 V sense; F: pulls C x delivered current)"]
-            for j, sg in enumerate(net.signs(l)):  # an inverting amplifier: gains −A and −C
-                lines += [f"E{l}_{j} s{l}_{j} 0 {node(l, j)} 0 {num(sg * net.A)}", f"Vs{l}_{j} s{l}_{j} u{l}_{j} DC 0",
-                          f"F{l}_{j} {node(l, j)} 0 Vs{l}_{j} {num(sg * net.C)}"]
+            for j, (ga, gc) in enumerate(zip(*topo.gains(l))):  # an inverting amplifier: gains −A and −C
+                lines += [f"E{l}_{j} s{l}_{j} 0 {node(l, j)} 0 {num(ga)}", f"Vs{l}_{j} s{l}_{j} u{l}_{j} DC 0",
+                          f"F{l}_{j} {node(l, j)} 0 Vs{l}_{j} {num(gc)}"]
     if rails:
         lines += ["", "* ---- diode rails (built-in D model option)", el.spice_model()]
         lines += [f"V{rail_node(r)} {rail_node(r)} 0 DC {num(r)}" for r in sorted(rails)]
