@@ -24,6 +24,8 @@ from . import circuit_cli
 if TYPE_CHECKING:
     import numpy as np
 
+    from cdsolver.network import Amplifier, Network
+
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
@@ -185,7 +187,7 @@ def cmd_spice(args: argparse.Namespace) -> int:
 RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "invert", "input_gain", "outputs",
                "batch_size", "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target",
                "g_min", "g_max",
-               "tol", "max_sweeps", "gradient", "seed")
+               "tol", "max_sweeps", "gradient", "seed", "init")
 
 
 def _train_data(args: argparse.Namespace) -> dict:
@@ -232,6 +234,27 @@ def _check_train_args(args: argparse.Namespace) -> None:
             raise CliError(f"{name} must be {want}, got {val}")
 
 
+def _init_network(args: argparse.Namespace, n_inputs: int, amp: Amplifier | None) -> Network:
+    """``--init NET.npz``: the trained network to start from, checked against the structure options (its rails
+    and input gain are kept)."""
+    from cdsolver.network import NetworkFormatError, load_network
+
+    try:
+        net = load_network(args.init)
+    except (OSError, NetworkFormatError) as e:
+        raise CliError(f"--init {args.init}: {getattr(e, 'strerror', None) or e}") from None
+    want = {"sizes": [n_inputs, *args.hidden, 20 if args.outputs == "paired" else 10], "element": args.element,
+            "amplifier": amp, "outputs": args.outputs}
+    have = {"sizes": net.sizes, "element": net.element.kind, "amplifier": net.amplifier, "outputs": net.outputs}
+    diff = [f"{k} {have[k]} (options: {want[k]})" for k in want if have[k] != want[k]]
+    if diff:
+        raise CliError(f"--init {args.init}: the network differs from the options: {'; '.join(diff)}")
+    if args.input_gain is not None and args.input_gain != net.input_gain:
+        raise CliError(f"--init {args.init}: the network's input gain is {net.input_gain:g} V, --input-gain "
+                       f"{args.input_gain:g}")
+    return net
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cdsolver import defaults
     from cdsolver.network import Amplifier, save_network
@@ -266,8 +289,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
     else:
         amp = None if args.amplifier is None else Amplifier(*args.amplifier, args.invert)
-        net = defaults.network(data["train"].x, args.hidden, 10, args.element, rails_=args.rails, amplifier=amp,
-                               outputs=args.outputs, gain=args.input_gain, seed=args.seed)
+        if args.init:
+            net = _init_network(args, 2 * data["train"].x.shape[1], amp)
+        else:
+            net = defaults.network(data["train"].x, args.hidden, 10, args.element, rails_=args.rails,
+                                   amplifier=amp, outputs=args.outputs, gain=args.input_gain, seed=args.seed)
     try:
         cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
     except ValueError as e:
@@ -521,6 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
                    "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; README)")
     p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")
+    p.add_argument("--init", metavar="NET.npz", help="start from this trained network's weights (and its rails and "
+                   "input gain) instead of a random one, with a fresh optimizer: e.g. a finished run continued at a "
+                   "lower --lr; the structure options must describe it")
     p.add_argument("--out", required=True, metavar="NET.npz", help="output network file")
     p.set_defaults(func=cmd_train)
 

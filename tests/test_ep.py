@@ -345,3 +345,35 @@ def test_one_rate_is_scaled_per_layer_by_the_amplifier_weights():
     assert TrainConfig(lr=[0.1, 0.2, 0.3], optimizer="momentum").rates(amp) == [0.1, 0.2, 0.3]
     with pytest.raises(ValueError, match="lr must be one positive rate or 3"):
         TrainConfig(lr=[0.1, 0.2]).rates(amp)
+
+
+def test_drn_train_init_starts_from_a_trained_network(tmp_path, capsys):
+    """--init NET.npz: the run starts from NET's weights with a fresh optimizer (= the library's train on the loaded
+    network); a network that the structure options do not describe, or a bad file, is a one-line error."""
+    from cdsolver.datasets import load_digits
+
+    base = ["train", "--hidden", "8", "--outputs", "paired", "--batch-size", "64"]
+    one = tmp_path / "one.npz"
+    assert main(base + ["--epochs", "1", "--out", str(one)]) == 0
+    assert main(base + ["--epochs", "0", "--init", str(one), "--out", str(tmp_path / "same.npz")]) == 0
+    a, b = load_network(one), load_network(tmp_path / "same.npz")
+    for x, y in zip(a.G + a.b, b.G + b.b):
+        np.testing.assert_array_equal(x, y)
+    assert b.input_gain == a.input_gain
+    assert main(base + ["--epochs", "1", "--lr", "0.003", "--init", str(one), "--out", str(tmp_path / "two.npz")]) == 0
+    net, data = load_network(one), load_digits(seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.003)
+    st = TrainState.start(net, len(data["train"].x), cfg)
+    train(net, data, cfg, state=st)
+    got, want = load_network(tmp_path / "two.npz"), st.model(net)
+    for x, y in zip(got.G + got.b, want.G + want.b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(got.G[0], a.G[0])  # it trained
+    capsys.readouterr()
+    assert main(["train", "--hidden", "9", "--init", str(one), "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "the network differs from the options: sizes [128, 8, 20] (options: [128, 9, 10]); outputs paired" in err
+    assert main(base + ["--init", str(one), "--input-gain", "3", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "input gain" in capsys.readouterr().err
+    assert main(base + ["--init", str(tmp_path / "nothing.npz"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--init" in capsys.readouterr().err
