@@ -8,7 +8,7 @@ import pytest
 
 from cdsolver import defaults, random_network, solve
 from cdsolver.datasets import Split, load_digits
-from cdsolver.ep import _weights, beta_limit, ep_gradient, implicit_gradient, safe_beta
+from cdsolver.ep import beta_limit, ep_gradient, implicit_gradient, safe_beta
 from cdsolver.network import Amplifier
 from cdsolver.train import TrainConfig, train
 from studies.cli import main
@@ -21,7 +21,8 @@ AMP_IDS = ["passive", "A4C1", "A4C0.25", "A4C1-invert"]
 def lin_hessian(net, g_out):
     """Dense co-content Hessian of the diode-free network (layer weights w_l), nudging conductance ``g_out`` on the
     outputs (paired: between v+ and v−) — written out node by node, independently of ``beta_limit``."""
-    n, L, A, w = net.sizes, net.depth, net.A, _weights(net)
+    n, L, A = net.sizes, net.depth, net.A
+    w = [(net.C / A) ** (l - 1) for l in range(1, L + 1)]  # co-content weights (C/A)^(l−1)
     cuts = np.cumsum([0] + n[1:])
     H = np.zeros((cuts[-1], cuts[-1]))
     for l in range(1, L + 1):  # crossbar l: ½·w_l·Σ G_ij (u_i − v_j)², u = v0 (l = 1) or A·v_{l−1}
