@@ -142,6 +142,19 @@ def test_coupled_ideal_diodes_match_the_constrained_program_and_kkt(seed):
     assert max(ve[a] - ve[k] for _, a, k in ckt.ideal) > 1e-3
 
 
+@pytest.mark.parametrize("seed", [1, 3])
+def test_coupled_ideal_diodes_with_floating_sources_satisfy_kkt(seed):
+    c = coupled_circuit(30, seed)  # the reference takes grounded sources only: KKT here
+    c.add_vsource("vf1", "n5", "n9", 0.2)
+    c.add_vsource("vf2", "n12", "n3", -0.1)
+    g = Graph(c)
+    sol = solve_circuit(g).check()
+    k = g.kkt(sol.states[0][0])
+    assert k["violation"] <= 1e-12 and max(k["kcl"], k["current"]) <= 1e-12 * k["i_ref"]
+    assert k["complementarity"] <= 1e-12 * k["i_ref"] * max(np.abs(sol.states[0]).max(), 1.0)
+    assert sol.setup.kkt and sol.setup.dropped >= 1
+
+
 def test_kkt_sees_a_wrong_answer():
     ckt = coupled_circuit(18, 0)
     g = Graph(ckt)
