@@ -135,7 +135,7 @@ def test_coupled_ideal_diodes_match_the_constrained_program_and_kkt(seed):
         assert k["complementarity"] <= scale * max(np.abs(v).max(), 1.0)
         rec = sol.setup
         assert rec.kkt and len(rec.active) >= 3 and np.all(rec.currents >= -scale)
-        assert rec.dropped >= (seed == 0)  # measured: 1-3 drops per circuit; seed 0 takes the drop path twice
+        assert rec.dropped >= (seed == 0)  # measured: 1-2 drops per circuit; seed 0 takes the drop path twice
     # the diodes are really in play: the answer without them violates some
     free = solve_circuit(Circuit(**{**ckt.__dict__, "ideal": []})).states[0][0]
     ve = np.append(free, 0.0)
