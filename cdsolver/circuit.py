@@ -200,7 +200,7 @@ def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: 
     third node, sources at two corners; ladder: series resistors, a diode and a resistor to ground at every rung;
     bridge: n/4 diode bridges fed by one source, each with its load. Resistors 100 Ω–10 kΩ (log-uniform), diodes
     IS 1e-15–1e-12 A, N 1–2, and ``RS`` 1–50 Ω when ``rs``. ``ideal``: each diode becomes an ideal diode from its
-    anode's node to a rail at +0.1 V or from a rail at −0.1 V to it (one terminal fixed, as ``graph`` requires),
+    anode's node to a rail at +0.1 V or from a rail at −0.1 V to it (one terminal fixed: a bound in ``graph``),
     the sources' voltages are scaled by 0.1, and a diode left between two forward-biased fixed potentials is dropped.
     """
     if kind not in KINDS:

@@ -14,10 +14,13 @@ conductance matrix; nodes without a diode: ``x = c/a``; with diodes: safeguarded
 ``[min(c/a, w), max(c/a, w)]``, bisection when a step leaves it, to rounding). One sweep updates every colour
 in turn (Gauss–Seidel); ``solver.fixed_point`` accelerates it (Anderson + safeguard) and stops on
 ``max|KCL| <= tol * I_ref``, ``I_ref`` the largest current of a branch an unknown sets (``Graph.i_ref``).
+Ideal diodes with one terminal fixed are bounds (a clip in the node update); between two unknown nodes they are
+constraints of ``active_set`` (supernodes of the conducting ones, each solved here).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from operator import itemgetter
 
 import numpy as np
@@ -149,6 +152,12 @@ class Graph:
         self.terminals = tuple(q[t] for q in (own, other, s, *law, d))
         self._check_paths(cA[jk], cK[jk], cp, cq)
         self.lo, self.hi = self._bounds()
+        ia, ik = (np.array([e[i] for e in ckt.ideal], dtype=np.int64) for i in (1, 2))
+        ca_, ck_ = self.coord[ia], self.coord[ik]
+        moves = np.flatnonzero(ca_ != ck_)  # the ideal diodes whose v(anode) - v(cathode) an unknown sets
+        self.constraints = (moves, ia[moves], ik[moves], ca_[moves], ck_[moves])  # index in circuit.ideal, nodes,
+        # coordinates (n: fixed)
+        self.coupled = np.flatnonzero((ca_ < n) & (ck_ < n) & (ca_ != ck_))  # both terminals unknown: active_set
         self.boxed = np.flatnonzero(np.isfinite(self.lo) | np.isfinite(self.hi))
         self.colours = colouring(self._adjacency(cA[jk], cK[jk]))
         self.blocks = [_Block(self, S) for S in self.colours]
@@ -182,7 +191,8 @@ class Graph:
 
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds (V) of each coordinate from the ideal diodes: one terminal fixed (or both in one group) makes
-        ``v(anode) <= v(cathode)`` a bound of the other's coordinate; the node update is then an exact clip."""
+        ``v(anode) <= v(cathode)`` a bound of the other's coordinate; the node update is then an exact clip.
+        A diode between two unknown coordinates is no bound (``coupled``: ``active_set``)."""
         n, coord, off, ckt = self.n, self.coord, self.off, self.circuit
         lo, hi = np.full(n + 1, -np.inf), np.full(n + 1, np.inf)
         for name, a, k in ckt.ideal:
@@ -193,10 +203,7 @@ class Graph:
                     raise CircuitError(f"ideal diode {name} is forward-biased by {gap:.6g} V between potentials "
                                        f"fixed by sources: its current would be unbounded")
             elif ca < n and ck < n:
-                raise CircuitError(f"ideal diode {name} joins two unknown nodes ({_name(ckt.nodes, a)}, "
-                                   f"{_name(ckt.nodes, k)}): drn circuit takes ideal diodes with one terminal at a "
-                                   f"fixed potential (ground or a voltage source), where the node update is an exact "
-                                   f"clip; between two unknowns coordinate descent can stall")
+                continue  # a coupled constraint: active_set.solve_active, not a bound
             elif ca < n:
                 hi[ca] = min(hi[ca], off[k] - off[a])
             else:
@@ -229,16 +236,17 @@ class Graph:
         x[self.coord[:-1][free]] = (v - self.off[:-1])[free]
         return x
 
-    def kcl(self, x: np.ndarray, slopes: bool = False):
+    def kcl(self, x: np.ndarray, slopes: bool = False, bounds: bool = True):
         """KCL residual (A) of every coordinate: the current leaving it (a bounded coordinate: the natural residual
-        ``a*(x - clip(x - f/a, lo, hi))`` of its ideal diodes' complementarity, as ``elements.Ideal``); with
-        ``slopes``, also each junction terminal's conductance (S)."""
+        ``a*(x - clip(x - f/a, lo, hi))`` of its ideal diodes' complementarity, as ``elements.Ideal``; not with
+        ``bounds=False``: the current leaving through the other elements); with ``slopes``, also each junction
+        terminal's conductance (S)."""
         own, other, s, Is, vte, rs, d = self.terminals
         xe = np.append(x, 0.0)
         J, dJ = _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)
         J *= s
         f = self.a * x - self.b - self.W @ x + np.bincount(own, J, self.n)
-        if self.boxed.size:  # natural residual of the bounds: 0 iff KCL holds with diode currents >= 0
+        if bounds and self.boxed.size:  # natural residual of the bounds: 0 iff KCL holds with diode currents >= 0
             k = self.boxed
             f[k] = self.a[k] * (x[k] - np.clip(x[k] - f[k] / self.a[k], self.lo[k], self.hi[k]))
         return (f, dJ) if slopes else f
@@ -269,7 +277,8 @@ class Graph:
         ideal diodes) through the diodes that set the bound, others carry 0. Returns ``violation`` (V: largest
         ``v(anode) - v(cathode)``, feasibility), ``kcl`` (A: largest ``|f|`` of a coordinate at no bound),
         ``current`` (A: largest negative diode current, ``f > 0`` at an upper bound or ``f < 0`` at a lower one),
-        ``complementarity`` (W: largest ``|i|·|v(cathode) - v(anode)|`` of a conducting diode) and ``i_ref`` (A)."""
+        ``complementarity`` (W: largest ``|i|·|v(cathode) - v(anode)|`` of a conducting diode) and ``i_ref`` (A).
+        With ideal diodes between two unknown nodes the currents are assigned as ``_kkt_coupled`` says."""
         ckt, n = self.circuit, self.n
         ve = np.append(np.asarray(v, dtype=np.float64), 0.0)
         out = np.zeros(ve.size)  # current leaving each node through resistors, junctions, current sources
@@ -290,6 +299,8 @@ class Graph:
         free = coord < n
         f = np.bincount(coord[free], out[:-1][free], n)
         x = self.coordinates(np.asarray(v, dtype=np.float64))
+        if self.coupled.size:
+            return self._kkt_coupled(ve, f, x)
         at_hi, at_lo = x >= self.hi, x <= self.lo
         held = at_hi | at_lo
         wrong = np.concatenate([f[at_hi & ~at_lo], -f[at_lo & ~at_hi], [0.0]])
@@ -303,6 +314,36 @@ class Graph:
                     current=float(wrong.max()), complementarity=float(np.max(np.abs(f[held]) * closest[:n][held],
                                                                               initial=0.0)),
                     i_ref=self.i_ref(x))
+
+
+    def _kkt_coupled(self, ve: np.ndarray, f: np.ndarray, x: np.ndarray) -> dict[str, float]:
+        """``kkt`` with coupled ideal diodes: the diodes within ``1e-12·max(|v|, 1 V)`` of conduction carry the
+        non-negative currents that best satisfy KCL (least squares, scipy's ``nnls``: a loop of such diodes leaves
+        them non-unique); ``kcl`` is the largest ``|f|`` of a coordinate no such diode touches, ``current`` the
+        largest KCL those currents leave (what only a negative diode current would carry), ``complementarity``
+        the largest ``i·|v(cathode) - v(anode)|``."""
+        from scipy.optimize import nnls
+
+        n, ckt = self.n, self.circuit
+        ia, ik = (np.array([e[i] for e in ckt.ideal], dtype=np.int64) for i in (1, 2))
+        _, ja, jk, ca, ck = self.constraints
+        gap = ve[jk] - ve[ja]
+        tight = np.flatnonzero(gap <= 1e-12 * max(float(np.abs(ve).max()), 1.0))
+        rows = np.unique(np.concatenate([ca[tight], ck[tight]]))
+        rows = rows[rows < n]
+        pos = np.searchsorted(rows, np.minimum(np.concatenate([ca[tight], ck[tight]]), n))
+        into = np.concatenate([ca[tight], ck[tight]]) < n
+        B = np.zeros((rows.size, tight.size))  # current leaving a coordinate through its tight diodes, per ampere
+        np.add.at(B, (pos[into], np.tile(np.arange(tight.size), 2)[into]),
+                  np.repeat([1.0, -1.0], tight.size)[into])
+        lam = nnls(B, -f[rows])[0] if rows.size else np.zeros(tight.size)
+        left = f.copy()
+        left[rows] += B @ lam
+        free = np.ones(n, dtype=bool)
+        free[rows] = False
+        return dict(violation=float(np.max(ve[ia] - ve[ik], initial=0.0)) + 0.0,
+                    kcl=float(np.abs(f[free]).max(initial=0.0)), current=float(np.abs(left[rows]).max(initial=0.0)),
+                    complementarity=float(np.max(lam * np.abs(gap[tight]), initial=0.0)), i_ref=self.i_ref(x))
 
 
 class _Block:
@@ -629,13 +670,25 @@ def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, t
     init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``; ``i_ref`` is the largest
     branch current, raised to the float64 floor of the residual where that is larger (``_Problem.i_ref``); the
     stop also needs a sweep that moves no potential by more than ``10·tol`` of the largest. coarse_after: sweeps
-    before the two-level correction (``_Coarse``) joins each sweep (-1: never)."""
+    before the two-level correction (``_Coarse``) joins each sweep (-1: never). Ideal diodes between two unknown
+    nodes: ``active_set.solve_active`` (CD on each sub-problem, ``setup`` holds its ``ActiveSet`` record)."""
     g = circuit if isinstance(circuit, Graph) else Graph(circuit)
     if not (tol > 0):
         raise ValidationError(f"tol must be > 0, got {tol}")
     if int(max_sweeps) < 1 or int(anderson) < 0 or int(coarse_after) < -1:
         raise ValidationError(f"max_sweeps must be >= 1, anderson >= 0 and coarse_after >= -1, got {max_sweeps}, "
                          f"{anderson}, {coarse_after}")
+    run = partial(_solve, tol=tol, max_sweeps=max_sweeps, anderson=anderson, coarse_after=coarse_after)
+    if g.coupled.size:
+        from .active_set import solve_active
+
+        return solve_active(g, init, run)
+    return run(g, init)
+
+
+def _solve(g: Graph, init: np.ndarray | None, *, tol: float, max_sweeps: int, anderson: int,
+           coarse_after: int) -> Solution:
+    """CD on the coordinates of ``g`` from node potentials ``init`` (V; None: 0)."""
     x = np.zeros((1, g.n)) if init is None else g.coordinates(np.asarray(init, dtype=np.float64))[None, :]
     P = _Problem(g, tol, int(coarse_after))
     stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson)

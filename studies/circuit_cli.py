@@ -94,7 +94,7 @@ def cmd_solve(args) -> int:
                  residual=sol.residual[0], i_ref=sol.i_ref[0], converged=sol.converged[0])
     print(f"{args.deck}: {len(v)} nodes; {'converged' if sol.converged[0] else 'NOT converged'} in "
           f"{sol.iterations[0]} sweeps, residual/I_ref {sol.residual[0] / max(sol.i_ref[0], 1e-300):.2e}; "
-          f"{wall:.4f} s; wrote {args.out}")
+          f"{wall:.4f} s{_rounds(sol)}; wrote {args.out}")
     return 0 if sol.converged[0] else EXIT_NOT_CONVERGED
 
 
@@ -163,13 +163,22 @@ def _check_kkt(args, sol, g, cd_s) -> int:
     print(f"{args.deck}: {len(g.circuit.ideal)} ideal diodes (IDEAL=1): ngspice has no ideal diode, so check cannot "
           f"compare with ngspice; checked the KKT conditions of CD's solution instead:")
     print(f"  feasibility max v(anode)-v(cathode) {k['violation']:.3e} V; KCL at unclamped nodes "
-          f"{k['kcl'] / iref:.3e} x I_ref; most negative diode current {k['current'] / iref:.3e} x I_ref; "
+          f"{k['kcl'] / iref:.3e} x I_ref; KCL only a negative diode current could carry {k['current'] / iref:.3e} "
+          f"x I_ref; "
           f"complementarity max |i*dv| {k['complementarity']:.3e} W (I_ref {k['i_ref']:.3e} A)")
     print(f"  KKT {'hold' if ok else 'FAIL'} (tolerance {KKT_TOL:g} x I_ref); CD {cd_s:.4f} s "
-          f"({sol.iterations[0]} sweeps{'' if sol.converged[0] else ', NOT converged'})")
+          f"({sol.iterations[0]} sweeps{'' if sol.converged[0] else ', NOT converged'}){_rounds(sol)}")
     if not sol.converged[0]:
         return EXIT_NOT_CONVERGED
     return 0 if ok else 1
+
+
+def _rounds(sol) -> str:
+    """``; N active-set rounds (K ideal diodes shorted)`` when ideal diodes joined two unknown nodes, else ``""``."""
+    rec = sol.setup
+    if rec is None:
+        return ""
+    return f"; {rec.rounds} active-set rounds ({len(rec.active)} ideal diodes shorted)"
 
 
 def cmd_from_network(args) -> int:

@@ -261,9 +261,13 @@ def test_ideal_diode_errors():
     c.add_resistor("r1", "a", "b", 1e3)
     c.add_resistor("r2", "b", "c", 1e3)
     c.add_resistor("r3", "c", "0", 1e3)
-    c.add_ideal_diode("d1", "b", "c")
-    with pytest.raises(CircuitError, match=r"ideal diode d1 joins two unknown nodes \(b, c\)"):
-        Graph(c)
+    c.add_ideal_diode("d1", "b", "c")  # two unknown nodes: conducts, b = c = 0.5 V (tests/test_ideal_coupled.py)
+    assert solve_circuit(c).check().states[0][0] == pytest.approx([1.0, 0.5, 0.5], abs=1e-15)
+    c.add_vsource("v2", "c", "m", -0.5)  # v(b) <= v(c) = v(m) - 0.5 and an ideal diode m -> b: v(m) <= v(b)
+    c.add_resistor("r4", "m", "0", 1e3)
+    c.add_ideal_diode("d5", "m", "b")
+    with pytest.raises(CircuitError, match="loop of ideal diodes and sources .* unbounded current"):
+        solve_circuit(c)
     c.ideal = [("d2", c.node("a"), -1)]
     with pytest.raises(CircuitError, match="ideal diode d2 is forward-biased by 1 V"):
         Graph(c)
