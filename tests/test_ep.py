@@ -317,7 +317,7 @@ def test_fashion_mnist_files_and_messages(tmp_path, monkeypatch):
         load_fashion_mnist(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["fashion_shockley", "fashion_ideal", "fashion_deep"])
+@pytest.mark.parametrize("name", ["fashion_shockley", "fashion_ideal", "fashion_deep", "fashion_deep_ideal"])
 def test_shipped_fashion_configs_train(tmp_path, name):
     """The README's Fashion-MNIST configs run as shipped (one epoch on generated 28×28 files: 64 train images
     after the 5,000 of the validation split)."""
