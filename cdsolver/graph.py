@@ -29,7 +29,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import wrightomega
 
 from .circuit import Circuit, CircuitError, diode_law
-from .constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL
+from .constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL, STEP_PER_TOL
 from .solver import Solution, fixed_point
 from .validation import ValidationError
 
@@ -42,8 +42,6 @@ _COARSE_MIN = 16  # aggregation rounds stop at this many aggregates
 _COARSE_STALL = 2000  # no two-level correction when the coarsest aggregation level keeps more aggregates
 _LU_BUDGET = 4.0  # the coarse LU factors may hold this many times the nonzeros of the fine graph (W and diagonal)
 _REFRESH = 0.05  # refactorise the coarse matrix when a junction conductance moved by this part of its node's total
-_STEP = 10.0  # stop only once a sweep moves no potential by more than _STEP * tol of the largest
-_TINY_V = 1e-300  # V: the scale of the step test when every potential is 0
 
 
 class _UnionFind:
@@ -612,7 +610,7 @@ class _Problem:
 
     def __init__(self, g: Graph, tol: float, coarse_after: int):
         self.g, self.tol, self.after = g, tol, coarse_after
-        self.x, self.last, self.count, self.moved = None, 0.0, 0, np.inf
+        self.x, self.last, self.count = None, 0.0, 0
         self.coarse = None
 
     def sweep(self, x, rows):
@@ -632,24 +630,16 @@ class _Problem:
         xe = np.append(y, 0.0)
         for blk in g.blocks:
             blk.update(xe)
-        self.moved = np.abs(xe[:-1] - x0).max(initial=0.0) / max(np.abs(x0).max(initial=0.0), _TINY_V)
         return xe[None, :-1], np.array([r]), x0
 
     def i_upper(self, rows, state):
         """4x the last reference current (inf before one is known): ``I_ref`` is computed only when the residual
-        could pass the test — a reference that grew faster than that merely delays the stop by some sweeps; and 0
-        (not yet) while a sweep still moves a potential by more than ``_STEP·tol`` of the largest: on an
-        ill-conditioned network a small KCL residual can leave a smooth voltage error ~ condition number larger."""
-        if self.moved > _STEP * self.tol:
-            return np.zeros(1)
+        could pass the test — a reference that grew faster than that merely delays the stop by some sweeps."""
         return np.array([4.0 * self.last if self.last > 0 else np.inf])
 
     def i_ref(self, rows, state, near):
         """The largest branch current, or the float64 floor ``32·eps·S/tol`` if larger (``S``: the largest sum of
-        absolute terms in a node's KCL; float64 potentials cannot bring the residual below ~eps·S); 0 (not
-        converged) at the sweep cap if the step test fails."""
-        if self.moved > _STEP * self.tol:
-            return np.zeros(1)
+        absolute terms in a node's KCL; float64 potentials cannot bring the residual below ~eps·S)."""
         self.last = self.g.i_ref(state)
         return np.array([max(self.last, 32 * _EPS * self.g.kcl_scale(state) / self.tol)])
 
@@ -691,5 +681,5 @@ def _solve(g: Graph, init: np.ndarray | None, *, tol: float, max_sweeps: int, an
     """CD on the coordinates of ``g`` from node potentials ``init`` (V; None: 0)."""
     x = np.zeros((1, g.n)) if init is None else g.coordinates(np.asarray(init, dtype=np.float64))[None, :]
     P = _Problem(g, tol, int(coarse_after))
-    stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson)
+    stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson, step_tol=STEP_PER_TOL * tol)
     return Solution([g.voltages(P.x)[None, :]], *stats, float(tol))

@@ -384,15 +384,15 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
     with np.errstate(over="ignore", invalid="ignore"):  # a wild extrapolation is caught by the safeguard
         for sweep in range(1, int(max_sweeps) + 1):
             gx, r, state = P.sweep(x, rows)
-            # I_ref only where the residual is within reach of the tolerance (an upper bound says so)
+            dx = np.abs(gx - x).max(axis=1, initial=0.0)  # the step a further sweep would make (V)
+            small = True if step_tol is None else dx <= step_tol * np.abs(x).max(axis=1, initial=0.0)
+            # I_ref only where the step test passes and the residual is within reach of the tolerance (an upper
+            # bound says so), and at the cap
             i_ref = np.zeros(len(rows))
-            near = (r <= tol * P.i_upper(rows, state)) | (sweep == int(max_sweeps))
+            near = (small & (r <= tol * P.i_upper(rows, state))) | (sweep == int(max_sweeps))
             if near.any():
                 i_ref[near] = P.i_ref(rows, state, near)
-            dx = np.abs(gx - x).max(axis=1, initial=0.0)  # the step a further sweep would make (V)
-            ok = r <= tol * i_ref
-            if step_tol is not None:
-                ok &= dx <= step_tol * np.abs(x).max(axis=1, initial=0.0)
+            ok = small & (r <= tol * i_ref)
             done = ok | (sweep == int(max_sweeps))
             rejected = ~(r <= _GUARD * r_best)  # NaN included
             better = r < r_best
