@@ -416,12 +416,6 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
     return iters, res, iref, step, conv
 
 
-def _drives(P: _Layers, v0: np.ndarray, v: dict[int, np.ndarray]):
-    """(layer, drive voltages u (V), node voltages v (V), G) of every crossbar."""
-    for l in range(1, P.L + 1):
-        yield l, P.topo.drive(l, v0 if l == 1 else v[l - 1]), v[l], P.G[l - 1]
-
-
 def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """An upper bound (A) of the largest crossbar current of samples ``rows``: max G times the widest voltage
     span."""
@@ -478,9 +472,9 @@ def kcl(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, beta:
 
 def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.ndarray]) -> np.ndarray:
     """Exact largest crossbar-resistor current ``max_ij |G_ij (v_j - u_i)|`` (A) per sample (O(batch·n·m))."""
-    P = _Layers(network, np.asarray(v0, dtype=np.float64), 0.0, None)
+    v0, states = np.asarray(v0, dtype=np.float64), [np.asarray(s, dtype=np.float64) for s in states]
     best = np.zeros(len(v0))
-    for _, u, vl, G in _drives(P, np.asarray(v0, dtype=np.float64), _as_dict(states)):
+    for u, vl, G in zip(Layered(network).drives(v0, states), states, network.G):
         for b in range(len(v0)):
             best[b] = max(best[b], np.max(G * np.abs(vl[b][None, :] - u[b][:, None])))
     return best
@@ -493,11 +487,11 @@ def energy(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, be
     like layer L).
     CD minimises it exactly per layer; its gradient is the KCL residual scaled by the layer weight."""
     v0 = np.asarray(v0, dtype=np.float64)
-    P = _Layers(network, v0, beta, targets)
-    v = _as_dict(states)
+    P = _Layers(network, v0, beta, targets)  # checks β and gives each layer's element and rails
+    states = [np.asarray(s, dtype=np.float64) for s in states]
     y = 0.0 if targets is None else targets
     E = np.zeros(len(v0))
-    for l, u, vl, G in _drives(P, v0, v):
+    for l, (u, vl, G) in enumerate(zip(P.topo.drives(v0, states), states, network.G), 1):
         w = P.topo.weights[l - 1]
         quad = (u * u) @ G.sum(axis=1) + (vl * vl) @ G.sum(axis=0) - 2 * np.einsum("bj,bj->b", u @ G, vl)
         El = 0.5 * quad - vl @ network.b[l - 1]
