@@ -150,7 +150,8 @@ class Graph:
         self.terminals = tuple(q[t] for q in (own, other, s, *law, d))
         self._check_paths(cA[jk], cK[jk], cp, cq)
         self.lo, self.hi = self._bounds()
-        ia, ik = (np.array([e[i] for e in ckt.ideal], dtype=np.int64) for i in (1, 2))
+        #: anode and cathode node of every ideal diode (``circuit.ideal`` order)
+        self.ideal_nodes = ia, ik = tuple(np.array([e[i] for e in ckt.ideal], dtype=np.int64) for i in (1, 2))
         ca_, ck_ = self.coord[ia], self.coord[ik]
         moves = np.flatnonzero(ca_ != ck_)  # the ideal diodes whose v(anode) - v(cathode) an unknown sets
         self.constraints = (moves, ia[moves], ik[moves], ca_[moves], ck_[moves])  # index in circuit.ideal, nodes,
@@ -302,7 +303,7 @@ class Graph:
         at_hi, at_lo = x >= self.hi, x <= self.lo
         held = at_hi | at_lo
         wrong = np.concatenate([f[at_hi & ~at_lo], -f[at_lo & ~at_hi], [0.0]])
-        ia, ik = (np.array([e[i] for e in ckt.ideal], dtype=np.int64) for i in (1, 2))
+        ia, ik = self.ideal_nodes
         gap = ve[ik] - ve[ia]  # >= 0 when feasible
         ce = np.append(coord, n)
         own = np.where(ce[ia] < n, ce[ia], ce[ik])  # the diode's unknown coordinate (n: none)
@@ -322,8 +323,8 @@ class Graph:
         the largest ``i·|v(cathode) - v(anode)|``."""
         from scipy.optimize import nnls
 
-        n, ckt = self.n, self.circuit
-        ia, ik = (np.array([e[i] for e in ckt.ideal], dtype=np.int64) for i in (1, 2))
+        n = self.n
+        ia, ik = self.ideal_nodes
         _, ja, jk, ca, ck = self.constraints
         gap = ve[jk] - ve[ja]
         tight = np.flatnonzero(gap <= 1e-12 * max(float(np.abs(ve).max()), 1.0))
