@@ -237,12 +237,11 @@ def _check_train_args(args: argparse.Namespace) -> None:
 def _init_network(args: argparse.Namespace, n_inputs: int, amp: Amplifier | None) -> Network:
     """``--init NET.npz``: the trained network to start from, checked against the structure options (its rails
     and input gain are kept)."""
-    from cdsolver.network import NetworkFormatError, load_network
+    from cdsolver.network import load_network
 
-    try:
-        net = load_network(args.init)
-    except (OSError, NetworkFormatError) as e:
-        raise CliError(f"--init {args.init}: {getattr(e, 'strerror', None) or e}") from None
+    if not Path(args.init).is_file():
+        raise CliError(f"--init: network file not found: {args.init}")
+    net = load_network(args.init)  # a malformed file: NetworkFormatError naming it (one line, exit 2)
     want = {"sizes": [n_inputs, *args.hidden, 20 if args.outputs == "paired" else 10], "element": args.element,
             "amplifier": amp, "outputs": args.outputs}
     have = {"sizes": net.sizes, "element": net.element.kind, "amplifier": net.amplifier, "outputs": net.outputs}
