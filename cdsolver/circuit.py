@@ -159,13 +159,17 @@ class Circuit:
         _, a, k, Is, N = zip(*self.diodes)
         return np.array(a), np.array(k), np.array(Is), np.array(N) * VT
 
+    def ideal_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(anode, cathode) node arrays of every ideal diode."""
+        return tuple(np.array([e[i] for e in self.ideal], dtype=np.int64) for i in (1, 2))
+
     def energy(self, v: np.ndarray) -> float:
         """Co-content (W) at node voltages ``v`` (V, every node incl. internal ones, ground excluded):
         ``Σ_R ½g·Δv² + Σ_D (P(vd) + ½gmin·vd²) − Σ_I I·(v(−) − v(+))``; constrained by the sources and shorts;
         ``inf`` where an ideal diode's ``v(anode) > v(cathode)`` by more than rounding (8 ulp)."""
         ve = np.append(np.asarray(v, dtype=np.float64), 0.0)  # index -1 = ground
         if self.ideal:
-            _, ia, ik = (np.array(q) for q in zip(*self.ideal))
+            ia, ik = self.ideal_table()
             va, vk = ve[ia], ve[ik]
             if np.any(va - vk > 8 * np.finfo(float).eps * np.maximum(np.abs(va), np.abs(vk))):
                 return math.inf

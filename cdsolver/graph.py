@@ -150,8 +150,7 @@ class Graph:
         self.terminals = tuple(q[t] for q in (own, other, s, *law, d))
         self._check_paths(cA[jk], cK[jk], cp, cq)
         self.lo, self.hi = self._bounds()
-        #: anode and cathode node of every ideal diode (``circuit.ideal`` order)
-        self.ideal_nodes = ia, ik = tuple(np.array([e[i] for e in ckt.ideal], dtype=np.int64) for i in (1, 2))
+        ia, ik = ckt.ideal_table()
         ca_, ck_ = self.coord[ia], self.coord[ik]
         moves = np.flatnonzero(ca_ != ck_)  # the ideal diodes whose v(anode) - v(cathode) an unknown sets
         self.constraints = (moves, ia[moves], ik[moves], ca_[moves], ck_[moves])  # index in circuit.ideal, nodes,
@@ -303,7 +302,7 @@ class Graph:
         at_hi, at_lo = x >= self.hi, x <= self.lo
         held = at_hi | at_lo
         wrong = np.concatenate([f[at_hi & ~at_lo], -f[at_lo & ~at_hi], [0.0]])
-        ia, ik = self.ideal_nodes
+        ia, ik = ckt.ideal_table()
         gap = ve[ik] - ve[ia]  # >= 0 when feasible
         ce = np.append(coord, n)
         own = np.where(ce[ia] < n, ce[ia], ce[ik])  # the diode's unknown coordinate (n: none)
@@ -324,7 +323,7 @@ class Graph:
         from scipy.optimize import nnls
 
         n = self.n
-        ia, ik = self.ideal_nodes
+        ia, ik = self.circuit.ideal_table()
         _, ja, jk, ca, ck = self.constraints
         gap = ve[jk] - ve[ja]
         tight = np.flatnonzero(gap <= 1e-12 * max(float(np.abs(ve).max()), 1.0))
