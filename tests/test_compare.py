@@ -1,11 +1,13 @@
 """drn compare / drn plot on a tiny config: documented columns, P90 as documented, resume, fail-fast configs."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from studies.cli import main
-from studies.compare import COLUMNS, ConfigError, load_config
+from studies.compare import COLUMNS, ConfigError, cell_name, cells, load_config
 
 TINY = """
 [study]
@@ -116,3 +118,16 @@ def test_bad_config_fails_before_any_work(tiny, change, msg, capsys):
     assert main(["compare", str(cfg), "--out", str(out)]) == 2
     assert not out.exists()
     assert "drn compare: error:" in capsys.readouterr().err
+
+
+
+STUDY_CONFIGS = [p for p in sorted((Path(__file__).parents[1] / "studies" / "configs").glob("*.toml"))
+                 if "[study]" in p.read_text()]  # the others are drn train configs (test_ep)
+
+
+@pytest.mark.parametrize("path", STUDY_CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_study_config_is_valid(path):
+    """Each study config in studies/configs loads, is named after its file, and its cells can be named."""
+    cfg = load_config(path)
+    assert cfg["study"]["name"] == path.stem
+    assert [cell_name(c) for c in cells(cfg)]
