@@ -417,6 +417,20 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
 
 
 def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+    """``_i_upper_numpy``'s bound (A) of samples ``rows`` (the same numbers), in one compiled pass per crossbar where
+    the numba kernels are in use."""
+    nk = kernels.compiled()
+    if nk is None:
+        return _i_upper_numpy(P, rows, v)
+    best, umax, umin = np.zeros(len(rows)), P.input_range[0][rows], P.input_range[1][rows]
+    for l in range(1, P.L + 1):
+        below = np.zeros((0, 0)) if l == 1 else _c(v[l - 1])
+        gain = np.zeros(0) if l == 1 else _c(P.topo.A * P.topo.sign[l - 2])  # as Layered.drive
+        nk.i_upper_layer(_c(v[l]), below, gain, umax, umin, P.gmax[l - 1], best)
+    return best
+
+
+def _i_upper_numpy(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """An upper bound (A) of the largest crossbar current of samples ``rows``: max G times the widest voltage
     span."""
     best = np.zeros(len(rows))
@@ -432,6 +446,25 @@ def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarr
 
 
 def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+    """``_i_ref_numpy``'s bound (A) of samples ``rows`` (the same numbers), in one compiled pass per crossbar where
+    the numba kernels are in use."""
+    nk = kernels.compiled()
+    if nk is None:
+        return _i_ref_numpy(P, rows, v)
+    best = np.zeros(len(rows))
+    nk.i_ref_inputs(_c(v[1]), rows.astype(np.int64), _c(P.v0), _c(P.G[0]), P.colmax[0], P.gtop[0], best)
+    for l in range(2, P.L + 1):
+        gain = P.topo.A * P.topo.sign[l - 2]  # as Layered.drive
+        nk.i_ref_layer(_c(v[l]), _c(v[l - 1]), _c(gain), _c(P.G[l - 1]), P.GT[l], P.colmax[l - 1], P.gtop[l - 1], best)
+    return best
+
+
+def _c(x) -> np.ndarray:
+    """``x`` as a C-contiguous float64 array (the one layout the compiled bounds take)."""
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def _i_ref_numpy(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """A lower bound (A) of the largest crossbar current ``max |G_ij (v_j - u_i)|`` of samples ``rows``: the
     branches through each node's largest conductance, and those from each sample's highest/lowest drive and
     node. Crossbar 1's drives are the inputs: their side is computed once per set-up (``_Layers.inputs``), and
