@@ -240,19 +240,14 @@ def layer_serial(code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, 
 
 
 @njit(cache=True, error_model="numpy")
-def _branches(vb, u, G, GT, colmax, gtop, nodes, r):
+def _branches(vb, u, G, GT, colmax, gtop, imax, imin, nodes, r):
     """The largest of ``r`` and ``G[i, j]·|v_j − u_i|`` over one sample's branches as ``solver._i_ref_numpy``
-    takes them: through each node's largest conductance, from the highest and lowest drive ``u``, and with
+    takes them: through each node's largest conductance, from the highest and lowest drive (``u[imax]``,
+    ``u[imin]``), and with
     ``nodes`` from the highest and lowest node ``vb`` (``GT``: ``G`` transposed, contiguous); NaN if a branch
     is NaN."""
     n, m = vb.size, u.size
     nan = False
-    imax = imin = 0
-    for i in range(m):  # (a NaN drive is a NaN node of the layer below: its own crossbar's bound is NaN)
-        if u[i] > u[imax]:
-            imax = i
-        if u[i] < u[imin]:
-            imin = i
     jmax = jmin = 0
     for j in range(n):
         vj = vb[j]
@@ -274,14 +269,14 @@ def _branches(vb, u, G, GT, colmax, gtop, nodes, r):
 
 
 @njit(cache=True, error_model="numpy")
-def i_ref_inputs(v, rows, v0, G1, colmax, gtop, best):
+def i_ref_inputs(v, rows, v0, G1, colmax, gtop, ext, best):
     """``best[k]`` = max(``best[k]``, crossbar 1's branches of sample ``rows[k]``): through each node's largest
     conductance, and from the sample's highest and lowest input (``v``: layer 1 of those samples, ``v0``: the
-    inputs of every sample). Serial: called once or twice per solve."""
+    inputs of every sample, ``ext``: the index of each sample's highest and lowest input, ``(2, B)``)."""
     e2 = np.zeros((0, 0))
     for k in range(v.shape[0]):
-        u = v0[rows[k]]
-        best[k] = _branches(v[k], u, G1, e2, colmax, gtop, False, best[k])
+        b = rows[k]
+        best[k] = _branches(v[k], v0[b], G1, e2, colmax, gtop, ext[0, b], ext[1, b], False, best[k])
 
 
 @njit(cache=True, error_model="numpy")
@@ -291,9 +286,14 @@ def i_ref_layer(v, below, gain, G, GT, colmax, gtop, best):
     drives and from the extreme nodes (``GT``: ``G`` transposed, contiguous)."""
     u = np.empty(below.shape[1])
     for k in range(v.shape[0]):
-        for i in range(u.size):
+        imax = imin = 0
+        for i in range(u.size):  # (a NaN drive is a NaN node of the layer below, whose own bound is NaN)
             u[i] = gain[i] * below[k, i]
-        best[k] = _branches(v[k], u, G, GT, colmax, gtop, True, best[k])
+            if u[i] > u[imax]:
+                imax = i
+            if u[i] < u[imin]:
+                imin = i
+        best[k] = _branches(v[k], u, G, GT, colmax, gtop, imax, imin, True, best[k])
 
 
 @njit(cache=True, error_model="numpy")
@@ -325,7 +325,7 @@ def warm_up() -> None:
         layer(_LINEAR, one, e2, e2, z1 + 1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),
               np.zeros((0, 3)), e2, np.empty((1, 1)), np.zeros(1))
     i0 = np.zeros(1, np.int64)
-    i_ref_inputs(one, i0, one, one, i0, z1, np.zeros(1))
+    i_ref_inputs(one, i0, one, one, i0, z1, np.zeros((2, 1), np.int64), np.zeros(1))
     i_ref_layer(one, one, z1 + 1, one, one, i0, z1, np.zeros(1))
     for below in (e2, one):
         i_upper_layer(one, below, z1 + 1, z1, z1, 1.0, np.zeros(1))
