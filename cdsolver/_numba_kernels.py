@@ -241,11 +241,11 @@ def layer_serial(code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, 
 
 @njit(cache=True, error_model="numpy")
 def _branches(vb, u, G, GT, colmax, gtop, imax, imin, nodes, r):
-    """The largest of ``r`` and ``G[i, j]·|v_j − u_i|`` over one sample's branches as ``solver._i_ref_numpy``
-    takes them: through each node's largest conductance, from the highest and lowest drive (``u[imax]``,
-    ``u[imin]``), and with
-    ``nodes`` from the highest and lowest node ``vb`` (``GT``: ``G`` transposed, contiguous); NaN if a branch
-    is NaN."""
+    """The largest of ``r`` and the branch currents ``G[i, j]·|v_j − u_i|`` (A; G in S, node voltages ``vb`` and
+    drives ``u`` in V) of one sample, over the branches ``solver._i_ref_numpy`` takes: through each node's
+    largest conductance (``colmax``, ``gtop``), from the highest and lowest drive (``u[imax]``, ``u[imin]``) and,
+    with ``nodes``, from the highest and lowest node (``GT``: ``G`` transposed, contiguous). Ties go to the first
+    index, as NumPy's argmax; NaN if a branch is NaN."""
     n, m = vb.size, u.size
     nan = False
     jmax = jmin = 0
@@ -270,8 +270,8 @@ def _branches(vb, u, G, GT, colmax, gtop, imax, imin, nodes, r):
 
 @njit(cache=True, error_model="numpy")
 def i_ref_inputs(v, rows, v0, G1, colmax, gtop, ext, best):
-    """``best[k]`` = max(``best[k]``, crossbar 1's branches of sample ``rows[k]``): through each node's largest
-    conductance, and from the sample's highest and lowest input (``v``: layer 1 of those samples, ``v0``: the
+    """``best[k]`` = max(``best[k]``, crossbar 1's branch currents (A) of sample ``rows[k]``): through each node's
+    largest conductance, and from the sample's highest and lowest input (``v``: layer 1 of those samples, ``v0``: the
     inputs of every sample, ``ext``: the index of each sample's highest and lowest input, ``(2, B)``)."""
     e2 = np.zeros((0, 0))
     for k in range(v.shape[0]):
@@ -281,7 +281,7 @@ def i_ref_inputs(v, rows, v0, G1, colmax, gtop, ext, best):
 
 @njit(cache=True, error_model="numpy")
 def i_ref_layer(v, below, gain, G, GT, colmax, gtop, best):
-    """``best[k]`` = max(``best[k]``, crossbar ``l``'s branches of sample ``k``), ``l ≥ 2``: drive voltages
+    """``best[k]`` = max(``best[k]``, crossbar ``l``'s branch currents (A) of sample ``k``), ``l ≥ 2``: drives (V)
     ``gain·below`` (``below``: layer ``l − 1``), branches through each node's largest conductance, from the extreme
     drives and from the extreme nodes (``GT``: ``G`` transposed, contiguous)."""
     u = np.empty(below.shape[1])
@@ -299,10 +299,10 @@ def i_ref_layer(v, below, gain, G, GT, colmax, gtop, best):
 @njit(cache=True, error_model="numpy")
 def i_upper_layer(v, below, gain, umax, umin, gmax, best):
     """``best[k]`` = max(``best[k]``, ``gmax`` times the span of sample ``k``'s drives and nodes), as
-    ``solver._i_upper_numpy``: the drives are ``gain·below`` or, if ``below`` is empty, range from ``umin[k]`` to
-    ``umax[k]``. NaN sticks."""
+    ``solver._i_upper_numpy`` (A; ``gmax`` in S): the drives (V) are ``gain·below`` or, if ``below`` has no
+    columns (crossbar 1), range from ``umin[k]`` to ``umax[k]``. NaN sticks."""
     for k in range(v.shape[0]):
-        hi, lo = (umax[k], umin[k]) if below.shape[0] == 0 else (-math.inf, math.inf)
+        hi, lo = (umax[k], umin[k]) if below.shape[1] == 0 else (-math.inf, math.inf)
         nan = hi != hi or lo != lo
         for i in range(below.shape[1]):
             u = gain[i] * below[k, i]

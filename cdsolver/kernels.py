@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from types import ModuleType
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def _numba():
     return _compiled
 
 
-def compiled():
+def compiled() -> "ModuleType | None":
     """The compiled numba module (``_numba_kernels``) when ``backend()`` is ``"numba"``, else None."""
     return _compiled if backend() == "numba" else None
 

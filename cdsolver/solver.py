@@ -419,11 +419,12 @@ def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarr
     nk = kernels.compiled()
     if nk is None:
         return _i_upper_numpy(P, rows, v)
+    v = _states(P, rows, v)
     best, umax, umin = np.zeros(len(rows)), P.input_range[0][rows], P.input_range[1][rows]
     for l in range(1, P.L + 1):
-        below = np.zeros((0, 0)) if l == 1 else _c(v[l - 1])
-        gain = np.zeros(0) if l == 1 else _c(P.topo.A * P.topo.sign[l - 2])  # as Layered.drive
-        nk.i_upper_layer(_c(v[l]), below, gain, umax, umin, P.gmax[l - 1], best)
+        below = np.zeros((0, 0)) if l == 1 else v[l - 1]
+        gain = np.zeros(0) if l == 1 else _c(P.topo.gains(l - 1)[0])  # u_l = A·s_{l−1}·v_{l−1}
+        nk.i_upper_layer(v[l], below, gain, umax, umin, P.gmax[l - 1], best)
     return best
 
 
@@ -448,15 +449,25 @@ def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray
     nk = kernels.compiled()
     if nk is None:
         return _i_ref_numpy(P, rows, v)
+    v = _states(P, rows, v)
     best = np.zeros(len(rows))
-    nk.i_ref_inputs(_c(v[1]), rows.astype(np.int64), _c(P.v0), _c(P.G[0]), P.colmax[0], P.gtop[0], P.input_ext, best)
+    nk.i_ref_inputs(v[1], rows.astype(np.int64), _c(P.v0), _c(P.G[0]), P.colmax[0], P.gtop[0], P.input_ext, best)
     for l in range(2, P.L + 1):
-        gain = P.topo.A * P.topo.sign[l - 2]  # as Layered.drive
-        nk.i_ref_layer(_c(v[l]), _c(v[l - 1]), _c(gain), _c(P.G[l - 1]), P.GT[l], P.colmax[l - 1], P.gtop[l - 1], best)
+        gain = P.topo.gains(l - 1)[0]  # u_l = A·s_{l−1}·v_{l−1}
+        nk.i_ref_layer(v[l], v[l - 1], _c(gain), _c(P.G[l - 1]), P.GT[l], P.colmax[l - 1], P.gtop[l - 1], best)
     return best
 
 
-def _c(x) -> np.ndarray:
+def _states(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """The voltages ``v`` of samples ``rows`` as the compiled bounds take them (C-contiguous float64), their
+    shapes checked: compiled code does not check its indices."""
+    for l in range(1, P.L + 1):
+        if v[l].shape != (len(rows), P.net.sizes[l]):
+            raise ValueError(f"layer {l}: states of shape {v[l].shape}, expected {(len(rows), P.net.sizes[l])}")
+    return {l: _c(x) for l, x in v.items()}
+
+
+def _c(x: np.ndarray) -> np.ndarray:
     """``x`` as a C-contiguous float64 array (the one layout the compiled bounds take)."""
     return np.ascontiguousarray(x, dtype=np.float64)
 

@@ -8,7 +8,7 @@ sweep cost 1.7–2.3× its single-thread CPU time and training twice its CPU (do
 ``SPIN_FREE`` are the settings under which idle threads sleep at once; ``configure`` applies each one the
 environment does not set already (the user's value wins). Both libraries read them when they load, so ``cdsolver``
 calls ``configure`` when it is imported, before numpy and numba; a program that imported numpy first keeps
-OpenBLAS's spinning (set the variable in the shell, as ``drn`` needs no one to).
+OpenBLAS's spinning unless its environment sets the variable (``drn`` imports cdsolver first).
 """
 
 from __future__ import annotations
@@ -20,19 +20,20 @@ import sys
 #: OpenMP standard's passive wait.
 SPIN_FREE = {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "PASSIVE"}
 
-_numpy_first = False  # numpy (and so OpenBLAS) was loaded before configure ran
+_spinning = False  # numpy (and so OpenBLAS) was loaded before configure, with no OPENBLAS_THREAD_TIMEOUT set
 
 
 def configure() -> None:
-    """Set each ``SPIN_FREE`` variable the environment leaves unset (child processes inherit them)."""
-    global _numpy_first
-    _numpy_first = "numpy" in sys.modules
+    """Set each ``SPIN_FREE`` variable the environment leaves unset. They stay in ``os.environ``: child processes
+    and OpenMP libraries loaded later in the process get them too (set a variable first to keep your own)."""
+    global _spinning
+    _spinning = "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ
     for name, value in SPIN_FREE.items():
         os.environ.setdefault(name, value)
 
 
 def report() -> str:
-    """One line on the settings in effect, for ``drn doctor``."""
+    """One line on the settings in effect (``drn doctor``, or a program that imports cdsolver)."""
     items = ", ".join(f"{name}={os.environ.get(name, '(unset)')}" for name in SPIN_FREE)
-    late = " (numpy was loaded before cdsolver: OpenBLAS's threads still spin)" if _numpy_first else ""
+    late = " (numpy was loaded before cdsolver: OpenBLAS's threads still spin)" if _spinning else ""
     return f"idle threads: {items}{late}"

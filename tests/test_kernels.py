@@ -250,12 +250,15 @@ def test_compiled_bounds_are_the_numpy_bounds_bit_for_bit(name, numba_backend):
         G *= rng.random(G.shape) < 0.3
         G[0] += 1e-3  # no node without conductance
     P = solve(net, net.encode(rng.uniform(0, 1, (12, net.n_features))), max_sweeps=2).setup
-    v = {l: rng.standard_cauchy((12, n)) for l, n in enumerate(net.sizes[1:], 1)}
     pairs = [(solver._i_ref, solver._i_ref_numpy), (solver._i_upper, solver._i_upper_numpy)]
-    for rows in (np.arange(12), np.array([1, 5, 11])):
-        part = {l: x[rows] for l, x in v.items()}
-        for fused, ref in pairs:
-            assert np.array_equal(fused(P, rows, part), ref(P, rows, part))
+    tied = {l: rng.integers(-2, 3, (12, n)).astype(float) for l, n in enumerate(net.sizes[1:], 1)}  # argmax ties
+    for v in (tied, {l: rng.standard_cauchy((12, n)) for l, n in enumerate(net.sizes[1:], 1)}):
+        for rows in (np.arange(12), np.array([1, 5, 11])):
+            part = {l: x[rows] for l, x in v.items()}
+            for fused, ref in pairs:  # the same bits
+                assert np.array_equal(fused(P, rows, part).view(np.int64), ref(P, rows, part).view(np.int64))
+    with pytest.raises(ValueError, match="layer 1: states of shape"):
+        solver._i_ref(P, np.arange(3), v)
     v[2][4, 1], v[1][7, 0] = np.nan, np.inf
     for fused, ref in pairs:
         bound = fused(P, np.arange(12), v)

@@ -45,3 +45,11 @@ def test_report_names_the_settings_and_a_late_import():
     assert early == "idle threads: OPENBLAS_THREAD_TIMEOUT=4, OMP_WAIT_POLICY=PASSIVE"
     late = _fresh("import numpy\nfrom cdsolver import threads; print(threads.report())")[0]
     assert late.startswith(early) and "numpy was loaded before cdsolver" in late
+    # numpy first, but the shell set the variable: OpenBLAS read it, no warning
+    assert _fresh("import numpy\nfrom cdsolver import threads; print(threads.report())",
+                  OPENBLAS_THREAD_TIMEOUT="4")[0] == early
+
+
+def test_doctor_prints_the_settings(ngspice):
+    out = _fresh("from studies.cli import main\nmain(['doctor'])")
+    assert "idle threads: OPENBLAS_THREAD_TIMEOUT=4, OMP_WAIT_POLICY=PASSIVE" in out
