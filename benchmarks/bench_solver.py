@@ -15,9 +15,10 @@ Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
    sweep needs, alone, same shapes. `ratio` = sweep / products; `solve / products` = the whole solve in
    sweep-equivalents of products.
 4. Thread pools (cdsolver.threads): a 10-sweep solve of 128-1024-10 and 128-1024³-10 (A=4, C=1) in a fresh
-   process per setting: idle threads sleep (drn's settings), the libraries' own spinning (OpenBLAS 2^28 cycles,
-   GNU OpenMP 300,000 spins: what a program gets that loads numpy before cdsolver), one thread. Wall and CPU
-   (user + system) ms per sweep, best of 3 in each process.
+   process per setting: idle threads sleep (drn's settings); idle threads spin as the libraries do when nothing
+   is set (OPENBLAS_THREAD_TIMEOUT=28 and GOMP_SPINCOUNT=300000 are those values; an explicit spin count
+   overrides the passive policy cdsolver sets); one thread. Wall and CPU (user + system) ms per sweep, best of 3
+   in each process.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def network_table(depths=(1, 2, 3)) -> None:
 
 THREAD_SETTINGS = {
     "idle threads sleep (drn)": {},
-    "library defaults: idle threads spin": {"OPENBLAS_THREAD_TIMEOUT": "28", "GOMP_SPINCOUNT": "300000"},
+    "idle threads spin (the libraries' defaults)": {"OPENBLAS_THREAD_TIMEOUT": "28", "GOMP_SPINCOUNT": "300000"},
     "one thread": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"},
 }
 SWEEP_CLOCKS = """
