@@ -14,6 +14,11 @@ Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
    solve of the full batch (nothing converges: tol=1e-300) / 10. `products ms` = the 2(L-1) dense products a
    sweep needs, alone, same shapes. `ratio` = sweep / products; `solve / products` = the whole solve in
    sweep-equivalents of products.
+4. Thread pools (cdsolver.threads): a 10-sweep solve of 128-1024-10 and 128-1024³-10 (A=4, C=1) in a fresh
+   process per setting: idle threads sleep (drn's settings); idle threads spin as the libraries do when nothing
+   is set (OPENBLAS_THREAD_TIMEOUT=28 and GOMP_SPINCOUNT=300000 are those values; an explicit spin count
+   overrides the passive policy cdsolver sets); one thread. Wall and CPU (user + system) ms per sweep, best of 3
+   in each process.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import time
 
+import cdsolver  # noqa: F401  (first, before numpy: idle pool threads sleep, cdsolver.threads)
 import numpy as np
 
 from cdsolver import kernels, random_network, solve
@@ -135,6 +141,39 @@ def network_table(depths=(1, 2, 3)) -> None:
                   f"| {t / t_prod:.1f} | {frac} |", flush=True)
 
 
+THREAD_SETTINGS = {
+    "idle threads sleep (drn)": {},
+    "idle threads spin (the libraries' defaults)": {"OPENBLAS_THREAD_TIMEOUT": "28", "GOMP_SPINCOUNT": "300000"},
+    "one thread": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"},
+}
+SWEEP_CLOCKS = """
+import cdsolver, sys, time
+import numpy as np
+from cdsolver import random_network, solve
+hidden, amp = int(sys.argv[1]), (None if sys.argv[2] == "none" else (4.0, 1.0))
+net = random_network([128] + [1024] * hidden + [10], "shockley", seed=0, input_gain=40.0, amplifier=amp)
+v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (360, 64)))
+solve(net, v0[:4])
+best = None
+for _ in range(3):
+    w, c = time.perf_counter(), time.process_time()
+    solve(net, v0, tol=1e-300, max_sweeps=10)
+    t = (time.perf_counter() - w, time.process_time() - c)
+    best = t if best is None or t[0] < best[0] else best
+print(100 * best[0], 100 * best[1])
+"""
+
+
+def thread_table() -> None:
+    print("\n| network | setting | wall ms/sweep | CPU ms/sweep |\n|---|---|---|---|")
+    for hidden, amp in ((1, "none"), (3, "A4C1")):
+        name = "-".join(map(str, [128] + [1024] * hidden + [10])) + ("" if amp == "none" else ", A=4 C=1")
+        for setting, env in THREAD_SETTINGS.items():
+            out = subprocess.run([sys.executable, "-c", SWEEP_CLOCKS, str(hidden), amp], check=True, text=True,
+                                 capture_output=True, env={**os.environ, **env}).stdout.split()
+            print(f"| {name} | {setting} | {float(out[0]):.1f} | {float(out[1]):.1f} |", flush=True)
+
+
 def main():
     quick = "--quick" in sys.argv
     import numba
@@ -145,6 +184,7 @@ def main():
     startup()
     kernel_table()
     network_table((1,) if quick else (1, 2, 3))
+    thread_table()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """drn-cd: deep resistive networks solved exactly by coordinate descent.
 
 The names below are loaded from their modules on first use (PEP 562), so that importing a light module such as
-``cdsolver.constants`` (as ``drn --help`` does) does not load the solver and SciPy.
+``cdsolver.constants`` (as ``drn --help`` does) does not load the solver and SciPy. Importing the package first
+tells the thread pools to let idle threads sleep (``threads``), before numpy and numba load.
 """
 
 import importlib
+
+from . import threads
+
+threads.configure()
 
 _EXPORTS = {
     "constants": ["VT"],

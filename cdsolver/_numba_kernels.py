@@ -239,9 +239,93 @@ def layer_serial(code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, 
     return bad
 
 
+@njit(cache=True, error_model="numpy")
+def _branches(vb, u, G, GT, colmax, gtop, imax, imin, nodes, r):
+    """The largest of ``r`` and the branch currents ``G[i, j]·|v_j − u_i|`` (A; G in S, node voltages ``vb`` and
+    drives ``u`` in V) of one sample, over the branches ``solver._i_ref_numpy`` takes: through each node's
+    largest conductance (``colmax``, ``gtop``), from the highest and lowest drive (``u[imax]``, ``u[imin]``) and,
+    with ``nodes``, from the highest and lowest node (``GT``: ``G`` transposed, contiguous). Ties go to the first
+    index, as NumPy's argmax; NaN if a branch is NaN."""
+    n, m = vb.size, u.size
+    nan = False
+    jmax = jmin = 0
+    for j in range(n):
+        vj = vb[j]
+        if vj > vb[jmax]:
+            jmax = j
+        if vj < vb[jmin]:
+            jmin = j
+        for x in (gtop[j] * abs(vj - u[colmax[j]]), G[imax, j] * abs(vj - u[imax]), G[imin, j] * abs(vj - u[imin])):
+            nan |= x != x
+            if x > r:
+                r = x
+    if nodes:
+        for i in range(m):
+            for x in (GT[jmax, i] * abs(vb[jmax] - u[i]), GT[jmin, i] * abs(vb[jmin] - u[i])):
+                nan |= x != x
+                if x > r:
+                    r = x
+    return math.nan if nan else r
+
+
+@njit(cache=True, error_model="numpy")
+def i_ref_inputs(v, rows, v0, G1, colmax, gtop, ext, best):
+    """``best[k]`` = max(``best[k]``, crossbar 1's branch currents (A) of sample ``rows[k]``): through each node's
+    largest conductance, and from the sample's highest and lowest input (``v``: layer 1 of those samples, ``v0``: the
+    inputs of every sample, ``ext``: the index of each sample's highest and lowest input, ``(2, B)``)."""
+    e2 = np.zeros((0, 0))
+    for k in range(v.shape[0]):
+        b = rows[k]
+        best[k] = _branches(v[k], v0[b], G1, e2, colmax, gtop, ext[0, b], ext[1, b], False, best[k])
+
+
+@njit(cache=True, error_model="numpy")
+def i_ref_layer(v, below, gain, G, GT, colmax, gtop, best):
+    """``best[k]`` = max(``best[k]``, crossbar ``l``'s branch currents (A) of sample ``k``), ``l ≥ 2``: drives (V)
+    ``gain·below`` (``below``: layer ``l − 1``), branches through each node's largest conductance, from the extreme
+    drives and from the extreme nodes (``GT``: ``G`` transposed, contiguous)."""
+    u = np.empty(below.shape[1])
+    for k in range(v.shape[0]):
+        imax = imin = 0
+        for i in range(u.size):  # (a NaN drive is a NaN node of the layer below, whose own bound is NaN)
+            u[i] = gain[i] * below[k, i]
+            if u[i] > u[imax]:
+                imax = i
+            if u[i] < u[imin]:
+                imin = i
+        best[k] = _branches(v[k], u, G, GT, colmax, gtop, imax, imin, True, best[k])
+
+
+@njit(cache=True, error_model="numpy")
+def i_upper_layer(v, below, gain, umax, umin, gmax, best):
+    """``best[k]`` = max(``best[k]``, ``gmax`` times the span of sample ``k``'s drives and nodes), as
+    ``solver._i_upper_numpy`` (A; ``gmax`` in S): the drives (V) are ``gain·below`` or, if ``below`` has no
+    columns (crossbar 1), range from ``umin[k]`` to ``umax[k]``. NaN sticks."""
+    for k in range(v.shape[0]):
+        hi, lo = (umax[k], umin[k]) if below.shape[1] == 0 else (-math.inf, math.inf)
+        nan = hi != hi or lo != lo
+        for i in range(below.shape[1]):
+            u = gain[i] * below[k, i]
+            nan |= u != u
+            hi, lo = max(hi, u), min(lo, u)
+        for j in range(v.shape[1]):
+            nan |= v[k, j] != v[k, j]
+            hi, lo = max(hi, v[k, j]), min(lo, v[k, j])
+        x = gmax * (hi - lo)
+        if nan or x != x:
+            best[k] = math.nan
+        elif x > best[k]:
+            best[k] = x
+
+
 def warm_up() -> None:
-    """Load (or compile) the kernels for the array types ``kernels.update`` passes."""
-    e2, z1 = np.zeros((0, 0)), np.zeros(1)
+    """Load (or compile) the kernels for the array types ``kernels.update`` and the solver's bounds pass."""
+    e2, z1, one = np.zeros((0, 0)), np.zeros(1), np.ones((1, 1))
     for layer in (layer_serial, layer_parallel):
-        layer(_LINEAR, np.ones((1, 1)), e2, e2, z1 + 1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),
+        layer(_LINEAR, one, e2, e2, z1 + 1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),
               np.zeros((0, 3)), e2, np.empty((1, 1)), np.zeros(1))
+    i0 = np.zeros(1, np.int64)
+    i_ref_inputs(one, i0, one, one, i0, z1, np.zeros((2, 1), np.int64), np.zeros(1))
+    i_ref_layer(one, one, z1 + 1, one, one, i0, z1, np.zeros(1))
+    for below in (e2, one):
+        i_upper_layer(one, below, z1 + 1, z1, z1, 1.0, np.zeros(1))

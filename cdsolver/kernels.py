@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import time
+from types import ModuleType
 
 import numpy as np
 
 from .elements import Element, Ideal, Linear, LinearPair, Pwl, Shockley
 from .validation import ValidationError
 
-__all__ = ["backend", "update", "LayerKernel", "compile_seconds"]
+__all__ = ["backend", "update", "LayerKernel", "compile_seconds", "compiled"]
 
 # Element codes of the kernel
 _LINEAR, _IDEAL, _SHOCKLEY, _PWL, _PAIR = range(5)
@@ -61,6 +62,11 @@ def _numba():
             _compiled = _numba_kernels
         _compile_s = time.perf_counter() - t
     return _compiled
+
+
+def compiled() -> "ModuleType | None":
+    """The compiled numba module (``_numba_kernels``) when ``backend()`` is ``"numba"``, else None."""
+    return _compiled if backend() == "numba" else None
 
 
 def _params(element: Element) -> tuple[int, np.ndarray, np.ndarray]:

@@ -182,7 +182,7 @@ class _Layers:
             self._network_part(net, v0, [x.copy() for x in key])
         self._phase(net, beta, targets)
 
-    _SHARED = ("key", "v0", "colmax", "gmax", "gtop", "a_net", "Gf", "Gb", "fixed0", "inputs", "input_range", "GT")
+    _SHARED = ("key", "v0", "colmax", "gmax", "gtop", "a_net", "Gf", "Gb", "fixed0", "input_ext", "input_range", "GT")
 
     def _network_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
         L, topo = self.L, self.topo
@@ -196,11 +196,8 @@ class _Layers:
         self.Gf = {l: topo.forward(l) for l in range(2, L + 1)}
         self.Gb = {l: np.ascontiguousarray(topo.backward(l).T) for l in range(1, L)}
         self.fixed0 = v0 @ net.G[0] + net.b[0]
-        # the input side of I_ref's branches (crossbar 1): each node's top-conductance input, each sample's
-        # extreme inputs and their rows of G1 (see _i_ref)
-        G1, top = net.G[0], self.colmax[0]
-        ext = [v0.argmax(axis=1), v0.argmin(axis=1)]
-        self.inputs = (v0[:, top], [(np.take_along_axis(v0, i[:, None], axis=1), G1[i]) for i in ext])
+        # each sample's highest and lowest input, for I_ref's branches from them (crossbar 1, see _i_ref)
+        self.input_ext = np.stack([v0.argmax(axis=1), v0.argmin(axis=1)]).astype(np.int64)
         self.input_range = (v0.max(axis=1), v0.min(axis=1))  # for _i_upper
         # columns of G as contiguous rows, for _i_ref's branches from the extreme nodes (crossbars 2..L)
         self.GT = {l: np.ascontiguousarray(net.G[l - 1].T) for l in range(2, L + 1)}
@@ -417,6 +414,21 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
 
 
 def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+    """``_i_upper_numpy``'s bound (A) of samples ``rows`` (the same numbers), in one compiled pass per crossbar where
+    the numba kernels are in use."""
+    nk = kernels.compiled()
+    if nk is None:
+        return _i_upper_numpy(P, rows, v)
+    v = _states(P, rows, v)
+    best, umax, umin = np.zeros(len(rows)), P.input_range[0][rows], P.input_range[1][rows]
+    for l in range(1, P.L + 1):
+        below = np.zeros((0, 0)) if l == 1 else v[l - 1]
+        gain = np.zeros(0) if l == 1 else _c(P.topo.gains(l - 1)[0])  # u_l = A·s_{l−1}·v_{l−1}
+        nk.i_upper_layer(v[l], below, gain, umax, umin, P.gmax[l - 1], best)
+    return best
+
+
+def _i_upper_numpy(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """An upper bound (A) of the largest crossbar current of samples ``rows``: max G times the widest voltage
     span."""
     best = np.zeros(len(rows))
@@ -432,16 +444,47 @@ def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarr
 
 
 def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
+    """``_i_ref_numpy``'s bound (A) of samples ``rows`` (the same numbers), in one compiled pass per crossbar where
+    the numba kernels are in use."""
+    nk = kernels.compiled()
+    if nk is None:
+        return _i_ref_numpy(P, rows, v)
+    v = _states(P, rows, v)
+    best = np.zeros(len(rows))
+    nk.i_ref_inputs(v[1], rows.astype(np.int64), _c(P.v0), _c(P.G[0]), P.colmax[0], P.gtop[0], P.input_ext, best)
+    for l in range(2, P.L + 1):
+        gain = P.topo.gains(l - 1)[0]  # u_l = A·s_{l−1}·v_{l−1}
+        nk.i_ref_layer(v[l], v[l - 1], _c(gain), _c(P.G[l - 1]), P.GT[l], P.colmax[l - 1], P.gtop[l - 1], best)
+    return best
+
+
+def _states(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """The voltages ``v`` of samples ``rows`` as the compiled bounds take them (C-contiguous float64), their
+    shapes checked: compiled code does not check its indices."""
+    for l in range(1, P.L + 1):
+        if v[l].shape != (len(rows), P.net.sizes[l]):
+            raise ValueError(f"layer {l}: states of shape {v[l].shape}, expected {(len(rows), P.net.sizes[l])}")
+    return {l: _c(x) for l, x in v.items()}
+
+
+def _c(x: np.ndarray) -> np.ndarray:
+    """``x`` as a C-contiguous float64 array (the one layout the compiled bounds take)."""
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def _i_ref_numpy(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
     """A lower bound (A) of the largest crossbar current ``max |G_ij (v_j - u_i)|`` of samples ``rows``: the
     branches through each node's largest conductance, and those from each sample's highest/lowest drive and
-    node. Crossbar 1's drives are the inputs: their side is computed once per set-up (``_Layers.inputs``), and
-    the branches from its extreme nodes are left out (a pass over every input per sample; they raised the bound
+    node. Crossbar 1's drives are the inputs: their extremes are found once per set-up (``_Layers.input_ext``),
+    and the branches from its extreme nodes are left out (a pass over every input per sample; they raised the bound
     by <= 1 % in 1 sample of 128 on Fashion-MNIST 1568-100-20, and never on 128-1024-1024-10)."""
     best = np.zeros(len(rows))
     for l in range(1, P.L + 1):
         vl = v[l]
         if l == 1:
-            u_top, ext, nodes = P.inputs[0][rows], [(ui[rows], gi[rows]) for ui, gi in P.inputs[1]], ()
+            u_top = P.v0[rows[:, None], P.colmax[0]]
+            ext = [(P.v0[rows, i[rows], None], P.G[0][i[rows]]) for i in P.input_ext]
+            nodes = ()
         else:
             u, G = P.topo.drive(l, v[l - 1]), P.G[l - 1]
             u_top = u[:, P.colmax[l - 1]]

@@ -400,7 +400,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"BLAS: {', '.join(sorted(blas)) or 'unknown'}")
     except ImportError:
         print("BLAS: unknown (threadpoolctl not installed)")
-    from cdsolver import kernels
+    from cdsolver import kernels, threads
+
+    print(threads.report())
 
     if kernels.backend() == "numba":
         import numba

@@ -236,6 +236,53 @@ def test_solver_same_states_with_both_backends(name, monkeypatch):
         assert np.all(s.residual <= s.tol * s.i_ref)
 
 
+@pytest.mark.parametrize("name", NETWORKS)
+def test_compiled_bounds_are_the_numpy_bounds_bit_for_bit(name, numba_backend):
+    """The stopping test's current bounds, compiled (``solver._i_ref``, ``_i_upper``) = NumPy (``_i_ref_numpy``,
+    ``_i_upper_numpy``) exactly, on every sample and on a subset of rows, with states off the solution; a NaN
+    voltage gives NaN in both, an infinite one the same number."""
+    from cdsolver import solver
+
+    kw = dict(NETWORKS[name])
+    net = random_network(kw.pop("sizes"), kw.pop("element"), seed=4, input_gain=8.0, **kw)
+    rng = np.random.default_rng(5)
+    for G in net.G:  # sparse crossbars and heavy-tailed voltages: each kind of branch is the largest somewhere
+        G *= rng.random(G.shape) < 0.3
+        G[0] += 1e-3  # no node without conductance
+    P = solve(net, net.encode(rng.uniform(0, 1, (12, net.n_features))), max_sweeps=2).setup
+    pairs = [(solver._i_ref, solver._i_ref_numpy), (solver._i_upper, solver._i_upper_numpy)]
+    tied = {l: rng.integers(-2, 3, (12, n)).astype(float) for l, n in enumerate(net.sizes[1:], 1)}  # argmax ties
+    for v in (tied, {l: rng.standard_cauchy((12, n)) for l, n in enumerate(net.sizes[1:], 1)}):
+        for rows in (np.arange(12), np.array([1, 5, 11])):
+            part = {l: x[rows] for l, x in v.items()}
+            for fused, ref in pairs:  # the same bits
+                assert np.array_equal(fused(P, rows, part).view(np.int64), ref(P, rows, part).view(np.int64))
+    with pytest.raises(ValueError, match="layer 1: states of shape"):
+        solver._i_ref(P, np.arange(3), v)
+    v[2][4, 1], v[1][7, 0] = np.nan, np.inf
+    for fused, ref in pairs:
+        bound = fused(P, np.arange(12), v)
+        with np.errstate(invalid="ignore"):  # 0 S × inf V
+            assert np.isnan(bound[4]) and np.array_equal(bound, ref(P, np.arange(12), v), equal_nan=True)
+
+
+def test_compiled_i_ref_takes_the_branches_from_the_extreme_nodes(numba_backend):
+    """A circuit where the largest branch current of crossbar 2 runs from the highest (sample 0) or lowest
+    (sample 1) node of layer 2 through neither its largest conductance nor an extreme drive: 0.5 S × 10 V."""
+    from cdsolver import solver
+
+    net = random_network([8, 4, 3, 2], "shockley", seed=0)
+    net.G[0][:] = net.G[2][:] = 1e-3
+    net.G[1][:] = 1e-3
+    net.G[1][:, 2] = [1.0, 0.5, 0.0, 0.0]
+    P = solve(net, np.zeros((2, 8)), max_sweeps=1).setup
+    v = {1: np.array([[10.0, 0, 5, -5], [-10, 0, 5, -5]]), 2: np.array([[0.0, 0, 10], [0, 0, -10]]),
+         3: np.zeros((2, 2))}
+    rows = np.arange(2)
+    assert np.array_equal(solver._i_ref(P, rows, v), [5.0, 5.0])
+    assert np.array_equal(solver._i_ref_numpy(P, rows, v), [5.0, 5.0])
+
+
 def test_doctor_names_the_kernel_backend(ngspice, capsys, monkeypatch):
     from studies.cli import main
 
