@@ -10,6 +10,7 @@ that use them, so ``drn --help`` starts in ~0.2 s and each command loads only wh
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as the shell reports a tool killed by a closed pipe
 
 
 class CliError(ValidationError):
@@ -49,8 +51,6 @@ def load_npy(path: str, what: str) -> np.ndarray:
 
 def check_out(path: str, folder: bool = False) -> None:
     """``--out``: a file (or with ``folder``, a folder) this process can create or replace; else CliError."""
-    import os
-
     p = Path(path)
     if folder and p.exists() and not p.is_dir():
         raise CliError(f"--out {p} is a file, not a folder")
@@ -382,7 +382,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    import os
     import platform
 
     import numpy as np
@@ -641,10 +640,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = ap.parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
     except (ValidationError, NgspiceMissing) as e:  # bad input; any other exception is a bug: traceback, exit 1
         print(f"drn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader of stdout left (drn doctor | head): stop without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # run the package's module, so that errors raised by command modules are caught

@@ -60,3 +60,12 @@ def test_every_command_has_help(capsys):
             main([*path, "--help"])
         assert e.value.code == 0
         assert f"usage: drn {' '.join(path)}" in capsys.readouterr().out
+
+
+def test_a_closed_stdout_ends_a_command_without_a_traceback(ngspice):
+    """``drn doctor | head -1``: the reader leaves; drn stops with the shell's SIGPIPE status, no traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "studies.cli", "doctor"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()  # before drn writes anything
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
