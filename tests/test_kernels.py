@@ -266,6 +266,24 @@ def test_compiled_bounds_are_the_numpy_bounds_bit_for_bit(name, numba_backend):
             assert np.isnan(bound[4]) and np.array_equal(bound, ref(P, np.arange(12), v), equal_nan=True)
 
 
+def test_compiled_bounds_break_ties_as_numpy(numba_backend):
+    """Where several nodes or drives share the highest or lowest voltage, the compiled bounds take the first, as
+    NumPy's argmax does: small sparse networks (where the branch from the extreme node is often the largest) with
+    voltages in {-2, ..., 2}, 1,500 samples."""
+    from cdsolver import solver
+
+    rng = np.random.default_rng(7)
+    for seed in range(30):
+        net = random_network([8, 6, 6, 6, 3], "shockley", seed=seed, amplifier=Amplifier(4.0, 1.0, "half"))
+        for G in net.G:
+            G *= rng.random(G.shape) < 0.5
+            G[0] += 1e-3  # no node without conductance
+        P = solve(net, net.encode(rng.uniform(0, 1, (50, net.n_features))), max_sweeps=1).setup
+        v = {l: rng.integers(-2, 3, (50, n)).astype(float) for l, n in enumerate(net.sizes[1:], 1)}
+        rows = np.arange(50)
+        assert np.array_equal(solver._i_ref(P, rows, v), solver._i_ref_numpy(P, rows, v))
+
+
 def test_compiled_i_ref_takes_the_branches_from_the_extreme_nodes(numba_backend):
     """A circuit where the largest branch current of crossbar 2 runs from the highest (sample 0) or lowest
     (sample 1) node of layer 2 through neither its largest conductance nor an extreme drive: 0.5 S × 10 V."""
