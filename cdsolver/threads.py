@@ -2,8 +2,9 @@
 
 A sweep alternates OpenBLAS's crossbar products and numba's node kernels (a GNU OpenMP pool), layer after layer.
 By default each library's idle threads keep spinning after their work — OpenBLAS's for 2^28 cycles (~0.1 s), GNU
-OpenMP's for ~300,000 spins — on the very cores the other pool is about to use. On 2 cores that made a 3 × 1024
-sweep cost 1.7–2.3× its single-thread CPU time and training twice its CPU (docs/performance.md#thread-pools).
+OpenMP's for ~300,000 spins — on the very cores the other pool is about to use. On 2 cores that made a sweep of
+128-1024-10 or 128-1024³-10 cost 2.2–2.9× its single-thread CPU time, and two cores slower than one
+(docs/performance.md#thread-pools).
 
 ``SPIN_FREE`` are the settings under which idle threads sleep at once; ``configure`` applies each one the
 environment does not set already (the user's value wins). Both libraries read them when they load, so ``cdsolver``

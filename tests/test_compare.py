@@ -120,7 +120,6 @@ def test_bad_config_fails_before_any_work(tiny, change, msg, capsys):
     assert "drn compare: error:" in capsys.readouterr().err
 
 
-
 STUDY_CONFIGS = [p for p in sorted((Path(__file__).parents[1] / "studies" / "configs").glob("*.toml"))
                  if "[study]" in p.read_text()]  # the others are drn train configs (test_ep)
 
