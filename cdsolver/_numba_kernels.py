@@ -46,6 +46,47 @@ def _omega_step(t, w):
     return w + w * r * (q - r) / (wp1 * (q - 2.0 * r))
 
 
+# ln ω(t) for the closed form's start, on a grid over [_LNZ_CUTOFF, _LNW_END) (t beyond a node's cut-off, below
+# which no diode conducts): cubic Hermite from values and slopes d ln ω/dt = 1/(1 + ω) is within 2e-9 of ln ω
+# (tests/test_kernels.py), so the node voltage starts within ~1e-10 V and the Newton step that follows leaves
+# ~1e-19 V, with no transcendental before it. Above _LNW_END (rare: the diode current is ~e^64 times a*Vd):
+# ω by a start by region and two Fritsch-Shafer-Crowley steps.
+_LNW_H = 1.0 / 16.0
+_LNW_END = 64.0
+
+
+@njit(cache=True, error_model="numpy")
+def _ln_omega_grid(t0, h, n):
+    """(n, 2): ln ω and h·d(ln ω)/dt at t0 + h·i, ω to rounding (start by region, then four FSC steps)."""
+    out = np.empty((n, 2))
+    for i in range(n):
+        t = t0 + h * i
+        w = _omega_start(t)
+        for _ in range(4):
+            w = _omega_step(t, w)
+        out[i, 0] = math.log(w)
+        out[i, 1] = h / (1.0 + w)
+    return out
+
+
+_LNW = _ln_omega_grid(_LNZ_CUTOFF, _LNW_H, int((_LNW_END - _LNZ_CUTOFF) / _LNW_H) + 1)
+
+
+@njit(cache=True, error_model="numpy")
+def _ln_omega(t):
+    """ln ω(t) (ω + ln ω = t) for finite ``t >= _LNZ_CUTOFF``, to ~2e-9 absolute below ``_LNW_END`` (the grid,
+    no transcendental) and ~1e-16 relative above."""
+    if t < _LNW_END:
+        u = (t - _LNZ_CUTOFF) * (1.0 / _LNW_H)
+        i = int(u)
+        s = u - i
+        y0, m0, y1, m1 = _LNW[i, 0], _LNW[i, 1], _LNW[i + 1, 0], _LNW[i + 1, 1]
+        s1 = 1.0 - s
+        return s1 * s1 * ((1.0 + 2.0 * s) * y0 + s * m0) + s * s * ((3.0 - 2.0 * s) * y1 - s1 * m1)
+    w = _omega_step(t, _omega_step(t, _omega_start(t)))
+    return math.log(w)
+
+
 @njit(cache=True, error_model="numpy")
 def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)``: (new v, f(v), the error left after the step (V) by
@@ -55,7 +96,7 @@ def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     Where ``|v| >= Vd``, a side with ``ln k + (v - rail)/Vd < _NEGLIGIBLE`` is skipped (no exponential): its
     current is below ``1e-3*eps*a*Vd`` and moves ``v`` by less than ``1e-3*eps*Vd <= 1e-3*eps*|v|`` (where
     ``|v| < Vd`` such a current can still be a large part of ``a*|v|``)."""
-    xf, xr = (v - hi) / Vd, (lo - v) / Vd
+    xf, xr = (v - hi) / Vd, (lo - v) / Vd  # (divisions: f is the KCL residual, evaluated as the reference does)
     small = abs(v) < Vd
     ef = math.exp(xf) if small or lnk + xf > _NEGLIGIBLE else 0.0
     er = math.exp(xr) if small or lnk + xr > _NEGLIGIBLE else 0.0
@@ -64,8 +105,9 @@ def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     f = a * v - c1 + Is * d
     if not slope < math.inf:  # Is/Vd*exp overflowed (exp itself may not have): f/slope = 0 is no Newton step
         return math.nan, f, math.inf, math.inf, math.nan
-    step = f / slope
-    q = (Is / (2.0 * Vd * Vd)) * step * step / slope
+    rs = 1.0 / slope
+    step = f * rs
+    q = (Is / (2.0 * Vd * Vd)) * step * step * rs
     if abs(step) <= _WARM_STEP * Vd:  # |ef - er| grows by at most (ef + er)*|step|/Vd over the step (first order)
         bound = (abs(d) + (ef + er) * abs(step) / Vd) * q * 1.01
     elif abs(step) <= Vd and (ef + er) * (Is / Vd) <= 1e-3 * a:
@@ -103,7 +145,7 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
     """Shockley nodes of one sample (``elements.Shockley``): ``v`` from drives ``c`` (A, overwritten with ``c'``).
     Returns (max |KCL| at ``old``, nodes whose safeguarded Newton failed). Done in passes over the row, each
     over independent nodes, so the exponentials of many nodes are in flight at once."""
-    n = c.size
+    n, ivd = c.size, 1.0 / Vd
     rmax = 0.0
     todo = np.empty(n, np.int64)  # nodes the warm start did not settle
     m = 0
@@ -119,7 +161,6 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
         todo[m] = j
         m += 1
     t = np.empty(m)
-    w = np.empty(m)
     on = np.empty(m, np.int64)  # nodes where a diode conducts (ln z > _LNZ_CUTOFF)
     fwd = np.empty(m, np.bool_)  # ... the forward one
     k = 0
@@ -127,20 +168,15 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
         j = todo[i]
         x = c[j] / a[j]
         v[j] = x
-        tf, tr = lnk[j] + (x - hi[j]) / Vd, lnk[j] + (lo[j] - x) / Vd
+        tf, tr = lnk[j] + (x - hi[j]) * ivd, lnk[j] + (lo[j] - x) * ivd
         if max(tf, tr) > _LNZ_CUTOFF:
             fwd[k] = tf >= tr
             t[k] = max(tf, tr)
             on[k] = j
             k += 1
-    for i in range(k):
-        w[i] = _omega_start(t[i])
-    for _ in range(2):
-        for i in range(k):
-            w[i] = _omega_step(t[i], w[i])
     for i in range(k):  # v = rail ± Vd*(ln W - ln k): no cancellation for any |c/a|
         j = on[i]
-        lnw = t[i] - w[i] if t[i] < 64.0 else math.log(w[i])  # t - W loses digits for large t
+        lnw = _ln_omega(t[i])
         v[j] = hi[j] + Vd * (lnw - lnk[j]) if fwd[i] else lo[j] - Vd * (lnw - lnk[j])
     bad = 0
     for i in range(m):

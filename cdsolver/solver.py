@@ -246,8 +246,12 @@ class _Layers:
         return [v[j] @ g[l] for j, g in ((l - 1, self.Gf), (l + 1, self.Gb)) if l in g]
 
     def _fixed(self, l: int, rows: np.ndarray | slice) -> np.ndarray:
+        """The drive terms of layer ``l`` that do not change (A), of ``rows``: no copy while every row is left
+        (``fixed_point``'s rows are ``arange(B)`` until samples finish)."""
         fixed = self.fixed[l - 1]
-        return fixed[rows] if fixed.ndim == 2 else fixed
+        if fixed.ndim == 1 or (not isinstance(rows, slice) and len(rows) == len(fixed)):
+            return fixed
+        return fixed[rows]
 
     def update(self, l: int, v: dict[int, np.ndarray], rows, old: np.ndarray | None):
         """(new voltages of layer ``l``, max |KCL| of its previous voltages ``old`` per sample; 0 if None): the

@@ -149,6 +149,21 @@ def test_warm_start_is_taken_near_the_solution(numba_backend):
     assert agree(el, v, a, c, lo, hi) <= 1e-15
 
 
+def test_closed_form_starts_within_2e_9_of_ln_omega(numba_backend):
+    """The cold Shockley update starts conducting nodes from ln ω(t) on a grid (cubic Hermite) below t = 64 and
+    from two Fritsch-Shafer-Crowley steps above: within 2e-9 absolute of ``log(wrightomega(t))`` (so the node
+    voltage starts within 1e-10 V and its one Newton step is final), and to rounding above."""
+    from scipy.special import wrightomega
+    from cdsolver import _numba_kernels as nk
+    t = np.concatenate([np.linspace(-12.0, 64.0, 200_003)[:-1], nk._LNZ_CUTOFF + nk._LNW_H * np.arange(1216),
+                        [63.999999, 64.0, 70.0, 1e3, 1e6, 1e15, 1e19]])
+    got = np.array([nk._ln_omega(x) for x in t])
+    want = np.log(wrightomega(t).real)
+    below = t < nk._LNW_END
+    assert np.abs(got - want)[below].max() <= 2e-9
+    assert np.all(np.abs(got - want)[~below] <= 4 * EPS * np.abs(want[~below]))
+
+
 def test_pair_kernel(numba_backend):
     rng = np.random.default_rng(4)
     K, g = 10, 0.02
