@@ -46,13 +46,13 @@ def _omega_step(t, w):
     return w + w * r * (q - r) / (wp1 * (q - 2.0 * r))
 
 
-# ln ω(t) for the closed form's start, on a grid over [_LNZ_CUTOFF, _LNW_END) (t beyond a node's cut-off, below
-# which no diode conducts): cubic Hermite from values and slopes d ln ω/dt = 1/(1 + ω) is within 2e-9 of ln ω
-# (tests/test_kernels.py), so the node voltage starts within ~1e-10 V and the Newton step that follows leaves
-# ~1e-19 V, with no transcendental before it. Above _LNW_END (rare: the diode current is ~e^64 times a*Vd):
-# ω by a start by region and two Fritsch-Shafer-Crowley steps.
-_LNW_H = 1.0 / 16.0
-_LNW_END = 64.0
+# ln ω(t) for the closed form's start, for t beyond a node's cut-off (below it no diode conducts), on two grids:
+# step 1/16 over [_LNZ_CUTOFF, 64) and step 1 over [64, _LNW_END), where d⁴ ln ω/dt⁴ ~ 6/t⁴ is small. Cubic
+# Hermite from values and slopes d ln ω/dt = 1/(1 + ω) is within 2e-9 of ln ω (tests/test_kernels.py), so the
+# node voltage starts within ~1e-10 V and the Newton step that follows leaves ~1e-19 V, with no transcendental
+# before it. Above _LNW_END (diode currents ~e^1088 times a*Vd): a start by region and two Fritsch-Shafer-Crowley
+# steps.
+_LNW_MID, _LNW_END = 64.0, 1088.0
 
 
 @njit(cache=True, error_model="numpy")
@@ -69,22 +69,30 @@ def _ln_omega_grid(t0, h, n):
     return out
 
 
-_LNW = _ln_omega_grid(_LNZ_CUTOFF, _LNW_H, int((_LNW_END - _LNZ_CUTOFF) / _LNW_H) + 1)
+_LNW_NEAR = _ln_omega_grid(_LNZ_CUTOFF, 1.0 / 16.0, int((_LNW_MID - _LNZ_CUTOFF) * 16.0) + 1)
+_LNW_FAR = _ln_omega_grid(_LNW_MID, 1.0, int(_LNW_END - _LNW_MID) + 1)
+
+
+@njit(cache=True, error_model="numpy")
+def _hermite(grid, u):
+    """The cubic Hermite interpolant of ``grid`` ((n, 2): values and slopes times the step) at ``u`` steps from
+    its first point, ``0 <= u < n - 1``."""
+    i = int(u)
+    s = u - i
+    s1 = 1.0 - s
+    return (s1 * s1 * ((1.0 + 2.0 * s) * grid[i, 0] + s * grid[i, 1])
+            + s * s * ((3.0 - 2.0 * s) * grid[i + 1, 0] - s1 * grid[i + 1, 1]))
 
 
 @njit(cache=True, error_model="numpy")
 def _ln_omega(t):
-    """ln ω(t) (ω + ln ω = t) for finite ``t >= _LNZ_CUTOFF``, to ~2e-9 absolute below ``_LNW_END`` (the grid,
-    no transcendental) and ~1e-16 relative above."""
+    """ln ω(t) (ω + ln ω = t) for finite ``t > _LNZ_CUTOFF``, to 2e-9 absolute below ``_LNW_END`` (the grids, no
+    transcendental) and ~1e-16 relative above."""
+    if t < _LNW_MID:
+        return _hermite(_LNW_NEAR, (t - _LNZ_CUTOFF) * 16.0)
     if t < _LNW_END:
-        u = (t - _LNZ_CUTOFF) * (1.0 / _LNW_H)
-        i = int(u)
-        s = u - i
-        y0, m0, y1, m1 = _LNW[i, 0], _LNW[i, 1], _LNW[i + 1, 0], _LNW[i + 1, 1]
-        s1 = 1.0 - s
-        return s1 * s1 * ((1.0 + 2.0 * s) * y0 + s * m0) + s * s * ((3.0 - 2.0 * s) * y1 - s1 * m1)
-    w = _omega_step(t, _omega_step(t, _omega_start(t)))
-    return math.log(w)
+        return _hermite(_LNW_FAR, t - _LNW_MID)
+    return math.log(_omega_step(t, _omega_step(t, _omega_start(t))))
 
 
 @njit(cache=True, error_model="numpy")

@@ -150,13 +150,13 @@ def test_warm_start_is_taken_near_the_solution(numba_backend):
 
 
 def test_closed_form_starts_within_2e_9_of_ln_omega(numba_backend):
-    """The cold Shockley update starts conducting nodes from ln ω(t) on a grid (cubic Hermite) below t = 64 and
-    from two Fritsch-Shafer-Crowley steps above: within 2e-9 absolute of ``log(wrightomega(t))`` (so the node
+    """The cold Shockley update starts conducting nodes from ln ω(t) on two grids (cubic Hermite) below t = 1088
+    and from two Fritsch-Shafer-Crowley steps above: within 2e-9 absolute of ``log(wrightomega(t))`` (so the node
     voltage starts within 1e-10 V and its one Newton step is final), and to rounding above."""
     from scipy.special import wrightomega
     from cdsolver import _numba_kernels as nk
-    t = np.concatenate([np.linspace(-12.0, 64.0, 200_003)[:-1], nk._LNZ_CUTOFF + nk._LNW_H * np.arange(1216),
-                        [63.999999, 64.0, 70.0, 1e3, 1e6, 1e15, 1e19]])
+    t = np.concatenate([np.linspace(-12.0, nk._LNW_END, 400_003)[1:-1], -12.0 + np.arange(1, 1216) / 16.0,
+                        64.0 + np.arange(1024.0), [nk._LNW_END, 2e3, 1e6, 1e15, 1e19]])
     got = np.array([nk._ln_omega(x) for x in t])
     want = np.log(wrightomega(t).real)
     below = t < nk._LNW_END
