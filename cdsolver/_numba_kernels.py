@@ -1,7 +1,9 @@
-"""The numba code behind ``kernels.update`` (imported only through ``kernels``; see there).
+"""The numba code behind ``kernels.update`` (imported only through ``kernels``; see there), and the compiled
+parts of the solver's sweep loop (the stopping test's current bounds, the Anderson step).
 
 One driver, ``layer``, loops over samples (in parallel) and nodes, and calls the node function of the element
-(codes in ``kernels``). Each node function mirrors its element's NumPy reference in ``elements``.
+(codes in ``kernels``). Each node function mirrors its element's NumPy reference in ``elements``; the bounds and
+the Anderson step mirror theirs in ``solver``.
 """
 
 from __future__ import annotations
@@ -366,6 +368,88 @@ def i_upper_layer(v, below, gain, umax, umin, gmax, best):
             best[k] = x
 
 
+_BIG = np.finfo(np.float64).max
+
+
+@njit(cache=True, error_model="numpy")
+def _finite(d):
+    """``numpy.nan_to_num(d, nan=0.0)`` of one value: NaN to 0, ±inf to ±the largest float."""
+    if d != d:
+        return 0.0
+    return min(max(d, -_BIG), _BIG)
+
+
+@njit(cache=True, error_model="numpy")
+def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
+    """``solver._Anderson``'s step for sample ``b``: ``f = g - x``; with ``slot >= 0``, ring slot ``slot`` of
+    ``dF``/``dG`` (``(B, m, N)``) takes the finite part of ``f - f_prev`` and ``g - g_prev``; then the mixing
+    coefficients γ of the first ``k`` slots (the column-scaled Gram system plus ``reg·I``, by Gaussian
+    elimination with partial pivoting; NaN where a pivot is 0) and ``out = g - Σ γ_i dG_i``."""
+    N = x.shape[1]
+    for n in range(N):
+        fn = g[b, n] - x[b, n]
+        if slot >= 0:
+            dF[b, slot, n] = _finite(fn - f_prev[b, n])
+            dG[b, slot, n] = _finite(g[b, n] - g_prev[b, n])
+        f[b, n] = fn
+    if k == 0:
+        out[b] = g[b]
+        return
+    M = np.zeros((k, k + 1))  # the Gram matrix, then the right-hand side DF·f in column k
+    for n in range(N):
+        for i in range(k):
+            di = dF[b, i, n]
+            for j in range(i + 1):
+                M[i, j] += di * dF[b, j, n]
+            M[i, k] += di * f[b, n]
+    s = np.empty(k)
+    for i in range(k):
+        s[i] = math.sqrt(M[i, i]) if M[i, i] != 0.0 else 1.0
+    for i in range(k):
+        for j in range(i + 1):
+            M[i, j] = M[j, i] = M[i, j] / (s[i] * s[j])
+        M[i, i] += reg
+        M[i, k] /= s[i]
+    for c in range(k):  # elimination, the largest pivot of each column first
+        p = c
+        for i in range(c + 1, k):
+            if abs(M[i, c]) > abs(M[p, c]):
+                p = i
+        for j in range(k + 1):
+            M[c, j], M[p, j] = M[p, j], M[c, j]
+        for i in range(c + 1, k):
+            q = M[i, c] / M[c, c]
+            for j in range(c, k + 1):
+                M[i, j] -= q * M[c, j]
+    gamma = np.empty(k)
+    for i in range(k - 1, -1, -1):
+        y = M[i, k]
+        for j in range(i + 1, k):
+            y -= M[i, j] * gamma[j]
+        gamma[i] = y / M[i, i]
+    for i in range(k):
+        gamma[i] /= s[i]
+    for n in range(N):
+        y = g[b, n]
+        for i in range(k):
+            y -= gamma[i] * dG[b, i, n]
+        out[b, n] = y
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def anderson_parallel(x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
+    """Every sample's ``_anderson_row``, samples in parallel."""
+    for b in prange(x.shape[0]):
+        _anderson_row(np.int64(b), x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out)
+
+
+@njit(cache=True, error_model="numpy")
+def anderson_serial(x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
+    """``anderson_parallel`` in one thread (small batches)."""
+    for b in range(x.shape[0]):
+        _anderson_row(b, x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out)
+
+
 def warm_up() -> None:
     """Load (or compile) the kernels for the array types ``kernels.update`` and the solver's bounds pass."""
     e2, z1, one = np.zeros((0, 0)), np.zeros(1), np.ones((1, 1))
@@ -377,3 +461,6 @@ def warm_up() -> None:
     i_ref_layer(one, one, z1 + 1, one, one, i0, z1, np.zeros(1))
     for below in (e2, one):
         i_upper_layer(one, below, z1 + 1, z1, z1, 1.0, np.zeros(1))
+    d3 = np.zeros((1, 1, 1))
+    for step in (anderson_serial, anderson_parallel):
+        step(one, one, one, one, d3, d3.copy(), 0, 1, 1e-10, np.empty((1, 1)), np.empty((1, 1)))

@@ -124,19 +124,29 @@ class _Anderson:
             self.f[rows] = self.g[rows] = np.nan
 
     def __call__(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        f = g - x
-        if self.f is None:
+        if self.f is None:  # the first step: no differences yet, a plain CD step
             self.dF = np.zeros((len(x), self.m, x.shape[1]))
             self.dG = np.zeros_like(self.dF)
-        else:
-            slot = self.k % self.m
-            self.dF[:, slot] = np.nan_to_num(f - self.f, nan=0.0)
-            self.dG[:, slot] = np.nan_to_num(g - self.g, nan=0.0)
-            self.k += 1
+            self.f, self.g = g - x, g
+            return g
+        slot = self.k % self.m
+        self.k += 1
+        nk = kernels.compiled()
+        if nk is None:
+            return self._step_numpy(x, g, slot)
+        f, out = np.empty_like(x), np.empty_like(x)
+        step = nk.anderson_parallel if x.size >= kernels._PARALLEL_NODES else nk.anderson_serial
+        step(_c(x), _c(g), _c(self.f), _c(self.g), self.dF, self.dG, slot, min(self.k, self.m), self.reg, f, out)
+        self.f, self.g = f, g
+        return out
+
+    def _step_numpy(self, x: np.ndarray, g: np.ndarray, slot: int) -> np.ndarray:
+        """The step after the first (``_numba_kernels._anderson_row`` in NumPy: the reference and the fallback)."""
+        f = g - x
+        self.dF[:, slot] = np.nan_to_num(f - self.f, nan=0.0)
+        self.dG[:, slot] = np.nan_to_num(g - self.g, nan=0.0)
         self.f, self.g = f, g
         k = min(self.k, self.m)
-        if k == 0:
-            return g
         DF = self.dF[:, :k]
         M = DF @ DF.transpose(0, 2, 1)
         s = np.sqrt(np.einsum("bkk->bk", M))

@@ -280,6 +280,39 @@ def test_solver_same_states_with_both_backends(name, monkeypatch):
         assert np.all(s.residual <= s.tol * s.i_ref)
 
 
+@pytest.mark.parametrize("B, N", [(40, 50), (64, 600)])  # serial, and parallel (B·N >= 32,768)
+def test_compiled_anderson_step_equals_numpy(B, N, monkeypatch):
+    """The Anderson mixing of the sweep loop, compiled and in NumPy, through the same sequence of steps (the ring
+    buffer wrapping, samples leaving, restarts, NaN and inf iterates, repeated ones): the same steps to rounding
+    (the mixing solves differ in the order of their sums), NaN in the same places."""
+    from cdsolver.solver import _Anderson
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((B, N)) * 0.1 ** k + 1.0 for k in range(9)]
+    gs = [x + 0.5 ** k * rng.standard_normal((B, N)) for k, x in enumerate(xs)]
+    gs[3][1] = gs[2][1] - xs[2][1] + xs[3][1]  # sample 1: the same residual twice (a zero difference)
+    gs[4][2, :5] = np.nan
+    gs[5][3, 0] = np.inf
+    outs = {}
+    for b in ("numpy", "numba"):
+        monkeypatch.setenv("DRN_KERNELS", b)
+        acc, rows, got = _Anderson(3), np.arange(B), []
+        for k, (x, g) in enumerate(zip(xs, gs)):
+            with np.errstate(invalid="ignore", over="ignore"):  # as in the sweep loop
+                got.append(acc(x[rows], g[rows]))
+            if k == 5:
+                keep = np.ones(len(rows), bool)
+                keep[::7] = False
+                rows = rows[keep]
+                acc.keep(keep)
+            if k == 6:
+                acc.restart(np.arange(len(rows)) % 5 == 0)
+        outs[b] = got
+    for k, (a, c) in enumerate(zip(outs["numpy"], outs["numba"])):
+        assert np.array_equal(np.isnan(a), np.isnan(c)), k
+        np.testing.assert_allclose(c, a, rtol=1e-9, atol=1e-12, err_msg=f"step {k}")
+    assert np.isnan(outs["numba"][5]).any() and np.isfinite(outs["numba"][8]).mean() > 0.9
+
+
 @pytest.mark.parametrize("name", NETWORKS)
 def test_compiled_bounds_are_the_numpy_bounds_bit_for_bit(name, numba_backend):
     """The stopping test's current bounds, compiled (``solver._i_ref``, ``_i_upper``) = NumPy (``_i_ref_numpy``,
