@@ -381,20 +381,17 @@ def _finite(d):
 
 @njit(cache=True, error_model="numpy")
 def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
-    """``solver._Anderson``'s step for sample ``b``: ``f = g - x``; with ``slot >= 0``, ring slot ``slot`` of
-    ``dF``/``dG`` (``(B, m, N)``) takes the finite part of ``f - f_prev`` and ``g - g_prev``; then the mixing
-    coefficients γ of the first ``k`` slots (the column-scaled Gram system plus ``reg·I``, by Gaussian
-    elimination with partial pivoting; NaN where a pivot is 0) and ``out = g - Σ γ_i dG_i``."""
+    """``solver._Anderson``'s step for sample ``b``: ``f = g - x``; ring slot ``slot`` of ``dF``/``dG``
+    (``(B, m, N)``) takes the finite part of ``f - f_prev`` and ``g - g_prev``; then the mixing coefficients γ of
+    the first ``k >= 1`` slots and ``out = g - Σ γ_i dG_i``. γ solves the column-scaled Gram system plus
+    ``reg·I``: symmetric positive definite (unit or zero diagonal, plus ``reg``), so Gaussian elimination needs
+    no pivoting."""
     N = x.shape[1]
     for n in range(N):
         fn = g[b, n] - x[b, n]
-        if slot >= 0:
-            dF[b, slot, n] = _finite(fn - f_prev[b, n])
-            dG[b, slot, n] = _finite(g[b, n] - g_prev[b, n])
+        dF[b, slot, n] = _finite(fn - f_prev[b, n])
+        dG[b, slot, n] = _finite(g[b, n] - g_prev[b, n])
         f[b, n] = fn
-    if k == 0:
-        out[b] = g[b]
-        return
     M = np.zeros((k, k + 1))  # the Gram matrix, then the right-hand side DF·f in column k
     for n in range(N):
         for i in range(k):
@@ -410,13 +407,7 @@ def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
             M[i, j] = M[j, i] = M[i, j] / (s[i] * s[j])
         M[i, i] += reg
         M[i, k] /= s[i]
-    for c in range(k):  # elimination, the largest pivot of each column first
-        p = c
-        for i in range(c + 1, k):
-            if abs(M[i, c]) > abs(M[p, c]):
-                p = i
-        for j in range(k + 1):
-            M[c, j], M[p, j] = M[p, j], M[c, j]
+    for c in range(k):  # elimination
         for i in range(c + 1, k):
             q = M[i, c] / M[c, c]
             for j in range(c, k + 1):
@@ -451,7 +442,8 @@ def anderson_serial(x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
 
 
 def warm_up() -> None:
-    """Load (or compile) the kernels for the array types ``kernels.update`` and the solver's bounds pass."""
+    """Load (or compile) the kernels for the array types ``kernels.update``, the solver's bounds and its Anderson
+    step pass."""
     e2, z1, one = np.zeros((0, 0)), np.zeros(1), np.ones((1, 1))
     for layer in (layer_serial, layer_parallel):
         layer(_LINEAR, one, e2, e2, z1 + 1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),

@@ -391,7 +391,7 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
     acc = _Anderson(int(anderson)) if anderson else _Plain()
     rows = np.arange(B)  # batch rows still being solved
     # safeguard of the accelerated steps: each sample's best residual and the CD step from that state
-    r_best, g_best = np.full(B, np.inf), np.empty_like(x)
+    r_best, g_best = np.full(B, np.inf), np.full_like(x, np.nan)  # (NaN: no best state yet)
     with np.errstate(over="ignore", invalid="ignore"):  # a wild extrapolation is caught by the safeguard
         for sweep in range(1, int(max_sweeps) + 1):
             gx, r, state = P.sweep(x, rows)
@@ -482,7 +482,7 @@ def _states(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> dict[int,
 
 
 def _c(x: np.ndarray) -> np.ndarray:
-    """``x`` as a C-contiguous float64 array (the one layout the compiled bounds take)."""
+    """``x`` as a C-contiguous float64 array (the one layout the compiled bounds and Anderson step take)."""
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
