@@ -38,10 +38,8 @@ def _omega_start(t):
 
 @njit(cache=True, error_model="numpy")
 def _omega_step(t, w):
-    """One iteration of Fritsch, Shafer & Crowley (fourth order) towards ω(t); two from ``_omega_start`` reach
-    ~1e-16 relative (the Newton step that follows makes the node voltage exact anyway)."""
-    if t > 1e20:  # the start is exact to rounding (and q below would overflow)
-        return w
+    """One iteration of Fritsch, Shafer & Crowley (fourth order) towards ω(t), for the ``ln ω`` grids (``t`` up to
+    ``_LNW_END``; four from ``_omega_start`` reach ω to rounding)."""
     r = t - w - math.log(w)
     wp1 = w + 1.0
     q = 2.0 * wp1 * (wp1 + 2.0 / 3.0 * r)
