@@ -24,7 +24,7 @@ import numpy as np
 from .elements import Element, Ideal, Linear, LinearPair, Pwl, Shockley
 from .validation import ValidationError
 
-__all__ = ["backend", "update", "LayerKernel", "compile_seconds", "compiled"]
+__all__ = ["backend", "update", "LayerKernel", "compile_seconds", "compiled", "parallel"]
 
 # Element codes of the kernel
 _LINEAR, _IDEAL, _SHOCKLEY, _PWL, _PAIR = range(5)
@@ -62,6 +62,11 @@ def _numba():
             _compiled = _numba_kernels
         _compile_s = time.perf_counter() - t
     return _compiled
+
+
+def parallel(nodes: int) -> bool:
+    """Whether a compiled pass over ``nodes`` node updates (samples × nodes) runs its samples in parallel."""
+    return nodes >= _PARALLEL_NODES
 
 
 def compiled() -> "ModuleType | None":
@@ -117,7 +122,7 @@ class LayerKernel:
             return v, r
         empty = np.zeros((0, 0))
         v, r = np.empty((B, self.n)), np.zeros(B)
-        layer = _compiled.layer_parallel if B * self.n >= _PARALLEL_NODES else _compiled.layer_serial
+        layer = _compiled.layer_parallel if parallel(B * self.n) else _compiled.layer_serial
         bad = layer(self.code, _arr(c), empty if c2 is None else _arr(c2),
                     empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.shift, self.lo,
                     self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)

@@ -135,7 +135,7 @@ class _Anderson:
         if nk is None:
             return self._step_numpy(x, g, slot)
         f, out = np.empty_like(x), np.empty_like(x)
-        step = nk.anderson_parallel if x.size >= kernels._PARALLEL_NODES else nk.anderson_serial
+        step = nk.anderson_parallel if kernels.parallel(x.size) else nk.anderson_serial
         step(_c(x), _c(g), _c(self.f), _c(self.g), self.dF, self.dG, slot, min(self.k, self.m), self.reg, f, out)
         self.f, self.g = f, g
         return out
