@@ -2,14 +2,16 @@
 
 The names below are loaded from their modules on first use (PEP 562), so that importing a light module such as
 ``cdsolver.constants`` (as ``drn --help`` does) does not load the solver and SciPy. Importing the package first
-tells the thread pools to let idle threads sleep (``threads``), before numpy and numba load.
+tells the thread pools to let idle threads sleep (``threads``), before numpy and numba load, and the C allocator to
+keep the memory of large temporary arrays (``allocator``).
 """
 
 import importlib
 
-from . import threads
+from . import allocator, threads
 
 threads.configure()
+allocator.configure()
 
 _EXPORTS = {
     "constants": ["VT"],

@@ -399,9 +399,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"BLAS: {', '.join(sorted(blas)) or 'unknown'}")
     except ImportError:
         print("BLAS: unknown (threadpoolctl not installed)")
-    from cdsolver import kernels, threads
+    from cdsolver import allocator, kernels, threads
 
     print(threads.report())
+    print(allocator.report())
 
     if kernels.backend() == "numba":
         import numba
