@@ -97,6 +97,7 @@ class LayerKernel:
 
     def __init__(self, element: Element, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int):
         self.element, self.n = element, n
+        self.nk = compiled()  # the backend is chosen once per solve
         self.a, self.lo, self.hi = (_arr(np.broadcast_to(q, (n,))) for q in (a, lo, hi))
         self.code, self.prm, self.table = _params(element)
         if self.code == _PAIR and n % 2:
@@ -111,7 +112,7 @@ class LayerKernel:
         """New voltages (V, ``(B, n)``) and the largest ``|KCL|`` (A, ``(B,)``) of ``old``; see ``update``."""
         c = np.asarray(c, dtype=np.float64)
         B = c.shape[0]
-        if backend() == "numpy":
+        if self.nk is None:
             if fixed is not None:
                 c = c + fixed
             if c2 is not None:
@@ -122,7 +123,7 @@ class LayerKernel:
             return v, r
         empty = np.zeros((0, 0))
         v, r = np.empty((B, self.n)), np.zeros(B)
-        layer = _compiled.layer_parallel if parallel(B * self.n) else _compiled.layer_serial
+        layer = self.nk.layer_parallel if parallel(B * self.n) else self.nk.layer_serial
         bad = layer(self.code, _arr(c), empty if c2 is None else _arr(c2),
                     empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.shift, self.lo,
                     self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)
@@ -146,6 +147,8 @@ def update(element: Element, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: n
 
 def _arr(x) -> np.ndarray:
     """``x`` as a C-contiguous, writeable float64 array (the one array type the kernel is compiled for)."""
+    if type(x) is np.ndarray and x.dtype == np.float64 and x.flags.c_contiguous and x.flags.writeable:
+        return x  # (the usual case, without np.require's overhead)
     return np.require(x, np.float64, "CW")
 
 
