@@ -93,7 +93,7 @@ def _energy_grad_diff(net: Network, v0: np.ndarray, sa: Sequence[np.ndarray], sb
     for l, w in enumerate(topo.weights, 1):
         dv, sv = sa[l - 1] - sb[l - 1], sa[l - 1] + sb[l - 1]
         if l == 1:  # both phases share the inputs: Δu = 0
-            g = (dv * sv).sum(0)[None, :] - 2.0 * (v0.T @ dv)
+            g = (dv * sv).sum(0)[None, :] - 2.0 * topo.input_outer(v0, dv)
         else:
             du, su = ua[l - 1] - ub[l - 1], ua[l - 1] + ub[l - 1]
             g = (du * su).sum(0)[:, None] + (dv * sv).sum(0)[None, :] - du.T @ sv - su.T @ dv

@@ -209,7 +209,7 @@ class _Layers:
         # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l]
         self.Gf = {l: topo.forward(l) for l in range(2, L + 1)}
         self.Gb = {l: np.ascontiguousarray(topo.backward(l).T) for l in range(1, L)}
-        self.fixed0 = v0 @ net.G[0] + net.b[0]
+        self.fixed0 = topo.input_current(v0) + net.b[0]
         # each sample's highest and lowest input, for I_ref's branches from them (crossbar 1, see _i_ref)
         self.input_ext = np.stack([v0.argmax(axis=1), v0.argmin(axis=1)]).astype(np.int64)
         self.input_range = (v0.max(axis=1), v0.min(axis=1))  # for _i_upper

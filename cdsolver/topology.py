@@ -55,6 +55,32 @@ class Layered:
         ``v_{l+1} @ backward(l).T``."""
         return (self.C * self.sign[l - 1])[:, None] * self.net.G[l]
 
+    def input_current(self, v0: np.ndarray) -> np.ndarray:
+        """``v0 @ G_1`` (A, ``(batch, n_1)``): crossbar 1's current into layer 1 from input voltages ``v0`` (V)."""
+        half = self._pair_half(v0)
+        G1 = self.net.G[0]
+        if half is None:
+            return v0 @ G1
+        n = half.shape[1]
+        return half @ (G1[:n] - G1[n:])
+
+    def input_outer(self, v0: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """``v0.T @ d`` (``(n_0, n_1)``), the input side of crossbar 1's gradient, for ``d`` ``(batch, n_1)``."""
+        half = self._pair_half(v0)
+        if half is None:
+            return v0.T @ d
+        top = half.T @ d
+        return np.concatenate([top, -top])
+
+    def _pair_half(self, v0: np.ndarray) -> np.ndarray | None:
+        """``x`` where the inputs are pair-encoded, ``v0 = [x, −x]`` (checked): the two halves of a product with
+        ``v0`` are then one product of half the size. None otherwise."""
+        if self.net.encoding != "pair":
+            return None
+        n = v0.shape[1] // 2
+        x = v0[:, :n]
+        return x if np.array_equal(v0[:, n:], -x) else None
+
     def conductance(self, l: int) -> np.ndarray:
         """Total crossbar conductance (S) at each node of layer ``l``: its input crossbar, plus ``C·A`` times its
         output crossbar for a hidden layer (the output's nudging branch not included)."""

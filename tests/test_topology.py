@@ -63,3 +63,25 @@ def test_drives_and_deck_gains_follow_the_signs():
     np.testing.assert_array_equal([e[f"E2_{j}"] for j in range(6)], topo.gains(2)[0])
     np.testing.assert_array_equal([f[f"F2_{j}"] for j in range(6)], topo.gains(2)[1])
     assert topo.weights == [1.0, 0.25, 0.0625]
+
+
+@pytest.mark.parametrize("encoding", ["pair", "single"])
+def test_input_products_equal_the_full_products(encoding):
+    """``input_current`` and ``input_outer`` are ``v0 @ G_1`` and ``v0.T @ d`` for pair-encoded inputs (half the
+    product, from ``x``), for inputs that only look pair-encoded in part, and for single encoding; a
+    rounding of the cancelling sum ``x (G+ − G−)`` apart at most."""
+    net = random_network([40, 7, 3], "shockley", seed=2, input_gain=3.0)
+    net.encoding = encoding
+    topo = Layered(net)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (9, 20 if encoding == "pair" else 40))
+    d = rng.normal(size=(9, 7))
+    v0 = net.encode(x)
+    near = v0.copy()
+    near[4, -1] += 1e-9  # one sample breaks the pair structure: the full products
+    for v in (v0, near):
+        scale = np.abs(v) @ net.G[0]  # the sum of |terms|: the rounding's scale
+        assert np.all(np.abs(topo.input_current(v) - v @ net.G[0]) <= 4e-16 * 20 * scale)
+        assert np.all(np.abs(topo.input_outer(v, d) - v.T @ d) <= 4e-16 * 9 * (np.abs(v).T @ np.abs(d)))
+    assert (topo._pair_half(v0) is not None) == (encoding == "pair")
+    assert topo._pair_half(near) is None
