@@ -15,7 +15,8 @@ Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
    Clocks (time.perf_counter, best of 3): `ms/sample` = one whole `solve` call / 360. `sweep ms` = a 10-sweep
    solve of the full batch (nothing converges: tol=1e-300) / 10. `products ms` = the 2(L-1) dense products a
    sweep needs, alone, same shapes. `ratio` = sweep / products; `solve / products` = the whole solve in
-   sweep-equivalents of products.
+   sweep-equivalents of products; `page faults per sweep`: the process's minor page faults over those 10-sweep
+   solves, per sweep (memory touched for the first time: cdsolver.allocator).
 4. Thread pools (cdsolver.threads): a 10-sweep solve of 128-1024-10 and 128-1024³-10 (A=4, C=1) in a fresh
    process per setting: idle threads sleep (drn's settings); idle threads spin as the libraries do when nothing
    is set (OPENBLAS_THREAD_TIMEOUT=28 and GOMP_SPINCOUNT=300000 are those values; an explicit spin count
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -132,19 +134,21 @@ def bench_network(hidden: int, amp: tuple[float, float] | None):
 def network_table(depths=(1, 2, 3)) -> None:
     print(f"\nbatch {BATCH}, double Shockley, input gain {GAIN} V, default tolerance\n")
     print("| network | amplifier | sweeps mean / max | converged | ms/sample | sweep ms | products ms | ratio "
-          "| solve / products | beyond rails per hidden layer |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| solve / products | page faults per sweep | beyond rails per hidden layer |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for hidden in depths:
         for amp in (None, (4.0, 1.0)):
             net, v0 = bench_network(hidden, amp)
             t, sol = best(lambda: solve(net, v0))
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t_sweep = best(lambda: solve(net, v0, tol=1e-300, max_sweeps=10))[0] / 10
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (10 * REPEAT)
             t_prod = products_time(net, BATCH)
             frac = ", ".join(f"{(np.abs(v) > 0.8).mean():.0%}" for v in sol.states[:-1])
             print(f"| {'-'.join(map(str, net.sizes))} | {'none' if amp is None else f'A={amp[0]:g} C={amp[1]:g}'} "
                   f"| {sol.iterations.mean():.1f} / {sol.iterations.max()} | {sol.converged.sum()}/{BATCH} "
                   f"| {1e3 * t / BATCH:.3f} | {1e3 * t_sweep:.1f} | {1e3 * t_prod:.1f} | {t_sweep / t_prod:.2f} "
-                  f"| {t / t_prod:.1f} | {frac} |", flush=True)
+                  f"| {t / t_prod:.1f} | {faults:.0f} | {frac} |", flush=True)
 
 
 THREAD_SETTINGS = {

@@ -1,15 +1,18 @@
 """The C allocator's settings for a solve's large temporary arrays, and why they matter.
 
 A sweep of a wide network makes and drops arrays of megabytes (crossbar products, node voltages, the stopping
-test's differences). glibc's ``malloc`` serves allocations above its mmap threshold from fresh pages and trims the
-top of its heap back to the system once more than its trim threshold is free; either way the next array of that
-size is fresh memory again, and every 4 KiB page of it costs a page fault on first write. On this project's
-machine (a virtual machine) that was ~2,100 faults and ~10 ms of a 100 ms sweep of 128-1024³-10 at batch 360
-(docs/performance.md#allocator). ``configure`` raises both thresholds so that the freed memory is kept and reused:
-arrays up to ``MMAP_MAX`` come from the heap, and up to ``KEEP`` of free heap stays with the process.
+test's differences). glibc's ``malloc`` maps allocations above its mmap threshold afresh, and hands the free
+memory at the top of its heap back to the system once more than its trim threshold is free; either way the next
+array of that size is new memory, and each 4 KiB page of it costs a page fault on first write: 1,364–4,789
+faults per sweep of 128-1024²-10 and 128-1024³-10 at batch 360 on this project's machine, 10–35 % of the sweep's
+time (docs/performance.md#the-allocator-keeps-large-temporaries-2026-11-30). ``configure`` raises both
+thresholds: allocations below ``MMAP_MAX`` come from the heap, and up to ``KEEP`` of free heap stays with the
+process, so the next array reuses it. Larger arrays are still mapped afresh.
 
-Only with glibc (``mallopt``); nothing is changed where the environment sets ``MALLOC_MMAP_THRESHOLD_`` or
-``MALLOC_TRIM_THRESHOLD_`` (glibc reads them at start-up: the user's choice wins).
+glibc only (``mallopt``). Nothing is changed where the environment chooses either threshold itself
+(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, or ``GLIBC_TUNABLES`` naming ``malloc.mmap_threshold``
+or ``malloc.trim_threshold``; glibc reads them at start-up): the user's choice wins, and setting one of them is
+the way to opt out.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import ctypes
 import os
 import sys
 
-#: Largest allocation served from the heap (bytes): glibc's own ceiling for its mmap threshold.
+#: Allocations below this many bytes come from the heap: glibc's ceiling for its mmap threshold.
 MMAP_MAX = 32 << 20
-#: Free heap the process keeps instead of trimming it back to the system (bytes).
+#: Free heap the process keeps instead of trimming it back to the system (bytes, per malloc arena).
 KEEP = 512 << 20
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 _ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold")
 
 _state = "not configured"
 
@@ -34,16 +38,20 @@ def configure() -> None:
     global _state
     if _state != "not configured":
         return
-    if any(name in os.environ for name in _ENV):
-        _state = "left to the environment (" + ", ".join(f"{n}={os.environ[n]}" for n in _ENV if n in os.environ) + ")"
+    chosen = [f"{n}={os.environ[n]}" for n in _ENV if n in os.environ]
+    chosen += [f"GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']}"] if any(
+        t in os.environ.get("GLIBC_TUNABLES", "") for t in _TUNABLES) else []
+    if chosen:
+        _state = "left to the environment (" + ", ".join(chosen) + ")"
         return
     mallopt = _mallopt()
     if mallopt is None:
         _state = "unchanged (not glibc)"
         return
-    ok = mallopt(_M_MMAP_THRESHOLD, MMAP_MAX) == 1 and mallopt(_M_TRIM_THRESHOLD, KEEP) == 1
-    _state = (f"heap up to {MMAP_MAX >> 20} MiB per array, {KEEP >> 20} MiB of free heap kept" if ok
-              else "unchanged (mallopt refused the settings)")
+    done = [what for code, value, what in ((_M_MMAP_THRESHOLD, MMAP_MAX, f"heap below {MMAP_MAX >> 20} MiB per array"),
+                                           (_M_TRIM_THRESHOLD, KEEP, f"{KEEP >> 20} MiB of free heap kept"))
+            if mallopt(code, value) == 1]
+    _state = ", ".join(done) if len(done) == 2 else f"only: {', '.join(done) or 'nothing'} (mallopt refused the rest)"
 
 
 def _mallopt():

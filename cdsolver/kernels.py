@@ -32,6 +32,7 @@ _LINEAR, _IDEAL, _SHOCKLEY, _PWL, _PAIR = range(5)
 _PARALLEL_NODES = 1 << 15
 
 _compiled = None  # the numba module functions once compiled, False if numba is unavailable
+_UNSET = object()
 _compile_s = 0.0
 
 
@@ -97,7 +98,7 @@ class LayerKernel:
 
     def __init__(self, element: Element, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int):
         self.element, self.n = element, n
-        self.nk = compiled()  # the backend is chosen once per solve
+        self._nk = _UNSET  # the compiled module or None (NumPy), chosen at the first update (a solve's kernels)
         self.a, self.lo, self.hi = (_arr(np.broadcast_to(q, (n,))) for q in (a, lo, hi))
         self.code, self.prm, self.table = _params(element)
         if self.code == _PAIR and n % 2:
@@ -112,7 +113,9 @@ class LayerKernel:
         """New voltages (V, ``(B, n)``) and the largest ``|KCL|`` (A, ``(B,)``) of ``old``; see ``update``."""
         c = np.asarray(c, dtype=np.float64)
         B = c.shape[0]
-        if self.nk is None:
+        if self._nk is _UNSET:
+            self._nk = compiled()
+        if self._nk is None:
             if fixed is not None:
                 c = c + fixed
             if c2 is not None:
@@ -123,7 +126,7 @@ class LayerKernel:
             return v, r
         empty = np.zeros((0, 0))
         v, r = np.empty((B, self.n)), np.zeros(B)
-        layer = self.nk.layer_parallel if parallel(B * self.n) else self.nk.layer_serial
+        layer = self._nk.layer_parallel if parallel(B * self.n) else self._nk.layer_serial
         bad = layer(self.code, _arr(c), empty if c2 is None else _arr(c2),
                     empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.shift, self.lo,
                     self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)

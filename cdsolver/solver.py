@@ -192,8 +192,7 @@ class _Layers:
             self._network_part(net, v0, [x.copy() for x in key])
         self._phase(net, beta, targets)
 
-    _SHARED = ("key", "v0", "colmax", "gmax", "gtop", "a_net", "Gf", "Gb", "fixed0", "input_ext", "input_range", "GT",
-               "hidden_kernels")
+    _SHARED = ("key", "v0", "colmax", "gmax", "gtop", "a_net", "Gf", "Gb", "fixed0", "input_ext", "input_range", "GT")
 
     def _network_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
         L, topo = self.L, self.topo
@@ -202,9 +201,6 @@ class _Layers:
         self.gmax = [g.max() for g in net.G]
         self.gtop = [g[top, np.arange(g.shape[1])] for g, top in zip(net.G, self.colmax)]
         self.a_net = [topo.conductance(l) for l in range(1, L + 1)]
-        # the hidden layers' kernels do not depend on the phase (only the output layer's nudge does)
-        self.hidden_kernels = [kernels.LayerKernel(net.element, self.a_net[l - 1], net.lo[l - 1], net.hi[l - 1],
-                                                   net.sizes[l]) for l in range(1, L)]
         # the crossbars with their amplifier gains and signs folded in: the drive of layer l is
         # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l]
         self.Gf = {l: topo.forward(l) for l in range(2, L + 1)}
@@ -237,8 +233,8 @@ class _Layers:
                 k = int(np.argmax(bad))
                 raise ValidationError(f"output pair {k}: beta={beta} (nudging conductance {gn:.4g} S) makes the "
                                       f"circuit non-convex; use a smaller |beta|")
-        self.kernel = self.hidden_kernels + [kernels.LayerKernel(self.out, self.a[-1], self.lo[-1], self.hi[-1],
-                                                                 net.sizes[L])]
+        self.kernel = [kernels.LayerKernel(self.element(l), self.a[l - 1], self.lo[l - 1], self.hi[l - 1],
+                                           len(self.a[l - 1])) for l in range(1, L + 1)]
         # drive terms that do not change during the solve
         self.fixed = [self.fixed0] + [np.array(bl) for bl in net.b[1:]]
         if targets is not None and gn != 0:
