@@ -32,8 +32,8 @@ _LINEAR, _IDEAL, _SHOCKLEY, _PWL, _PAIR = range(5)
 _PARALLEL_NODES = 1 << 15
 
 _compiled = None  # the numba module functions once compiled, False if numba is unavailable
-_UNSET = object()
 _compile_s = 0.0
+_UNSET = object()  # a LayerKernel's backend before its first update
 
 
 def backend() -> str:
