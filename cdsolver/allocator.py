@@ -3,9 +3,9 @@
 A sweep of a wide network makes and drops arrays of megabytes (crossbar products, node voltages, the stopping
 test's differences). glibc's ``malloc`` maps allocations above its mmap threshold afresh, and hands the free
 memory at the top of its heap back to the system once more than its trim threshold is free; either way the next
-array of that size is new memory, and each 4 KiB page of it costs a page fault on first write: 1,364–4,789
-faults per sweep of 128-1024²-10 and 128-1024³-10 at batch 360 on this project's machine, 10–35 % of the sweep's
-time (docs/performance.md#the-allocator-keeps-large-temporaries-2026-11-30). ``configure`` raises both
+array of that size is new memory, and writing it first costs page faults: 1,364–4,835 per sweep of 128-1024²-10
+and 128-1024³-10 at batch 360 on this project's machine, up to 44 % of the sweep's time
+(docs/performance.md#the-allocator-keeps-large-temporaries-2026-11-30). ``configure`` raises both
 thresholds: allocations below ``MMAP_MAX`` come from the heap, and up to ``KEEP`` of free heap stays with the
 process, so the next array reuses it. Larger arrays are still mapped afresh.
 
