@@ -1,9 +1,10 @@
 """The numba code behind ``kernels.update`` (imported only through ``kernels``; see there), and the compiled
 parts of the solver's sweep loop (the stopping test's current bounds, the Anderson step).
 
-One driver, ``layer``, loops over samples (in parallel) and nodes, and calls the node function of the element
-(codes in ``kernels``). Each node function mirrors its element's NumPy reference in ``elements``; the bounds and
-the Anderson step mirror theirs in ``solver``.
+One driver, ``layer``, loops over samples (in parallel) and, per sample, over the nodes of the element (codes in
+``kernels``); Shockley nodes go through vectorised passes over the row (``_shockley_row``). Each node function
+mirrors its element's NumPy reference in ``elements``; the bounds and the Anderson step mirror theirs in
+``solver``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from .elements import _EPS, _LNZ_CUTOFF
 from .kernels import _IDEAL, _LINEAR, _PAIR, _PWL, _SHOCKLEY
@@ -73,61 +76,122 @@ _LNW_NEAR = _ln_omega_grid(_LNZ_CUTOFF, 1.0 / 16.0, int((_LNW_MID - _LNZ_CUTOFF)
 _LNW_FAR = _ln_omega_grid(_LNW_MID, 1.0, int(_LNW_END - _LNW_MID) + 1)
 
 
-@njit(cache=True, error_model="numpy")
-def _hermite(grid, u):
-    """The cubic Hermite interpolant of ``grid`` ((n, 2): values and slopes times the step) at ``u`` steps from
-    its first point, ``0 <= u < n - 1``."""
-    i = int(u)
-    s = u - i
+# The two grids as one table of values and one of slopes (times the step), for a branch-free read
+_LNW_N = _LNW_NEAR.shape[0]
+_LNW_VAL = np.concatenate((_LNW_NEAR[:, 0], _LNW_FAR[:, 0]))
+_LNW_SLOPE = np.concatenate((_LNW_NEAR[:, 1], _LNW_FAR[:, 1]))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _ln_omega_hermite(t):
+    """ln ω(t) from the grids, for ``_LNZ_CUTOFF < t < _LNW_END`` (elsewhere a finite value of no meaning), without
+    branches (so a loop over nodes is vectorised): the cubic Hermite interpolant on the near grid (steps of 1/16)
+    where its step count ``u`` is below its last point, else on the far grid (steps of 1, ``u`` at least 0)."""
+    u = (t - _LNZ_CUTOFF) * 16.0
+    near = u < _LNW_N - 1
+    u = u if near else min(t - _LNW_MID, _LNW_FAR.shape[0] - 1.0)
+    u = u if u > 0.0 else 0.0  # (and NaN: 0)
+    k = np.int32(u)
+    k = k if near else min(k, _LNW_FAR.shape[0] - 2)  # (the far grid's last point: its last interval at s = 1)
+    s = u - k
+    i = k if near else k + _LNW_N
     s1 = 1.0 - s
-    return (s1 * s1 * ((1.0 + 2.0 * s) * grid[i, 0] + s * grid[i, 1])
-            + s * s * ((3.0 - 2.0 * s) * grid[i + 1, 0] - s1 * grid[i + 1, 1]))
+    return (s1 * s1 * ((1.0 + 2.0 * s) * _LNW_VAL[i] + s * _LNW_SLOPE[i])
+            + s * s * ((3.0 - 2.0 * s) * _LNW_VAL[i + 1] - s1 * _LNW_SLOPE[i + 1]))
 
 
 @njit(cache=True, error_model="numpy")
 def _ln_omega(t):
-    """ln ω(t) (ω + ln ω = t) to 2e-9 absolute, for ``t > _LNZ_CUTOFF`` (NaN for NaN and inf). The grid is chosen
-    by the step count ``u`` itself, so ``u`` stays below ``n - 1`` where ``t`` rounds up at a grid's end."""
-    u = (t - _LNZ_CUTOFF) * 16.0
-    if u < _LNW_NEAR.shape[0] - 1:
-        return _hermite(_LNW_NEAR, u)
-    u = t - _LNW_MID
-    if u < _LNW_FAR.shape[0] - 1:
-        return _hermite(_LNW_FAR, max(u, 0.0))
+    """ln ω(t) (ω + ln ω = t) to 2e-9 absolute, for ``t > _LNZ_CUTOFF`` (NaN for NaN and inf): the grids below
+    ``_LNW_END``, above it the asymptotic series of ln ω to (ln t/t)³ (one logarithm)."""
+    if t < _LNW_END:
+        return _ln_omega_hermite(t)
     L = math.log(t)
     r = 1.0 / t
     return L - L * r * (1.0 + r * (0.5 * (L - 2.0) + r * (L * (2.0 * L - 9.0) + 6.0) / 6.0))
 
 
-@njit(cache=True, error_model="numpy")
-def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
-    """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)``: (new v, f(v), the error left after the step (V) by
-    Newton's quadratic term ``|f''| step² / (2 f')``, the same with ``|f''|`` bounded over the whole step — for
-    steps below ``_WARM_STEP*Vd``, or below ``Vd`` and ``|v - step| + Vd/1000`` where the diodes' conductance is
-    under ``1e-3*a``; ``inf`` otherwise — and the step).
-    Where ``|v| >= Vd``, a side with ``ln k + (v - rail)/Vd < _NEGLIGIBLE`` is skipped (no exponential): its
-    current is below ``1e-3*eps*a*Vd`` and moves ``v`` by less than ``1e-3*eps*Vd <= 1e-3*eps*|v|`` (where
-    ``|v| < Vd`` such a current can still be a large part of ``a*|v|``)."""
-    xf, xr = (v - hi) / Vd, (lo - v) / Vd  # (divisions: f is the KCL residual, evaluated as the reference does)
+@intrinsic
+def _bits(typingctx, x):
+    """The bits of a float64 as an int64."""
+    return types.int64(types.float64), lambda context, builder, sig, args: builder.bitcast(args[0], ir.IntType(64))
+
+
+@intrinsic
+def _float(typingctx, n):
+    """The float64 whose bits are the int64 ``n``."""
+    return types.float64(types.int64), lambda context, builder, sig, args: builder.bitcast(args[0], ir.DoubleType())
+
+
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 = HI + LO, HI·k exact for |k| < 2^21
+_INV_LN2 = 1.0 / math.log(2.0)
+_ROUND = 6755399441055744.0  # 1.5·2^52: x + _ROUND - _ROUND is x rounded to an integer, held in x + _ROUND's low bits
+_EXP_MAX = 709.782712893384  # ln of the largest float64
+_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.factorial(i) for i in range(2, 14))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _exp(x):
+    """exp(x) without branches or calls (so a loop over nodes is vectorised; libm's exp is a call): x = k ln 2 + r,
+    |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 13 (Estrin's scheme), 2^k through the exponent bits.
+    Within 0.71 eps of exp(x) (relative; libm: 0.5); 0 below x = -707 (e^-707 = 9e-308: libm's result there is
+    at most 1e-307), inf above ln(max float), NaN for NaN."""
+    xc = min(max(x, -707.0), _EXP_MAX)
+    t = xc * _INV_LN2 + _ROUND
+    k = t - _ROUND
+    r = (xc - k * _LN2_HI) - k * _LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    q = (((_E2 + _E3 * r) + r2 * (_E4 + _E5 * r))
+         + r4 * (((_E6 + _E7 * r) + r2 * (_E8 + _E9 * r)) + r4 * ((_E10 + _E11 * r) + r2 * (_E12 + _E13 * r))))
+    y = (1.0 + (r + r2 * q)) * _float((_bits(t) + 1022) << 52) * 2.0  # 2^(k-1)·2: k = 1024 below _EXP_MAX
+    y = math.inf if x > _EXP_MAX else y
+    y = 0.0 if x < -707.0 else y
+    return x if x != x else y
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _newton_exponents(v, lnk, lo, hi, Vd):
+    """The exponents ``(v - hi)/Vd`` and ``(lo - v)/Vd`` of a Newton step at ``v`` (divisions: ``f`` is the KCL
+    residual, evaluated as the reference does). Where ``|v| >= Vd``, a side with ``ln k + exponent <
+    _NEGLIGIBLE`` gets ``-inf`` (its exponential 0): its current is below ``1e-3*eps*a*Vd`` and moves ``v`` by
+    less than ``1e-3*eps*Vd <= 1e-3*eps*|v|`` (where ``|v| < Vd`` such a current can still be a large part of
+    ``a*|v|``)."""
+    xf, xr = (v - hi) / Vd, (lo - v) / Vd
     small = abs(v) < Vd
-    ef = math.exp(xf) if small or lnk + xf > _NEGLIGIBLE else 0.0
-    er = math.exp(xr) if small or lnk + xr > _NEGLIGIBLE else 0.0
-    d = ef - er
-    slope = a + (ef + er) * (Is / Vd)
+    return (xf if small or lnk + xf > _NEGLIGIBLE else -math.inf,
+            xr if small or lnk + xr > _NEGLIGIBLE else -math.inf)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _newton_step(v, a, c1, Is, Vd, ef, er):
+    """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)`` (``ef``, ``er``: the exponentials): (new v, f(v),
+    the error left after the step (V) by Newton's quadratic term ``|f''| step² / (2 f')``, the same with
+    ``|f''|`` bounded over the whole step — for steps below ``_WARM_STEP*Vd``, or below ``Vd`` and ``|v - step| +
+    Vd/1000`` where the diodes' conductance is under ``1e-3*a``; ``inf`` otherwise — and the step). Where the
+    slope overflows (``Is/Vd*exp``; exp itself may not have), ``f/slope = 0`` is no step: NaN, with ``inf``
+    errors. Without branches."""
+    d, e2 = ef - er, ef + er
+    slope = a + e2 * (Is / Vd)
     f = a * v - c1 + Is * d
-    if not slope < math.inf:  # Is/Vd*exp overflowed (exp itself may not have): f/slope = 0 is no Newton step
-        return math.nan, f, math.inf, math.inf, math.nan
     step = f / slope
     q = (Is / (2.0 * Vd * Vd)) * step * step / slope
-    if abs(step) <= _WARM_STEP * Vd:  # |ef - er| grows by at most (ef + er)*|step|/Vd over the step (first order)
-        bound = (abs(d) + (ef + er) * abs(step) / Vd) * q * 1.01
-    elif abs(step) <= min(Vd, abs(v - step) + 1e-3 * Vd) and (ef + er) * (Is / Vd) <= 1e-3 * a:
-        # a weak diode: f' >= a puts the root within 1.001|step|, where |f''| grows by at most e^1.001 < 3. (The
-        # step carries f's rounding, ~eps*|v|: kept below ~2 eps*(|v - step| + Vd/1000) by the step's cap.)
-        bound = 3.0 * (ef + er) * q
-    else:
-        bound = math.inf
-    return v - step, f, abs(d) * q, bound, step
+    s = abs(step)
+    # |ef - er| grows by at most (ef + er)*|step|/Vd over a short step (first order); for a weak diode, f' >= a
+    # puts the root within 1.001|step|, where |f''| grows by at most e^1.001 < 3. (The step carries f's rounding,
+    # ~eps*|v|: kept below ~2 eps*(|v - step| + Vd/1000) by the step's cap.)
+    weak = s <= min(Vd, abs(v - step) + 1e-3 * Vd) and e2 * (Is / Vd) <= 1e-3 * a
+    bound = (abs(d) + e2 * s / Vd) * q * 1.01 if s <= _WARM_STEP * Vd else (3.0 * e2 * q if weak else math.inf)
+    finite = slope < math.inf
+    return (v - step if finite else math.nan, f, abs(d) * q if finite else math.inf,
+            bound if finite else math.inf, step if finite else math.nan)
+
+
+@njit(cache=True, error_model="numpy")
+def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
+    """``_newton_step`` at ``v``, one node."""
+    xf, xr = _newton_exponents(v, lnk, lo, hi, Vd)
+    return _newton_step(v, a, c1, Is, Vd, _exp(xf), _exp(xr))
 
 
 @njit(cache=True, error_model="numpy")
@@ -153,51 +217,97 @@ def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
 
 
 @njit(cache=True, error_model="numpy")
+def _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound):
+    """``_shockley_newton`` at the first ``m`` nodes of a row, in loops without branches or calls (vectorised):
+    ``v`` (V) becomes the step's result, ``f`` (A), ``err`` and ``bound`` (V) as there; ``ef``, ``er``: scratch.
+    Short loops, so that the exponentials of many nodes are in flight at once."""
+    for j in range(m):
+        ef[j], er[j] = _newton_exponents(v[j], lnk[j], lo[j], hi[j], Vd)
+    for j in range(m):
+        ef[j] = _exp(ef[j])
+    for j in range(m):
+        er[j] = _exp(er[j])
+    for j in range(m):
+        v[j], f[j], err[j], bound[j], _s = _newton_step(v[j], a[j], c1[j], Is, Vd, ef[j], er[j])
+
+
+@njit(cache=True, error_model="numpy")
+def _shockley_node(c1, a, lnk, lo, hi, Is, Vd):
+    """One Shockley node from scratch, one scalar at a time: the closed form (below), one Newton step and, where
+    that is not final, the safeguarded Newton. Returns (v, converged)."""
+    x = c1 / a
+    tf, tr = lnk + (x - hi) * (1.0 / Vd), lnk + (lo - x) * (1.0 / Vd)
+    v = x
+    if max(tf, tr) > _LNZ_CUTOFF:
+        lnw = _ln_omega(max(tf, tr))
+        v = hi + Vd * (lnw - lnk) if tf >= tr else lo - Vd * (lnw - lnk)
+    new, _f, err, _b, _s = _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk)
+    if err > _ERR * (abs(new) + 1e-3 * Vd):  # e.g. both diodes conduct: safeguarded Newton
+        return _shockley_polish(new, a, c1, lo, hi, Is, Vd, lnk)
+    return new, True
+
+
+@njit(cache=True, error_model="numpy")
+def _closed_form_pass(m, c1, a, lnk, lo, hi, Is, Vd, v, t, ef, er, f, err, bound):
+    """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from the closed form
+    ``rail ± Vd·(ln ω(t) − ln k)`` where a diode conducts (``t``, the larger of ``ln k`` plus the distance beyond a
+    rail in Vd, above ``_LNZ_CUTOFF``; else ``c'/a``: no cancellation for any ``|c'/a|``), then one Newton step
+    (``_newton_pass``). ``t`` is kept: the grids hold ln ω only below ``_LNW_END``."""
+    ivd = 1.0 / Vd
+    for i in range(m):
+        v[i] = c1[i] / a[i]
+        t[i] = max(lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd)
+    for i in range(m):  # (the table reads in a loop of their own: with them, the first loop was not vectorised)
+        ef[i] = _ln_omega_hermite(t[i])
+    for i in range(m):
+        tf, tr = lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd
+        lw = ef[i] - lnk[i]
+        v[i] = v[i] if not t[i] > _LNZ_CUTOFF else (hi[i] + Vd * lw if tf >= tr else lo[i] - Vd * lw)
+    _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound)
+
+
+@njit(cache=True, error_model="numpy")
 def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
     """Shockley nodes of one sample (``elements.Shockley``): ``v`` from drives ``c`` (A, overwritten with ``c'``).
-    Returns (max |KCL| at ``old``, nodes whose safeguarded Newton failed). Done in passes over the row, each
-    over independent nodes, so the exponentials of many nodes are in flight at once."""
-    n, ivd = c.size, 1.0 / Vd
-    rmax = 0.0
-    todo = np.empty(n, np.int64)  # nodes the warm start did not settle
-    m = 0
+    Returns (max |KCL| at ``old``, nodes whose safeguarded Newton failed).
+
+    In vectorised passes over the row: with ``warm``, one Newton step from ``old``, kept where provably exact;
+    the other nodes (packed) from the closed form and one Newton step (``_closed_form_pass``). Where that step is
+    not final (e.g. both diodes conduct) or ``t`` is beyond the grids, the node is done again, alone, by
+    ``_shockley_node``."""
+    n = c.size
+    # scratch, one array each (rows of one array would not be typed contiguous, and their loops not vectorised)
+    ef, er, f, err, bound, t = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    w, cp, ap, lnkp, lop, hip = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     for j in range(n):
         c[j] -= shift[j]  # c' : the -1 terms moved to the drive
-        if warm:  # Newton from the previous voltage: accepted where provably exact
-            new, f, _e, bound, step = _shockley_newton(old[j], a[j], c[j], lo[j], hi[j], Is, Vd, lnk[j])
-            if abs(f) > rmax or f != f:  # NaN sticks, as in NumPy's max
-                rmax = abs(f)
-            if bound <= _ERR * (abs(new) + 1e-3 * Vd):  # (False for NaN)
-                v[j] = new
-                continue
-        todo[m] = j
-        m += 1
-    t = np.empty(m)
-    on = np.empty(m, np.int64)  # nodes where a diode conducts (ln z > _LNZ_CUTOFF)
-    fwd = np.empty(m, np.bool_)  # ... the forward one
-    k = 0
-    for i in range(m):
-        j = todo[i]
-        x = c[j] / a[j]
-        v[j] = x
-        tf, tr = lnk[j] + (x - hi[j]) * ivd, lnk[j] + (lo[j] - x) * ivd
-        if max(tf, tr) > _LNZ_CUTOFF:
-            fwd[k] = tf >= tr
-            t[k] = max(tf, tr)
-            on[k] = j
-            k += 1
-    for i in range(k):  # v = rail ± Vd*(ln W - ln k): no cancellation for any |c/a|
-        j = on[i]
-        lnw = _ln_omega(t[i])
-        v[j] = hi[j] + Vd * (lnw - lnk[j]) if fwd[i] else lo[j] - Vd * (lnw - lnk[j])
+    rmax, m = 0.0, n
+    todo = np.arange(n)
+    if warm:  # Newton from the previous voltage: accepted where provably exact
+        v[:] = old
+        _newton_pass(n, v, c, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound)
+        m = 0
+        for j in range(n):
+            if abs(f[j]) > rmax or f[j] != f[j]:  # NaN sticks, as in NumPy's max
+                rmax = abs(f[j])
+            if not bound[j] <= _ERR * (abs(v[j]) + 1e-3 * Vd):  # (True for NaN)
+                todo[m] = j
+                m += 1
+    if m == n:
+        _closed_form_pass(n, c, a, lnk, lo, hi, Is, Vd, w, t, ef, er, f, err, bound)
+    elif m:
+        for i in range(m):
+            j = todo[i]
+            cp[i], ap[i], lnkp[i], lop[i], hip[i] = c[j], a[j], lnk[j], lo[j], hi[j]
+        _closed_form_pass(m, cp, ap, lnkp, lop, hip, Is, Vd, w, t, ef, er, f, err, bound)
     bad = 0
     for i in range(m):
         j = todo[i]
-        new, _f, err, _b, _s = _shockley_newton(v[j], a[j], c[j], lo[j], hi[j], Is, Vd, lnk[j])
-        if err > _ERR * (abs(new) + 1e-3 * Vd):  # e.g. both diodes conduct: safeguarded Newton
-            new, ok = _shockley_polish(new, a[j], c[j], lo[j], hi[j], Is, Vd, lnk[j])
+        if t[i] < _LNW_END and err[i] <= _ERR * (abs(w[i]) + 1e-3 * Vd):
+            v[j] = w[i]
+        else:
+            v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
             bad += not ok
-        v[j] = new
     return rmax, bad
 
 

@@ -78,16 +78,19 @@ def test_kernel_equals_the_numpy_reference(el, numba_backend):
 
 @pytest.mark.parametrize("el", ELEMENTS, ids=repr)
 def test_kernel_residual_and_warm_start(el, numba_backend):
-    """With the previous voltages ``old``, the kernel returns max|KCL(old)| per sample (as ``residual``), and
-    starting from them changes nothing: the exact solution stays exact, a perturbed one is corrected."""
+    """With the previous voltages ``old``, the kernel returns max|KCL(old)| per sample (as ``residual``), to the
+    rounding of the KCL's terms (its exponentials are not NumPy's: they may differ in the last bit), and starting
+    from them changes nothing: the exact solution stays exact, a perturbed one is corrected."""
     a, c, lo, hi = batch_cases(el)
     ref = el.solve_reference(a, c, lo, hi)
     rng = np.random.default_rng(5)
     for old in (ref, el.admissible(ref + 1e-3 * rng.standard_normal(ref.shape), lo, hi)):
         v, r = kernels.update(el, a, lo, hi, c.copy(), old=old)
         assert agree(el, v, a, c, lo, hi) <= 1e-15
-        want = np.abs(el.residual(old, a, c, lo, hi)).max(axis=1)
-        np.testing.assert_allclose(r, want, rtol=1e-12, atol=0)
+        res = el.residual(old, a, c, lo, hi)
+        want = np.abs(res).max(axis=1)
+        terms = np.abs(c) + np.abs(a * old) + np.abs(res - a * old + c)  # |c|, a|v|, |I(v)|
+        assert np.all(np.abs(r - want) <= np.maximum(1e-12 * want, 2 * EPS * terms.max(axis=1)))
         assert np.all(r > 0) or old is ref
 
 
@@ -191,6 +194,71 @@ def test_warm_step_from_far_is_as_exact_as_cold(numba_backend):
         args = (el, np.array([a]), np.array([lo]), np.array([hi]), np.array([[c]]))
         warm, cold = kernels.update(*args, old=np.array([[old]]))[0], kernels.update(*args)[0]
         assert abs(warm - cold) <= 2 * EPS * abs(cold), (a, lo, hi, c, old, warm, cold)
+
+
+@pytest.mark.parametrize("el", SHOCKLEYS, ids=repr)
+def test_warm_start_taken_at_some_nodes_and_not_at_others(el, numba_backend):
+    """Half the nodes start at their solution (kept by the warm Newton step), half far from it: those are packed
+    and done from the closed form; every node exact."""
+    a, c, lo, hi = batch_cases(el)
+    ref = el.solve_reference(a, c, lo, hi)
+    old = ref.copy()
+    old[:, 1::2] = el.admissible(ref[:, 1::2] + 0.1, lo[1::2], hi[1::2])
+    v, r = kernels.update(el, a, lo, hi, c.copy(), old=old)
+    assert agree(el, v, a, c, lo, hi) <= 1e-15
+    assert np.all(r > 0)
+
+
+def test_exp_is_within_0_71_eps_of_exp(numba_backend):
+    """The kernels' exponential (``_nk._exp``: branch-free, so loops over nodes are vectorised) against exp in
+    80-bit precision, and at its edges: 0 below -707, inf above ln(max float), NaN for NaN."""
+    from numba import njit
+    from cdsolver import _numba_kernels as nk
+
+    @njit
+    def exp(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = nk._exp(x[i])
+        return out
+
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.uniform(-707, 709.78, 10**6), rng.uniform(-2, 2, 10**6), np.arange(-707.0, 710.0),
+                        [709.782712893384, -707.0, 0.0, 1e-300, -1e-300]])
+    want = np.exp(x.astype(np.longdouble))
+    assert np.max(np.abs((exp(x) - want) / want)) <= 0.71 * EPS
+    edges = np.array([709.7827128933841, 1e308, np.inf, -707.0000000000001, -745.2, -1e308, -np.inf, np.nan])
+    got = exp(edges)
+    assert np.array_equal(got[:3], [np.inf] * 3) and np.array_equal(got[3:7], [0.0] * 4) and np.isnan(got[7])
+    assert exp(np.array([0.0]))[0] == 1.0
+
+
+def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
+    """The Shockley row's passes are compiled for contiguous arrays only (a strided signature is not vectorised,
+    which made the kernel 2x slower) and LLVM vectorises their loops (a fresh cache, so the code is compiled)."""
+    code = r"""if True:
+        import re
+        import numpy as np
+        from cdsolver import kernels, _numba_kernels as nk
+        from cdsolver.elements import Shockley
+        el, n = Shockley(1e-6, 0.05), 64
+        a, lo, hi = np.full(n, 1e-3), np.full(n, -0.5), np.full(n, 0.5)
+        c = np.random.default_rng(0).standard_normal((4, n)) * 1e-3
+        v = kernels.update(el, a, lo, hi, c.copy())[0]
+        kernels.update(el, a, lo, hi, c.copy(), old=v * (1 + 1e-3 * (np.arange(n) % 2)))
+        for f in (nk._newton_pass, nk._closed_form_pass):
+            for sig in f.signatures:
+                ir = f.inspect_llvm(sig)
+                arrays = {str(t) for t in sig if "array" in str(t)}
+                loops = len(re.findall(r"^vector\.body\d*:", ir, re.M))
+                print(f.__name__, arrays == {"array(float64, 1d, C)"}, loops)
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), DRN_KERNELS="numba")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # one signature each; _newton_pass's four loops vectorised, and _closed_form_pass's three (its IR also holds
+    # the _newton_pass it calls)
+    assert out.stdout.split() == ["_newton_pass", "True", "4", "_closed_form_pass", "True", "7"], out.stdout
 
 
 def test_pair_kernel(numba_backend):
