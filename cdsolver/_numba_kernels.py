@@ -488,25 +488,31 @@ def _finite(d):
 
 
 @njit(cache=True, error_model="numpy")
-def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
+def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
     """``solver._Anderson``'s step for sample ``b``: ``f = g - x``; ring slot ``slot`` of ``dF``/``dG``
-    (``(B, m, N)``) takes the finite part of ``f - f_prev`` and ``g - g_prev``; then the mixing coefficients γ of
-    the first ``k >= 1`` slots and ``out = g - Σ γ_i dG_i``. γ solves the column-scaled Gram system plus
-    ``reg·I``: symmetric positive definite (unit or zero diagonal, plus ``reg``), so Gaussian elimination needs
-    no pivoting."""
+    (``(B, m, N)``) takes the finite part of ``f - f_prev`` and ``g - g_prev``, and its row and column of the
+    Gram matrix ``gram`` (``(B, m, m)``, ``dF·dFᵀ``: the other entries are kept from the steps that wrote their
+    slots); then the mixing coefficients γ of the first ``k >= 1`` slots and ``out = g - Σ γ_i dG_i``. γ solves
+    the column-scaled Gram system plus ``reg·I``: symmetric positive definite (unit or zero diagonal, plus
+    ``reg``), so Gaussian elimination needs no pivoting."""
     N = x.shape[1]
     for n in range(N):
         fn = g[b, n] - x[b, n]
         dF[b, slot, n] = _finite(fn - f_prev[b, n])
         dG[b, slot, n] = _finite(g[b, n] - g_prev[b, n])
         f[b, n] = fn
-    M = np.zeros((k, k + 1))  # the Gram matrix, then the right-hand side DF·f in column k
+    M = np.zeros((k, k + 1))  # the new Gram row in column 0, the right-hand side DF·f in column k
     for n in range(N):
+        ds, fn = dF[b, slot, n], f[b, n]
         for i in range(k):
             di = dF[b, i, n]
-            for j in range(i + 1):
-                M[i, j] += di * dF[b, j, n]
-            M[i, k] += di * f[b, n]
+            M[i, 0] += di * ds
+            M[i, k] += di * fn
+    for i in range(k):
+        gram[b, slot, i] = gram[b, i, slot] = M[i, 0]
+    for i in range(k):
+        for j in range(k):
+            M[i, j] = gram[b, i, j]
     s = np.empty(k)
     for i in range(k):
         s[i] = math.sqrt(M[i, i]) if M[i, i] != 0.0 else 1.0
@@ -529,24 +535,24 @@ def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
     for i in range(k):
         gamma[i] /= s[i]
     for n in range(N):
-        y = g[b, n]
-        for i in range(k):
-            y -= gamma[i] * dG[b, i, n]
-        out[b, n] = y
+        out[b, n] = g[b, n]
+    for i in range(k):  # (loops over n inside: vectorised; each out[b, n] is summed in the same order)
+        for n in range(N):
+            out[b, n] -= gamma[i] * dG[b, i, n]
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def anderson_parallel(x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
+def anderson_parallel(x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
     """Every sample's ``_anderson_row``, samples in parallel."""
     for b in prange(x.shape[0]):
-        _anderson_row(np.int64(b), x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out)
+        _anderson_row(np.int64(b), x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out)
 
 
 @njit(cache=True, error_model="numpy")
-def anderson_serial(x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out):
+def anderson_serial(x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
     """``anderson_parallel`` in one thread (small batches)."""
     for b in range(x.shape[0]):
-        _anderson_row(b, x, g, f_prev, g_prev, dF, dG, slot, k, reg, f, out)
+        _anderson_row(b, x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out)
 
 
 def warm_up() -> None:
@@ -563,4 +569,4 @@ def warm_up() -> None:
         i_upper_layer(one, below, z1 + 1, z1, z1, 1.0, np.zeros(1))
     d3 = np.zeros((1, 1, 1))
     for step in (anderson_serial, anderson_parallel):
-        step(one, one, one, one, d3, d3.copy(), 0, 1, 1e-10, np.empty((1, 1)), np.empty((1, 1)))
+        step(one, one, one, one, d3, d3.copy(), d3.copy(), 0, 1, 1e-10, np.empty((1, 1)), np.empty((1, 1)))

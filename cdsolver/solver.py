@@ -103,30 +103,32 @@ def load_states(path: str | Path) -> list[np.ndarray]:
 class _Anderson:
     """Type-II Anderson mixing of ``x -> T(x)``, solved per sample (rows are independent problems).
 
-    Keeps the last ``m`` differences of ``f = T(x) - x`` and of ``T(x)`` (a ring buffer); the mixing
-    coefficients solve the column-scaled, Tikhonov-regularised (``reg``) ``m x m`` least squares of each sample.
+    Keeps the last ``m`` differences of ``f = T(x) - x`` and of ``T(x)`` (a ring buffer) and, for the compiled
+    step, their Gram matrix (each step computes only its new difference's row); the mixing coefficients solve the
+    column-scaled, Tikhonov-regularised (``reg``) ``m x m`` least squares of each sample.
     """
 
     def __init__(self, m: int, reg: float = 1e-10):
         self.m, self.reg = m, reg
         self.k = 0  # differences stored so far
-        self.f = self.g = self.dF = self.dG = None
+        self.f = self.g = self.dF = self.dG = self.gram = None
 
     def keep(self, rows: np.ndarray) -> None:
         if self.f is not None:
             self.f, self.g = self.f[rows], self.g[rows]
-            self.dF, self.dG = self.dF[rows], self.dG[rows]
+            self.dF, self.dG, self.gram = self.dF[rows], self.dG[rows], self.gram[rows]
 
     def restart(self, rows: np.ndarray) -> None:
         """Forget the history of these samples (their next step is a plain CD step)."""
         if self.f is not None:
-            self.dF[rows] = self.dG[rows] = 0.0
+            self.dF[rows] = self.dG[rows] = self.gram[rows] = 0.0
             self.f[rows] = self.g[rows] = np.nan
 
     def __call__(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         if self.f is None:  # the first step: no differences yet, a plain CD step
             self.dF = np.zeros((len(x), self.m, x.shape[1]))
             self.dG = np.zeros_like(self.dF)
+            self.gram = np.zeros((len(x), self.m, self.m))
             self.f, self.g = g - x, g
             return g
         slot = self.k % self.m
@@ -136,7 +138,8 @@ class _Anderson:
             return self._step_numpy(x, g, slot)
         f, out = np.empty_like(x), np.empty_like(x)
         step = nk.anderson_parallel if kernels.parallel(x.size) else nk.anderson_serial
-        step(_c(x), _c(g), _c(self.f), _c(self.g), self.dF, self.dG, slot, min(self.k, self.m), self.reg, f, out)
+        step(_c(x), _c(g), _c(self.f), _c(self.g), self.dF, self.dG, self.gram, slot, min(self.k, self.m), self.reg,
+             f, out)
         self.f, self.g = f, g
         return out
 
