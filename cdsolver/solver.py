@@ -200,20 +200,22 @@ class _Layers:
     def _network_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
         L, topo = self.L, self.topo
         self.key, self.v0 = key, v0
-        self.colmax = [g.argmax(axis=0) for g in net.G]  # row of each node's largest input conductance
+        # columns of G as contiguous rows, for _i_ref's branches from the extreme nodes (crossbars 2..L)
+        self.GT = {l: np.ascontiguousarray(net.G[l - 1].T) for l in range(2, L + 1)}
+        # row of each node's largest input conductance (from GT's rows where it exists: a reduction along G's
+        # columns is strided, 7 ms at 1024 x 1024)
+        self.colmax = [net.G[0].argmax(axis=0)] + [self.GT[l].argmax(axis=1) for l in range(2, L + 1)]
         self.gmax = [g.max() for g in net.G]
         self.gtop = [g[top, np.arange(g.shape[1])] for g, top in zip(net.G, self.colmax)]
         self.a_net = [topo.conductance(l) for l in range(1, L + 1)]
         # the crossbars with their amplifier gains and signs folded in: the drive of layer l is
-        # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l]
+        # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l] (Gb: a transposed view; BLAS reads it as fast as a copy)
         self.Gf = {l: topo.forward(l) for l in range(2, L + 1)}
-        self.Gb = {l: np.ascontiguousarray(topo.backward(l).T) for l in range(1, L)}
+        self.Gb = {l: topo.backward(l).T for l in range(1, L)}
         self.fixed0 = topo.input_current(v0) + net.b[0]
         # each sample's highest and lowest input, for I_ref's branches from them (crossbar 1, see _i_ref)
         self.input_ext = np.stack([v0.argmax(axis=1), v0.argmin(axis=1)]).astype(np.int64)
         self.input_range = (v0.max(axis=1), v0.min(axis=1))  # for _i_upper
-        # columns of G as contiguous rows, for _i_ref's branches from the extreme nodes (crossbars 2..L)
-        self.GT = {l: np.ascontiguousarray(net.G[l - 1].T) for l in range(2, L + 1)}
 
     def _phase(self, net: Network, beta: float, targets: np.ndarray | None) -> None:
         L = self.L
