@@ -12,11 +12,13 @@ Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
 3. Networks 128-1024-10, 128-1024²-10, 128-1024³-10, double Shockley (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V),
    uniform random conductances (mean 1/n_in S), a batch of 360 random Digits-sized inputs (64 features in [0, 1],
    pair-encoded, input gain 40 V: ~17 % of first-layer nodes beyond the rails), default tolerance.
-   Clocks (time.perf_counter, best of 3): `ms/sample` = one whole `solve` call / 360. `sweep ms` = a 10-sweep
-   solve of the full batch (nothing converges: tol=1e-300) / 10. `products ms` = the 2(L-1) dense products a
-   sweep needs, alone, same shapes. `ratio` = sweep / products; `solve / products` = the whole solve in
-   sweep-equivalents of products; `page faults per sweep`: the process's minor page faults over those 10-sweep
-   solves, per sweep (memory touched for the first time: cdsolver.allocator).
+   Clocks (time.perf_counter): `ms/sample` = one whole `solve` call / 360 (best of 3). `sweep ms` = a 10-sweep
+   solve of the full batch (nothing converges: tol=1e-300; its set-up included) / 10; `products ms` = the 2(L-1)
+   dense products a sweep needs, alone, same shapes; the two timed in turn, best of 5 each (since 2026-11-30:
+   before, one after the other, and the machine's drift moved the ratio). `ratio` = sweep / products;
+   `solve / products` = the whole solve in sweep-equivalents of products; `page faults per sweep`: the process's
+   minor page faults over those 10-sweep solves, per sweep (memory touched for the first time:
+   cdsolver.allocator).
 4. Thread pools (cdsolver.threads): a 10-sweep solve of 128-1024-10 and 128-1024³-10 (A=4, C=1) in a fresh
    process per setting: idle threads sleep (drn's settings); idle threads spin as the libraries do when nothing
    is set (OPENBLAS_THREAD_TIMEOUT=28 and GOMP_SPINCOUNT=300000 are those values; an explicit spin count
@@ -110,8 +112,9 @@ def kernel_table() -> None:
                                                     for t in (t_ref, t_cold, t_warm)) + " |", flush=True)
 
 
-def products_time(net, B):
-    """Seconds for the dense products of one sweep: each crossbar l >= 2 forward, each l <= L-1 backward."""
+def products(net, B):
+    """A function doing the dense products of one sweep (each crossbar l >= 2 forward, each l <= L-1 backward)
+    for a batch of B."""
     rng = np.random.default_rng(0)
     n = net.sizes
     xs = {l: rng.standard_normal((B, n[l])) for l in range(1, net.depth + 1)}
@@ -122,7 +125,20 @@ def products_time(net, B):
         for l in range(1, net.depth):
             xs[l + 1] @ net.G[l].T
 
-    return best(run, 5)[0]
+    return run
+
+
+def sweep_and_products(net, v0, repeat=5):
+    """(seconds per sweep of a 10-sweep solve, seconds for its products alone, page faults per sweep), best of
+    ``repeat`` each, the two timed in turn: the machine's speed drifts (the same products took 24-36 ms in one
+    run), and a ratio is only meaningful between clocks taken in the same stretch."""
+    run, sweeps, prods = products(net, len(v0)), [], []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeat):
+        sweeps.append(best(lambda: solve(net, v0, tol=1e-300, max_sweeps=10), 1)[0] / 10)
+        prods.append(best(run, 1)[0])
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (10 * repeat)
+    return min(sweeps), min(prods), faults
 
 
 def bench_network(hidden: int, amp: tuple[float, float] | None):
@@ -140,10 +156,7 @@ def network_table(depths=(1, 2, 3)) -> None:
         for amp in (None, (4.0, 1.0)):
             net, v0 = bench_network(hidden, amp)
             t, sol = best(lambda: solve(net, v0))
-            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            t_sweep = best(lambda: solve(net, v0, tol=1e-300, max_sweeps=10))[0] / 10
-            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (10 * REPEAT)
-            t_prod = products_time(net, BATCH)
+            t_sweep, t_prod, faults = sweep_and_products(net, v0)
             frac = ", ".join(f"{(np.abs(v) > 0.8).mean():.0%}" for v in sol.states[:-1])
             print(f"| {'-'.join(map(str, net.sizes))} | {'none' if amp is None else f'A={amp[0]:g} C={amp[1]:g}'} "
                   f"| {sol.iterations.mean():.1f} / {sol.iterations.max()} | {sol.converged.sum()}/{BATCH} "
