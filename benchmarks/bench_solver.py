@@ -132,13 +132,13 @@ def sweep_and_products(net, v0, repeat=5):
     """(seconds per sweep of a 10-sweep solve, seconds for its products alone, page faults per sweep), best of
     ``repeat`` each, the two timed in turn: the machine's speed drifts (the same products took 24-36 ms in one
     run), and a ratio is only meaningful between clocks taken in the same stretch."""
-    run, sweeps, prods = products(net, len(v0)), [], []
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    run, sweeps, prods, faults = products(net, len(v0)), [], [], 0
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         sweeps.append(best(lambda: solve(net, v0, tol=1e-300, max_sweeps=10), 1)[0] / 10)
+        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
         prods.append(best(run, 1)[0])
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (10 * repeat)
-    return min(sweeps), min(prods), faults
+    return min(sweeps), min(prods), faults / (10 * repeat)
 
 
 def bench_network(hidden: int, amp: tuple[float, float] | None):

@@ -134,8 +134,8 @@ _E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.fac
 def _exp(x):
     """exp(x) without branches or calls (so a loop over nodes is vectorised; libm's exp is a call): x = k ln 2 + r,
     |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 13 (Estrin's scheme), 2^k through the exponent bits.
-    Within 0.71 eps of exp(x) (relative; libm: 0.5); 0 below x = -707 (e^-707 = 9e-308: libm's result there is
-    at most 1e-307), inf above ln(max float), NaN for NaN."""
+    Below 0.75 eps of exp(x) (relative; the worst found 0.72, where r is near -ln2/2; libm: 0.5); 0 for x < -707
+    (e^-707 = 9e-308: libm's result there is at most 1e-307), inf above ln(max float), NaN for NaN."""
     xc = min(max(x, -707.0), _EXP_MAX)
     t = xc * _INV_LN2 + _ROUND
     k = t - _ROUND
@@ -154,9 +154,9 @@ def _exp(x):
 def _newton_exponents(v, lnk, lo, hi, Vd):
     """The exponents ``(v - hi)/Vd`` and ``(lo - v)/Vd`` of a Newton step at ``v`` (divisions: ``f`` is the KCL
     residual, evaluated as the reference does). Where ``|v| >= Vd``, a side with ``ln k + exponent <
-    _NEGLIGIBLE`` gets ``-inf`` (its exponential 0): its current is below ``1e-3*eps*a*Vd`` and moves ``v`` by
-    less than ``1e-3*eps*Vd <= 1e-3*eps*|v|`` (where ``|v| < Vd`` such a current can still be a large part of
-    ``a*|v|``)."""
+    _NEGLIGIBLE`` (or NaN) gets ``-inf`` (its exponential 0): its current is below ``1e-3*eps*a*Vd`` and moves
+    ``v`` by less than ``1e-3*eps*Vd <= 1e-3*eps*|v|`` (where ``|v| < Vd`` such a current can still be a large part
+    of ``a*|v|``)."""
     xf, xr = (v - hi) / Vd, (lo - v) / Vd
     small = abs(v) < Vd
     return (xf if small or lnk + xf > _NEGLIGIBLE else -math.inf,
@@ -257,11 +257,12 @@ def _closed_form_pass(m, c1, a, lnk, lo, hi, Is, Vd, v, t, ef, er, f, err, bound
     for i in range(m):
         v[i] = c1[i] / a[i]
         t[i] = max(lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd)
+    lnw = ef  # (scratch: ln ω here, the exponential in the Newton pass)
     for i in range(m):  # (the table reads in a loop of their own: with them, the first loop was not vectorised)
-        ef[i] = _ln_omega_hermite(t[i])
+        lnw[i] = _ln_omega_hermite(t[i])
     for i in range(m):
         tf, tr = lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd
-        lw = ef[i] - lnk[i]
+        lw = lnw[i] - lnk[i]
         v[i] = v[i] if not t[i] > _LNZ_CUTOFF else (hi[i] + Vd * lw if tf >= tr else lo[i] - Vd * lw)
     _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound)
 
@@ -276,9 +277,11 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
     not final (e.g. both diodes conduct) or ``t`` is beyond the grids, the node is done again, alone, by
     ``_shockley_node``."""
     n = c.size
-    # scratch, one array each (rows of one array would not be typed contiguous, and their loops not vectorised)
-    ef, er, f, err, bound, t = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    w, cp, ap, lnkp, lop, hip = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    # scratch rows, taken by index: rows unpacked from a 2-D array (``a, b = x``) are typed strided, and loops
+    # over them were not vectorised
+    s = np.empty((12, n))
+    ef, er, f, err, bound, t, vp, cp, ap, lnkp, lop, hip = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8],
+                                                            s[9], s[10], s[11])
     for j in range(n):
         c[j] -= shift[j]  # c' : the -1 terms moved to the drive
     rmax, m = 0.0, n
@@ -294,17 +297,17 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
                 todo[m] = j
                 m += 1
     if m == n:
-        _closed_form_pass(n, c, a, lnk, lo, hi, Is, Vd, w, t, ef, er, f, err, bound)
+        _closed_form_pass(n, c, a, lnk, lo, hi, Is, Vd, vp, t, ef, er, f, err, bound)
     elif m:
         for i in range(m):
             j = todo[i]
             cp[i], ap[i], lnkp[i], lop[i], hip[i] = c[j], a[j], lnk[j], lo[j], hi[j]
-        _closed_form_pass(m, cp, ap, lnkp, lop, hip, Is, Vd, w, t, ef, er, f, err, bound)
+        _closed_form_pass(m, cp, ap, lnkp, lop, hip, Is, Vd, vp, t, ef, er, f, err, bound)
     bad = 0
     for i in range(m):
         j = todo[i]
-        if t[i] < _LNW_END and err[i] <= _ERR * (abs(w[i]) + 1e-3 * Vd):
-            v[j] = w[i]
+        if t[i] < _LNW_END and err[i] <= _ERR * (abs(vp[i]) + 1e-3 * Vd):
+            v[j] = vp[i]
         else:
             v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
             bad += not ok

@@ -1,10 +1,10 @@
-"""Fused node kernels: a layer's exact node update in one pass per node, compiled with numba.
+"""Fused node kernels: a layer's exact node update, compiled with numba.
 
 ``update`` is what a sweep calls for one layer: it sums the drive ``c`` (A) from its parts, solves every node's
 KCL ``a*v - c + I(v) = 0`` exactly (the same closed forms as ``elements``), and returns the largest KCL residual of
 the layer's previous voltages ``old`` per sample — the stopping test's residual, at no extra exponential. For
 Shockley nodes, ``old`` also serves as the Newton start: where one Newton step from it is provably final (the
-rules are in ``_numba_kernels._shockley_newton`` and docs/solver.md), the closed form is skipped, so a
+rules are in ``_numba_kernels._newton_step`` and docs/solver.md), the closed form is skipped, so a
 converging sweep costs two exponentials per node.
 
 Backends (``backend()``): ``"numba"`` (default; ``parallel=True`` over samples, ``cache=True``, no fastmath) or

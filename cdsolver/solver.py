@@ -112,6 +112,7 @@ class _Anderson:
         self.m, self.reg = m, reg
         self.k = 0  # differences stored so far
         self.f = self.g = self.dF = self.dG = self.gram = None
+        self.nk = None  # the compiled kernels, or None (NumPy): chosen at the first step, for the whole solve
 
     def keep(self, rows: np.ndarray) -> None:
         if self.f is not None:
@@ -130,10 +131,11 @@ class _Anderson:
             self.dG = np.zeros_like(self.dF)
             self.gram = np.zeros((len(x), self.m, self.m))
             self.f, self.g = g - x, g
+            self.nk = kernels.compiled()  # (the compiled step keeps gram, the NumPy one does not: never both)
             return g
         slot = self.k % self.m
         self.k += 1
-        nk = kernels.compiled()
+        nk = self.nk
         if nk is None:
             return self._step_numpy(x, g, slot)
         f, out = np.empty_like(x), np.empty_like(x)

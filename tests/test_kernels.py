@@ -178,7 +178,9 @@ def test_ln_omega_grids_are_read_within_bounds_at_their_ends(tmp_path):
             "for t in (64.0, 1088.0, -12.0):\n"
             "    for x in (np.nextafter(t, -np.inf), t, np.nextafter(t, np.inf)):\n"
             "        if x > -12.0:\n"
-            "            print(nk._ln_omega(x))\n")
+            "            print(nk._ln_omega(x))\n"
+            "for x in (np.nan, np.inf, -np.inf, -12.0, -1e308, 1e308, 0.0, 2000.0):\n"
+            "    nk._ln_omega_hermite(x)  # (the vectorised pass reads the grids at every t)\n")
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -209,9 +211,11 @@ def test_warm_start_taken_at_some_nodes_and_not_at_others(el, numba_backend):
     assert np.all(r > 0)
 
 
-def test_exp_is_within_0_71_eps_of_exp(numba_backend):
+def test_exp_is_within_0_75_eps_of_exp(numba_backend):
     """The kernels' exponential (``_nk._exp``: branch-free, so loops over nodes are vectorised) against exp in
-    80-bit precision, and at its edges: 0 below -707, inf above ln(max float), NaN for NaN."""
+    80-bit precision — uniform samples and, for every exponent k, samples with r = x - k ln 2 near -ln2/2, where
+    its error is largest (0.72 eps found) — and at its edges: 0 below -707, inf above ln(max float), NaN for
+    NaN."""
     from numba import njit
     from cdsolver import _numba_kernels as nk
 
@@ -223,10 +227,12 @@ def test_exp_is_within_0_71_eps_of_exp(numba_backend):
         return out
 
     rng = np.random.default_rng(11)
+    k = np.arange(-1020, 1024)
+    near = (k[:, None] * np.log(2) + rng.uniform(-0.3466, -0.335, (k.size, 500))).ravel()
     x = np.concatenate([rng.uniform(-707, 709.78, 10**6), rng.uniform(-2, 2, 10**6), np.arange(-707.0, 710.0),
-                        [709.782712893384, -707.0, 0.0, 1e-300, -1e-300]])
+                        near[(near >= -707) & (near <= 709.78)], [709.782712893384, -707.0, 0.0, 1e-300, -1e-300]])
     want = np.exp(x.astype(np.longdouble))
-    assert np.max(np.abs((exp(x) - want) / want)) <= 0.71 * EPS
+    assert np.max(np.abs((exp(x) - want) / want)) <= 0.75 * EPS
     edges = np.array([709.7827128933841, 1e308, np.inf, -707.0000000000001, -745.2, -1e308, -np.inf, np.nan])
     got = exp(edges)
     assert np.array_equal(got[:3], [np.inf] * 3) and np.array_equal(got[3:7], [0.0] * 4) and np.isnan(got[7])
@@ -258,7 +264,9 @@ def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     # one signature each; _newton_pass's four loops vectorised, and _closed_form_pass's three (its IR also holds
     # the _newton_pass it calls)
-    assert out.stdout.split() == ["_newton_pass", "True", "4", "_closed_form_pass", "True", "7"], out.stdout
+    words = out.stdout.split()
+    assert words[0::3] == ["_newton_pass", "_closed_form_pass"] and words[1::3] == ["True", "True"], out.stdout
+    assert int(words[2]) >= 4 and int(words[5]) >= 7, out.stdout
 
 
 def test_pair_kernel(numba_backend):
@@ -379,6 +387,27 @@ def test_compiled_anderson_step_equals_numpy(B, N, monkeypatch):
         assert np.array_equal(np.isnan(a), np.isnan(c)), k
         np.testing.assert_allclose(c, a, rtol=1e-9, atol=1e-12, err_msg=f"step {k}")
     assert np.isnan(outs["numba"][5]).any() and np.isfinite(outs["numba"][8]).mean() > 0.9
+
+
+def test_anderson_keeps_its_backend_for_the_whole_solve(monkeypatch):
+    """The compiled step keeps the Gram matrix between steps and the NumPy step does not: a backend change in the
+    middle of a solve must not mix them (the compiled step would read a stale Gram matrix)."""
+    from cdsolver.solver import _Anderson
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((4, 50)) * 0.5 ** k for k in range(6)]
+    gs = [x + 0.3 ** k * rng.standard_normal(x.shape) for k, x in enumerate(xs)]
+    outs = []
+    for switch in (False, True):
+        monkeypatch.setenv("DRN_KERNELS", "numpy")
+        acc = _Anderson(3)
+        got = []
+        for k, (x, g) in enumerate(zip(xs, gs)):
+            if switch and k == 3:
+                monkeypatch.setenv("DRN_KERNELS", "numba")
+            got.append(acc(x, g))
+        outs.append(got)
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", NETWORKS)
