@@ -221,12 +221,21 @@ def _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound):
     """``_shockley_newton`` at the first ``m`` nodes of a row, in loops without branches or calls (vectorised):
     ``v`` (V) becomes the step's result, ``f`` (A), ``err`` and ``bound`` (V) as there; ``ef``, ``er``: scratch.
     Short loops, so that the exponentials of many nodes are in flight at once."""
+    nf = nr = 0  # exponentials not skipped
     for j in range(m):
         ef[j], er[j] = _newton_exponents(v[j], lnk[j], lo[j], hi[j], Vd)
-    for j in range(m):
-        ef[j] = _exp(ef[j])
-    for j in range(m):
-        er[j] = _exp(er[j])
+        nf += ef[j] > -math.inf
+        nr += er[j] > -math.inf
+    if nf:
+        for j in range(m):
+            ef[j] = _exp(ef[j])
+    else:
+        ef[:m] = 0.0
+    if nr:
+        for j in range(m):
+            er[j] = _exp(er[j])
+    else:
+        er[:m] = 0.0
     for j in range(m):
         v[j], f[j], err[j], bound[j], _s = _newton_step(v[j], a[j], c1[j], Is, Vd, ef[j], er[j])
 
@@ -254,16 +263,19 @@ def _closed_form_pass(m, c1, a, lnk, lo, hi, Is, Vd, v, t, ef, er, f, err, bound
     rail in Vd, above ``_LNZ_CUTOFF``; else ``c'/a``: no cancellation for any ``|c'/a|``), then one Newton step
     (``_newton_pass``). ``t`` is kept: the grids hold ln ω only below ``_LNW_END``."""
     ivd = 1.0 / Vd
+    on = 0
     for i in range(m):
         v[i] = c1[i] / a[i]
         t[i] = max(lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd)
-    lnw = ef  # (scratch: ln ω here, the exponential in the Newton pass)
-    for i in range(m):  # (the table reads in a loop of their own: with them, the first loop was not vectorised)
-        lnw[i] = _ln_omega_hermite(t[i])
-    for i in range(m):
-        tf, tr = lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd
-        lw = lnw[i] - lnk[i]
-        v[i] = v[i] if not t[i] > _LNZ_CUTOFF else (hi[i] + Vd * lw if tf >= tr else lo[i] - Vd * lw)
+        on += t[i] > _LNZ_CUTOFF
+    if on:  # (no diode conducts anywhere in the row: the start is c'/a throughout)
+        lnw = ef  # (scratch: ln ω here, the exponential in the Newton pass)
+        for i in range(m):  # (the table reads in a loop of their own: with them, the first loop was not vectorised)
+            lnw[i] = _ln_omega_hermite(t[i])
+        for i in range(m):
+            tf, tr = lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd
+            lw = lnw[i] - lnk[i]
+            v[i] = v[i] if not t[i] > _LNZ_CUTOFF else (hi[i] + Vd * lw if tf >= tr else lo[i] - Vd * lw)
     _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound)
 
 

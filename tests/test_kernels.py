@@ -211,6 +211,25 @@ def test_warm_start_taken_at_some_nodes_and_not_at_others(el, numba_backend):
     assert np.all(r > 0)
 
 
+@pytest.mark.parametrize("el", SHOCKLEYS, ids=repr)
+def test_rows_where_no_diode_conducts_or_one_side_never_does(el, numba_backend):
+    """A row whose nodes all sit well inside the rails skips the ln W tables and, beyond |v| >= Vd, both
+    exponentials; a row where only upper diodes conduct skips the lower side's: every node still exact, with
+    the residual of a warm start."""
+    rng = np.random.default_rng(6)
+    n, vd = 300, el.Vd
+    a = 10 ** rng.uniform(-3, 0, n)
+    lo, hi = np.full(n, -1000 * vd), np.full(n, 1000 * vd)
+    inside = rng.choice([-1, 1], n) * rng.uniform(2 * vd, 500 * vd, n)  # |v| >= Vd, far from both rails
+    beyond = hi + rng.uniform(5, 300, n) * vd  # past the upper rail: only its diode conducts
+    for v_target in (inside, beyond):
+        c = np.stack([a * v_target, 1.01 * a * v_target])
+        ref = el.solve_reference(a, c, lo, hi)
+        for old in (None, ref, ref * (1 + 1e-6)):
+            v, r = kernels.update(el, a, lo, hi, c.copy(), old=old)
+            assert agree(el, v, a, c, lo, hi) <= 1e-15
+
+
 def test_exp_is_within_0_75_eps_of_exp(numba_backend):
     """The kernels' exponential (``_nk._exp``: branch-free, so loops over nodes are vectorised) against exp in
     80-bit precision — uniform samples and, for every exponent k, samples with r = x - k ln 2 near -ln2/2, where
