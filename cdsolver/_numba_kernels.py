@@ -240,16 +240,29 @@ def _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound):
         v[j], f[j], err[j], bound[j], _s = _newton_step(v[j], a[j], c1[j], Is, Vd, ef[j], er[j])
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _beyond_rails(x, lnk, lo, hi, ivd):
+    """(tf, tr): ``ln k`` plus how far ``x`` (V) lies beyond the upper and the lower rail, in units of Vd
+    (``ivd = 1/Vd``). A diode conducts where the larger exceeds ``_LNZ_CUTOFF``; it is the ``t`` of ln ω(t)."""
+    return lnk + (x - hi) * ivd, lnk + (lo - x) * ivd
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _closed_form(x, tf, tr, lnw, lnk, lo, hi, Vd):
+    """The closed form's start (V): ``rail ± Vd·(ln ω(t) − ln k)`` beyond the rail whose diode conducts (``lnw``:
+    ln ω of the larger of ``tf``, ``tr``), ``x = c'/a`` where none does (no cancellation for any ``|c'/a|``)."""
+    lw = lnw - lnk
+    return x if not max(tf, tr) > _LNZ_CUTOFF else (hi + Vd * lw if tf >= tr else lo - Vd * lw)
+
+
 @njit(cache=True, error_model="numpy")
 def _shockley_node(c1, a, lnk, lo, hi, Is, Vd):
     """One Shockley node from scratch, one scalar at a time: the closed form (below), one Newton step and, where
     that is not final, the safeguarded Newton. Returns (v, converged)."""
     x = c1 / a
-    tf, tr = lnk + (x - hi) * (1.0 / Vd), lnk + (lo - x) * (1.0 / Vd)
-    v = x
-    if max(tf, tr) > _LNZ_CUTOFF:
-        lnw = _ln_omega(max(tf, tr))
-        v = hi + Vd * (lnw - lnk) if tf >= tr else lo - Vd * (lnw - lnk)
+    tf, tr = _beyond_rails(x, lnk, lo, hi, 1.0 / Vd)
+    t = max(tf, tr)
+    v = _closed_form(x, tf, tr, _ln_omega(t) if t > _LNZ_CUTOFF else 0.0, lnk, lo, hi, Vd)
     new, _f, err, _b, _s = _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk)
     if err > _ERR * (abs(new) + 1e-3 * Vd):  # e.g. both diodes conduct: safeguarded Newton
         return _shockley_polish(new, a, c1, lo, hi, Is, Vd, lnk)
@@ -258,24 +271,23 @@ def _shockley_node(c1, a, lnk, lo, hi, Is, Vd):
 
 @njit(cache=True, error_model="numpy")
 def _closed_form_pass(m, c1, a, lnk, lo, hi, Is, Vd, v, t, ef, er, f, err, bound):
-    """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from the closed form
-    ``rail ± Vd·(ln ω(t) − ln k)`` where a diode conducts (``t``, the larger of ``ln k`` plus the distance beyond a
-    rail in Vd, above ``_LNZ_CUTOFF``; else ``c'/a``: no cancellation for any ``|c'/a|``), then one Newton step
-    (``_newton_pass``). ``t`` is kept: the grids hold ln ω only below ``_LNW_END``."""
+    """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from ``_closed_form``, ln ω read from the
+    grids, then one Newton step (``_newton_pass``). ``t`` (``_beyond_rails``) is kept: the grids hold ln ω only
+    below ``_LNW_END``."""
     ivd = 1.0 / Vd
     on = 0
     for i in range(m):
         v[i] = c1[i] / a[i]
-        t[i] = max(lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd)
+        tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
+        t[i] = max(tf, tr)
         on += t[i] > _LNZ_CUTOFF
     if on:  # (no diode conducts anywhere in the row: the start is c'/a throughout)
         lnw = ef  # (scratch: ln ω here, the exponential in the Newton pass)
         for i in range(m):  # (the table reads in a loop of their own: with them, the first loop was not vectorised)
             lnw[i] = _ln_omega_hermite(t[i])
         for i in range(m):
-            tf, tr = lnk[i] + (v[i] - hi[i]) * ivd, lnk[i] + (lo[i] - v[i]) * ivd
-            lw = lnw[i] - lnk[i]
-            v[i] = v[i] if not t[i] > _LNZ_CUTOFF else (hi[i] + Vd * lw if tf >= tr else lo[i] - Vd * lw)
+            tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
+            v[i] = _closed_form(v[i], tf, tr, lnw[i], lnk[i], lo[i], hi[i], Vd)
     _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound)
 
 
