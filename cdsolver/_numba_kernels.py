@@ -1,5 +1,5 @@
 """The numba code behind ``kernels.update`` (imported only through ``kernels``; see there), and the compiled
-parts of the solver's sweep loop (the stopping test's current bounds, the Anderson step).
+parts of the solver's sweep loop (the stopping test's current bounds, its step sizes, the Anderson step).
 
 One driver, ``layer``, loops over samples (in parallel) and, per sample, over the nodes of the element (codes in
 ``kernels``); Shockley nodes go through vectorised passes over the row (``_shockley_row``). Each node function
@@ -582,6 +582,35 @@ def anderson_serial(x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
         _anderson_row(b, x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out)
 
 
+@njit(cache=True, error_model="numpy")
+def _step_and_best_row(b, x, gx, r, r_best, g_best, dx, xmax):
+    """``solver._step_and_best`` for row ``b``. The maxima of ``|gx - x|`` and ``|x|`` are taken on their bits
+    (int64 maxima are vectorised, float ones with NaN are not): a non-negative float's bits order as its value,
+    and a NaN's (its sign cleared by ``abs``) exceed inf's, so a NaN gives NaN, as NumPy's max."""
+    md = mx = 0
+    for j in range(x.shape[1]):
+        md = max(md, _bits(abs(gx[b, j] - x[b, j])))
+        mx = max(mx, _bits(abs(x[b, j])))
+    dx[b], xmax[b] = _float(md), _float(mx)
+    if r[b] < r_best[b]:
+        r_best[b] = r[b]
+        g_best[b] = gx[b]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def step_and_best_parallel(x, gx, r, r_best, g_best, dx, xmax):
+    """Every row's ``_step_and_best_row``, rows in parallel."""
+    for b in prange(x.shape[0]):
+        _step_and_best_row(np.int64(b), x, gx, r, r_best, g_best, dx, xmax)
+
+
+@njit(cache=True, error_model="numpy")
+def step_and_best_serial(x, gx, r, r_best, g_best, dx, xmax):
+    """``step_and_best_parallel`` in one thread (small batches)."""
+    for b in range(x.shape[0]):
+        _step_and_best_row(b, x, gx, r, r_best, g_best, dx, xmax)
+
+
 def warm_up() -> None:
     """Load (or compile) the kernels for the array types ``kernels.update``, the solver's bounds and its Anderson
     step pass."""
@@ -597,3 +626,5 @@ def warm_up() -> None:
     d3 = np.zeros((1, 1, 1))
     for step in (anderson_serial, anderson_parallel):
         step(one, one, one, one, d3, d3.copy(), d3.copy(), 0, 1, 1e-10, np.empty((1, 1)), np.empty((1, 1)))
+    for stats in (step_and_best_serial, step_and_best_parallel):
+        stats(one, one, z1, z1 + 1, np.empty((1, 1)), np.empty(1), np.empty(1))

@@ -632,7 +632,7 @@ class _Problem:
             blk.update(xe)
         return xe[None, :-1], np.array([r]), x0
 
-    def i_upper(self, rows, state):
+    def i_upper(self, rows, state, near):
         """4x the last reference current (inf before one is known): ``I_ref`` is computed only when the residual
         could pass the test — a reference that grew faster than that merely delays the stop by some sweeps."""
         return np.array([4.0 * self.last if self.last > 0 else np.inf])

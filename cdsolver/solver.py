@@ -309,11 +309,11 @@ class _Layers:
             np.maximum(r, rl, out=r)
         return gx, r, v
 
-    def i_upper(self, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:
-        return _i_upper(self, rows, v)
+    def i_upper(self, rows: np.ndarray, v: dict[int, np.ndarray], near: np.ndarray) -> np.ndarray:
+        return _i_upper(self, *_subset(rows, v, near))
 
     def i_ref(self, rows: np.ndarray, v: dict[int, np.ndarray], near: np.ndarray) -> np.ndarray:
-        return _i_ref(self, rows[near], {l: vl[near] for l, vl in v.items()})
+        return _i_ref(self, *_subset(rows, v, near))
 
     def store(self, idx: np.ndarray, v: dict[int, np.ndarray], done: np.ndarray) -> None:
         for l in range(1, self.L + 1):
@@ -386,8 +386,8 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
     Anderson-accelerated with the safeguard, until ``max|KCL| <= tol * I_ref`` (and, given ``step_tol``,
     ``max|T(x) - x| <= step_tol * max|x|``) or ``max_sweeps``.
 
-    ``P`` supplies ``sweep(x, rows) -> (T(x), max|KCL| per row, state)``, ``i_upper(rows, state)`` (an upper bound
-    of the reference current, A), ``i_ref(rows, state, near)`` (the reference current of rows ``near``, A),
+    ``P`` supplies ``sweep(x, rows) -> (T(x), max|KCL| per row, state)``, ``i_upper(rows, state, near)`` (an upper
+    bound of the reference current of rows ``near``, A), ``i_ref(rows, state, near)`` (that current, A),
     ``store(idx, state, done)`` (writes the finished rows' states) and ``project(x)`` (admissible voltages, in
     place). Returns (iterations, residual, i_ref, step, converged) per sample.
     """
@@ -402,19 +402,21 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
     with np.errstate(over="ignore", invalid="ignore"):  # a wild extrapolation is caught by the safeguard
         for sweep in range(1, int(max_sweeps) + 1):
             gx, r, state = P.sweep(x, rows)
-            dx = np.abs(gx - x).max(axis=1, initial=0.0)  # the step a further sweep would make (V)
-            small = True if step_tol is None else dx <= step_tol * np.abs(x).max(axis=1, initial=0.0)
-            # I_ref only where the step test passes and the residual is within reach of the tolerance (an upper
-            # bound says so), and at the cap
+            rejected = ~(r <= _GUARD * r_best)  # NaN included
+            # the step a further sweep would make (V), max|x| (V); the best residual and its CD step, updated
+            dx, xmax = _step_and_best(x, gx, r, r_best, g_best)
+            small = np.ones(len(rows), bool) if step_tol is None else dx <= step_tol * xmax
+            # I_ref at the cap, and where the step test passes and the residual is within reach of the
+            # tolerance: an upper bound, computed only where the step test passes, says so
+            cap = sweep == int(max_sweeps)
+            near = np.full(len(rows), cap)
+            if not cap and small.any():
+                near[small] = r[small] <= tol * P.i_upper(rows, state, small)
             i_ref = np.zeros(len(rows))
-            near = (small & (r <= tol * P.i_upper(rows, state))) | (sweep == int(max_sweeps))
             if near.any():
                 i_ref[near] = P.i_ref(rows, state, near)
             ok = small & (r <= tol * i_ref)
-            done = ok | (sweep == int(max_sweeps))
-            rejected = ~(r <= _GUARD * r_best)  # NaN included
-            better = r < r_best
-            r_best[better], g_best[better] = r[better], gx[better]
+            done = ok | cap
             if done.any():
                 idx = rows[done]
                 P.store(idx, state, done)
@@ -432,6 +434,28 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
                 r_best[rejected] = np.inf
                 acc.restart(rejected)
     return iters, res, iref, step, conv
+
+
+def _subset(rows: np.ndarray, v: dict[int, np.ndarray], near: np.ndarray):
+    """(``rows[near]``, the voltages ``v`` of those rows): no copies when every row is near."""
+    if near.all():
+        return rows, v
+    return rows[near], {l: vl[near] for l, vl in v.items()}
+
+
+def _step_and_best(x: np.ndarray, gx: np.ndarray, r: np.ndarray, r_best: np.ndarray, g_best: np.ndarray):
+    """(``max|gx - x|``, ``max|x|``) per row (V; NaN if a row has a NaN), and, in place, ``r_best``/``g_best`` take
+    ``r``/``gx`` in the rows where ``r < r_best``: one compiled pass over the rows where the numba kernels are in
+    use."""
+    nk = kernels.compiled()
+    if nk is None:
+        better = r < r_best
+        r_best[better], g_best[better] = r[better], gx[better]
+        return np.abs(gx - x).max(axis=1, initial=0.0), np.abs(x).max(axis=1, initial=0.0)
+    dx, xmax = np.empty(len(x)), np.empty(len(x))
+    step = nk.step_and_best_parallel if kernels.parallel(x.size) else nk.step_and_best_serial
+    step(_c(x), _c(gx), r, r_best, g_best, dx, xmax)
+    return dx, xmax
 
 
 def _i_upper(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray:

@@ -375,6 +375,36 @@ def test_solver_same_states_with_both_backends(name, monkeypatch):
         assert np.all(s.residual <= s.tol * s.i_ref)
 
 
+@pytest.mark.parametrize("B, N", [(40, 50), (64, 620), (12, 0)])  # serial, parallel, rows without columns
+def test_compiled_step_sizes_and_best_state_equal_numpy(B, N, monkeypatch):
+    """The sweep loop's ``max|T(x) - x|`` and ``max|x|`` per row and its update of the best residual and CD step,
+    compiled and in NumPy: the same bits, through rows with NaN, inf, -0.0, a NaN residual, and ties."""
+    from cdsolver.solver import _step_and_best
+    rng = np.random.default_rng(11)
+    x, gx = rng.standard_normal((B, N)), rng.standard_normal((B, N))
+    if N:
+        x[1, 3], gx[2, 0], gx[3, -1], x[4] = np.nan, np.inf, -np.inf, -0.0
+        x[5, :2], gx[5, :2] = np.inf, np.inf  # inf - inf: NaN
+    r, r_best = rng.random(B), rng.random(B)
+    r[6], r[7], r_best[8], r[9] = np.nan, r_best[7], np.inf, 0.0
+    out = {}
+    for b in ("numpy", "numba"):
+        monkeypatch.setenv("DRN_KERNELS", b)
+        rb, gb = r_best.copy(), np.full_like(x, 7.0)
+        with np.errstate(invalid="ignore"):
+            dx, xmax = _step_and_best(x, gx, r, rb, gb)
+        out[b] = (dx, xmax, rb, gb)
+    for a, c in zip(out["numpy"], out["numba"]):
+        assert np.array_equal(a, c, equal_nan=True) and np.array_equal(np.signbit(a), np.signbit(c))
+    dx, xmax, rb, gb = out["numba"]
+    if N:
+        assert np.isnan(dx[[1, 5]]).all() and np.isnan(xmax[1]) and dx[2] == np.inf and xmax[4] == 0.0
+        better = r < r_best
+        assert np.array_equal(gb[better], gx[better]) and np.all(gb[~better] == 7.0) and not better[[6, 7]].any()
+    else:
+        assert np.all(dx == 0.0) and np.all(xmax == 0.0)
+
+
 @pytest.mark.parametrize("B, N", [(40, 50), (64, 620)])  # serial, and parallel (B·N >= 32,768 throughout)
 def test_compiled_anderson_step_equals_numpy(B, N, monkeypatch):
     """The Anderson mixing of the sweep loop, compiled and in NumPy, through the same sequence of steps (the ring

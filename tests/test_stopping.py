@@ -41,3 +41,40 @@ def test_step_test_holds_back_a_sample_whose_residual_passes():
                          step_tol=1e-14)
     late = both[0] > kcl_only[0].max()  # samples the step test held back beyond the KCL test's last sweep
     assert late.any() and not capped[-1][late].any() and np.all(capped[1][late] <= 1e-12 * capped[2][late])
+
+
+class _Halving:
+    """A toy for ``fixed_point``: each row's step to 1 halves per sweep (``x -> 1 + (x - 1)/2``, residual
+    ``|x - 1|``, I_ref 1 A); records the rows whose upper bound is asked for and their steps."""
+
+    def __init__(self):
+        self.asked = []
+
+    def sweep(self, x, rows):
+        return 1.0 + (x - 1.0) / 2, np.abs(x - 1.0).max(axis=1), x
+
+    def i_upper(self, rows, state, near):
+        self.asked.append(np.abs(state[near] - 1.0).max(axis=1) / 2)  # the step from state: |T(x) - x|
+        return np.ones(near.sum())
+
+    def i_ref(self, rows, state, near):
+        return np.ones(near.sum())
+
+    def store(self, idx, state, done):
+        pass
+
+    def project(self, x):
+        pass
+
+
+def test_upper_bound_is_computed_only_where_the_step_test_passes():
+    """The upper bound of I_ref costs a pass over every layer: it is asked only for rows whose step test passed
+    (1e-6 × max|x| ≈ 1e-6), and the rows stop as soon as both tests pass."""
+    P = _Halving()
+    x = 1.0 + np.logspace(-1, -5, 8)[:, None] * np.ones((8, 3))
+    its, res, iref, step, conv = fixed_point(P, x, tol=1e-7, max_sweeps=100, anderson=0, step_tol=1e-6)
+    asked = np.concatenate(P.asked)
+    assert conv.all() and len(asked) > 0 and np.all(asked <= 1e-6 * (1 + 1e-6))
+    assert len(asked) < its.sum()  # the sweeps before the step test passed asked for nothing
+    first = np.ceil(np.log2(np.logspace(-1, -5, 8) / 1e-7)).astype(int) + 1  # first sweep with |x - 1| <= 1e-7
+    assert np.array_equal(its, first) and np.all(res <= 1e-7)
