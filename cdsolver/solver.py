@@ -19,6 +19,7 @@ networks: voltage error ~30x the KCL ratio); docs/solver.md#stopping-test.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -177,10 +178,12 @@ class _Plain:
 class _Layers:
     """Per-layer constants of one solve: total conductances ``a`` (S), rails, crossbars, fixed drives.
 
-    The part that depends only on the network and the inputs (crossbar sums, folded gains, the input drive, the
-    input side of ``I_ref``) is taken from ``shared``, the set-up of an earlier solve of the same network and
-    inputs, when nothing has changed since (crossbars, biases, inputs and amplifiers are compared with the copies
-    it keeps; rails and element are read afresh): the three phases of an EP step compute it once."""
+    The part that depends only on the network (crossbar sums, folded gains, the crossbars' largest conductances)
+    and the part that depends on the inputs too (the input drive, the input side of ``I_ref``) are taken from an
+    earlier set-up when nothing they depend on has changed since (crossbars and amplifiers, then biases and inputs,
+    are compared with the copies it keeps; rails and element are read afresh): from ``shared`` if given (the
+    three phases of an EP step), else from the last solve of the same ``Network`` object. Solving a network batch
+    after batch computes its network part once."""
 
     def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None,
                  shared: "_Layers | None" = None):
@@ -189,19 +192,28 @@ class _Layers:
         self.G = net.G
         self.odd = list(range(1, L + 1, 2))
         self.even = list(range(2, L + 1, 2))
-        key = net.G + net.b + [v0, np.array([net.A, net.C])] + self.topo.sign
-        if shared is not None and shared.net is net and all(
-                x.shape == y.shape and np.array_equal(x, y) for x, y in zip(shared.key, key)):
-            self.__dict__.update({k: shared.__dict__[k] for k in _Layers._SHARED})
+        net_key = net.G + [np.array([net.A, net.C])] + self.topo.sign
+        in_key = net.b + [v0]
+        prev = shared.__dict__ if shared is not None and shared.net is net else _recent(net)
+        if prev is not None and _same(prev["net_key"], net_key):
+            self.__dict__.update({k: prev[k] for k in _Layers._NETWORK})
+            if _same(prev["in_key"], in_key):
+                self.__dict__.update({k: prev[k] for k in _Layers._INPUTS})
+            else:
+                self._input_part(net, v0, [x.copy() for x in in_key])
         else:
-            self._network_part(net, v0, [x.copy() for x in key])
+            self._network_part(net, [x.copy() for x in net_key])
+            self._input_part(net, v0, [x.copy() for x in in_key])
+        _remember(net, {k: self.__dict__[k] for k in _Layers._NETWORK + _Layers._INPUTS})
         self._phase(net, beta, targets)
 
-    _SHARED = ("key", "v0", "colmax", "gmax", "gtop", "a_net", "Gf", "Gb", "fixed0", "input_ext", "input_range", "GT")
+    _NETWORK = ("net_key", "colmax", "gmax", "gtop", "a_net", "Gf", "Gb", "GT")
+    _INPUTS = ("in_key", "v0", "fixed0", "input_ext", "input_range")
 
-    def _network_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
+    def _network_part(self, net: Network, key: list[np.ndarray]) -> None:
+        """The set-up from the crossbars and amplifiers (``key``: copies of them)."""
         L, topo = self.L, self.topo
-        self.key, self.v0 = key, v0
+        self.net_key = key
         # columns of G as contiguous rows, for _i_ref's branches from the extreme nodes (crossbars 2..L)
         self.GT = {l: np.ascontiguousarray(net.G[l - 1].T) for l in range(2, L + 1)}
         # row of each node's largest input conductance (from GT's rows where it exists: a reduction along G's
@@ -214,7 +226,12 @@ class _Layers:
         # v_{l-1} @ Gf[l] + v_{l+1} @ Gb[l] + fixed[l] (Gb: a transposed view; BLAS reads it as fast as a copy)
         self.Gf = {l: topo.forward(l) for l in range(2, L + 1)}
         self.Gb = {l: topo.backward(l).T for l in range(1, L)}
-        self.fixed0 = topo.input_current(v0) + net.b[0]
+
+    def _input_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
+        """The set-up from the inputs ``v0`` (V), the biases and the first crossbar (``key``: copies of the biases
+        and the inputs)."""
+        self.in_key, self.v0 = key, v0
+        self.fixed0 = self.topo.input_current(v0) + net.b[0]
         # each sample's highest and lowest input, for I_ref's branches from them (crossbar 1, see _i_ref)
         self.input_ext = np.stack([v0.argmax(axis=1), v0.argmin(axis=1)]).astype(np.int64)
         self.input_range = (v0.max(axis=1), v0.min(axis=1))  # for _i_upper
@@ -327,6 +344,24 @@ class _Layers:
 
 
 _LINEAR = Linear()
+
+
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# The last set-up of each live Network (by id, with a weak reference to tell a reused id): {id: (ref, parts)}
+_RECENT: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _recent(net: Network) -> dict | None:
+    hit = _RECENT.get(id(net))
+    return hit[1] if hit is not None and hit[0]() is net else None
+
+
+def _remember(net: Network, parts: dict) -> None:
+    key = id(net)
+    _RECENT[key] = (weakref.ref(net, lambda _ref: _RECENT.pop(key, None)), parts)
 
 
 def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):

@@ -192,6 +192,35 @@ def test_reuse_of_the_set_up_is_exact_and_refused_after_a_change():
         assert np.array_equal(a, b)
 
 
+def test_batches_of_one_network_share_its_set_up_and_nothing_stale():
+    """Solving a network batch after batch computes its network part once: the next batch (other inputs) takes
+    it from the last solve, and gives the states of a network never solved before (a copy), bit for bit. After
+    an in-place change of a crossbar nothing is taken; a network that is gone leaves nothing behind."""
+    import copy
+    import gc
+
+    from cdsolver import solver
+
+    net = random_network([12, 16, 16, 6], "shockley", seed=4, input_gain=6.0, amplifier=(4.0, 1.0))
+    rng = np.random.default_rng(0)
+    batches = [net.encode(rng.uniform(0, 1, (9, 6))) for _ in range(2)]
+    first = solve(net, batches[0])
+    second = solve(net, batches[1])
+    assert second.setup.Gf is first.setup.Gf and second.setup.fixed0 is not first.setup.fixed0
+    for a, b in zip(solve(copy.deepcopy(net), batches[1]).states, second.states):
+        assert np.array_equal(a, b)
+    net.G[2][3, 4] *= 3.0  # in place, as a training step does
+    third = solve(net, batches[1])
+    assert third.setup.Gf is not second.setup.Gf
+    for a, b in zip(solve(copy.deepcopy(net), batches[1]).states, third.states):
+        assert np.array_equal(a, b)
+    key = id(net)
+    assert solver._recent(net) is not None
+    del net, first, second, third
+    gc.collect()
+    assert key not in solver._RECENT
+
+
 @pytest.mark.parametrize("change", ["amplifier", "invert"])
 def test_reuse_is_refused_after_the_amplifier_changed(change):
     """The shared set-up folds the amplifier's gains and signs into the crossbars: replacing ``net.amplifier``
