@@ -217,27 +217,25 @@ def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
 
 
 @njit(cache=True, error_model="numpy")
-def _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound):
+def _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound):
     """``_shockley_newton`` at the first ``m`` nodes of a row, in loops without branches or calls (vectorised):
     ``v`` (V) becomes the step's result, ``f`` (A), ``err`` and ``bound`` (V) as there; ``ef``, ``er``: scratch.
-    Short loops, so that the exponentials of many nodes are in flight at once."""
-    nf = nr = 0  # exponentials not skipped
+    Short loops, so that the exponentials of many nodes are in flight at once; one per node: the two exponents
+    sum to ``(lo - hi)/Vd``, so the smaller side's exponential is ``kp/exp(larger)`` (``kp = exp((lo - hi)/Vd)``;
+    where that underflows, rails more than 708 Vd apart, the smaller side, below ``sqrt(kp)`` < 1e-153, comes out
+    inexact or 0)."""
     for j in range(m):
-        ef[j], er[j] = _newton_exponents(v[j], lnk[j], lo[j], hi[j], Vd)
-        nf += ef[j] > -math.inf
-        nr += er[j] > -math.inf
-    if nf:
-        for j in range(m):
-            ef[j] = _exp(ef[j])
-    else:
-        ef[:m] = 0.0
-    if nr:
-        for j in range(m):
-            er[j] = _exp(er[j])
-    else:
-        er[:m] = 0.0
+        xf, xr = _newton_exponents(v[j], lnk[j], lo[j], hi[j], Vd)
+        ef[j] = max(xf, xr)
+        er[j] = min(xf, xr)
     for j in range(m):
-        v[j], f[j], err[j], bound[j], _s = _newton_step(v[j], a[j], c1[j], Is, Vd, ef[j], er[j])
+        ef[j] = _exp(ef[j])
+    for j in range(m):
+        big = ef[j]
+        small = 0.0 if er[j] == -math.inf or big == 0.0 else kp[j] / big
+        up = v[j] - hi[j] >= lo[j] - v[j]
+        v[j], f[j], err[j], bound[j], _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small,
+                                                        small if up else big)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -270,7 +268,7 @@ def _shockley_node(c1, a, lnk, lo, hi, Is, Vd):
 
 
 @njit(cache=True, error_model="numpy")
-def _closed_form_pass(m, c1, a, lnk, lo, hi, Is, Vd, v, t, ef, er, f, err, bound):
+def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err, bound):
     """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from ``_closed_form``, ln ω read from the
     grids, then one Newton step (``_newton_pass``). ``t`` (``_beyond_rails``) is kept: the grids hold ln ω only
     below ``_LNW_END``."""
@@ -288,11 +286,11 @@ def _closed_form_pass(m, c1, a, lnk, lo, hi, Is, Vd, v, t, ef, er, f, err, bound
         for i in range(m):
             tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
             v[i] = _closed_form(v[i], tf, tr, lnw[i], lnk[i], lo[i], hi[i], Vd)
-    _newton_pass(m, v, c1, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound)
+    _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound)
 
 
 @njit(cache=True, error_model="numpy")
-def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
+def _shockley_row(c, a, lnk, kp, shift, lo, hi, Is, Vd, old, warm, v):
     """Shockley nodes of one sample (``elements.Shockley``): ``v`` from drives ``c`` (A, overwritten with ``c'``).
     Returns (max |KCL| at ``old``, nodes whose safeguarded Newton failed).
 
@@ -303,16 +301,16 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
     n = c.size
     # scratch rows, taken by index: rows unpacked from a 2-D array (``a, b = x``) are typed strided, and loops
     # over them were not vectorised
-    s = np.empty((12, n))
-    ef, er, f, err, bound, t, vp, cp, ap, lnkp, lop, hip = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8],
-                                                            s[9], s[10], s[11])
+    s = np.empty((13, n))
+    ef, er, f, err, bound, t, vp, cp, ap, lnkp, lop, hip, kpp = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+                                                                 s[8], s[9], s[10], s[11], s[12])
     for j in range(n):
         c[j] -= shift[j]  # c' : the -1 terms moved to the drive
     rmax, m = 0.0, n
     todo = np.arange(n)
     if warm:  # Newton from the previous voltage: accepted where provably exact
         v[:] = old
-        _newton_pass(n, v, c, a, lnk, lo, hi, Is, Vd, ef, er, f, err, bound)
+        _newton_pass(n, v, c, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound)
         m = 0
         for j in range(n):
             if abs(f[j]) > rmax or f[j] != f[j]:  # NaN sticks, as in NumPy's max
@@ -321,12 +319,12 @@ def _shockley_row(c, a, lnk, shift, lo, hi, Is, Vd, old, warm, v):
                 todo[m] = j
                 m += 1
     if m == n:
-        _closed_form_pass(n, c, a, lnk, lo, hi, Is, Vd, vp, t, ef, er, f, err, bound)
+        _closed_form_pass(n, c, a, lnk, kp, lo, hi, Is, Vd, vp, t, ef, er, f, err, bound)
     elif m:
         for i in range(m):
             j = todo[i]
-            cp[i], ap[i], lnkp[i], lop[i], hip[i] = c[j], a[j], lnk[j], lo[j], hi[j]
-        _closed_form_pass(m, cp, ap, lnkp, lop, hip, Is, Vd, vp, t, ef, er, f, err, bound)
+            cp[i], ap[i], lnkp[i], lop[i], hip[i], kpp[i] = c[j], a[j], lnk[j], lo[j], hi[j], kp[j]
+        _closed_form_pass(m, cp, ap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err, bound)
     bad = 0
     for i in range(m):
         j = todo[i]
@@ -366,7 +364,7 @@ def _pwl(c, a, table, old, warm):
 
 
 @njit(cache=True, error_model="numpy")
-def _row(b, code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
+def _row(b, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r):
     """Update the nodes of sample ``b`` in ``v[b]``; ``r[b]`` = max |KCL| of ``old[b]`` (if given). Returns the
     number of Shockley nodes whose safeguarded Newton did not converge."""
     n = c.shape[1]
@@ -378,7 +376,7 @@ def _row(b, code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
         cb += c2[b]
     ob = old[b] if warm else cb
     if code == _SHOCKLEY:
-        r[b], bad = _shockley_row(cb, a, lnk, shift, lo, hi, prm[0], prm[1], ob, warm, v[b])
+        r[b], bad = _shockley_row(cb, a, lnk, kp, shift, lo, hi, prm[0], prm[1], ob, warm, v[b])
         return bad
     g = prm[2]
     rmax = 0.0
@@ -407,20 +405,20 @@ def _row(b, code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def layer_parallel(code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
+def layer_parallel(code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r):
     """Every sample's ``_row``, samples in parallel; returns the failed node count."""
     bad = np.zeros(c.shape[0], np.int64)
     for b in prange(c.shape[0]):
-        bad[b] = _row(np.int64(b), code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r)
+        bad[b] = _row(np.int64(b), code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r)
     return bad.sum()
 
 
 @njit(cache=True, error_model="numpy")
-def layer_serial(code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r):
+def layer_serial(code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r):
     """``layer_parallel`` in one thread (small layers: starting threads would cost more than the work)."""
     bad = 0
     for b in range(c.shape[0]):
-        bad += _row(b, code, c, c2, fixed, a, lnk, shift, lo, hi, prm, table, old, v, r)
+        bad += _row(b, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r)
     return bad
 
 
@@ -616,7 +614,7 @@ def warm_up() -> None:
     step pass."""
     e2, z1, one = np.zeros((0, 0)), np.zeros(1), np.ones((1, 1))
     for layer in (layer_serial, layer_parallel):
-        layer(_LINEAR, one, e2, e2, z1 + 1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),
+        layer(_LINEAR, one, e2, e2, z1 + 1, z1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),
               np.zeros((0, 3)), e2, np.empty((1, 1)), np.zeros(1))
     i0 = np.zeros(1, np.int64)
     i_ref_inputs(one, i0, one, one, i0, z1, np.zeros((2, 1), np.int64), np.zeros(1))

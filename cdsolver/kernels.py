@@ -5,7 +5,7 @@ KCL ``a*v - c + I(v) = 0`` exactly (the same closed forms as ``elements``), and 
 the layer's previous voltages ``old`` per sample — the stopping test's residual, at no extra exponential. For
 Shockley nodes, ``old`` also serves as the Newton start: where one Newton step from it is provably final (the
 rules are in ``_numba_kernels._newton_step`` and docs/solver.md), the closed form is skipped, so a
-converging sweep costs two exponentials per node.
+converging sweep costs one exponential per node (the two diode sides' exponentials have a known product).
 
 Backends (``backend()``): ``"numba"`` (default; ``parallel=True`` over samples, ``cache=True``, no fastmath) or
 ``"numpy"``, the reference implementation in ``elements``, used where numba cannot be imported or when the
@@ -103,9 +103,10 @@ class LayerKernel:
         self.code, self.prm, self.table = _params(element)
         if self.code == _PAIR and n % 2:
             raise ValueError(f"paired output nodes come in pairs (v+ then v-): got {n} nodes")
-        self.lnk = self.shift = np.zeros(n)
+        self.lnk = self.shift = self.kp = np.zeros(n)
         if self.code == _SHOCKLEY:
             self.lnk = np.log(element.Is / (self.a * element.Vd))
+            self.kp = np.exp((self.lo - self.hi) / element.Vd)  # the product of the two sides' exponentials
             self.shift = element._sides(self.lo, self.hi)  # the -1 terms of I, moved to the drive
 
     def update(self, c: np.ndarray, c2: np.ndarray | None = None, fixed: np.ndarray | None = None,
@@ -128,8 +129,8 @@ class LayerKernel:
         v, r = np.empty((B, self.n)), np.zeros(B)
         layer = self._nk.layer_parallel if parallel(B * self.n) else self._nk.layer_serial
         bad = layer(self.code, _arr(c), empty if c2 is None else _arr(c2),
-                    empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.shift, self.lo,
-                    self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)
+                    empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.kp, self.shift,
+                    self.lo, self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)
         if bad:
             raise RuntimeError(f"Shockley node update did not converge in 200 safeguarded Newton steps ({bad} "
                                f"nodes)")
