@@ -504,12 +504,32 @@ def i_upper_layer(v, below, gain, umax, umin, gmax, best):
 _BIG = np.finfo(np.float64).max
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _finite(d):
-    """``numpy.nan_to_num(d, nan=0.0)`` of one value: NaN to 0, ±inf to ±the largest float."""
-    if d != d:
-        return 0.0
-    return min(max(d, -_BIG), _BIG)
+    """``numpy.nan_to_num(d, nan=0.0)`` of one value: NaN to 0, ±inf to ±the largest float (no branches)."""
+    return 0.0 if d != d else min(max(d, -_BIG), _BIG)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _dots(a, u, w):
+    """(a·u, a·w) of three rows of equal length, each as four partial sums over every fourth entry, added in a
+    fixed order at the end: the four lanes of a vector register (NumPy's dot sums in another order)."""
+    n = a.size
+    n4 = n - n % 4
+    u0 = u1 = u2 = u3 = w0 = w1 = w2 = w3 = 0.0
+    for j in range(0, n4, 4):
+        u0 += a[j] * u[j]
+        u1 += a[j + 1] * u[j + 1]
+        u2 += a[j + 2] * u[j + 2]
+        u3 += a[j + 3] * u[j + 3]
+        w0 += a[j] * w[j]
+        w1 += a[j + 1] * w[j + 1]
+        w2 += a[j + 2] * w[j + 2]
+        w3 += a[j + 3] * w[j + 3]
+    for j in range(n4, n):
+        u0 += a[j] * u[j]
+        w0 += a[j] * w[j]
+    return (u0 + u1) + (u2 + u3), (w0 + w1) + (w2 + w3)
 
 
 @njit(cache=True, error_model="numpy")
@@ -527,12 +547,8 @@ def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
         dG[b, slot, n] = _finite(g[b, n] - g_prev[b, n])
         f[b, n] = fn
     M = np.zeros((k, k + 1))  # the new Gram row in column 0, the right-hand side DF·f in column k
-    for n in range(N):
-        ds, fn = dF[b, slot, n], f[b, n]
-        for i in range(k):
-            di = dF[b, i, n]
-            M[i, 0] += di * ds
-            M[i, k] += di * fn
+    for i in range(k):
+        M[i, 0], M[i, k] = _dots(dF[b, i], dF[b, slot], f[b])
     for i in range(k):
         gram[b, slot, i] = gram[b, i, slot] = M[i, 0]
     for i in range(k):
