@@ -106,7 +106,8 @@ class LayerKernel:
         self.lnk = self.shift = self.kp = np.zeros(n)
         if self.code == _SHOCKLEY:
             self.lnk = np.log(element.Is / (self.a * element.Vd))
-            self.kp = np.exp((self.lo - self.hi) / element.Vd)  # the product of the two sides' exponentials
+            with np.errstate(under="ignore"):  # (rails more than 745 Vd apart: 0)
+                self.kp = np.exp((self.lo - self.hi) / element.Vd)  # the product of the two sides' exponentials
             self.shift = element._sides(self.lo, self.hi)  # the -1 terms of I, moved to the drive
 
     def update(self, c: np.ndarray, c2: np.ndarray | None = None, fixed: np.ndarray | None = None,

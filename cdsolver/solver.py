@@ -179,11 +179,11 @@ class _Layers:
     """Per-layer constants of one solve: total conductances ``a`` (S), rails, crossbars, fixed drives.
 
     The part that depends only on the network (crossbar sums, folded gains, the crossbars' largest conductances)
-    and the part that depends on the inputs too (the input drive, the input side of ``I_ref``) are taken from an
-    earlier set-up when nothing they depend on has changed since (crossbars and amplifiers, then biases and inputs,
-    are compared with the copies it keeps; rails and element are read afresh): from ``shared`` if given (the
-    three phases of an EP step), else from the last solve of the same ``Network`` object. Solving a network batch
-    after batch computes its network part once."""
+    is taken from ``shared`` if given, else from the last solve of the same ``Network`` object, when its crossbars
+    and amplifier are unchanged (compared with the copies kept); so a network solved batch after batch computes
+    it once. The part that depends on the inputs too (the input drive, the input side of ``I_ref``) is taken from
+    ``shared`` only (the three phases of an EP step), when biases, inputs and encoding are unchanged too. Rails and
+    element are read afresh."""
 
     def __init__(self, net: Network, v0: np.ndarray, beta: float, targets: np.ndarray | None,
                  shared: "_Layers | None" = None):
@@ -192,23 +192,25 @@ class _Layers:
         self.G = net.G
         self.odd = list(range(1, L + 1, 2))
         self.even = list(range(2, L + 1, 2))
+        self.v0 = v0  # (this solve's array: an earlier one with the same values may have changed since)
         net_key = net.G + [np.array([net.A, net.C])] + self.topo.sign
-        in_key = net.b + [v0]
-        prev = shared.__dict__ if shared is not None and shared.net is net else _recent(net)
-        if prev is not None and _same(prev["net_key"], net_key):
+        in_key = net.b + [v0, np.array([net.encoding == "pair"])]  # (pair: the input drive in half the products)
+        shared = shared.__dict__ if shared is not None and shared.net is net else None
+        prev = shared or _recent(net)
+        same_net = prev is not None and _same(prev["net_key"], net_key)
+        if same_net:
             self.__dict__.update({k: prev[k] for k in _Layers._NETWORK})
-            if _same(prev["in_key"], in_key):
-                self.__dict__.update({k: prev[k] for k in _Layers._INPUTS})
-            else:
-                self._input_part(net, v0, [x.copy() for x in in_key])
         else:
             self._network_part(net, [x.copy() for x in net_key])
+            _remember(net, {k: self.__dict__[k] for k in _Layers._NETWORK})
+        if same_net and shared and _same(shared["in_key"], in_key):
+            self.__dict__.update({k: shared[k] for k in _Layers._INPUTS})
+        else:
             self._input_part(net, v0, [x.copy() for x in in_key])
-        _remember(net, {k: self.__dict__[k] for k in _Layers._NETWORK + _Layers._INPUTS})
         self._phase(net, beta, targets)
 
     _NETWORK = ("net_key", "colmax", "gmax", "gtop", "a_net", "Gf", "Gb", "GT")
-    _INPUTS = ("in_key", "v0", "fixed0", "input_ext", "input_range")
+    _INPUTS = ("in_key", "fixed0", "input_ext", "input_range")
 
     def _network_part(self, net: Network, key: list[np.ndarray]) -> None:
         """The set-up from the crossbars and amplifiers (``key``: copies of them)."""
@@ -230,7 +232,7 @@ class _Layers:
     def _input_part(self, net: Network, v0: np.ndarray, key: list[np.ndarray]) -> None:
         """The set-up from the inputs ``v0`` (V), the biases and the first crossbar (``key``: copies of the biases
         and the inputs)."""
-        self.in_key, self.v0 = key, v0
+        self.in_key = key
         self.fixed0 = self.topo.input_current(v0) + net.b[0]
         # each sample's highest and lowest input, for I_ref's branches from them (crossbar 1, see _i_ref)
         self.input_ext = np.stack([v0.argmax(axis=1), v0.argmin(axis=1)]).astype(np.int64)
@@ -350,7 +352,8 @@ def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     return len(a) == len(b) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
 
 
-# The last set-up of each live Network (by id, with a weak reference to tell a reused id): {id: (ref, parts)}
+# The network part of the last set-up of each live Network (by id, with a weak reference to tell a reused id):
+# {id: (ref, parts)}
 _RECENT: dict[int, tuple[weakref.ref, dict]] = {}
 
 
@@ -407,7 +410,9 @@ def solve(
     returned with ``converged=False`` (call ``.check()`` to raise). anderson: history depth of Anderson
     acceleration; 0 = plain block CD (co-content non-increasing at every half sweep). reuse: an earlier solution
     of the same network and inputs, whose set-up (crossbar sums, input drive, ...) is reused if nothing has
-    changed since (checked).
+    changed since (checked). Without it, the set-up's network part is still taken from the last solve of the
+    same ``Network`` object if its crossbars and amplifier are unchanged (checked; it is kept while the network
+    lives: docs/solver.md#set-up).
     """
     v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
     P = _Layers(network, v0, beta, targets, None if reuse is None else reuse.setup)

@@ -533,3 +533,17 @@ def test_doctor_names_the_kernel_backend(ngspice, capsys, monkeypatch):
     monkeypatch.setenv("DRN_KERNELS", "numpy")
     main(["doctor"])
     assert "node kernels: the NumPy reference" in capsys.readouterr().out
+
+
+def test_rails_far_apart_need_no_underflow(numba_backend):
+    """The product of the two sides' exponentials, ``exp((lo - hi)/Vd)``, underflows to 0 for rails more than
+    745 Vd apart: quietly (a program running with ``numpy.errstate(under="raise")`` solved such layers before),
+    and the nodes stay exact."""
+    el = Shockley(1e-6, 0.05)
+    n = 50
+    a, lo, hi = np.full(n, 0.5), np.full(n, -20.0), np.full(n, 20.0)
+    c = np.random.default_rng(2).uniform(-15, 15, (3, n))
+    with np.errstate(under="raise"):
+        k = kernels.LayerKernel(el, a, lo, hi, n)
+        v = k.update(c.copy())[0]
+    assert np.all(k.kp == 0.0) and agree(el, v, a, c, lo, hi) <= 1e-15

@@ -1,6 +1,7 @@
 """The CD solver against independent references: full-system Newton (smooth elements), a QP with KKT checks
 (ideal diodes), KCL residuals, co-content monotonicity, warm start, honest non-convergence, input errors."""
 
+import copy
 import itertools
 
 import numpy as np
@@ -179,24 +180,24 @@ def test_reuse_of_the_set_up_is_exact_and_refused_after_a_change():
     v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (9, 6)))
     y = np.full((9, 6), 0.2)
     free = solve(net, v0, targets=y)
-    fresh = solve(net, v0, beta=0.01, targets=y, init=free.states)
+    fresh = solve(copy.deepcopy(net), v0, beta=0.01, targets=y, init=free.states)  # (a copy: nothing to take)
     reused = solve(net, v0, beta=0.01, targets=y, init=free.states, reuse=free)
-    assert reused.setup.Gf is free.setup.Gf  # shared, not recomputed
+    assert reused.setup.Gf is free.setup.Gf and reused.setup.fixed0 is free.setup.fixed0  # shared, not recomputed
     for a, b in zip(fresh.states, reused.states):
         assert np.array_equal(a, b)
     net.G[1][3, 4] *= 3.0  # in place, as a training step does
     v0[2, 0] += 0.5
     changed = solve(net, v0, beta=0.01, targets=y, init=free.states, reuse=free)
     assert changed.setup.Gf is not free.setup.Gf
-    for a, b in zip(solve(net, v0, beta=0.01, targets=y, init=free.states).states, changed.states):
+    for a, b in zip(solve(copy.deepcopy(net), v0, beta=0.01, targets=y, init=free.states).states, changed.states):
         assert np.array_equal(a, b)
 
 
 def test_batches_of_one_network_share_its_set_up_and_nothing_stale():
     """Solving a network batch after batch computes its network part once: the next batch (other inputs) takes
     it from the last solve, and gives the states of a network never solved before (a copy), bit for bit. After
-    an in-place change of a crossbar nothing is taken; a network that is gone leaves nothing behind."""
-    import copy
+    an in-place change of a crossbar nothing is taken; the inputs' part is never kept (nor the caller's input
+    array, which may change); a network that is gone leaves nothing behind."""
     import gc
 
     from cdsolver import solver
@@ -214,9 +215,15 @@ def test_batches_of_one_network_share_its_set_up_and_nothing_stale():
     assert third.setup.Gf is not second.setup.Gf
     for a, b in zip(solve(copy.deepcopy(net), batches[1]).states, third.states):
         assert np.array_equal(a, b)
+    same = batches[1].copy()  # the values of the last inputs in another array, the last one then changed
+    batches[1][:] = batches[0]
+    fourth = solve(net, same)
+    assert fourth.setup.v0 is same and fourth.setup.fixed0 is not third.setup.fixed0  # (inputs: not kept)
+    for a, b in zip(solve(copy.deepcopy(net), same).states, fourth.states):
+        assert np.array_equal(a, b)
     key = id(net)
     assert solver._recent(net) is not None
-    del net, first, second, third
+    del net, first, second, third, fourth
     gc.collect()
     assert key not in solver._RECENT
 
@@ -231,8 +238,10 @@ def test_reuse_is_refused_after_the_amplifier_changed(change):
     v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (5, 3)))
     free = solve(net, v0)
     net.amplifier = Amplifier(2.0, 0.5) if change == "amplifier" else Amplifier(4.0, 1.0, "half")
-    for a, b in zip(solve(net, v0).states, solve(net, v0, reuse=free).states):
-        assert np.array_equal(a, b)
+    fresh = solve(copy.deepcopy(net), v0)  # (a copy: nothing to take)
+    for taken in (solve(net, v0, reuse=free), solve(net, v0)):  # explicitly, and from the last solve
+        for a, b in zip(fresh.states, taken.states):
+            assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("change", ["rails", "element"])
@@ -250,7 +259,7 @@ def test_reuse_reads_rails_and_element_afresh(change):
         net.lo[0][:], net.hi[0][:] = -0.05, 0.05
     else:
         net.element = Ideal()
-    fresh = solve(net, v0, beta=0.01, targets=y, init=free.states)
+    fresh = solve(copy.deepcopy(net), v0, beta=0.01, targets=y, init=free.states)  # (a copy: nothing to take)
     reused = solve(net, v0, beta=0.01, targets=y, init=free.states, reuse=free)
     assert reused.setup.Gf is free.setup.Gf  # the network part is shared
     for a, b in zip(fresh.states, reused.states):
