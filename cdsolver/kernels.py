@@ -106,7 +106,7 @@ class LayerKernel:
         self.lnk = self.shift = self.kp = np.zeros(n)
         if self.code == _SHOCKLEY:
             self.lnk = np.log(element.Is / (self.a * element.Vd))
-            with np.errstate(under="ignore"):  # (rails more than 745 Vd apart: 0)
+            with np.errstate(under="ignore"):  # (rails more than 708 Vd apart: subnormal or 0)
                 self.kp = np.exp((self.lo - self.hi) / element.Vd)  # the product of the two sides' exponentials
             self.shift = element._sides(self.lo, self.hi)  # the -1 terms of I, moved to the drive
 

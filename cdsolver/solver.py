@@ -412,7 +412,7 @@ def solve(
     of the same network and inputs, whose set-up (crossbar sums, input drive, ...) is reused if nothing has
     changed since (checked). Without it, the set-up's network part is still taken from the last solve of the
     same ``Network`` object if its crossbars and amplifier are unchanged (checked; it is kept while the network
-    lives: docs/solver.md#set-up).
+    lives: docs/solver.md, "Set-up").
     """
     v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
     P = _Layers(network, v0, beta, targets, None if reuse is None else reuse.setup)
