@@ -537,8 +537,8 @@ def test_doctor_names_the_kernel_backend(ngspice, capsys, monkeypatch):
 
 def test_rails_far_apart_need_no_underflow(numba_backend):
     """The product of the two sides' exponentials, ``exp((lo - hi)/Vd)``, underflows for rails more than 708 Vd
-    apart (to 0 beyond 745; here 800): quietly (a program running with ``numpy.errstate(under="raise")`` solved such layers before),
-    and the nodes stay exact."""
+    apart (to 0 beyond 745; here 800): quietly (a program running with ``numpy.errstate(under="raise")`` solved
+    such layers before), and the nodes stay exact."""
     el = Shockley(1e-6, 0.05)
     n = 50
     a, lo, hi = np.full(n, 0.5), np.full(n, -20.0), np.full(n, 20.0)
