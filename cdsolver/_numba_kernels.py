@@ -220,8 +220,9 @@ def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
 def _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound):
     """``_shockley_newton`` at the first ``m`` nodes of a row, in loops without branches or calls (vectorised):
     ``v`` (V) becomes the step's result, ``f`` (A), ``err`` and ``bound`` (V) as there; ``ef``, ``er``: scratch.
-    Short loops, so that the exponentials of many nodes are in flight at once; one per node: the two exponents
-    sum to ``(lo - hi)/Vd``, so the smaller side's exponential is ``kp/exp(larger)`` (``kp = exp((lo - hi)/Vd)``;
+    Short loops, so that the exponentials of many nodes are in flight at once; one per node, where the scalar
+    step takes two: the two exponents sum to ``(lo - hi)/Vd``, so the smaller side's exponential is
+    ``kp/exp(larger)`` (``kp = exp((lo - hi)/Vd)``;
     where that underflows, rails more than 708 Vd apart, the smaller side, below ``sqrt(kp)`` < 1e-153, comes out
     inexact or 0)."""
     for j in range(m):
