@@ -436,33 +436,59 @@ def layer_serial(code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old,
     return bad
 
 
+_FLIP = np.int64(0x7FFFFFFFFFFFFFFF)  # the bits below a float64's sign
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _key(x):
+    """An int64 that orders as the float64 ``x`` does (-0 just below +0; for ``x`` not NaN): integer maxima are
+    vectorised, float ones are not (NaN)."""
+    b = _bits(x)
+    return b if b >= 0 else b ^ _FLIP
+
+
+@njit(cache=True, error_model="numpy")
+def _extremes(x):
+    """(index of the first largest, of the first smallest entry of ``x``), as NumPy's argmax and argmin (-0 and
+    +0 tie) where no entry is NaN (else some valid index): the extremes in a vectorised pass, then the first entry
+    equal to each."""
+    hi = lo = _key(x[0])
+    for j in range(x.size):
+        k = _key(x[j])
+        hi, lo = max(hi, k), min(lo, k)
+    xh, xl = _float(hi if hi >= 0 else hi ^ _FLIP), _float(lo if lo >= 0 else lo ^ _FLIP)
+    jh = jl = -1
+    for j in range(x.size):
+        jh = j if jh < 0 and x[j] == xh else jh
+        jl = j if jl < 0 and x[j] == xl else jl
+        if jh >= 0 and jl >= 0:
+            break
+    return max(jh, 0), max(jl, 0)
+
+
 @njit(cache=True, error_model="numpy")
 def _branches(vb, u, G, GT, colmax, gtop, imax, imin, nodes, r):
     """The largest of ``r`` and the branch currents ``G[i, j]·|v_j − u_i|`` (A; G in S, node voltages ``vb`` and
     drives ``u`` in V) of one sample, over the branches ``solver._i_ref_numpy`` takes: through each node's
     largest conductance (``colmax``, ``gtop``), from the highest and lowest drive (``u[imax]``, ``u[imin]``) and,
-    with ``nodes``, from the highest and lowest node (``GT``: ``G`` transposed, contiguous). Ties go to the first
-    index, as NumPy's argmax; NaN if a branch is NaN."""
-    n, m = vb.size, u.size
-    nan = False
-    jmax = jmin = 0
-    for j in range(n):
+    with ``nodes``, from the highest and lowest node (``GT``: ``G`` transposed, contiguous; ties go to the first
+    index, as NumPy's argmax). NaN if a branch or ``r`` is NaN. In vectorised passes: the maximum is taken on the
+    bits (a current ``>= 0`` orders as its bits; a negative one, ignored as by ``x > r``, has negative bits)."""
+    rb, nan = _bits(r), r != r
+    uh, ul = u[imax], u[imin]
+    for j in range(vb.size):
         vj = vb[j]
-        if vj > vb[jmax]:
-            jmax = j
-        if vj < vb[jmin]:
-            jmin = j
-        for x in (gtop[j] * abs(vj - u[colmax[j]]), G[imax, j] * abs(vj - u[imax]), G[imin, j] * abs(vj - u[imin])):
-            nan |= x != x
-            if x > r:
-                r = x
+        x1, x2, x3 = gtop[j] * abs(vj - u[colmax[j]]), G[imax, j] * abs(vj - uh), G[imin, j] * abs(vj - ul)
+        rb = max(rb, max(_bits(x1), max(_bits(x2), _bits(x3))))
+        nan |= (x1 != x1) | (x2 != x2) | (x3 != x3)
     if nodes:
-        for i in range(m):
-            for x in (GT[jmax, i] * abs(vb[jmax] - u[i]), GT[jmin, i] * abs(vb[jmin] - u[i])):
-                nan |= x != x
-                if x > r:
-                    r = x
-    return math.nan if nan else r
+        jmax, jmin = _extremes(vb)
+        vh, vl = vb[jmax], vb[jmin]
+        for i in range(u.size):
+            x1, x2 = GT[jmax, i] * abs(vh - u[i]), GT[jmin, i] * abs(vl - u[i])
+            rb = max(rb, max(_bits(x1), _bits(x2)))
+            nan |= (x1 != x1) | (x2 != x2)
+    return math.nan if nan else _float(rb)
 
 
 @njit(cache=True, error_model="numpy")
@@ -483,13 +509,9 @@ def i_ref_layer(v, below, gain, G, GT, colmax, gtop, best):
     drives and from the extreme nodes (``GT``: ``G`` transposed, contiguous)."""
     u = np.empty(below.shape[1])
     for k in range(v.shape[0]):
-        imax = imin = 0
-        for i in range(u.size):  # (a NaN drive is a NaN node of the layer below, whose own bound is NaN)
+        for i in range(u.size):
             u[i] = gain[i] * below[k, i]
-            if u[i] > u[imax]:
-                imax = i
-            if u[i] < u[imin]:
-                imin = i
+        imax, imin = _extremes(u)  # (a NaN drive is a NaN node of the layer below, whose own bound is NaN)
         best[k] = _branches(v[k], u, G, GT, colmax, gtop, imax, imin, True, best[k])
 
 

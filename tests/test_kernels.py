@@ -509,6 +509,19 @@ def test_compiled_bounds_break_ties_as_numpy(numba_backend):
         assert np.array_equal(solver._i_ref(P, rows, v), solver._i_ref_numpy(P, rows, v))
 
 
+def test_compiled_extremes_are_numpys_argmax_and_argmin(numba_backend):
+    """``_extremes`` (a vectorised maximum on order-preserving integer keys, then the first equal entry) gives
+    NumPy's argmax and argmin: ties to the first index, -0 tying with +0, infinities, one entry."""
+    from cdsolver import _numba_kernels as nk
+
+    rng = np.random.default_rng(8)
+    rows = [np.array([-0.0, 0.0, -0.0]), np.array([0.0, -0.0]), np.array([-1.0, -0.0, -1.0, 0.0]),
+            np.array([np.inf, 1.0, np.inf, -np.inf, -np.inf]), np.array([3.0]), -np.abs(rng.standard_normal(7))]
+    rows += [rng.integers(-2, 3, n).astype(float) * rng.choice([-1.0, 1.0]) for n in rng.integers(1, 40, 300)]
+    for x in rows:
+        assert nk._extremes(x) == (np.argmax(x), np.argmin(x)), x
+
+
 def test_compiled_i_ref_takes_the_branches_from_the_extreme_nodes(numba_backend):
     """A circuit where the largest branch current of crossbar 2 runs from the highest (sample 0) or lowest
     (sample 1) node of layer 2 through neither its largest conductance nor an extreme drive: 0.5 S × 10 V."""
