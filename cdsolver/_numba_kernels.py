@@ -569,17 +569,19 @@ def _dots(a, u, w):
 
 
 @njit(cache=True, error_model="numpy")
-def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
-    """``solver._Anderson``'s step for sample ``b``: ``f = g - x``; ring slot ``slot`` of ``dF``/``dG``
-    (``(B, m, N)``) takes the finite part of ``f - f_prev`` and ``g - g_prev``, and its row and column of the
-    Gram matrix ``gram`` (``(B, m, m)``, ``dF·dFᵀ``: the other entries are kept from the steps that wrote their
-    slots); then the mixing coefficients γ of the first ``k >= 1`` slots and ``out = g - Σ γ_i dG_i``. γ solves
-    the column-scaled Gram system plus ``reg·I``: symmetric positive definite (unit or zero diagonal, plus
-    ``reg``), so Gaussian elimination needs no pivoting."""
+def _anderson_row(b, x, g, f, g_prev, dF, dG, gram, slot, k, reg):
+    """``solver._Anderson``'s step for sample ``b``, in place: ``f`` (the previous step's ``f``) becomes ``g - x``;
+    ring slot ``slot`` of ``dF``/``dG`` (``(B, m, N)``) takes the finite part of ``f - f_prev`` and ``g - g_prev``,
+    and its row and column of the Gram matrix ``gram`` (``(B, m, m)``, ``dF·dFᵀ``: the other entries are kept
+    from the steps that wrote their slots); then the mixing coefficients γ of the first ``k >= 1`` slots, and ``x``
+    becomes the next iterate ``g - Σ γ_i dG_i``. (In place: the results overwrite rows just read, in cache, where
+    fresh arrays cost a read of each line before its write; 8-25 % of the step at 360 x 1024.) γ solves the
+    column-scaled Gram system plus ``reg·I``: symmetric positive definite (unit or zero diagonal, plus ``reg``), so
+    Gaussian elimination needs no pivoting."""
     N = x.shape[1]
     for n in range(N):
         fn = g[b, n] - x[b, n]
-        dF[b, slot, n] = _finite(fn - f_prev[b, n])
+        dF[b, slot, n] = _finite(fn - f[b, n])
         dG[b, slot, n] = _finite(g[b, n] - g_prev[b, n])
         f[b, n] = fn
     M = np.zeros((k, k + 1))  # the new Gram row in column 0, the right-hand side DF·f in column k
@@ -612,24 +614,24 @@ def _anderson_row(b, x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
     for i in range(k):
         gamma[i] /= s[i]
     for n in range(N):
-        out[b, n] = g[b, n]
-    for i in range(k):  # (loops over n inside: vectorised; each out[b, n] is summed in the same order)
+        x[b, n] = g[b, n]
+    for i in range(k):  # (loops over n inside: vectorised; each x[b, n] is summed in the same order)
         for n in range(N):
-            out[b, n] -= gamma[i] * dG[b, i, n]
+            x[b, n] -= gamma[i] * dG[b, i, n]
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def anderson_parallel(x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
+def anderson_parallel(x, g, f, g_prev, dF, dG, gram, slot, k, reg):
     """Every sample's ``_anderson_row``, samples in parallel."""
     for b in prange(x.shape[0]):
-        _anderson_row(np.int64(b), x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out)
+        _anderson_row(np.int64(b), x, g, f, g_prev, dF, dG, gram, slot, k, reg)
 
 
 @njit(cache=True, error_model="numpy")
-def anderson_serial(x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out):
+def anderson_serial(x, g, f, g_prev, dF, dG, gram, slot, k, reg):
     """``anderson_parallel`` in one thread (small batches)."""
     for b in range(x.shape[0]):
-        _anderson_row(b, x, g, f_prev, g_prev, dF, dG, gram, slot, k, reg, f, out)
+        _anderson_row(b, x, g, f, g_prev, dF, dG, gram, slot, k, reg)
 
 
 @njit(cache=True, error_model="numpy")
@@ -675,6 +677,6 @@ def warm_up() -> None:
         i_upper_layer(one, below, z1 + 1, z1, z1, 1.0, np.zeros(1))
     d3 = np.zeros((1, 1, 1))
     for step in (anderson_serial, anderson_parallel):
-        step(one, one, one, one, d3, d3.copy(), d3.copy(), 0, 1, 1e-10, np.empty((1, 1)), np.empty((1, 1)))
+        step(one.copy(), one, one.copy(), one, d3, d3.copy(), d3.copy(), 0, 1, 1e-10)
     for stats in (step_and_best_serial, step_and_best_parallel):
         stats(one, one, z1, z1 + 1, np.empty((1, 1)), np.empty(1), np.empty(1))

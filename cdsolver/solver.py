@@ -106,7 +106,8 @@ class _Anderson:
 
     Keeps the last ``m`` differences of ``f = T(x) - x`` and of ``T(x)`` (a ring buffer) and, for the compiled
     step, their Gram matrix (each step computes only its new difference's row); the mixing coefficients solve the
-    column-scaled, Tikhonov-regularised (``reg``) ``m x m`` least squares of each sample.
+    column-scaled, Tikhonov-regularised (``reg``) ``m x m`` least squares of each sample. The compiled step
+    writes the next iterate over ``x`` and keeps ``g`` (the caller changes neither afterwards).
     """
 
     def __init__(self, m: int, reg: float = 1e-10):
@@ -133,18 +134,17 @@ class _Anderson:
             self.gram = np.zeros((len(x), self.m, self.m))
             self.f, self.g = g - x, g
             self.nk = kernels.compiled()  # (the compiled step keeps gram, the NumPy one does not: never both)
-            return g
+            return g.copy()  # (a later step writes its result over x, and g is kept)
         slot = self.k % self.m
         self.k += 1
         nk = self.nk
         if nk is None:
             return self._step_numpy(x, g, slot)
-        f, out = np.empty_like(x), np.empty_like(x)
+        x, g = _c(x), _c(g)
         step = nk.anderson_parallel if kernels.parallel(x.size) else nk.anderson_serial
-        step(_c(x), _c(g), _c(self.f), _c(self.g), self.dF, self.dG, self.gram, slot, min(self.k, self.m), self.reg,
-             f, out)
-        self.f, self.g = f, g
-        return out
+        step(x, g, self.f, self.g, self.dF, self.dG, self.gram, slot, min(self.k, self.m), self.reg)
+        self.g = g
+        return x
 
     def _step_numpy(self, x: np.ndarray, g: np.ndarray, slot: int) -> np.ndarray:
         """The step after the first (``_numba_kernels._anderson_row`` in NumPy: the reference and the fallback)."""
