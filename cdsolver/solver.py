@@ -321,9 +321,6 @@ class _Layers:
         v = {l: x[:, cuts[k]:cuts[k + 1]] for k, l in enumerate(self.even)}
         for l in self.odd:
             v[l] = self.update(l, v, rows, None)[0]
-        if len(self.even) == 1:  # (x is that layer: T(x) is its update, without a copy)
-            gx, r = self.update(self.even[0], v, rows, x)
-            return gx, r, v
         gx = np.empty_like(x)
         r = np.zeros(len(rows))
         for k, l in enumerate(self.even):
