@@ -217,9 +217,11 @@ def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
 
 
 @njit(cache=True, error_model="numpy")
-def _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound):
+def _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
     """``_shockley_newton`` at the first ``m`` nodes of a row, in loops without branches or calls (vectorised):
-    ``v`` (V) becomes the step's result, ``f`` (A), ``err`` and ``bound`` (V) as there; ``ef``, ``er``: scratch.
+    ``v`` (V) becomes the step's result, ``f`` (A), ``err`` and, with ``warm``, ``bound`` (V) as there (the step
+    from the closed form never reads ``bound``; not storing it, LLVM drops its arithmetic: ~6 % of the kernel at
+    2 x 1024); ``ef``, ``er``: scratch.
     Short loops, so that the exponentials of many nodes are in flight at once; one per node, where the scalar
     step takes two: the two exponents sum to ``(lo - hi)/Vd``, so the smaller side's exponential is
     ``kp/exp(larger)`` (``kp = exp((lo - hi)/Vd)``;
@@ -235,8 +237,10 @@ def _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound):
         big = ef[j]
         small = 0.0 if er[j] == -math.inf or big == 0.0 else kp[j] / big
         up = v[j] - hi[j] >= lo[j] - v[j]
-        v[j], f[j], err[j], bound[j], _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small,
-                                                        small if up else big)
+        v[j], f[j], err[j], b, _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small,
+                                                 small if up else big)
+        if warm:
+            bound[j] = b
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -269,7 +273,7 @@ def _shockley_node(c1, a, lnk, lo, hi, Is, Vd):
 
 
 @njit(cache=True, error_model="numpy")
-def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err, bound):
+def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
     """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from ``_closed_form``, ln ω read from the
     grids, then one Newton step (``_newton_pass``). ``t`` (``_beyond_rails``) is kept: the grids hold ln ω only
     below ``_LNW_END``."""
@@ -287,7 +291,7 @@ def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err, b
         for i in range(m):
             tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
             v[i] = _closed_form(v[i], tf, tr, lnw[i], lnk[i], lo[i], hi[i], Vd)
-    _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound)
+    _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, err, False)  # (no bound: err in its place)
 
 
 @njit(cache=True, error_model="numpy")
@@ -312,7 +316,7 @@ def _shockley_row(c, a, lnk, kp, shift, lo, hi, Is, Vd, old, warm, v):
     rmax, m = 0.0, n
     if warm:  # Newton from the previous voltage: accepted where provably exact
         v[:] = old
-        _newton_pass(n, v, c, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound)
+        _newton_pass(n, v, c, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound, True)
         rbits = m = 0
         for j in range(n):  # (vectorised: the maximum taken on the bits, as in _step_and_best_row; a count)
             rbits = max(rbits, _bits(abs(f[j])))
@@ -320,7 +324,7 @@ def _shockley_row(c, a, lnk, kp, shift, lo, hi, Is, Vd, old, warm, v):
         rmax = _float(rbits)
     bad = 0
     if m == n:  # every node from the closed form, straight into v
-        _closed_form_pass(n, c, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err, bound)
+        _closed_form_pass(n, c, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err)
         redo = 0
         for j in range(n):
             redo += not (t[j] < _LNW_END and err[j] <= _ERR * (abs(v[j]) + 1e-3 * Vd))
@@ -339,7 +343,7 @@ def _shockley_row(c, a, lnk, kp, shift, lo, hi, Is, Vd, old, warm, v):
         for i in range(m):
             j = todo[i]
             cp[i], ap[i], lnkp[i], lop[i], hip[i], kpp[i] = c[j], a[j], lnk[j], lo[j], hi[j], kp[j]
-        _closed_form_pass(m, cp, ap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err, bound)
+        _closed_form_pass(m, cp, ap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err)
         for i in range(m):
             j = todo[i]
             if t[i] < _LNW_END and err[i] <= _ERR * (abs(vp[i]) + 1e-3 * Vd):

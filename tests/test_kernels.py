@@ -272,22 +272,21 @@ def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
         v = kernels.update(el, a, lo, hi, c.copy())[0]
         kernels.update(el, a, lo, hi, c.copy(), old=v * (1 + 1e-3 * (np.arange(n) % 2)))
         for f in (nk._newton_pass, nk._closed_form_pass, nk._shockley_row):
-            for sig in f.signatures:
-                ir = f.inspect_llvm(sig)
-                arrays = {str(t) for t in sig if "array" in str(t)}
-                loops = len(re.findall(r"^vector\.body\d*:", ir, re.M))
-                print(f.__name__, arrays == {"array(float64, 1d, C)"}, loops)
+            arrays = {str(t) for sig in f.signatures for t in sig if "array" in str(t)}
+            loops = [len(re.findall(r"^vector\.body\d*:", f.inspect_llvm(sig), re.M)) for sig in f.signatures]
+            print(f.__name__, arrays == {"array(float64, 1d, C)"}, min(loops), len(loops))
     """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), DRN_KERNELS="numba")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    # one signature each; _newton_pass's three loops vectorised, and _closed_form_pass's three (its IR also holds
-    # the _newton_pass it calls); _shockley_row's own (the drive's shift, the residual's maximum, the two counts)
+    # in every signature (_newton_pass has two: its warm flag is a literal, False from the closed form, True from
+    # the warm step), _newton_pass's three loops vectorised, and _closed_form_pass's three (its IR also holds the
+    # _newton_pass it calls); _shockley_row's own (the drive's shift, the residual's maximum, the two counts)
     # besides the passes it calls
     words = out.stdout.split()
-    assert words[0::3] == ["_newton_pass", "_closed_form_pass", "_shockley_row"], out.stdout
-    assert words[1::3] == ["True"] * 3, out.stdout
-    assert int(words[2]) >= 3 and int(words[5]) >= 6 and int(words[8]) >= 12, out.stdout
+    assert words[0::4] == ["_newton_pass", "_closed_form_pass", "_shockley_row"], out.stdout
+    assert words[1::4] == ["True"] * 3 and words[3::4] == ["2", "1", "1"], out.stdout
+    assert int(words[2]) >= 3 and int(words[6]) >= 6 and int(words[10]) >= 12, out.stdout
 
 
 def test_pair_kernel(numba_backend):
