@@ -12,10 +12,11 @@ Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
 3. Networks 128-1024-10, 128-1024²-10, 128-1024³-10, double Shockley (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V),
    uniform random conductances (mean 1/n_in S), a batch of 360 random Digits-sized inputs (64 features in [0, 1],
    pair-encoded, input gain 40 V: ~17 % of first-layer nodes beyond the rails), default tolerance.
-   Clocks (time.perf_counter): `ms/sample` = one whole `solve` call / 360 (best of 3). `sweep ms` = a 10-sweep
+   Clocks (time.perf_counter): `ms/sample` = one whole `solve` call / 360. `sweep ms` = a 10-sweep
    solve of the full batch (nothing converges: tol=1e-300; its set-up included) / 10; `products ms` = the 2(L-1)
-   dense products a sweep needs, alone, same shapes; the two timed in turn, best of 5 each (since 2026-11-30:
-   before, one after the other, and the machine's drift moved the ratio). `ratio` = sweep / products;
+   dense products a sweep needs, alone, same shapes; the three timed in turn, best of 5 each (the sweep and the
+   products since 2026-11-30, the whole solve since 2026-12-01: before, one after the other, and the machine's
+   drift moved the ratios). `ratio` = sweep / products;
    `solve / products` = the whole solve in sweep-equivalents of products; `page faults per sweep`: the process's
    minor page faults over those 10-sweep solves, per sweep (memory touched for the first time:
    cdsolver.allocator).
@@ -128,17 +129,21 @@ def products(net, B):
     return run
 
 
-def sweep_and_products(net, v0, repeat=5):
-    """(seconds per sweep of a 10-sweep solve, seconds for its products alone, page faults per sweep), best of
-    ``repeat`` each, the two timed in turn: the machine's speed drifts (the same products took 24-36 ms in one
-    run), and a ratio is only meaningful between clocks taken in the same stretch."""
-    run, sweeps, prods, faults = products(net, len(v0)), [], [], 0
+def timed_in_turn(net, v0, repeat=5):
+    """(the solution, seconds for the whole solve, per sweep of a 10-sweep solve, for the sweep's products alone,
+    page faults per sweep), best of ``repeat`` each, the three timed in turn: the machine's speed drifts (the same
+    products took 24-36 ms in one run), and a ratio is only meaningful between clocks taken in the same stretch."""
+    run, times, faults = products(net, len(v0)), ([], [], []), 0
+    sol = solve(net, v0)  # (first the heap grows to the size of a round: a solution kept, a 10-sweep solve)
+    solve(net, v0, tol=1e-300, max_sweeps=10)
     for _ in range(repeat):
+        t, sol = best(lambda: solve(net, v0), 1)
+        times[0].append(t)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        sweeps.append(best(lambda: solve(net, v0, tol=1e-300, max_sweeps=10), 1)[0] / 10)
+        times[1].append(best(lambda: solve(net, v0, tol=1e-300, max_sweeps=10), 1)[0] / 10)
         faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-        prods.append(best(run, 1)[0])
-    return min(sweeps), min(prods), faults / (10 * repeat)
+        times[2].append(best(run, 1)[0])
+    return (sol, *map(min, times), faults / (10 * repeat))
 
 
 def bench_network(hidden: int, amp: tuple[float, float] | None):
@@ -155,8 +160,7 @@ def network_table(depths=(1, 2, 3)) -> None:
     for hidden in depths:
         for amp in (None, (4.0, 1.0)):
             net, v0 = bench_network(hidden, amp)
-            t, sol = best(lambda: solve(net, v0))
-            t_sweep, t_prod, faults = sweep_and_products(net, v0)
+            sol, t, t_sweep, t_prod, faults = timed_in_turn(net, v0)
             frac = ", ".join(f"{(np.abs(v) > 0.8).mean():.0%}" for v in sol.states[:-1])
             print(f"| {'-'.join(map(str, net.sizes))} | {'none' if amp is None else f'A={amp[0]:g} C={amp[1]:g}'} "
                   f"| {sol.iterations.mean():.1f} / {sol.iterations.max()} | {sol.converged.sum()}/{BATCH} "
