@@ -14,6 +14,10 @@ R_OFF = 1e12
 TOL = 1e-14
 #: The step test's tolerance per unit of ``tol``.
 STEP_PER_TOL = 10.0
+#: Default sweep cap per sample of ``solver.solve`` (``drn solve --max-iter``).
+MAX_SWEEPS = 1000
+#: Default Anderson history depth (sweeps) of both solvers; 0 is plain block CD.
+ANDERSON = 5
 
 #: EP gradient estimators (``ep.ep_phases``): the nudged phases they take.
 ESTIMATORS = ("positive", "negative", "centered")
@@ -26,6 +30,8 @@ OSANA_VOFF = 0.8
 #: Default KCL tolerance of general circuits (``graph.solve_circuit``, ``drn circuit``): at 1e-12 the voltages of
 #: random graphs and grids were 5e-12 (relative L1) from ngspice's; at 1e-14, <= 4e-13 (docs/circuits.md).
 CIRCUIT_TOL = 1e-14
+#: Default sweep cap of a general circuit (``graph.solve_circuit``, ``drn circuit --max-iter``).
+CIRCUIT_MAX_SWEEPS = 10000
 
 #: Sweeps of a general circuit before its two-level (aggregation) correction joins every sweep
 #: (``graph.solve_circuit``): networks that converge in fewer sweeps never pay for it (docs/circuits.md).

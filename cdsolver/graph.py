@@ -29,7 +29,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import wrightomega
 
 from .circuit import Circuit, CircuitError, diode_law
-from .constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL, STEP_PER_TOL
+from .constants import ANDERSON, CIRCUIT_COARSE_AFTER, CIRCUIT_MAX_SWEEPS, CIRCUIT_TOL, STEP_PER_TOL
 from .solver import Solution, fixed_point
 from .validation import ValidationError
 
@@ -654,7 +654,8 @@ class _Problem:
 
 
 def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, tol: float = CIRCUIT_TOL,
-                  max_sweeps: int = 10000, anderson: int = 5, coarse_after: int = CIRCUIT_COARSE_AFTER) -> Solution:
+                  max_sweeps: int = CIRCUIT_MAX_SWEEPS, anderson: int = ANDERSON,
+                  coarse_after: int = CIRCUIT_COARSE_AFTER) -> Solution:
     """DC operating point of ``circuit`` by exact coordinate descent. Returns a ``Solution`` whose one state is
     ``(1, n_nodes)``: every node's potential (V) in ``circuit.nodes`` order (internal diode nodes included).
     init: starting node potentials (V); tol, max_sweeps, anderson: as ``solver.solve``; ``i_ref`` is the largest

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from . import kernels
-from .constants import STEP_PER_TOL, TOL
+from .constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
 from .elements import Linear, LinearPair
 from .files import atomic_write
 from .network import Network
@@ -398,8 +398,8 @@ def solve(
     targets: np.ndarray | None = None,
     init: Sequence[np.ndarray] | None = None,
     tol: float = TOL,
-    max_sweeps: int = 1000,
-    anderson: int = 5,
+    max_sweeps: int = MAX_SWEEPS,
+    anderson: int = ANDERSON,
     reuse: Solution | None = None,
 ) -> Solution:
     """Steady states of ``network`` for input voltages ``v0`` (V, ``(batch, n_0)``; see ``Network.encode``).

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cdsolver.constants import CIRCUIT_COARSE_AFTER, CIRCUIT_TOL
+from cdsolver.constants import ANDERSON, CIRCUIT_COARSE_AFTER, CIRCUIT_MAX_SWEEPS, CIRCUIT_TOL
 
 #: Tight ngspice tolerances added by ``check`` (docs/spice.md); gmin stays the deck's own.
 CHECK_OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18"
@@ -58,8 +58,9 @@ def add_parser(sub) -> None:
 def _solver_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--tol", type=float, default=CIRCUIT_TOL,
                    help=f"stop when max|KCL| <= tol * largest branch current (default: {CIRCUIT_TOL:g})")
-    q.add_argument("--max-iter", type=int, default=10000, help="sweep cap (default: 10000)")
-    q.add_argument("--anderson", type=int, default=5, help="Anderson depth, 0 = plain CD (default: 5)")
+    q.add_argument("--max-iter", type=int, default=CIRCUIT_MAX_SWEEPS,
+                   help=f"sweep cap (default: {CIRCUIT_MAX_SWEEPS})")
+    q.add_argument("--anderson", type=int, default=ANDERSON, help=f"Anderson depth, 0 = plain CD (default: {ANDERSON})")
     q.add_argument("--coarse-after", type=int, default=CIRCUIT_COARSE_AFTER, metavar="N",
                    help=f"sweeps before the two-level correction joins every sweep, -1 = never "
                         f"(default: {CIRCUIT_COARSE_AFTER})")

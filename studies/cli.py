@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cdsolver.constants import STEP_PER_TOL, TOL
+from cdsolver.constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
 from cdsolver.validation import ValidationError
 from spice_bridge.errors import NgspiceMissing
 
@@ -447,9 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"stop when max|KCL| <= tol * I_ref per sample, I_ref ~ largest crossbar current, and "
                         f"a further sweep would change no voltage by more than {STEP_PER_TOL:g} tol max|v| "
                         f"(default: {TOL:g})")
-    p.add_argument("--max-iter", type=int, default=1000, help="sweep cap per sample (default: 1000)")
-    p.add_argument("--anderson", type=int, default=5,
-                   help="Anderson history depth; 0 = plain block CD (default: 5)")
+    p.add_argument("--max-iter", type=int, default=MAX_SWEEPS, help=f"sweep cap per sample (default: {MAX_SWEEPS})")
+    p.add_argument("--anderson", type=int, default=ANDERSON,
+                   help=f"Anderson history depth; 0 = plain block CD (default: {ANDERSON})")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("netlist", help="write ngspice decks of the same circuit",

@@ -69,3 +69,24 @@ def test_a_closed_stdout_ends_a_command_without_a_traceback(ngspice):
     p.stdout.close()  # before drn writes anything
     err = p.stderr.read().decode()
     assert p.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def _subparser(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> argparse.ArgumentParser:
+    for name in path:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+def test_solver_options_default_to_the_librarys():
+    """``drn solve`` and ``drn circuit solve|check`` take their defaults from the functions they call (one source:
+    cdsolver.constants), and their help states them."""
+    import inspect
+
+    from cdsolver import solve
+    from cdsolver.graph import solve_circuit
+
+    for path, fn in ((("solve",), solve), (("circuit", "solve"), solve_circuit), (("circuit", "check"), solve_circuit)):
+        sub, params = _subparser(build_parser(), path), inspect.signature(fn).parameters
+        for option, name in (("tol", "tol"), ("max_iter", "max_sweeps"), ("anderson", "anderson")):
+            assert sub.get_default(option) == params[name].default, (path, option)
+            assert f"(default: {params[name].default:g})" in " ".join(sub.format_help().split()), (path, option)
