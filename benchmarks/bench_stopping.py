@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from cdsolver import load_network, random_network, solve
-from cdsolver.constants import STEP_PER_TOL, TOL
+from cdsolver.constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
 from cdsolver.datasets import load_digits
 from cdsolver.network import Amplifier
 from cdsolver.solver import _Layers, fixed_point
@@ -50,7 +50,8 @@ RULES = {"KCL 1e-12 (former default)": (1e-12, None), "KCL 1e-13": (1e-13, None)
 def rule(net, v0, tol: float, step_tol: float | None):
     """Iterations, converged and states of the stopping test (``tol``, ``step_tol``)."""
     P = _Layers(net, v0, 0.0, None)
-    iters, *_, conv = fixed_point(P, P.start(v0, None), tol=tol, max_sweeps=1000, anderson=5, step_tol=step_tol)
+    iters, *_, conv = fixed_point(P, P.start(v0, None), tol=tol, max_sweeps=MAX_SWEEPS, anderson=ANDERSON,
+                              step_tol=step_tol)
     return iters, conv, P.states
 
 
