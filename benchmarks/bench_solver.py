@@ -8,7 +8,9 @@ Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
    shape into a preallocated output: `numpy.exp(x)` alone also allocates and first touches its result, which
    made the unit 5-10 ns per element from run to run) for the NumPy reference (`solve_reference`), the fused
    kernel from scratch (`cold`) and started from the previous voltages (`warm`: a converging sweep; here the
-   exact solution), all in the same run.
+   exact solution), timed in turn with the unit, best of 7 each. The unit depends on NumPy's SIMD level, printed
+   with the table: from AVX512F on NumPy's exp is vectorised (0.8 ns per element on the AVX-512 machine of
+   docs/performance.md), below it calls libm per element (5-9 ns on the AVX2 one).
 3. Networks 128-1024-10, 128-1024²-10, 128-1024³-10, double Shockley (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V),
    uniform random conductances (mean 1/n_in S), a batch of 360 random Digits-sized inputs (64 features in [0, 1],
    pair-encoded, input gain 40 V: ~17 % of first-layer nodes beyond the rails), default tolerance.
@@ -95,22 +97,38 @@ def kernel_cases():
     ]
 
 
-def kernel_table() -> None:
+def kernel_table(rounds: int = 7) -> None:
+    """Per element: the NumPy reference, the kernel cold and warm, and the unit (one ``numpy.exp`` pass) timed in
+    turn, ``rounds`` times, each its best: the machine's speed drifts, and a ratio holds only between clocks taken
+    in the same stretch (before 2026-12-01 the unit was timed once, ahead of the table, best of 7, and the kernels
+    best of 3)."""
     x = np.random.default_rng(1).standard_normal((KB, KN))
     y = np.empty_like(x)
-    t_exp = best(lambda: np.exp(x, out=y), 7)[0]
     n = KB * KN
-    print(f"\n`numpy.exp(x, out=y)` over {KB} x {KN}: {1e9 * t_exp / n:.2f} ns per element (one exp-pass)\n")
-    print("| element | beyond rails | NumPy reference ns/node | exp-passes | kernel cold ns/node | exp-passes "
-          "| kernel warm ns/node | exp-passes |\n|---|---|---|---|---|---|---|---|")
+    print(f"\nOne layer update of {KB} x {KN} nodes; exp-pass = one `numpy.exp(x, out=y)` over the same shape "
+          f"({numpy_simd()}), timed in turn with the updates of its row; best of {rounds}\n")
+    print("| element | beyond rails | exp-pass ns | NumPy reference ns/node | exp-passes | kernel cold ns/node "
+          "| exp-passes | kernel warm ns/node | exp-passes |\n|---|---|---|---|---|---|---|---|---|")
     for name, el, a, c, lo, hi in kernel_cases():
         ref = el.solve_reference(a, c, lo, hi)
-        t_ref = best(lambda: el.solve_reference(a, c, lo, hi))[0]
-        t_cold = best(lambda: kernels.update(el, a, lo, hi, c))[0]
-        t_warm = best(lambda: kernels.update(el, a, lo, hi, c, old=ref))[0]
+        runs = (lambda: np.exp(x, out=y), lambda: el.solve_reference(a, c, lo, hi),
+                lambda: kernels.update(el, a, lo, hi, c), lambda: kernels.update(el, a, lo, hi, c, old=ref))
+        t_exp, t_ref, t_cold, t_warm = (min(ts) for ts in zip(*([best(f, 1)[0] for f in runs]
+                                                              for _ in range(rounds))))
         beyond = f"{(np.abs(ref) >= 0.8).mean():.0%}"  # ideal diodes: on the rail
-        print(f"| {name} | {beyond} | " + " | ".join(f"{1e9 * t / n:.1f} | {t / t_exp:.2f}"
-                                                    for t in (t_ref, t_cold, t_warm)) + " |", flush=True)
+        print(f"| {name} | {beyond} | {1e9 * t_exp / n:.2f} | " + " | ".join(
+            f"{1e9 * t / n:.1f} | {t / t_exp:.2f}" for t in (t_ref, t_cold, t_warm)) + " |", flush=True)
+
+
+def numpy_simd() -> str:
+    """The widest x86 SIMD level NumPy's loops dispatch to here (its exp is vectorised from AVX512F on; below,
+    a call to libm per element)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as found
+    except ImportError:  # (numpy < 2)
+        from numpy.core._multiarray_umath import __cpu_features__ as found
+    level = next((f for f in ("AVX512_SPR", "AVX512_ICL", "AVX512_SKX", "AVX512F", "AVX2") if found.get(f)), None)
+    return f"NumPy SIMD {level}" if level else "NumPy without AVX2"
 
 
 def products(net, B):
