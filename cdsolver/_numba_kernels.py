@@ -496,27 +496,37 @@ def _branches(vb, u, G, GT, colmax, gtop, imax, imin, nodes, r):
 
 
 @njit(cache=True, error_model="numpy")
-def i_ref_inputs(v, rows, v0, G1, colmax, gtop, ext, best):
-    """``best[k]`` = max(``best[k]``, crossbar 1's branch currents (A) of sample ``rows[k]``): through each node's
-    largest conductance, and from the sample's highest and lowest input (``v``: layer 1 of those samples, ``v0``: the
-    inputs of every sample, ``ext``: the index of each sample's highest and lowest input, ``(2, B)``)."""
-    e2 = np.zeros((0, 0))
-    for k in range(v.shape[0]):
+def _i_ref_row(k, v, below, gain, rows, ext, G, GT, colmax, gtop, best):
+    """``best[k]`` = max(``best[k]``, one crossbar's branch currents (A) of sample ``k``) as ``solver._i_ref_numpy``
+    takes them: through each node's largest conductance and from the extreme drives (V) and, past crossbar 1, from
+    the extreme nodes (``GT``: ``G`` transposed, contiguous). ``v``: the crossbar's output layer. Crossbar 1 where
+    ``ext`` has columns: the drives are the inputs ``below[rows[k]]`` (``below``: the inputs of every sample),
+    their extremes ``ext[:, rows[k]]`` (``(2, B)``); else the drives are ``gain·below[k]`` (``below``: layer
+    ``l − 1``; a NaN drive is a NaN node of that layer, whose own bound is NaN)."""
+    if ext.shape[1] > 0:
         b = rows[k]
-        best[k] = _branches(v[k], v0[b], G1, e2, colmax, gtop, ext[0, b], ext[1, b], False, best[k])
+        best[k] = _branches(v[k], below[b], G, GT, colmax, gtop, ext[0, b], ext[1, b], False, best[k])
+    else:
+        u = np.empty(below.shape[1])
+        for i in range(u.size):
+            u[i] = gain[i] * below[k, i]
+        imax, imin = _extremes(u)
+        best[k] = _branches(v[k], u, G, GT, colmax, gtop, imax, imin, True, best[k])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def i_ref_parallel(v, below, gain, rows, ext, G, GT, colmax, gtop, best):
+    """Every sample's ``_i_ref_row``, samples in parallel (each reads rows of its crossbar: memory-bound; 0.57×,
+    0.93× and 0.81× of one thread at 1, 2 and 3 hidden layers × 1024, docs/performance.md)."""
+    for k in prange(v.shape[0]):
+        _i_ref_row(np.int64(k), v, below, gain, rows, ext, G, GT, colmax, gtop, best)
 
 
 @njit(cache=True, error_model="numpy")
-def i_ref_layer(v, below, gain, G, GT, colmax, gtop, best):
-    """``best[k]`` = max(``best[k]``, crossbar ``l``'s branch currents (A) of sample ``k``), ``l ≥ 2``: drives (V)
-    ``gain·below`` (``below``: layer ``l − 1``), branches through each node's largest conductance, from the extreme
-    drives and from the extreme nodes (``GT``: ``G`` transposed, contiguous)."""
-    u = np.empty(below.shape[1])
+def i_ref_serial(v, below, gain, rows, ext, G, GT, colmax, gtop, best):
+    """``i_ref_parallel`` in one thread (small batches)."""
     for k in range(v.shape[0]):
-        for i in range(u.size):
-            u[i] = gain[i] * below[k, i]
-        imax, imin = _extremes(u)  # (a NaN drive is a NaN node of the layer below, whose own bound is NaN)
-        best[k] = _branches(v[k], u, G, GT, colmax, gtop, imax, imin, True, best[k])
+        _i_ref_row(k, v, below, gain, rows, ext, G, GT, colmax, gtop, best)
 
 
 @njit(cache=True, error_model="numpy")
@@ -675,8 +685,9 @@ def warm_up() -> None:
         layer(_LINEAR, one, e2, e2, z1 + 1, z1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),
               np.zeros((0, 3)), e2, np.empty((1, 1)), np.zeros(1))
     i0 = np.zeros(1, np.int64)
-    i_ref_inputs(one, i0, one, one, i0, z1, np.zeros((2, 1), np.int64), np.zeros(1))
-    i_ref_layer(one, one, z1 + 1, one, one, i0, z1, np.zeros(1))
+    for i_ref in (i_ref_serial, i_ref_parallel):
+        for ext, GT in ((np.zeros((2, 1), np.int64), e2), (np.zeros((2, 0), np.int64), one)):  # crossbar 1, l >= 2
+            i_ref(one, one, z1 + 1, i0, ext, one, GT, i0, z1, np.zeros(1))
     for below in (e2, one):
         i_upper_layer(one, below, z1 + 1, z1, z1, 1.0, np.zeros(1))
     d3 = np.zeros((1, 1, 1))

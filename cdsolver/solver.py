@@ -535,11 +535,12 @@ def _i_ref(P: _Layers, rows: np.ndarray, v: dict[int, np.ndarray]) -> np.ndarray
     if nk is None:
         return _i_ref_numpy(P, rows, v)
     v = _states(P, rows, v)
-    best = np.zeros(len(rows))
-    nk.i_ref_inputs(v[1], rows.astype(np.int64), _c(P.v0), _c(P.G[0]), P.colmax[0], P.gtop[0], P.input_ext, best)
+    best, rows, none = np.zeros(len(rows)), rows.astype(np.int64), np.zeros((2, 0), np.int64)
+    step = nk.i_ref_parallel if kernels.parallel(len(rows) * sum(P.net.sizes[1:])) else nk.i_ref_serial
+    step(v[1], _c(P.v0), np.zeros(0), rows, P.input_ext, _c(P.G[0]), np.zeros((0, 0)), P.colmax[0], P.gtop[0], best)
     for l in range(2, P.L + 1):
         gain = P.topo.gains(l - 1)[0]  # u_l = A·s_{l−1}·v_{l−1}
-        nk.i_ref_layer(v[l], v[l - 1], _c(gain), _c(P.G[l - 1]), P.GT[l], P.colmax[l - 1], P.gtop[l - 1], best)
+        step(v[l], v[l - 1], _c(gain), rows, none, _c(P.G[l - 1]), P.GT[l], P.colmax[l - 1], P.gtop[l - 1], best)
     return best
 
 

@@ -508,6 +508,27 @@ def test_compiled_bounds_break_ties_as_numpy(numba_backend):
         assert np.array_equal(solver._i_ref(P, rows, v), solver._i_ref_numpy(P, rows, v))
 
 
+def test_compiled_i_ref_in_parallel_is_numpys(numba_backend):
+    """Batches large enough for the samples-in-parallel ``I_ref`` (64 samples x 610 nodes >= the kernels' serial
+    limit) give NumPy's bound bit for bit, as the serial pass does on a few of their rows."""
+    from cdsolver import solver
+
+    rng = np.random.default_rng(9)
+    net = random_network([20, 300, 300, 10], "shockley", seed=3, amplifier=Amplifier(4.0, 1.0, "half"))
+    for G in net.G:
+        G *= rng.random(G.shape) < 0.3
+        G[0] += 1e-3  # no node without conductance
+    B = 64
+    assert kernels.parallel(B * sum(net.sizes[1:])) and not kernels.parallel(3 * sum(net.sizes[1:]))
+    P = solve(net, net.encode(rng.uniform(0, 1, (B, net.n_features))), max_sweeps=2).setup
+    for v in ({l: rng.integers(-2, 3, (B, n)).astype(float) for l, n in enumerate(net.sizes[1:], 1)},
+              {l: rng.standard_cauchy((B, n)) for l, n in enumerate(net.sizes[1:], 1)}):
+        for rows in (np.arange(B), np.array([2, 30, 63])):
+            part = {l: x[rows] for l, x in v.items()}
+            assert np.array_equal(solver._i_ref(P, rows, part).view(np.int64),
+                                  solver._i_ref_numpy(P, rows, part).view(np.int64))
+
+
 def test_compiled_extremes_are_numpys_argmax_and_argmin(numba_backend):
     """``_extremes`` (a vectorised maximum on order-preserving integer keys, then the first equal entry) gives
     NumPy's argmax and argmin: ties to the first index, -0 tying with +0, infinities, one entry."""
