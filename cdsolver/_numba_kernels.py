@@ -50,54 +50,57 @@ def _omega_step(t, w):
 
 
 # ln ω(t) for the closed form's start, for t beyond a node's cut-off (below it no diode conducts): cubic Hermite
-# (values and slopes d ln ω/dt = 1/(1 + ω)) on a grid of step 1/16 over [_LNZ_CUTOFF, 64) and of step 1 over
-# [64, _LNW_END), where d⁴ ln ω/dt⁴ ~ 6/t⁴ is small; above, the asymptotic series of ln ω to (ln t/t)³ (one
-# logarithm). Within 2e-9 of ln ω everywhere (tests/test_kernels.py), so the node voltage starts within 2e-9·Vd and
-# the Newton step that follows leaves ~2e-18·Vd: at most one transcendental before it. (The diode current at the
-# solution is a·Vd·ω ≈ a·Vd·t: most hidden nodes of a trained Fashion-MNIST network sit at t = 40-600.)
+# on a grid of step 1/16 over [_LNZ_CUTOFF, 64) and of step 1 over [64, _LNW_END), where d⁴ ln ω/dt⁴ ~ 6/t⁴ is
+# small; above, the asymptotic series of ln ω to (ln t/t)³ (one logarithm). The grids hold ln ω only: its slope
+# d ln ω/dt = 1/(1 + ω) follows from the value, ω = t − ln ω, so a node reads two values (gathers, in the
+# vectorised pass: on AVX-512 its costliest part; four reads, values and slopes, took 1.28x as long). Within 2e-9
+# of ln ω everywhere (tests/test_kernels.py), so the node voltage starts within 2e-9·Vd and the Newton step that
+# follows leaves ~2e-18·Vd: at most one transcendental before it. (The diode current at the solution is
+# a·Vd·ω ≈ a·Vd·t: most hidden nodes of a trained Fashion-MNIST network sit at t = 40-600.)
 _LNW_MID, _LNW_END = 64.0, 1088.0
+_LNW_H = 1.0 / 16.0  # the near grid's step
 
 
 @njit(cache=True, error_model="numpy")
 def _ln_omega_grid(t0, h, n):
-    """(n, 2): ln ω and h·d(ln ω)/dt at t0 + h·i, ω to rounding (start by region, then four FSC steps)."""
-    out = np.empty((n, 2))
+    """ln ω at t0 + h·i, i < n, ω to rounding (start by region, then four FSC steps)."""
+    out = np.empty(n)
     for i in range(n):
         t = t0 + h * i
         w = _omega_start(t)
         for _ in range(4):
             w = _omega_step(t, w)
-        out[i, 0] = math.log(w)
-        out[i, 1] = h / (1.0 + w)
+        out[i] = math.log(w)
     return out
 
 
-_LNW_NEAR = _ln_omega_grid(_LNZ_CUTOFF, 1.0 / 16.0, int((_LNW_MID - _LNZ_CUTOFF) * 16.0) + 1)
-_LNW_FAR = _ln_omega_grid(_LNW_MID, 1.0, int(_LNW_END - _LNW_MID) + 1)
-
-
-# The two grids as one table of values and one of slopes (times the step), for a branch-free read
-_LNW_N = _LNW_NEAR.shape[0]
-_LNW_VAL = np.concatenate((_LNW_NEAR[:, 0], _LNW_FAR[:, 0]))
-_LNW_SLOPE = np.concatenate((_LNW_NEAR[:, 1], _LNW_FAR[:, 1]))
+# The two grids as one table, for a branch-free read: the near grid's points, then the far grid's
+_LNW_N = int((_LNW_MID - _LNZ_CUTOFF) / _LNW_H) + 1
+_LNW_FAR_N = int(_LNW_END - _LNW_MID) + 1
+_LNW_VAL = np.concatenate((_ln_omega_grid(_LNZ_CUTOFF, _LNW_H, _LNW_N), _ln_omega_grid(_LNW_MID, 1.0, _LNW_FAR_N)))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _ln_omega_hermite(t):
     """ln ω(t) from the grids, for ``_LNZ_CUTOFF < t < _LNW_END`` (elsewhere a finite value of no meaning), without
     branches (so a loop over nodes is vectorised): the cubic Hermite interpolant on the near grid (steps of 1/16)
-    where its step count ``u`` is below its last point, else on the far grid (steps of 1, ``u`` at least 0)."""
-    u = (t - _LNZ_CUTOFF) * 16.0
+    where its step count ``u`` is below its last point, else on the far grid (steps of 1, ``u`` at least 0). The
+    slopes times the step, ``h/(1 + ω)`` at the interval's ends, come from one division."""
+    u = (t - _LNZ_CUTOFF) * (1.0 / _LNW_H)
     near = u < _LNW_N - 1
-    u = u if near else min(t - _LNW_MID, _LNW_FAR.shape[0] - 1.0)
+    u = u if near else min(t - _LNW_MID, _LNW_FAR_N - 1.0)
     u = u if u > 0.0 else 0.0  # (and NaN: 0)
     k = np.int32(u)
-    k = k if near else min(k, _LNW_FAR.shape[0] - 2)  # (the far grid's last point: its last interval at s = 1)
+    k = k if near else min(k, _LNW_FAR_N - 2)  # (the far grid's last point: its last interval at s = 1)
     s = u - k
     i = k if near else k + _LNW_N
+    h = _LNW_H if near else 1.0
+    t0 = _LNZ_CUTOFF + _LNW_H * k if near else _LNW_MID + 1.0 * k  # the grid point (exact, as in _ln_omega_grid)
+    y0, y1 = _LNW_VAL[i], _LNW_VAL[i + 1]
+    p0, p1 = 1.0 + (t0 - y0), 1.0 + ((t0 + h) - y1)  # 1 + ω at the interval's ends
+    r = h / (p0 * p1)
     s1 = 1.0 - s
-    return (s1 * s1 * ((1.0 + 2.0 * s) * _LNW_VAL[i] + s * _LNW_SLOPE[i])
-            + s * s * ((3.0 - 2.0 * s) * _LNW_VAL[i + 1] - s1 * _LNW_SLOPE[i + 1]))
+    return s1 * s1 * ((1.0 + 2.0 * s) * y0 + s * (r * p1)) + s * s * ((3.0 - 2.0 * s) * y1 - s1 * (r * p0))
 
 
 @njit(cache=True, error_model="numpy")
