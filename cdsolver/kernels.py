@@ -51,15 +51,28 @@ def compile_seconds() -> float:
 
 
 def _numba():
+    """The compiled module, or False where numba cannot be imported (the NumPy reference then runs). Where numba
+    imports but the kernels do not load (e.g. an on-disk cache written for a copy of the package under another
+    name), RuntimeError says what to do: falling back would make every solve ~3x slower without a word."""
     global _compiled, _compile_s
     if _compiled is None:
         t = time.perf_counter()
         try:
-            from . import _numba_kernels
+            import numba
         except ImportError:
             _compiled = False
         else:
-            _numba_kernels.warm_up()
+            try:
+                from . import _numba_kernels
+
+                _numba_kernels.warm_up()
+            except Exception as e:
+                cache = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")
+                raise RuntimeError(
+                    f"numba {numba.__version__} is installed, but cdsolver's compiled node kernels did not load "
+                    f"({type(e).__name__}: {e}); delete their on-disk cache {cache} (or point NUMBA_CACHE_DIR at "
+                    f"an empty directory) to compile them afresh, or set DRN_KERNELS=numpy for the NumPy "
+                    f"reference") from e
             _compiled = _numba_kernels
         _compile_s = time.perf_counter() - t
     return _compiled

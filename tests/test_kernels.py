@@ -341,6 +341,27 @@ def test_fallback_without_numba(monkeypatch):
         kernels.backend()
 
 
+def test_kernels_that_do_not_load_are_an_error_not_a_silent_fallback(monkeypatch):
+    """numba missing: the NumPy reference. numba present but the kernels failing to load (here their module
+    blocked; in practice e.g. a cache written for a renamed copy of the package, which made every solve 3x
+    slower through the silent fallback): an error naming the cause, the cache and the way out."""
+    import sys
+
+    import cdsolver
+
+    monkeypatch.setenv("DRN_KERNELS", "numba")
+    monkeypatch.setattr(kernels, "_compiled", None)
+    monkeypatch.setitem(sys.modules, "cdsolver._numba_kernels", None)  # its import raises ImportError
+    monkeypatch.delattr(cdsolver, "_numba_kernels", raising=False)  # (else `from . import` takes the attribute)
+    with pytest.raises(RuntimeError, match=r"kernels did not load \(ModuleNotFoundError: .*__pycache__.*DRN_KERNELS"):
+        kernels.backend()
+    monkeypatch.setenv("DRN_KERNELS", "numpy")  # the way out
+    assert kernels.backend() == "numpy"
+    monkeypatch.setenv("DRN_KERNELS", "numba")
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    assert kernels.backend() == "numpy"
+
+
 def test_bad_backend_name_is_a_one_line_cli_error(ngspice, monkeypatch, capsys):
     """A wrong DRN_KERNELS is bad user input: one line on stderr and exit 2 (it was a traceback)."""
     from studies.cli import main
