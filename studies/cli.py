@@ -404,13 +404,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(threads.report())
     print(allocator.report())
 
-    if kernels.backend() == "numba":
-        import numba
-
-        print(f"node kernels: numba {numba.__version__}, {numba.get_num_threads()} threads "
-              f"(imported and loaded in {kernels.compile_seconds():.2f} s; compiled once, then cached on disk)")
+    try:
+        backend = kernels.backend()
+    except RuntimeError as e:  # numba imports, the compiled kernels do not load (every solve would raise it)
+        problems += 1
+        print(f"node kernels: NOT LOADED — {e}")
     else:
-        print("node kernels: the NumPy reference (numba not importable, or DRN_KERNELS=numpy): slower, same results")
+        if backend == "numba":
+            import numba
+
+            print(f"node kernels: numba {numba.__version__}, {numba.get_num_threads()} threads (imported and loaded "
+                  f"in {kernels.compile_seconds():.2f} s; compiled once, then cached on disk)")
+        else:
+            print("node kernels: the NumPy reference (numba not importable, or DRN_KERNELS=numpy): slower, same "
+                  "results")
     try:
         print(f"ngspice {ngspice_version()} (batch mode): ok")
     except NgspiceMissing as e:

@@ -591,6 +591,24 @@ def test_doctor_names_the_kernel_backend(ngspice, capsys, monkeypatch):
     assert "node kernels: the NumPy reference" in capsys.readouterr().out
 
 
+def test_doctor_reports_kernels_that_do_not_load(ngspice, capsys, monkeypatch):
+    """The kernels failing to load with numba present: doctor counts a problem, says what to do, and goes on to
+    check ngspice (the error would have been its traceback)."""
+    import sys
+
+    import cdsolver
+    from studies.cli import main
+
+    monkeypatch.setenv("DRN_KERNELS", "numba")
+    monkeypatch.setattr(kernels, "_compiled", None)
+    monkeypatch.setitem(sys.modules, "cdsolver._numba_kernels", None)
+    monkeypatch.delattr(cdsolver, "_numba_kernels", raising=False)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "node kernels: NOT LOADED" in out and "DRN_KERNELS=numpy" in out
+    assert "ngspice" in out.split("NOT LOADED")[1] and out.rstrip().endswith("1 problem(s)")
+
+
 def test_rails_far_apart_need_no_underflow(numba_backend):
     """The product of the two sides' exponentials, ``exp((lo - hi)/Vd)``, underflows for rails more than 708 Vd
     apart (to 0 beyond 745; here 800): quietly (a program running with ``numpy.errstate(under="raise")`` solved
