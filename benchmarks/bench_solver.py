@@ -100,8 +100,7 @@ def kernel_cases():
 def kernel_table(rounds: int = 7) -> None:
     """Per element: the NumPy reference, the kernel cold and warm, and the unit (one ``numpy.exp`` pass) timed in
     turn, ``rounds`` times, each its best: the machine's speed drifts, and a ratio holds only between clocks taken
-    in the same stretch (before 2026-12-01 the unit was timed once, ahead of the table, best of 7, and the kernels
-    best of 3)."""
+    in the same stretch."""
     x = np.random.default_rng(1).standard_normal((KB, KN))
     y = np.empty_like(x)
     n = KB * KN
@@ -121,14 +120,19 @@ def kernel_table(rounds: int = 7) -> None:
 
 
 def numpy_simd() -> str:
-    """The widest x86 SIMD level NumPy's loops dispatch to here (its exp is vectorised from AVX512F on; below,
-    a call to libm per element)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as found
-    except ImportError:  # (numpy < 2)
-        from numpy.core._multiarray_umath import __cpu_features__ as found
+    """The widest x86 SIMD extension NumPy finds on this CPU (its float64 exp is vectorised from AVX512F on; below,
+    a call to libm per element), from NumPy's internal ``__cpu_features__``."""
+    found = {}
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # (NumPy 2, NumPy 1)
+        try:
+            found = __import__(module, fromlist=["__cpu_features__"]).__cpu_features__
+            break
+        except (ImportError, AttributeError):
+            pass
+    if not found:
+        return "NumPy's SIMD level unknown"
     level = next((f for f in ("AVX512_SPR", "AVX512_ICL", "AVX512_SKX", "AVX512F", "AVX2") if found.get(f)), None)
-    return f"NumPy SIMD {level}" if level else "NumPy without AVX2"
+    return f"CPU SIMD for NumPy: {level}" if level else "CPU SIMD for NumPy: below AVX2"
 
 
 def products(net, B):

@@ -52,8 +52,8 @@ def _omega_step(t, w):
 # ln ω(t) for the closed form's start, for t beyond a node's cut-off (below it no diode conducts): cubic Hermite
 # on a grid of step 1/16 over [_LNZ_CUTOFF, 64) and of step 1 over [64, _LNW_END), where d⁴ ln ω/dt⁴ ~ 6/t⁴ is
 # small; above, the asymptotic series of ln ω to (ln t/t)³ (one logarithm). The grids hold ln ω only: its slope
-# d ln ω/dt = 1/(1 + ω) follows from the value, ω = t − ln ω, so a node reads two values (gathers, in the
-# vectorised pass: on AVX-512 its costliest part; four reads, values and slopes, took 1.28x as long). Within 2e-9
+# d ln ω/dt = 1/(1 + ω) follows from the value, ω = t − ln ω, so a node reads two values (gathers in the
+# vectorised pass; with four reads, values and slopes, the pass took 1.28x as long on AVX-512). Within 2e-9
 # of ln ω everywhere (tests/test_kernels.py), so the node voltage starts within 2e-9·Vd and the Newton step that
 # follows leaves ~2e-18·Vd: at most one transcendental before it. (The diode current at the solution is
 # a·Vd·ω ≈ a·Vd·t: most hidden nodes of a trained Fashion-MNIST network sit at t = 40-600.)
@@ -519,8 +519,8 @@ def _i_ref_row(k, v, below, gain, rows, ext, G, GT, colmax, gtop, best):
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def i_ref_parallel(v, below, gain, rows, ext, G, GT, colmax, gtop, best):
-    """Every sample's ``_i_ref_row``, samples in parallel (each reads rows of its crossbar: memory-bound; 0.57×,
-    0.93× and 0.81× of one thread at 1, 2 and 3 hidden layers × 1024, docs/performance.md)."""
+    """Every sample's ``_i_ref_row``, samples in parallel (each reads rows of its crossbar: memory-bound, and
+    the gain depends on the machine: docs/performance.md)."""
     for k in prange(v.shape[0]):
         _i_ref_row(np.int64(k), v, below, gain, rows, ext, G, GT, colmax, gtop, best)
 

@@ -58,7 +58,7 @@ def _numba():
     if _compiled is None:
         t = time.perf_counter()
         try:
-            import numba
+            from numba import __version__ as version, njit  # noqa: F401  (an empty `numba` directory imports too)
         except ImportError:
             _compiled = False
         else:
@@ -67,11 +67,12 @@ def _numba():
 
                 _numba_kernels.warm_up()
             except Exception as e:
-                cache = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")
+                cache = (f"under NUMBA_CACHE_DIR={os.environ['NUMBA_CACHE_DIR']}" if os.environ.get("NUMBA_CACHE_DIR")
+                         else f"in {os.path.join(os.path.dirname(__file__), '__pycache__')}")
                 raise RuntimeError(
-                    f"numba {numba.__version__} is installed, but cdsolver's compiled node kernels did not load "
-                    f"({type(e).__name__}: {e}); delete their on-disk cache {cache} (or point NUMBA_CACHE_DIR at "
-                    f"an empty directory) to compile them afresh, or set DRN_KERNELS=numpy for the NumPy "
+                    f"numba {version} is installed, but cdsolver's compiled node kernels did not load "
+                    f"({type(e).__name__}: {e}); if numba's cache of them is stale (the _numba_kernels.* files "
+                    f"{cache}), delete it to compile them afresh; or set DRN_KERNELS=numpy for the NumPy "
                     f"reference") from e
             _compiled = _numba_kernels
         _compile_s = time.perf_counter() - t

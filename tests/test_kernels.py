@@ -346,19 +346,29 @@ def test_kernels_that_do_not_load_are_an_error_not_a_silent_fallback(monkeypatch
     blocked; in practice e.g. a cache written for a renamed copy of the package, which made every solve 3x
     slower through the silent fallback): an error naming the cause, the cache and the way out."""
     import sys
+    import types
 
     import cdsolver
 
     monkeypatch.setenv("DRN_KERNELS", "numba")
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setattr(kernels, "_compiled", None)
     monkeypatch.setitem(sys.modules, "cdsolver._numba_kernels", None)  # its import raises ImportError
     monkeypatch.delattr(cdsolver, "_numba_kernels", raising=False)  # (else `from . import` takes the attribute)
-    with pytest.raises(RuntimeError, match=r"kernels did not load \(ModuleNotFoundError: .*__pycache__.*DRN_KERNELS"):
+    with pytest.raises(RuntimeError, match=r"kernels did not load \(ModuleNotFoundError: .*_numba_kernels\.\* files "
+                                           r"in .*__pycache__.*DRN_KERNELS"):
+        kernels.backend()
+    monkeypatch.setattr(kernels, "_compiled", None)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere")
+    with pytest.raises(RuntimeError, match="under NUMBA_CACHE_DIR=/somewhere"):
         kernels.backend()
     monkeypatch.setenv("DRN_KERNELS", "numpy")  # the way out
     assert kernels.backend() == "numpy"
     monkeypatch.setenv("DRN_KERNELS", "numba")
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    assert kernels.backend() == "numpy"
+    monkeypatch.setattr(kernels, "_compiled", None)
+    monkeypatch.setitem(sys.modules, "numba", types.ModuleType("numba"))  # an empty `numba` directory
     assert kernels.backend() == "numpy"
 
 
