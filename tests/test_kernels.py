@@ -341,12 +341,11 @@ def test_fallback_without_numba(monkeypatch):
         kernels.backend()
 
 
-def test_kernels_that_do_not_load_are_an_error_not_a_silent_fallback(monkeypatch):
-    """numba missing: the NumPy reference. numba present but the kernels failing to load (here their module
-    blocked; in practice e.g. a cache written for a renamed copy of the package, which made every solve 3x
-    slower through the silent fallback): an error naming the cause, the cache and the way out."""
+@pytest.fixture
+def kernels_fail_to_load(monkeypatch):
+    """numba importable, the compiled kernels not: their module blocked (in practice e.g. a cache written for a
+    renamed copy of the package), the backend not yet chosen."""
     import sys
-    import types
 
     import cdsolver
 
@@ -355,6 +354,15 @@ def test_kernels_that_do_not_load_are_an_error_not_a_silent_fallback(monkeypatch
     monkeypatch.setattr(kernels, "_compiled", None)
     monkeypatch.setitem(sys.modules, "cdsolver._numba_kernels", None)  # its import raises ImportError
     monkeypatch.delattr(cdsolver, "_numba_kernels", raising=False)  # (else `from . import` takes the attribute)
+
+
+def test_kernels_that_do_not_load_are_an_error_not_a_silent_fallback(kernels_fail_to_load, monkeypatch):
+    """numba missing: the NumPy reference. numba present but the kernels failing to load (a cache written for a
+    renamed copy of the package made every solve 3x slower through the silent fallback): an error naming the
+    cause, the cache and the way out."""
+    import sys
+    import types
+
     with pytest.raises(RuntimeError, match=r"kernels did not load \(ModuleNotFoundError: .*_numba_kernels\.\* files "
                                            r"in .*__pycache__.*DRN_KERNELS"):
         kernels.backend()
@@ -601,18 +609,11 @@ def test_doctor_names_the_kernel_backend(ngspice, capsys, monkeypatch):
     assert "node kernels: the NumPy reference" in capsys.readouterr().out
 
 
-def test_doctor_reports_kernels_that_do_not_load(ngspice, capsys, monkeypatch):
+def test_doctor_reports_kernels_that_do_not_load(ngspice, kernels_fail_to_load, capsys):
     """The kernels failing to load with numba present: doctor counts a problem, says what to do, and goes on to
     check ngspice (the error would have been its traceback)."""
-    import sys
-
-    import cdsolver
     from studies.cli import main
 
-    monkeypatch.setenv("DRN_KERNELS", "numba")
-    monkeypatch.setattr(kernels, "_compiled", None)
-    monkeypatch.setitem(sys.modules, "cdsolver._numba_kernels", None)
-    monkeypatch.delattr(cdsolver, "_numba_kernels", raising=False)
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "node kernels: NOT LOADED" in out and "DRN_KERNELS=numpy" in out
