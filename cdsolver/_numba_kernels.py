@@ -126,6 +126,13 @@ def _float(typingctx, n):
     return types.float64(types.int64), lambda context, builder, sig, args: builder.bitcast(args[0], ir.DoubleType())
 
 
+@intrinsic
+def _fma(typingctx, x, y, z):
+    """``x*y + z`` rounded once (``llvm.fma``: without fastmath, numba does not contract ``x*y + z``)."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+    return sig, lambda context, builder, sig, args: builder.fma(*args)
+
+
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 = HI + LO, HI·k exact for |k| < 2^21
 _INV_LN2 = 1.0 / math.log(2.0)
 _ROUND = 6755399441055744.0  # 1.5·2^52: x + _ROUND - _ROUND is x rounded to an integer, held in x + _ROUND's low bits
@@ -136,8 +143,9 @@ _E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.fac
 @njit(cache=True, error_model="numpy", inline="always")
 def _exp(x):
     """exp(x) without branches or calls (so a loop over nodes is vectorised; libm's exp is a call): x = k ln 2 + r,
-    |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 13 (Estrin's scheme), 2^k through the exponent bits.
-    Below 0.75 eps of exp(x) (relative; the worst found 0.72, where r is near -ln2/2; libm: 0.5); 0 for x < -707
+    |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 13 (Estrin's scheme in fused multiply-adds), 2^k
+    through the exponent bits.
+    Below 0.75 eps of exp(x) (relative; the worst found 0.73, where r is near -ln2/2; libm: 0.5); 0 for x < -707
     (e^-707 = 9e-308: libm's result there is at most 1e-307), inf above ln(max float), NaN for NaN."""
     xc = min(max(x, -707.0), _EXP_MAX)
     t = xc * _INV_LN2 + _ROUND
@@ -145,9 +153,10 @@ def _exp(x):
     r = (xc - k * _LN2_HI) - k * _LN2_LO
     r2 = r * r
     r4 = r2 * r2
-    q = (((_E2 + _E3 * r) + r2 * (_E4 + _E5 * r))
-         + r4 * (((_E6 + _E7 * r) + r2 * (_E8 + _E9 * r)) + r4 * ((_E10 + _E11 * r) + r2 * (_E12 + _E13 * r))))
-    y = (1.0 + (r + r2 * q)) * _float((_bits(t) + 1022) << 52) * 2.0  # 2^(k-1)·2: k = 1024 below _EXP_MAX
+    q = _fma(r4, _fma(r4, _fma(r2, _fma(_E13, r, _E12), _fma(_E11, r, _E10)),
+                      _fma(r2, _fma(_E9, r, _E8), _fma(_E7, r, _E6))),
+             _fma(r2, _fma(_E5, r, _E4), _fma(_E3, r, _E2)))
+    y = (1.0 + _fma(r2, q, r)) * _float((_bits(t) + 1022) << 52) * 2.0  # 2^(k-1)·2: k = 1024 below _EXP_MAX
     y = math.inf if x > _EXP_MAX else y
     y = 0.0 if x < -707.0 else y
     return x if x != x else y
@@ -167,24 +176,38 @@ def _newton_exponents(v, lnk, lo, hi, Vd):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _larger_exponent(v, lnk, lo, hi, Vd):
+    """``_newton_exponents`` as (the larger, the smaller) in one division: the larger is rounded as there (dividing
+    by ``Vd > 0`` keeps the order); the smaller is only told apart from ``-inf`` (its exponential comes from the
+    larger's: ``_newton_pass``), so it is ``·(1/Vd)``: at the threshold, either side of it is negligible."""
+    dvf, dvr = v - hi, lo - v
+    x, nx = max(dvf, dvr) / Vd, min(dvf, dvr) * (1.0 / Vd)
+    small = abs(v) < Vd
+    return (x if small or lnk + x > _NEGLIGIBLE else -math.inf,
+            nx if small or lnk + nx > _NEGLIGIBLE else -math.inf)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _newton_step(v, a, c1, Is, Vd, ef, er):
     """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)`` (``ef``, ``er``: the exponentials): (new v, f(v),
     the error left after the step (V) by Newton's quadratic term ``|f''| step² / (2 f')``, the same with
     ``|f''|`` bounded over the whole step — for steps below ``_WARM_STEP*Vd``, or below ``Vd`` and ``|v - step| +
     Vd/1000`` where the diodes' conductance is under ``1e-3*a``; ``inf`` otherwise — and the step). Where the
     slope overflows (``Is/Vd*exp``; exp itself may not have), ``f/slope = 0`` is no step: NaN, with ``inf``
-    errors. Without branches."""
+    errors. Without branches; one division (``1/slope``: the step's last bit does not reach ``v``'s where ``|step|
+    < |v|``)."""
     d, e2 = ef - er, ef + er
     slope = a + e2 * (Is / Vd)
     f = a * v - c1 + Is * d
-    step = f / slope
-    q = (Is / (2.0 * Vd * Vd)) * step * step / slope
+    islope = 1.0 / slope
+    step = f * islope
+    q = (Is / (2.0 * Vd * Vd)) * step * step * islope
     s = abs(step)
     # |ef - er| grows by at most (ef + er)*|step|/Vd over a short step (first order); for a weak diode, f' >= a
     # puts the root within 1.001|step|, where |f''| grows by at most e^1.001 < 3. (The step carries f's rounding,
     # ~eps*|v|: kept below ~2 eps*(|v - step| + Vd/1000) by the step's cap.)
     weak = s <= min(Vd, abs(v - step) + 1e-3 * Vd) and e2 * (Is / Vd) <= 1e-3 * a
-    bound = (abs(d) + e2 * s / Vd) * q * 1.01 if s <= _WARM_STEP * Vd else (3.0 * e2 * q if weak else math.inf)
+    bound = (abs(d) + e2 * s * (1.0 / Vd)) * q * 1.01 if s <= _WARM_STEP * Vd else (3.0 * e2 * q if weak else math.inf)
     finite = slope < math.inf
     return (v - step if finite else math.nan, f, abs(d) * q if finite else math.inf,
             bound if finite else math.inf, step if finite else math.nan)
@@ -220,30 +243,39 @@ def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
 
 
 @njit(cache=True, error_model="numpy")
-def _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
-    """``_shockley_newton`` at the first ``m`` nodes of a row, in loops without branches or calls (vectorised):
-    ``v`` (V) becomes the step's result, ``f`` (A), ``err`` and, with ``warm``, ``bound`` (V) as there (the step
-    from the closed form never reads ``bound``; not storing it, LLVM drops its arithmetic: ~6 % of the kernel at
-    2 x 1024); ``ef``, ``er``: scratch.
+def _exponents_pass(m, v, lnk, lo, hi, Vd, ef, er):
+    """``_larger_exponent`` at the first ``m`` nodes of a row, into ``ef`` and ``er`` (vectorised)."""
+    for j in range(m):
+        ef[j], er[j] = _larger_exponent(v[j], lnk[j], lo[j], hi[j], Vd)
+
+
+@njit(cache=True, error_model="numpy")
+def _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
+    """``_shockley_newton`` at the first ``m`` nodes of a row, from their exponents in ``ef``, ``er``
+    (``_exponents_pass``; ``ef`` is then scratch), in loops without branches or calls (vectorised): ``v`` (V)
+    becomes the step's result, ``f`` (A), ``err`` and, with ``warm``, ``bound`` (V) as there (the step from the
+    closed form never reads ``bound``; not storing it, LLVM drops its arithmetic: ~6 % of the kernel at 2 x 1024).
+    Returns (the largest ``|f|`` (A), how many nodes the step leaves above ``_ERR*(|v| + Vd/1000)`` by ``bound``
+    (``warm``) or ``err``; NaN counts).
     Short loops, so that the exponentials of many nodes are in flight at once; one per node, where the scalar
     step takes two: the two exponents sum to ``(lo - hi)/Vd``, so the smaller side's exponential is
     ``kp/exp(larger)`` (``kp = exp((lo - hi)/Vd)``;
     where that underflows, rails more than 708 Vd apart, the smaller side, below ``sqrt(kp)`` < 1e-153, comes out
     inexact or 0)."""
     for j in range(m):
-        xf, xr = _newton_exponents(v[j], lnk[j], lo[j], hi[j], Vd)
-        ef[j] = max(xf, xr)
-        er[j] = min(xf, xr)
-    for j in range(m):
         ef[j] = _exp(ef[j])
+    rbits = left = 0
     for j in range(m):
         big = ef[j]
         small = 0.0 if er[j] == -math.inf or big == 0.0 else kp[j] / big
         up = v[j] - hi[j] >= lo[j] - v[j]
-        v[j], f[j], err[j], b, _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small,
-                                                 small if up else big)
+        vj, fj, ej, b, _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small, small if up else big)
+        v[j], f[j], err[j] = vj, fj, ej
         if warm:
             bound[j] = b
+        rbits = max(rbits, _bits(abs(fj)))  # (the maximum taken on the bits, as in _step_and_best_row)
+        left += not (b if warm else ej) <= _ERR * (abs(vj) + 1e-3 * Vd)  # (True for NaN)
+    return _float(rbits), left
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -279,22 +311,26 @@ def _shockley_node(c1, a, lnk, lo, hi, Is, Vd):
 def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
     """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from ``_closed_form``, ln ω read from the
     grids, then one Newton step (``_newton_pass``). ``t`` (``_beyond_rails``) is kept: the grids hold ln ω only
-    below ``_LNW_END``."""
+    below ``_LNW_END``. Returns how many nodes are not final: beyond the grids, or by the step's ``err``."""
     ivd = 1.0 / Vd
-    on = 0
+    on = far = 0
     for i in range(m):
         v[i] = c1[i] / a[i]
         tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
         t[i] = max(tf, tr)
         on += t[i] > _LNZ_CUTOFF
-    if on:  # (no diode conducts anywhere in the row: the start is c'/a throughout)
-        lnw = ef  # (scratch: ln ω here, the exponential in the Newton pass)
+        far += not t[i] < _LNW_END
+    if on:
+        lnw = f  # (scratch: ln ω here)
         for i in range(m):  # (the table reads in a loop of their own: with them, the first loop was not vectorised)
             lnw[i] = _ln_omega_hermite(t[i])
-        for i in range(m):
+        for i in range(m):  # (the Newton step's exponents here too: v, lnk and the rails read once)
             tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
             v[i] = _closed_form(v[i], tf, tr, lnw[i], lnk[i], lo[i], hi[i], Vd)
-    _newton_pass(m, v, c1, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, err, False)  # (no bound: err in its place)
+            ef[i], er[i] = _larger_exponent(v[i], lnk[i], lo[i], hi[i], Vd)
+    else:  # (no diode conducts anywhere in the row: the start is c'/a throughout)
+        _exponents_pass(m, v, lnk, lo, hi, Vd, ef, er)
+    return far + _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, err, False)[1]  # (no bound)
 
 
 @njit(cache=True, error_model="numpy")
@@ -305,7 +341,7 @@ def _shockley_row(c, a, lnk, kp, shift, lo, hi, Is, Vd, old, warm, v):
     In vectorised passes over the row: with ``warm``, one Newton step from ``old``, kept where provably exact;
     the other nodes (packed) from the closed form and one Newton step (``_closed_form_pass``). Where that step is
     not final (e.g. both diodes conduct) or ``t`` is beyond the grids, the node is done again, alone, by
-    ``_shockley_node``. The residual's maximum and the count of nodes left are vectorised passes too; the
+    ``_shockley_node``. The residual's maximum and the counts of nodes left come out of the passes; the
     branchy loops that pack or redo nodes run only where a count says there are some (the loop that did both
     for every node cost 16 % of the kernel at 2 x 1024)."""
     n = c.size
@@ -319,19 +355,11 @@ def _shockley_row(c, a, lnk, kp, shift, lo, hi, Is, Vd, old, warm, v):
     rmax, m = 0.0, n
     if warm:  # Newton from the previous voltage: accepted where provably exact
         v[:] = old
-        _newton_pass(n, v, c, a, lnk, kp, lo, hi, Is, Vd, ef, er, f, err, bound, True)
-        rbits = m = 0
-        for j in range(n):  # (vectorised: the maximum taken on the bits, as in _step_and_best_row; a count)
-            rbits = max(rbits, _bits(abs(f[j])))
-            m += not bound[j] <= _ERR * (abs(v[j]) + 1e-3 * Vd)  # (True for NaN)
-        rmax = _float(rbits)
+        _exponents_pass(n, v, lnk, lo, hi, Vd, ef, er)
+        rmax, m = _newton_pass(n, v, c, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, True)
     bad = 0
     if m == n:  # every node from the closed form, straight into v
-        _closed_form_pass(n, c, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err)
-        redo = 0
-        for j in range(n):
-            redo += not (t[j] < _LNW_END and err[j] <= _ERR * (abs(v[j]) + 1e-3 * Vd))
-        if redo:
+        if _closed_form_pass(n, c, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
             for j in range(n):
                 if not (t[j] < _LNW_END and err[j] <= _ERR * (abs(v[j]) + 1e-3 * Vd)):
                     v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
