@@ -144,8 +144,8 @@ _E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.fac
 def _exp(x):
     """exp(x) without branches or calls (so a loop over nodes is vectorised; libm's exp is a call): x = k ln 2 + r,
     |r| <= ln2/2, exp(r) = 1 + (r + r²q(r)) with q by Estrin's scheme in fused multiply-adds (Taylor, degree 13;
-    ``r + r²q`` fused too raised the worst error found from 0.725 to 0.747 eps), 2^k through the exponent bits.
-    Below 0.75 eps of exp(x) (relative; the worst found 0.725, where r is near -ln2/2 and its own rounding
+    ``r + r²q`` fused too raised the worst error found from 0.7251 to 0.747 eps), 2^k through the exponent bits.
+    Below 0.75 eps of exp(x) (relative; the worst found 0.7251, where r is near -ln2/2 and its own rounding
     largest; libm: 0.5); 0 for x < -707 (e^-707 = 9e-308: libm's result there is at most 1e-307), inf above
     ln(max float), NaN for NaN."""
     xc = min(max(x, -707.0), _EXP_MAX)
