@@ -51,7 +51,7 @@ def rule(net, v0, tol: float, step_tol: float | None):
     """Iterations, converged and states of the stopping test (``tol``, ``step_tol``)."""
     P = _Layers(net, v0, 0.0, None)
     iters, *_, conv = fixed_point(P, P.start(v0, None), tol=tol, max_sweeps=MAX_SWEEPS, anderson=ANDERSON,
-                              step_tol=step_tol)
+                                  step_tol=step_tol)
     return iters, conv, P.states
 
 

@@ -164,6 +164,20 @@ def _exp(x):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _unless_negligible(x, lnk, small):
+    """The exponent ``x``, or ``-inf`` (its exponential 0) where ``small`` is False and ``ln k + x < _NEGLIGIBLE``
+    (or NaN): the rule of ``_newton_exponents``."""
+    return x if small or lnk + x > _NEGLIGIBLE else -math.inf
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _final(err, v, Vd):
+    """Whether a Newton step that leaves ``err`` (V) at ``v`` (V) is final: ``err <= _ERR*(|v| + Vd/1000)``
+    (False for NaN)."""
+    return err <= _ERR * (abs(v) + 1e-3 * Vd)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _newton_exponents(v, lnk, lo, hi, Vd):
     """The exponents ``(v - hi)/Vd`` and ``(lo - v)/Vd`` of a Newton step at ``v`` (divisions: ``f`` is the KCL
     residual, evaluated as the reference does). Where ``|v| >= Vd``, a side with ``ln k + exponent <
@@ -172,8 +186,7 @@ def _newton_exponents(v, lnk, lo, hi, Vd):
     of ``a*|v|``)."""
     xf, xr = (v - hi) / Vd, (lo - v) / Vd
     small = abs(v) < Vd
-    return (xf if small or lnk + xf > _NEGLIGIBLE else -math.inf,
-            xr if small or lnk + xr > _NEGLIGIBLE else -math.inf)
+    return _unless_negligible(xf, lnk, small), _unless_negligible(xr, lnk, small)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -184,8 +197,7 @@ def _larger_exponent(v, lnk, lo, hi, Vd):
     dvf, dvr = v - hi, lo - v
     x, nx = max(dvf, dvr) / Vd, min(dvf, dvr) * (1.0 / Vd)
     small = abs(v) < Vd
-    return (x if small or lnk + x > _NEGLIGIBLE else -math.inf,
-            nx if small or lnk + nx > _NEGLIGIBLE else -math.inf)
+    return _unless_negligible(x, lnk, small), _unless_negligible(nx, lnk, small)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -273,7 +285,7 @@ def _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
         if warm:
             bound[j] = b
         rbits = max(rbits, _bits(abs(fj)))  # (the maximum taken on the bits, as in _step_and_best_row)
-        left += not (b if warm else ej) <= _ERR * (abs(vj) + 1e-3 * Vd)  # (True for NaN)
+        left += not _final(b if warm else ej, vj, Vd)  # (True for NaN)
     return _float(rbits), left
 
 
@@ -361,14 +373,14 @@ def _shockley_row(c, a, lnk, kp, shift, lo, hi, Is, Vd, old, warm, v):
     if m == n:  # every node from the closed form, straight into v
         if _closed_form_pass(n, c, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
             for j in range(n):
-                if not (t[j] < _LNW_END and err[j] <= _ERR * (abs(v[j]) + 1e-3 * Vd)):
+                if not (t[j] < _LNW_END and _final(err[j], v[j], Vd)):
                     v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
                     bad += not ok
     elif m:  # the nodes the warm step left, packed
         todo = np.empty(m, np.int64)
         i = 0
         for j in range(n):
-            if not bound[j] <= _ERR * (abs(v[j]) + 1e-3 * Vd):
+            if not _final(bound[j], v[j], Vd):
                 todo[i] = j
                 i += 1
         for i in range(m):
@@ -377,7 +389,7 @@ def _shockley_row(c, a, lnk, kp, shift, lo, hi, Is, Vd, old, warm, v):
         _closed_form_pass(m, cp, ap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err)
         for i in range(m):
             j = todo[i]
-            if t[i] < _LNW_END and err[i] <= _ERR * (abs(vp[i]) + 1e-3 * Vd):
+            if t[i] < _LNW_END and _final(err[i], vp[i], Vd):
                 v[j] = vp[i]
             else:
                 v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
