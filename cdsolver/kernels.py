@@ -142,10 +142,13 @@ class LayerKernel:
             return v, r
         empty = np.zeros((0, 0))
         v, r = np.empty((B, self.n)), np.zeros(B)
-        layer = self._nk.layer_parallel if parallel(B * self.n) else self._nk.layer_serial
-        bad = layer(self.code, _arr(c), empty if c2 is None else _arr(c2),
-                    empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.kp, self.shift,
-                    self.lo, self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)
+        args = (self.code, _arr(c), empty if c2 is None else _arr(c2),
+                empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.kp, self.shift,
+                self.lo, self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)
+        if parallel(B * self.n):
+            bad = self._nk.layer_parallel(*args, min(B, self._nk.threads()))
+        else:
+            bad = self._nk.layer_serial(*args)
         if bad:
             raise RuntimeError(f"Shockley node update did not converge in 200 safeguarded Newton steps ({bad} "
                                f"nodes)")

@@ -259,10 +259,10 @@ def test_exp_is_within_0_75_eps_of_exp(numba_backend):
 
 
 def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
-    """The Shockley row's passes are compiled for contiguous arrays only (a strided signature is not vectorised,
-    which made the kernel 2x slower) and LLVM vectorises their loops (a fresh cache, so the code is compiled). The
-    loops are counted in each function's own definition: a signature's LLVM module also holds the functions it
-    calls, numba's among them."""
+    """The Shockley row's passes, and the loop over rows, are compiled for contiguous arrays only (a strided
+    signature is not vectorised, which made the kernel 2x slower), LLVM vectorises their loops and the row's
+    functions hold no reference counting (a fresh cache, so the code is compiled). The loops are counted in each
+    function's own definition: a signature's LLVM module also holds the functions it calls, numba's among them."""
     code = r"""if True:
         import re
         import numpy as np
@@ -273,27 +273,57 @@ def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
         c = np.random.default_rng(0).standard_normal((4, n)) * 1e-3
         v = kernels.update(el, a, lo, hi, c.copy())[0]
         kernels.update(el, a, lo, hi, c.copy(), old=v * (1 + 1e-3 * (np.arange(n) % 2)))
-        for f in (nk._exponents_pass, nk._newton_pass, nk._closed_form_pass, nk._shockley_row):
+        for f in (nk._exponents_pass, nk._newton_pass, nk._closed_form_pass, nk._shockley_row, nk._rows):
             arrays = {str(t) for sig in f.signatures for t in sig if "array" in str(t)}
             own = f"_numba_kernels{len(f.__name__)}{f.__name__}B"  # (its mangled name)
-            loops = []
+            loops, refs = [], 0
             for sig in f.signatures:  # (its definitions: the function and numba's wrappers of it)
-                defs = re.split(r"^define ", f.inspect_llvm(sig), flags=re.M)[1:]
-                loops.append(sum(len(re.findall(r"^vector\.body\d*:", d, re.M)) for d in defs
-                                 if own in re.search(r"@([^\s(]+)", d).group(1)))
-            print(f.__name__, arrays == {"array(float64, 1d, C)"}, min(loops), len(loops))
+                defs = [d for d in re.split(r"^define ", f.inspect_llvm(sig), flags=re.M)[1:]
+                        if own in re.search(r"@([^\s(]+)", d).group(1)]
+                loops.append(sum(len(re.findall(r"^vector\.body\d*:", d, re.M)) for d in defs))
+                refs += sum(len(re.findall(r"call void @NRT_(?:incref|decref)", d)) for d in defs)
+            contiguous = all(re.fullmatch(r"array\(float64, [12]d, C\)", t) for t in arrays)
+            print(f.__name__, contiguous, min(loops), len(loops), refs)
     """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), DRN_KERNELS="numba")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     # in every signature (_newton_pass has two: its warm flag is a literal, False from the closed form, True from
     # the warm step), each loop vectorised: _exponents_pass's one, _newton_pass's two (the exponential, the step),
-    # _closed_form_pass's three (start, table reads, closed form and exponents), _shockley_row's one (the drive's
-    # shift)
+    # _closed_form_pass's three (start, table reads, closed form and exponents), _shockley_row's one (the warm
+    # start's copy), _rows's four (the drive's sum and shift); reference counts only in _rows (where the scratch
+    # is allocated)
     words = out.stdout.split()
-    assert words[0::4] == ["_exponents_pass", "_newton_pass", "_closed_form_pass", "_shockley_row"], out.stdout
-    assert words[1::4] == ["True"] * 4 and words[3::4] == ["1", "2", "1", "1"], out.stdout
-    assert [int(w) >= least for w, least in zip(words[2::4], (1, 2, 3, 1))] == [True] * 4, out.stdout
+    names = ["_exponents_pass", "_newton_pass", "_closed_form_pass", "_shockley_row", "_rows"]
+    assert words[0::5] == names and words[1::5] == ["True"] * 5, out.stdout
+    assert words[3::5] == ["1", "2", "1", "1", "1"] and words[4::5][:4] == ["0"] * 4, out.stdout
+    assert [int(w) >= least for w, least in zip(words[2::5], (1, 2, 3, 1, 4))] == [True] * 5, out.stdout
+
+
+@pytest.mark.parametrize("el", [SHOCKLEYS[0], Pwl([[-1.0, -0.3], [0.0, 0.0], [1.0, 0.3]]), LinearPair(0.02)],
+                         ids=repr)
+def test_layer_in_chunks_of_samples_equals_the_serial_layer(el, numba_backend):
+    """The parallel driver splits the samples into chunks (one per thread, each with its own scratch): for any
+    count of chunks, none or one sample in some, every sample's voltages, residual and failure count are the
+    serial driver's, bit for bit, with every part of the drive."""
+    nk = kernels.compiled()
+    a, c, lo, hi = batch_cases(el, B=7, n=64)
+    if isinstance(el, LinearPair):
+        a = a + 0.02
+    k = kernels.LayerKernel(el, a, lo, hi, c.shape[1])
+    rng = np.random.default_rng(8)
+    old = k.update(c)[0] * (1 + 1e-6 * rng.standard_normal(c.shape))
+    empty = np.zeros((0, 0))
+    for c2, fixed, o in ((empty, empty, empty), (0.5 * c, 0.1 * c[:1], old), (-0.5 * c, 0.2 * c, old)):
+        args = (k.code, c, np.ascontiguousarray(c2), np.ascontiguousarray(fixed), k.a, k.lnk, k.kp, k.shift, k.lo,
+                k.hi, k.prm, k.table, o)
+        v, r = np.full(c.shape, np.nan), np.full(c.shape[0], np.nan)
+        bad = nk.layer_serial(*args, v, r)
+        for chunks in (1, 2, 3, 7):
+            vc, rc = np.full(c.shape, np.nan), np.full(c.shape[0], np.nan)
+            assert nk.layer_parallel(*args, vc, rc, chunks) == bad
+            assert np.array_equal(vc.view(np.int64), v.view(np.int64)) and np.array_equal(rc, r)
+        assert np.isfinite(v).all() and np.isfinite(r).all()
 
 
 def test_pair_kernel(numba_backend):
