@@ -11,6 +11,8 @@ Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
    exact solution), timed in turn with the unit, best of 7 each. The unit depends on NumPy's SIMD level, printed
    with the table: from AVX512F on NumPy's exp is vectorised (0.8 ns per element on the AVX-512 machine of
    docs/performance.md), below it calls libm per element (5-9 ns on the AVX2 one).
+   Then the double-Shockley update of 128 samples (a training batch) with rows of 10, 20, 100 and 1,024 nodes,
+   cold and warm, ns per node (what does not grow with the row shows on short ones).
 3. Networks 128-1024-10, 128-1024²-10, 128-1024³-10, double Shockley (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V),
    uniform random conductances (mean 1/n_in S), a batch of 360 random Digits-sized inputs (64 features in [0, 1],
    pair-encoded, input gain 40 V: ~17 % of first-layer nodes beyond the rails), default tolerance.
@@ -117,6 +119,33 @@ def kernel_table(rounds: int = 7) -> None:
         beyond = f"{(np.abs(ref) >= 0.8).mean():.0%}"  # ideal diodes: on the rail
         print(f"| {name} | {beyond} | {1e9 * t_exp / n:.2f} | " + " | ".join(
             f"{1e9 * t / n:.1f} | {t / t_exp:.2f}" for t in (t_ref, t_cold, t_warm)) + " |", flush=True)
+
+
+def row_table(rows: int = 128, nodes=(10, 20, 100, 1024), rounds: int = 7) -> None:
+    """The double-Shockley update of ``rows`` samples (a training batch) for rows of several lengths: the part of
+    an update that does not grow with the row (set-up, scratch, calls) shows as ns per node on short rows."""
+    print(f"\nDouble-Shockley update of {rows} samples by row length (drives as in the table above; serial below "
+          f"{kernels._PARALLEL_NODES} nodes); ns per node, each clock over ~200,000 node updates, best of {rounds}\n")
+    print("| nodes per row | threads | cold ns/node | warm ns/node | cold ns/row |\n|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    el = Shockley(1e-6, 0.05)
+    for n in nodes:
+        a = rng.uniform(0.5, 2, n) * 1e-3
+        c = rng.normal(0, 1.6e-3, (rows, n))
+        lo, hi = np.full(n, -0.8), np.full(n, 0.8)
+        k = kernels.LayerKernel(el, a, lo, hi, n)
+        ref = k.update(c)[0]
+        reps = max(1, 200_000 // c.size)
+
+        def clock(old):
+            t = time.perf_counter()
+            for _ in range(reps):
+                k.update(c, old=old)
+            return (time.perf_counter() - t) / (reps * c.size)
+
+        cold, warm = (min(ts) for ts in zip(*([clock(None), clock(ref)] for _ in range(rounds))))
+        print(f"| {n} | {'all' if kernels.parallel(c.size) else 1} | {1e9 * cold:.1f} | {1e9 * warm:.1f} "
+              f"| {1e9 * cold * n:.0f} |", flush=True)
 
 
 def numpy_simd() -> str:
@@ -233,6 +262,7 @@ def main():
           f"{kernels.backend()}\n")
     startup()
     kernel_table()
+    row_table()
     network_table((1,) if quick else (1, 2, 3))
     thread_table()
 
