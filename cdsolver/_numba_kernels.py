@@ -436,7 +436,7 @@ def _rows(b0, b1, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old
     cb = s[13]  # (the rest: _shockley_row's)
     bad = 0
     for b in range(b0, b1):
-        # the drive, summed as (fixed + c) + c2, less the element's shift (Shockley's -1 terms; 0 elsewhere)
+        # the drive, summed as (fixed + c) + c2; for Shockley nodes less the shift (the -1 terms of I: c')
         if fixed.shape[0] > 0:
             fb = fixed[b if fixed.shape[0] > 1 else 0]
             for j in range(n):
@@ -447,8 +447,9 @@ def _rows(b0, b1, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old
         if c2.shape[0] > 0:
             for j in range(n):
                 cb[j] += c2[b, j]
-        for j in range(n):
-            cb[j] -= shift[j]
+        if code == _SHOCKLEY:
+            for j in range(n):
+                cb[j] -= shift[j]
         ob = old[b] if warm else cb
         if code == _SHOCKLEY:
             r[b], nb = _shockley_row(cb, a, lnk, kp, lo, hi, prm[0], prm[1], ob, warm, v[b], s)
