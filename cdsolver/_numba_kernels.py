@@ -385,7 +385,7 @@ def _shockley_row(c, a, lnk, kp, lo, hi, Is, Vd, old, warm, v, s):
             if not _final(bound[j], v[j], Vd):
                 cp[i], ap[i], lnkp[i], lop[i], hip[i], kpp[i] = c[j], a[j], lnk[j], lo[j], hi[j], kp[j]
                 i += 1
-        _closed_form_pass(m, cp, ap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err)
+        _closed_form_pass(m, cp, ap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err)  # (m = i: the same test)
         i = 0
         for j in range(n):
             if not _final(bound[j], v[j], Vd):  # (v[j] is still the warm step's here, as when packing)
@@ -429,18 +429,18 @@ def _pwl(c, a, table, old, warm):
 def _rows(b0, b1, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r):
     """Update the nodes of samples ``b0`` to ``b1 - 1`` in ``v``; ``r[b]`` = max |KCL| of ``old[b]`` (if given).
     Returns the number of Shockley nodes whose safeguarded Newton did not converge. Scratch is allocated once for
-    all these rows (per row, its allocation cost ~50 ns, a fifth of a 20-node row's update)."""
+    all these rows (per row, the scratch and a copy of the drive cost ~50 ns, a tenth of a 20-node row's update)."""
     n = c.shape[1]
     warm = old.shape[0] > 0
     s = np.empty((14, n))
     cb = s[13]  # (the rest: _shockley_row's)
     bad = 0
     for b in range(b0, b1):
-        # the drive, summed as (fixed + c) + c2; for Shockley nodes less the shift (the -1 terms of I: c')
+        # the drive, summed as (c + fixed) + c2; for Shockley nodes less the shift (the -1 terms of I: c')
         if fixed.shape[0] > 0:
             fb = fixed[b if fixed.shape[0] > 1 else 0]
             for j in range(n):
-                cb[j] = fb[j] + c[b, j]
+                cb[j] = c[b, j] + fb[j]
         else:
             for j in range(n):
                 cb[j] = c[b, j]
@@ -487,8 +487,9 @@ threads = get_num_threads  # numba's thread count: layer_parallel's chunks (kern
 @njit(cache=True, parallel=True, error_model="numpy")
 def layer_parallel(code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r, chunks):
     """``_rows`` over ``chunks`` equal parts of the samples, in parallel (one per thread: numba's own split of
-    a loop over samples); returns the failed node count."""
+    a loop over samples; at least one, at most one per sample); returns the failed node count."""
     B = c.shape[0]
+    chunks = max(1, min(chunks, B))
     bad = np.zeros(chunks, np.int64)
     for k in prange(chunks):
         bad[k] = _rows(k * B // chunks, (k + 1) * B // chunks, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm,

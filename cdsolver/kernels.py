@@ -146,7 +146,7 @@ class LayerKernel:
                 empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.kp, self.shift,
                 self.lo, self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)
         if parallel(B * self.n):
-            bad = self._nk.layer_parallel(*args, min(B, self._nk.threads()))
+            bad = self._nk.layer_parallel(*args, self._nk.threads())
         else:
             bad = self._nk.layer_serial(*args)
         if bad:

@@ -304,8 +304,8 @@ def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
                          ids=repr)
 def test_layer_in_chunks_of_samples_equals_the_serial_layer(el, numba_backend):
     """The parallel driver splits the samples into chunks (one per thread, each with its own scratch): for any
-    count of chunks, none or one sample in some, every sample's voltages, residual and failure count are the
-    serial driver's, bit for bit, with every part of the drive."""
+    count of chunks asked for (more than the samples: one per sample; none: one), every sample's voltages,
+    residual and failure count are the serial driver's, bit for bit, with every part of the drive."""
     nk = kernels.compiled()
     a, c, lo, hi = batch_cases(el, B=7, n=64)
     if isinstance(el, LinearPair):
@@ -319,7 +319,7 @@ def test_layer_in_chunks_of_samples_equals_the_serial_layer(el, numba_backend):
                 k.hi, k.prm, k.table, o)
         v, r = np.full(c.shape, np.nan), np.full(c.shape[0], np.nan)
         bad = nk.layer_serial(*args, v, r)
-        for chunks in (1, 2, 3, 7):
+        for chunks in (1, 2, 3, 7, 9, 0):  # (more chunks than samples are taken as one per sample, 0 as 1)
             vc, rc = np.full(c.shape, np.nan), np.full(c.shape[0], np.nan)
             assert nk.layer_parallel(*args, vc, rc, chunks) == bad
             assert np.array_equal(vc.view(np.int64), v.view(np.int64)) and np.array_equal(rc, r)
