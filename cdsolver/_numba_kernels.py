@@ -3,7 +3,7 @@ parts of the solver's sweep loop (the stopping test's current bounds, its step s
 
 The drivers, ``layer_parallel`` and ``layer_serial``, split the samples into chunks (one per thread) and loop,
 per sample, over the nodes of the element (codes in ``kernels``; ``_rows``); Shockley nodes go through
-vectorised passes over the row (``_shockley_row``). Each node function
+vectorised passes over blocks of about 1,024 nodes (``_shockley_rows``, ``_shockley_block``). Each node function
 mirrors its element's NumPy reference in ``elements``; the bounds and the Anderson step mirror theirs in
 ``solver``.
 """
@@ -350,12 +350,13 @@ def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _shockley_row(c, a, lnk, kp, lo, hi, Is, Vd, old, warm, v, s):
-    """Shockley nodes of one sample (``elements.Shockley``): ``v`` from drives ``c`` (A: ``c'``, the -1 terms of
-    ``I`` moved to the drive). ``s``: scratch, (13, n) at least. Returns (max |KCL| at ``old``, nodes whose
-    safeguarded Newton failed).
+def _shockley_block(c, a, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
+    """Shockley nodes of a block of samples, ``width`` nodes each, one after the other (``elements.Shockley``):
+    ``v`` (V) from drives ``c`` (A: ``c'``, the -1 terms of ``I`` moved to the drive); with ``warm``, ``v``
+    holds the previous voltages on entry, and ``rmax[q]`` becomes sample ``q``'s max |KCL| (A) at them. ``s``:
+    scratch, (13, n) at least. Returns the number of nodes whose safeguarded Newton failed.
 
-    In vectorised passes over the row: with ``warm``, one Newton step from ``old``, kept where provably exact;
+    In vectorised passes over the block: with ``warm``, one Newton step from ``old``, kept where provably exact;
     the other nodes (packed) from the closed form and one Newton step (``_closed_form_pass``). Where that step is
     not final (e.g. both diodes conduct) or ``t`` is beyond the grids, the node is done again, alone, by
     ``_shockley_node``. The residual's maximum and the counts of nodes left come out of the passes; the
@@ -366,12 +367,16 @@ def _shockley_row(c, a, lnk, kp, lo, hi, Is, Vd, old, warm, v, s):
     # over them were not vectorised
     ef, er, f, err, bound, t, vp, cp, ap, lnkp, lop, hip, kpp = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
                                                                  s[8], s[9], s[10], s[11], s[12])
-    rmax, m = 0.0, n
+    m = n
     if warm:  # Newton from the previous voltage: accepted where provably exact
-        for j in range(n):
-            v[j] = old[j]
         _exponents_pass(n, v, lnk, lo, hi, Vd, ef, er)
-        rmax, m = _newton_pass(n, v, c, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, True)
+        rmax[0], m = _newton_pass(n, v, c, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, True)
+        if n > width:  # each sample's maximum, from the residuals f at v (on the bits, as _newton_pass)
+            for q in range(n // width):
+                most = 0
+                for j in range(q * width, (q + 1) * width):
+                    most = max(most, _bits(abs(f[j])))
+                rmax[q] = _float(most)
     bad = 0
     if m == n:  # every node from the closed form, straight into v
         if _closed_form_pass(n, c, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
@@ -395,7 +400,7 @@ def _shockley_row(c, a, lnk, kp, lo, hi, Is, Vd, old, warm, v, s):
                     v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
                     bad += not ok
                 i += 1
-    return rmax, bad
+    return bad
 
 
 @njit(cache=True, error_model="numpy")
@@ -425,36 +430,78 @@ def _pwl(c, a, table, old, warm):
     return v, res
 
 
+_BLOCK = 1024  # nodes per pass of the Shockley update: short rows share one (its calls and loops' entries)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _drive(b, c, c2, fixed, shift, shifted, out, o):
+    """Sample ``b``'s drive (A), ``(c + fixed) + c2``, less ``shift`` where ``shifted``, into ``out[o:o + n]``."""
+    n = c.shape[1]
+    if fixed.shape[0] > 0:
+        fb = fixed[b if fixed.shape[0] > 1 else 0]
+        for j in range(n):
+            out[o + j] = c[b, j] + fb[j]
+    else:
+        for j in range(n):
+            out[o + j] = c[b, j]
+    if c2.shape[0] > 0:
+        for j in range(n):
+            out[o + j] += c2[b, j]
+    if shifted:
+        for j in range(n):
+            out[o + j] -= shift[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _shockley_rows(b0, b1, c, c2, fixed, a, lnk, kp, shift, lo, hi, Is, Vd, old, v, r):
+    """``_rows`` for Shockley nodes: the samples in blocks of about ``_BLOCK`` nodes (``_shockley_block``; a
+    block's voltages are its rows of ``v``, contiguous), the node constants repeated once per block's sample,
+    the scratch allocated once."""
+    n = c.shape[1]
+    per = max(1, _BLOCK // max(n, 1))  # samples per block
+    M = per * n
+    s = np.empty((19, M))
+    cb = s[13]  # (0-12: _shockley_block's)
+    A, LNK, KP, LO, HI = a, lnk, kp, lo, hi
+    if per > 1:  # the node constants, once for each sample of a block
+        A, LNK, KP, LO, HI = s[14], s[15], s[16], s[17], s[18]
+        for q in range(per):
+            for j in range(n):
+                i = q * n + j
+                A[i], LNK[i], KP[i], LO[i], HI[i] = a[j], lnk[j], kp[j], lo[j], hi[j]
+    warm = old.shape[0] > 0
+    rmax = np.zeros(per)
+    bad = 0
+    for b in range(b0, b1, per):
+        k = min(per, b1 - b)
+        m = k * n
+        out = v[b:b + k].reshape(m)
+        for q in range(k):
+            _drive(b + q, c, c2, fixed, shift, True, cb, q * n)
+        if warm:
+            prev = old[b:b + k].reshape(m)
+            for i in range(m):
+                out[i] = prev[i]
+        bad += _shockley_block(cb[:m], A[:m], LNK[:m], KP[:m], LO[:m], HI[:m], Is, Vd, warm, out, s, n, rmax)
+        for q in range(k):
+            r[b + q] = rmax[q] if warm else 0.0
+    return bad
+
+
 @njit(cache=True, error_model="numpy")
 def _rows(b0, b1, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r):
     """Update the nodes of samples ``b0`` to ``b1 - 1`` in ``v``; ``r[b]`` = max |KCL| of ``old[b]`` (if given).
     Returns the number of Shockley nodes whose safeguarded Newton did not converge. Scratch is allocated once for
-    all these rows (per row, the scratch and a copy of the drive cost ~50 ns, a tenth of a 20-node row's update)."""
+    all these samples (per sample, the scratch and a copy of the drive cost ~50 ns, a tenth of a 20-node row's
+    update)."""
+    if code == _SHOCKLEY:
+        return _shockley_rows(b0, b1, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm[0], prm[1], old, v, r)
     n = c.shape[1]
     warm = old.shape[0] > 0
-    s = np.empty((14, n))
-    cb = s[13]  # (the rest: _shockley_row's)
-    bad = 0
+    cb = np.empty(n)
     for b in range(b0, b1):
-        # the drive, summed as (c + fixed) + c2; for Shockley nodes less the shift (the -1 terms of I: c')
-        if fixed.shape[0] > 0:
-            fb = fixed[b if fixed.shape[0] > 1 else 0]
-            for j in range(n):
-                cb[j] = c[b, j] + fb[j]
-        else:
-            for j in range(n):
-                cb[j] = c[b, j]
-        if c2.shape[0] > 0:
-            for j in range(n):
-                cb[j] += c2[b, j]
-        if code == _SHOCKLEY:
-            for j in range(n):
-                cb[j] -= shift[j]
+        _drive(b, c, c2, fixed, shift, False, cb, 0)
         ob = old[b] if warm else cb
-        if code == _SHOCKLEY:
-            r[b], nb = _shockley_row(cb, a, lnk, kp, lo, hi, prm[0], prm[1], ob, warm, v[b], s)
-            bad += nb
-            continue
         g = prm[2]
         rmax = 0.0
         m = n // 2 if code == _PAIR else n
@@ -478,7 +525,7 @@ def _rows(b0, b1, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old
             if res > rmax or res != res:  # NaN sticks, as in NumPy's max
                 rmax = res
         r[b] = rmax if warm else 0.0
-    return bad
+    return 0
 
 
 threads = get_num_threads  # numba's thread count: layer_parallel's chunks (kernels.LayerKernel.update)

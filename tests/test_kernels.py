@@ -259,9 +259,9 @@ def test_exp_is_within_0_75_eps_of_exp(numba_backend):
 
 
 def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
-    """The Shockley row's passes, and the loop over rows, are compiled for contiguous arrays only (a strided
-    signature is not vectorised, which made the kernel 2x slower), LLVM vectorises their loops and the row's
-    functions hold no reference counting (a fresh cache, so the code is compiled). The loops are counted in each
+    """The Shockley update's passes, and the loops over samples, are compiled for contiguous arrays only (a
+    strided signature is not vectorised, which made the kernel 2x slower), LLVM vectorises their loops and the
+    block's functions hold no reference counting (a fresh cache, so the code is compiled). The loops are counted in each
     function's own definition: a signature's LLVM module also holds the functions it calls, numba's among them."""
     code = r"""if True:
         import re
@@ -273,7 +273,8 @@ def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
         c = np.random.default_rng(0).standard_normal((4, n)) * 1e-3
         v = kernels.update(el, a, lo, hi, c.copy())[0]
         kernels.update(el, a, lo, hi, c.copy(), old=v * (1 + 1e-3 * (np.arange(n) % 2)))
-        for f in (nk._exponents_pass, nk._newton_pass, nk._closed_form_pass, nk._shockley_row, nk._rows):
+        for f in (nk._exponents_pass, nk._newton_pass, nk._closed_form_pass, nk._shockley_block, nk._shockley_rows,
+                  nk._rows):
             arrays = {str(t) for sig in f.signatures for t in sig if "array" in str(t)}
             own = f"_numba_kernels{len(f.__name__)}{f.__name__}B"  # (its mangled name)
             loops, refs = [], 0
@@ -290,14 +291,14 @@ def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     # in every signature (_newton_pass has two: its warm flag is a literal, False from the closed form, True from
     # the warm step), each loop vectorised: _exponents_pass's one, _newton_pass's two (the exponential, the step),
-    # _closed_form_pass's three (start, table reads, closed form and exponents), _shockley_row's one (the warm
-    # start's copy), _rows's four (the drive's sum and shift); reference counts only in _rows (where the scratch
-    # is allocated)
+    # _closed_form_pass's three (start, table reads, closed form and exponents), _shockley_block's one (each
+    # sample's residual maximum), _shockley_rows's six (the drive's sum and shift, the warm start's copy, the copy
+    # out), _rows's three (the drive's sum); reference counts only in the last two (which allocate the scratch)
     words = out.stdout.split()
-    names = ["_exponents_pass", "_newton_pass", "_closed_form_pass", "_shockley_row", "_rows"]
-    assert words[0::5] == names and words[1::5] == ["True"] * 5, out.stdout
-    assert words[3::5] == ["1", "2", "1", "1", "1"] and words[4::5][:4] == ["0"] * 4, out.stdout
-    assert [int(w) >= least for w, least in zip(words[2::5], (1, 2, 3, 1, 4))] == [True] * 5, out.stdout
+    names = ["_exponents_pass", "_newton_pass", "_closed_form_pass", "_shockley_block", "_shockley_rows", "_rows"]
+    assert words[0::5] == names and words[1::5] == ["True"] * 6, out.stdout
+    assert words[3::5] == ["1", "2", "1", "1", "1", "1"] and words[4::5][:4] == ["0"] * 4, out.stdout
+    assert [int(w) >= least for w, least in zip(words[2::5], (1, 2, 3, 1, 6, 3))] == [True] * 6, out.stdout
 
 
 @pytest.mark.parametrize("el", [SHOCKLEYS[0], Pwl([[-1.0, -0.3], [0.0, 0.0], [1.0, 0.3]]), LinearPair(0.02)],
@@ -324,6 +325,27 @@ def test_layer_in_chunks_of_samples_equals_the_serial_layer(el, numba_backend):
             assert nk.layer_parallel(*args, vc, rc, chunks) == bad
             assert np.array_equal(vc.view(np.int64), v.view(np.int64)) and np.array_equal(rc, r)
         assert np.isfinite(v).all() and np.isfinite(r).all()
+
+
+@pytest.mark.parametrize("el", SHOCKLEYS, ids=repr)
+def test_short_rows_in_blocks_equal_one_sample_at_a_time(el, numba_backend):
+    """Samples of a few nodes are updated many to a block (about 1,024 nodes; the last block partly filled):
+    each sample's voltages and residual maximum are those of the sample updated alone, bit for bit, cold and
+    warm (some samples at their solution, some off it, one with a NaN drive), and exact."""
+    a, c, lo, hi = batch_cases(el, B=300, n=7)
+    c[5, 3] = np.nan
+    ref = el.solve_reference(a, c, lo, hi)
+    old = ref.copy()
+    old[1::3] = el.admissible(ref[1::3] * (1 + 1e-3), lo, hi)
+    for start in (None, old):
+        v, r = kernels.update(el, a, lo, hi, c, old=start)
+        for b in range(0, 300, 7):
+            vb, rb = kernels.update(el, a, lo, hi, c[b:b + 1], old=None if start is None else start[b:b + 1])
+            assert np.array_equal(vb.view(np.int64), v[b:b + 1].view(np.int64)) and np.array_equal(rb, r[b:b + 1],
+                                                                                               equal_nan=True)
+        ok = np.arange(300) != 5
+        assert agree(el, v[ok], a, c[ok], lo, hi) <= 1e-15 and np.isnan(v[5, 3])
+        assert (np.isnan(r[5]) and np.all(r[1::3] > 0)) if start is not None else np.all(r == 0)
 
 
 def test_pair_kernel(numba_backend):
