@@ -254,9 +254,9 @@ def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
     return v, False
 
 
-# The Shockley row's functions allocate nothing, and are compiled without numba's reference counting
+# The Shockley block's functions allocate nothing, and are compiled without numba's reference counting
 # (``_nrt=False``): with it, a function that passes arrays on increfs and decrefs them, atomic operations that
-# cost ~0.1 µs per row, a fifth of a 20-node row's update (the arrays live in the caller, ``_rows``, throughout).
+# cost ~0.1 µs per call, a fifth of a 20-node row's update (the arrays live in the caller, ``_shockley_rows``).
 @njit(cache=True, error_model="numpy", _nrt=False)
 def _exponents_pass(m, v, lnk, lo, hi, Vd, ef, er):
     """``_larger_exponent`` at the first ``m`` nodes of a row, into ``ef`` and ``er`` (vectorised)."""
