@@ -356,12 +356,12 @@ def _shockley_block(c, a, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
     holds the previous voltages on entry, and ``rmax[q]`` becomes sample ``q``'s max |KCL| (A) at them. ``s``:
     scratch, (13, n) at least. Returns the number of nodes whose safeguarded Newton failed.
 
-    In vectorised passes over the block: with ``warm``, one Newton step from ``old``, kept where provably exact;
-    the other nodes (packed) from the closed form and one Newton step (``_closed_form_pass``). Where that step is
-    not final (e.g. both diodes conduct) or ``t`` is beyond the grids, the node is done again, alone, by
-    ``_shockley_node``. The residual's maximum and the counts of nodes left come out of the passes; the
-    branchy loops that pack or redo nodes run only where a count says there are some (the loop that did both
-    for every node cost 16 % of the kernel at 2 x 1024)."""
+    In vectorised passes over the block: with ``warm``, one Newton step from the previous voltages, kept where
+    provably exact; the other nodes (packed) from the closed form and one Newton step (``_closed_form_pass``).
+    Where that step is not final (e.g. both diodes conduct) or ``t`` is beyond the grids, the node is done
+    again, alone, by ``_shockley_node``. The residual's maximum and the counts of nodes left come out of the
+    passes; the branchy loops that pack or redo nodes run only where a count says there are some (the loop that
+    did both for every node cost 16 % of the kernel at 2 x 1024)."""
     n = c.size
     # scratch rows, taken by index: rows unpacked from a 2-D array (``a, b = x``) are typed strided, and loops
     # over them were not vectorised
