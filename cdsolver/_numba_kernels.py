@@ -353,8 +353,9 @@ def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
 def _shockley_block(c, a, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
     """Shockley nodes of a block of samples, ``width`` nodes each, one after the other (``elements.Shockley``):
     ``v`` (V) from drives ``c`` (A: ``c'``, the -1 terms of ``I`` moved to the drive); with ``warm``, ``v``
-    holds the previous voltages on entry, and ``rmax[q]`` becomes sample ``q``'s max |KCL| (A) at them. ``s``:
-    scratch, (13, n) at least. Returns the number of nodes whose safeguarded Newton failed.
+    holds the previous voltages on entry, and ``rmax[q]`` becomes sample ``q``'s max |KCL| (A) at them (``width``
+    divides ``n = c.size``; ``rmax`` holds ``n // width`` at least). ``s``: scratch, (13, n) at least. Returns the
+    number of nodes whose safeguarded Newton failed.
 
     In vectorised passes over the block: with ``warm``, one Newton step from the previous voltages, kept where
     provably exact; the other nodes (packed) from the closed form and one Newton step (``_closed_form_pass``).
@@ -458,7 +459,7 @@ def _shockley_rows(b0, b1, c, c2, fixed, a, lnk, kp, shift, lo, hi, Is, Vd, old,
     block's voltages are its rows of ``v``, contiguous), the node constants repeated once per block's sample,
     the scratch allocated once."""
     n = c.shape[1]
-    per = max(1, _BLOCK // max(n, 1))  # samples per block
+    per = max(1, min(_BLOCK // max(n, 1), b1 - b0))  # samples per block (no more than there are)
     M = per * n
     s = np.empty((19, M))
     cb = s[13]  # (0-12: _shockley_block's)
