@@ -499,13 +499,13 @@ def _rows(b0, b1, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old
         return _shockley_rows(b0, b1, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm[0], prm[1], old, v, r)
     n = c.shape[1]
     warm = old.shape[0] > 0
+    g = prm[2]
+    m = n // 2 if code == _PAIR else n
     cb = np.empty(n)
     for b in range(b0, b1):
         _drive(b, c, c2, fixed, shift, False, cb, 0)
         ob = old[b] if warm else cb
-        g = prm[2]
         rmax = 0.0
-        m = n // 2 if code == _PAIR else n
         for j in range(m):
             cj, oj = cb[j], ob[j]
             if code == _LINEAR:

@@ -292,8 +292,9 @@ def test_node_passes_compile_contiguous_and_vectorised(tmp_path):
     # in every signature (_newton_pass has two: its warm flag is a literal, False from the closed form, True from
     # the warm step), each loop vectorised: _exponents_pass's one, _newton_pass's two (the exponential, the step),
     # _closed_form_pass's three (start, table reads, closed form and exponents), _shockley_block's one (each
-    # sample's residual maximum), _shockley_rows's six (the drive's sum and shift, the warm start's copy, the copy
-    # out), _rows's three (the drive's sum); reference counts only in the last two (which allocate the scratch)
+    # sample's residual maximum), _shockley_rows's six (the drive's sum and shift, the warm start's copy, the node
+    # constants repeated), _rows's three (the drive's sum); reference counts only in the last two (which allocate
+    # the scratch)
     words = out.stdout.split()
     names = ["_exponents_pass", "_newton_pass", "_closed_form_pass", "_shockley_block", "_shockley_rows", "_rows"]
     assert words[0::5] == names and words[1::5] == ["True"] * 6, out.stdout
