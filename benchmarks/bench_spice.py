@@ -2,7 +2,7 @@
 Run: `make bench` or `python benchmarks/bench_spice.py`.
 
 Double-Shockley elements (Is=1e-6 A, Vd=0.05 V, rails ±0.8 V), uniform random conductances, random Digits-sized
-inputs (64 features, pair-encoded, input gain 40 V), free phase, tight options (SPEC §5), one worker process.
+inputs (64 features, pair-encoded, input gain 40 V), free phase, tight options (docs/spice.md), one worker process.
 Clocks (each runner's `clock` string): op = one `ngspice -b` process per sample; batch = one process sweeping
 the samples by .dc, divided by their number (deck parse included); shared = in-process alter + op.
 Also: CD (`solve`, same samples) and the worst relative L1 between every runner and CD. Each width runs twice:

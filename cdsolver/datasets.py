@@ -1,6 +1,6 @@
-"""Datasets as features scaled to [0, 1] (SPEC §4): scikit-learn's Digits (shipped with the package), MNIST-format
-files from a user's folder, and Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package (``make data``).
-Nothing is ever downloaded."""
+"""Datasets as features scaled to [0, 1] (docs/formats.md#inputs): scikit-learn's Digits (shipped with the package),
+MNIST-format files from a user's folder, and Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package
+(``make data``). Nothing is ever downloaded."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Node elements: the nonlinear element at each hidden node and its exact 1-D coordinate-descent update.
 
 Every element gives, for a node with total conductance ``a`` (S, > 0) and drive current ``c`` (A), the
-unique voltage ``v`` (V) solving the node's KCL ``a*v - c + I(v) = 0`` (SPEC §2), where ``I(v)`` is the
-current leaving the node through the element. Rails ``lo``/``hi`` (V) are per node; ``±inf`` means no diode
-on that side. Arrays broadcast: ``a``, ``lo``, ``hi`` have shape ``(n,)``, ``c`` and ``v`` ``(..., n)``.
+unique voltage ``v`` (V) solving the node's KCL ``a*v - c + I(v) = 0`` (docs/solver.md#elements-elementspy), where
+``I(v)`` is the current leaving the node through the element. Rails ``lo``/``hi`` (V) are per node; ``±inf`` means
+no diode on that side. Arrays broadcast: ``a``, ``lo``, ``hi`` have shape ``(n,)``, ``c`` and ``v`` ``(..., n)``.
 
 Each element also gives ``current(v)`` (A), ``conductance(v) = dI/dv`` (S), ``potential(v) = ∫I dv`` (W, the
 dissipation potential entering the co-content) and ``residual(v, a, c)``, the KCL residual (A) used for the

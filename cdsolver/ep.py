@@ -1,11 +1,11 @@
-"""Equilibrium propagation (SPEC §3): EP gradient estimators from CD steady states, and the true gradient by
-implicit differentiation (the linearised circuit) to check them.
+"""Equilibrium propagation (docs/training.md#equilibrium-propagation-in-the-circuit): EP gradient estimators from CD
+steady states, and the true gradient by implicit differentiation (the linearised circuit) to check them.
 
 In the circuit the nudge enters the co-content as ``w_L·(g(β) − g₀)·½‖decode(v_L) − y‖²`` (``decode``: ``v_L``,
 or ``v+ − v−`` with paired outputs) with layer weights ``w_l = (C/A)^(l−1)``, ``g(β) = 1/(1/β + R_on)`` and
 the free-phase leak ``g₀ = 1/R_off``. EP's strength is thus
 ``β' = w_L·(g(β) − g₀)`` and every estimator is ``[∂E/∂θ(s_a) − ∂E/∂θ(s_b)] / (β'_a − β'_b)`` with
-``∂E/∂G_l = w_l·½(u − v)²`` and ``∂E/∂b_l = −w_l·v`` — SPEC's factor ``(C/A)^(l−L)`` is ``w_l / w_L``.
+``∂E/∂G_l = w_l·½(u − v)²`` and ``∂E/∂b_l = −w_l·v`` — the EP gradient's layer factor ``(C/A)^(l−L)`` is ``w_l / w_L``.
 The loss is ``½‖decode(v_L) − y‖²`` at the free equilibrium, averaged over the batch.
 """
 

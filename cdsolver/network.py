@@ -1,4 +1,4 @@
-"""The DRN model (SPEC §1) and its network file, format ``drn/1`` (SPEC §4).
+"""The DRN model (docs/solver.md#model) and its network file, format ``drn/1`` (docs/formats.md).
 
 Layers ``0..L``: layer 0 holds the input voltage sources, ``1..L-1`` are hidden, ``L`` is the output.
 ``G[l-1]`` (S, shape ``(n_{l-1}, n_l)``) is crossbar ``l``, ``b[l-1]`` (A) the bias into layer ``l``,

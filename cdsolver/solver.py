@@ -1,4 +1,4 @@
-"""Exact block coordinate descent (SPEC §2): the steady state of a DRN for a batch of inputs.
+"""Exact block coordinate descent (docs/solver.md): the steady state of a DRN for a batch of inputs.
 
 Nodes of one layer do not interact, so a layer is updated exactly, node by node, by its element's 1-D
 update; odd layers depend only on even ones and vice versa. One *sweep* updates all odd layers, then all
@@ -10,11 +10,11 @@ common-mode eigenvalue of deep networks (docs/solver.md). Both are exact: they s
 Stopping test, per sample: ``max|KCL| <= tol * I_ref`` and ``max|T(x) - x| <= STEP_PER_TOL * tol * max|x|``
 (``STEP_PER_TOL`` = 10, constants.py). The state tested is ``(odd(x), x)``: its odd layers solve their KCL
 exactly (to rounding), so its residual is that of the even layers, computed in the sweep for free, and so is
-the step ``T(x) - x`` a further sweep would make. ``I_ref`` is a lower bound of the largest crossbar-resistor
-current ``|G_ij (v_j - u_i)|`` (the branches through each node's largest conductance and through each sample's
-extreme drives and node voltages), so the KCL test is never looser than SPEC §2's; ``max_branch_current`` gives
-the exact value. The step test bounds the voltage error where a small residual does not (trained amplified
-networks: voltage error ~30x the KCL ratio); docs/solver.md#stopping-test.
+the step ``T(x) - x`` a further sweep would make. ``I_ref`` is a lower bound of the largest crossbar-resistor current
+``|G_ij (v_j - u_i)|`` (the branches through each node's largest conductance and through each sample's extreme drives
+and node voltages), so the KCL test is never looser than one against the largest current; ``max_branch_current`` gives
+the exact value. The step test bounds the voltage error where a small residual does not (trained amplified networks:
+voltage error ~30x the KCL ratio); docs/solver.md#stopping-test.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ class Solution:
         return self
 
     def save(self, path: str | Path) -> None:
-        """Write the states file of SPEC §4: ``v1..vL``, ``iterations``, ``residual``, ``converged`` (+ ``i_ref``,
-        ``step``)."""
+        """Write the states file (docs/formats.md#states-files): ``v1..vL``, ``iterations``, ``residual``,
+        ``converged`` (+ ``i_ref``, ``step``)."""
         arrays = {f"v{l}": v for l, v in enumerate(self.states, 1)}
         arrays.update(iterations=self.iterations, residual=self.residual, converged=self.converged,
                       i_ref=self.i_ref, step=self.step, tol=np.array(self.tol))
@@ -611,7 +611,7 @@ def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.nda
 
 def energy(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, beta: float = 0.0,
            targets: np.ndarray | None = None) -> np.ndarray:
-    """Co-content ``E(v)`` (W) per sample, SPEC §1: ``Σ_l (C/A)^(l-1) E_l`` with
+    """Co-content ``E(v)`` (W) per sample (docs/solver.md#model): ``Σ_l (C/A)^(l-1) E_l`` with
     ``E_l = ½ Σ G (u - v)² + Σ P(v) - b·v`` and ``½ g_nudge Σ (decode(v_L) - y)²`` at the output (weighted
     like layer L).
     CD minimises it exactly per layer; its gradient is the KCL residual scaled by the layer weight."""

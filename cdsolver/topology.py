@@ -1,5 +1,5 @@
-"""Who connects to whom in a layered DRN (SPEC §1), written once: the solver's set-up and drives, EP's drives and
-KCL Jacobian, the co-content, the deck's amplifiers and the floating-node check all read it from ``Layered``.
+"""Who connects to whom in a layered DRN (docs/solver.md#model), written once: the solver's set-up and drives, EP's
+drives and KCL Jacobian, the co-content, the deck's amplifiers and the floating-node check all read it from ``Layered``.
 
 Crossbar ``l`` joins the drive voltages ``u_l`` of layer ``l−1`` to the nodes of layer ``l``: ``u_1`` are the
 inputs, ``u_l = A·s_{l−1}·v_{l−1}`` for ``l ≥ 2`` (``s``: each hidden node's amplifier sign, ±1; no amplifier:

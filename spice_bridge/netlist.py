@@ -1,4 +1,4 @@
-"""ngspice decks for the very circuit the CD solver solves (SPEC §5), readable by a person.
+"""ngspice decks for the very circuit the CD solver solves (docs/spice.md), readable by a person.
 
 Node ``n<l>_<j>`` is node ``j`` of layer ``l`` (layer 0 = inputs). With amplifiers, hidden node ``n<l>_<j>``
 drives the next crossbar from ``u<l>_<j>`` through an ``E`` source (gain A), a 0 V sense source and an ``F``

@@ -1,4 +1,4 @@
-"""How ngspice is driven (SPEC §5): three runners returning the same states as the CD solver.
+"""How ngspice is driven (docs/spice.md): three runners returning the same states as the CD solver.
 
 - ``op``: one ``ngspice -b`` process per sample (the papers' baseline).
 - ``batch``: one process per chunk of samples, one ``.dc`` sweep of a dummy source driving every input through
@@ -72,7 +72,8 @@ class SpiceResult:
     interrupted: bool = False  # Ctrl-C: samples not finished have reason "interrupted"
 
     def save(self, path: str | Path) -> None:
-        """States file of SPEC §4 (``converged`` = ngspice succeeded) plus ``wall``, ``reason``, ``runner``."""
+        """States file (docs/formats.md#states-files) (``converged`` = ngspice succeeded) plus ``wall``, ``reason``,
+        ``runner``."""
         arrays = {f"v{l}": v for l, v in enumerate(self.states, 1)}
         arrays.update(iterations=self.iterations, residual=np.full(len(self.ok), np.nan), converged=self.ok,
                       wall=self.wall, reason=np.array(self.reason, dtype=str), fallback=self.fallback,

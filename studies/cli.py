@@ -1,4 +1,5 @@
-"""The ``drn`` command line (SPEC §4). Each subcommand validates its inputs first and exits with status 2 and
+"""The ``drn`` command line (README, docs/formats.md). Each subcommand validates its inputs first and exits with
+status 2 and
 one clear line on bad input, 3 when it ran but some samples did not converge (their states are still written).
 
 Start-up: the modules the parser is built from (this one, ``verify``, ``gradients``, ``circuit_cli``,
@@ -461,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("netlist", help="write ngspice decks of the same circuit",
                        description="Write one .op deck per sample (sample<k>.cir) and one deck sweeping all samples "
-                                   "with .dc (batch.cir), readable, with tight options (SPEC §5).")
+                                   "with .dc (batch.cir), readable, with tight options (docs/spice.md).")
     _add_problem_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--builtin-diode", action="store_true",
@@ -485,8 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_spice)
 
     p = sub.add_parser("train", help="train a network with equilibrium propagation (CD solver)",
-                       description="Train a DRN with EP (SPEC §3) on Digits (shipped with scikit-learn), Fashion-MNIST "
-                                   "(Debian package dataset-fashion-mnist: make data) or MNIST-format local files: "
+                       description="Train a DRN with EP (docs/training.md) on Digits (shipped with scikit-learn), "
+                                   "Fashion-MNIST (Debian package dataset-fashion-mnist: make data) or MNIST-format "
+                                   "local files: "
                                    "mini-batch SGD with momentum or Adam, conductances clamped to [g_min, g_max], "
                                    "optionally a moving average of the weights as the model. After every epoch "
                                    "writes NET.ckpt.npz (network + optimizer + RNG state; --resume continues bit for "
@@ -553,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {T['max_sweeps']})")
     p.add_argument("--seed", type=int, default=T["seed"], help=f"(default: {T['seed']})")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
-                   "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; README)")
+                   "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; "
+                   "docs/performance.md#training)")
     p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")
     p.add_argument("--init", metavar="NET.npz", help="start from this trained network's weights (and its rails and "
                    "input gain) instead of a random one, with a fresh optimizer: e.g. a finished run continued at a "

@@ -1,4 +1,5 @@
-"""`drn compare`: a config-driven study, CD vs ngspice, over depth × width × element × amplifier × seed (SPEC §6).
+"""`drn compare`: a config-driven study, CD vs ngspice, over depth × width × element × amplifier × seed
+(docs/studies.md).
 
 For each cell: build (and, with ``[train] epochs > 0``, train with EP) the network, or load it from
 ``OUT/networks/``; solve the validation samples with CD and with each ngspice runner; record per sample the

@@ -1,4 +1,4 @@
-"""Comparison metrics of two sets of steady states (SPEC §6)."""
+"""Comparison metrics of two sets of steady states (docs/studies.md)."""
 
 from __future__ import annotations
 

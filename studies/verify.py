@@ -1,8 +1,8 @@
 """`drn verify`: do these steady states agree with ngspice? One command with thresholds, exit codes and a report.
 
 ngspice solves the samples (the reference), the CD solver solves them too, and with ``--states`` a user's own
-states (SPEC §4 layout: ``v1..vL``, each ``(batch, n_l)``, V) are read. Each comparison — CD vs ngspice, and
-theirs vs ngspice and theirs vs CD — gives per sample the relative L1 error ``‖a − b‖₁ / (‖b‖₁ + ε)`` over
+states (docs/formats.md#states-files: ``v1..vL``, each ``(batch, n_l)``, V) are read. Each comparison — CD vs ngspice,
+and theirs vs ngspice and theirs vs CD — gives per sample the relative L1 error ``‖a − b‖₁ / (‖b‖₁ + ε)`` over
 hidden+output nodes (``b`` = the reference, ε = ``metrics.EPS_L1``), overall and per layer; its P50/P90/P99/max
 over the samples; the largest ``|a − b|`` (V) with its sample and node. Samples ngspice failed on are left out
 of the comparisons against it (and counted).

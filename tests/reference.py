@@ -1,5 +1,6 @@
-"""Independent reference physics for the tests: the element currents written from SPEC §1, and the full KCL
-system of a DRN with its Jacobian, built from the network arrays without using cdsolver.solver."""
+"""Independent reference physics for the tests: the element currents written from the circuit's definition
+(docs/solver.md#model), and the full KCL system of a DRN with its Jacobian, built from the network arrays without using
+cdsolver.solver."""
 
 import numpy as np
 from scipy.linalg import solve as dense_solve
@@ -9,7 +10,7 @@ from cdsolver.elements import Linear, Pwl, Shockley
 
 
 def i_nl(el, v, lo, hi):
-    """Current (A) leaving a node through element ``el`` and its derivative (S), from SPEC §1."""
+    """Current (A) leaving a node through element ``el`` and its derivative (S), from the circuit's definition."""
     v = np.asarray(v, dtype=float)
     if isinstance(el, Linear):
         return 0 * v, 0 * v

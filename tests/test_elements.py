@@ -1,4 +1,5 @@
-"""Common checks run on every node element (one test, many objects), against SPEC §1 formulas."""
+"""Common checks run on every node element (one test, many objects), against the circuit's formulas
+(tests/reference.py)."""
 
 import numpy as np
 import pytest
