@@ -18,6 +18,8 @@ STEP_PER_TOL = 10.0
 MAX_SWEEPS = 1000
 #: Default Anderson history depth (sweeps) of both solvers; 0 is plain block CD.
 ANDERSON = 5
+#: The deepest Anderson history a solve accepts (each level keeps two arrays of the whole batch's state).
+MAX_ANDERSON = 100
 
 #: EP gradient estimators (``ep.ep_phases``): the nudged phases they take.
 ESTIMATORS = ("positive", "negative", "centered")

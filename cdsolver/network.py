@@ -144,6 +144,11 @@ class Network:
     def g_nudge(self, beta: float) -> float:
         """Conductance (S) of each nudging branch (output to its target source; paired: ``v+`` to ``v−`` plus
         target): ``1/(1/β + R_on)`` when nudged (β ≠ 0), ``1/R_off`` (0 if ``R_off = inf``) in the free phase."""
+        if not math.isfinite(beta) or beta * self.r_on <= -1:
+            limit = 1 / self.r_on if self.r_on else math.inf
+            raise ValidationError(f"beta = {beta:g} S: a nudge needs a finite beta, and a negative one |beta| < "
+                                  f"1/R_on = {limit:g} S (else -1/|beta| in series with R_on is no longer a negative "
+                                  f"resistance)")
         if beta != 0:
             return 1.0 / (1.0 / beta + self.r_on)
         return 0.0 if math.isinf(self.r_off) else 1.0 / self.r_off

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from . import kernels
-from .constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
+from .constants import ANDERSON, MAX_ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
 from .elements import Linear, LinearPair
 from .files import atomic_write
 from .network import Network
@@ -373,8 +373,7 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
     n = net.sizes
     v0 = check_array(v0, "v0 (input voltages)", (None, n[0]))
     B = v0.shape[0]
-    if not np.isfinite(beta):
-        raise ValidationError(f"beta must be finite, got {beta}")
+    net.g_nudge(beta)  # (a ValidationError where the nudge is undefined)
     if targets is not None:
         targets = check_array(targets, "targets", (B, net.n_classes))
     if init is not None:
@@ -385,8 +384,8 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
         raise ValidationError(f"tol must be a finite number > 0, got {tol}")
     if int(max_sweeps) < 1:
         raise ValidationError(f"max_sweeps must be >= 1, got {max_sweeps}")
-    if int(anderson) < 0:
-        raise ValidationError(f"anderson (history depth) must be >= 0, got {anderson}")
+    if not 0 <= int(anderson) <= MAX_ANDERSON:
+        raise ValidationError(f"anderson (history depth) must be in [0, {MAX_ANDERSON}], got {anderson}")
     return v0, targets, init
 
 

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
     import numpy as np
 
-__all__ = ["ValidationError", "check_array", "check_inputs"]
+__all__ = ["ValidationError", "check_array", "check_inputs", "check_timeout", "MAX_TIMEOUT"]
+
+#: The longest time limit (s) one ngspice run accepts: a day (a ``.dc`` sweep of n samples gets up to 21 times it).
+MAX_TIMEOUT = 86400.0
 
 
 class ValidationError(ValueError):
@@ -43,3 +46,16 @@ def check_inputs(x: Any, n: int, name: str = "inputs") -> np.ndarray:
     if a.ndim == 1 and a.shape[0] == n:
         a = a[None, :]
     return check_array(a, name, (None, n))
+
+
+def check_timeout(t: float | None, name: str = "timeout") -> float | None:
+    """A time limit in seconds: None (the default limit), or a number in (0, ``MAX_TIMEOUT``]."""
+    if t is None:
+        return None
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name}: expected seconds, got {t!r}") from None
+    if not 0 < t <= MAX_TIMEOUT:  # (NaN fails too)
+        raise ValidationError(f"{name}: expected seconds in (0, {MAX_TIMEOUT:g}], got {t:g}")
+    return t

@@ -19,7 +19,8 @@ from cdsolver.network import Network
 from cdsolver.topology import Layered
 from cdsolver.validation import ValidationError
 
-__all__ = ["deck", "general_deck", "circuit_deck", "header", "sources", "body", "analysis", "node", "OPTIONS"]
+__all__ = ["deck", "general_deck", "check_general", "circuit_deck", "header", "sources", "body", "analysis", "node",
+           "OPTIONS"]
 
 #: Tight tolerances: agree with exact references to ~1e-15 (docs/spice.md); reltol < 1e-15 fails.
 OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18 gmin=0"
@@ -149,15 +150,28 @@ def _nudging(net: Network, beta: float) -> list[str]:
     return lines
 
 
+def check_general(net: Network) -> None:
+    """ValidationError (one line: what general decks take, and why not ``net``) unless ``net`` has linear or
+    Shockley elements and no amplifiers."""
+    kind = net.element.kind
+    if net.amplifier is not None:
+        why = "amplifiers (E and F sources, which drn circuit does not read)"
+    elif kind == "ideal":
+        why = "ideal diodes (ngspice has none: it would read D(IDEAL=1) as a junction diode)"
+    elif kind not in ("linear", "shockley"):
+        why = f"{kind} elements (B sources, which drn circuit does not read)"
+    else:
+        return
+    raise ValidationError(f"general decks take networks of linear or shockley elements without amplifiers (only R, "
+                          f"D, V and I elements, which both drn circuit and ngspice solve); this network has {why}")
+
+
 def general_deck(net: Network, v0: np.ndarray, title: str = "drn-cd network as a general deck") -> str:
     """The ``.op`` deck of one sample (``v0`` (V), shape ``(n_0,)``) in the DC subset ``spice_bridge.parse``
     reads: Shockley elements as built-in ``D`` diodes (ngspice's law: it differs from the layered solver's pure
-    Shockley law in reverse bias below -3·Vd), the free phase's open switch as its resistor ``R_off``."""
-    if net.amplifier is not None:
-        raise ValueError("networks with amplifiers need E/F sources, outside the DC subset of drn circuit")
-    if net.element.kind not in ("linear", "shockley"):
-        raise ValueError(f"{net.element.kind} elements have no built-in ngspice model; general decks take "
-                         f"linear or shockley networks")
+    Shockley law in reverse bias below -3·Vd), the free phase's open switch as its resistor ``R_off``. Other
+    networks raise ValidationError (``check_general``)."""
+    check_general(net)
     v0 = np.asarray(v0, dtype=np.float64)
     lines = header(net, 0.0, title, None) + sources(net, v0) + body(net, builtin_diode=True)
     out = []

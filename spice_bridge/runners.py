@@ -12,7 +12,6 @@ finished so far (``SpiceResult.interrupted``).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ from joblib import Parallel, delayed
 
 from cdsolver.files import atomic_write
 from cdsolver.network import Network
-from cdsolver.validation import ValidationError, check_array
+from cdsolver.validation import ValidationError, check_array, check_timeout
 
 from . import netlist
 from .errors import INSTALL_HINT, NgspiceMissing
@@ -151,13 +150,16 @@ def _points(vectors: dict[str, np.ndarray]) -> int:
 
 
 # ---------------------------------------------------------------- one ngspice process
+_MAX_WAIT_S = 2.0e6  # the longest wait the OS's poll() takes (its milliseconds are a 32-bit int: ~2.1e6 s)
+
+
 def _run_process(deck_path: Path, raw_path: Path, limit: float) -> tuple[str, float, bool]:
     """Run ``ngspice -b -r RAW DECK`` (the raw file grows point by point, so a run killed at ``limit`` seconds
     leaves the points it finished); returns (its output, wall seconds, timed out)."""
     t0 = time.perf_counter()
     try:
         p = subprocess.run([ngspice_exe(), "-b", "-r", raw_path.name, deck_path.name], cwd=deck_path.parent,
-                           capture_output=True, text=True, timeout=limit, stdin=subprocess.DEVNULL)
+                           capture_output=True, text=True, timeout=min(limit, _MAX_WAIT_S), stdin=subprocess.DEVNULL)
         log, timed_out = p.stdout + p.stderr, False
     except subprocess.TimeoutExpired as e:
         log, timed_out = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x or ""
@@ -301,9 +303,7 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     B = len(v0)
     if B == 0:
         raise ValidationError("v0: no samples (shape (0, n_0))")
-    timeout = default_timeout(net) if timeout is None else timeout
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ValidationError(f"timeout must be a positive number of seconds, got {timeout}")
+    timeout = default_timeout(net) if timeout is None else check_timeout(timeout)
     y = np.zeros((B, net.n_classes)) if targets is None else check_array(targets, "targets", (B, net.n_classes))
     own = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from cdsolver.constants import ANDERSON, CIRCUIT_COARSE_AFTER, CIRCUIT_MAX_SWEEPS, CIRCUIT_TOL
+from cdsolver.validation import MAX_TIMEOUT
 
 #: Tight ngspice tolerances added by ``check`` (docs/spice.md); gmin stays the deck's own.
 CHECK_OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18"
@@ -29,8 +31,8 @@ def add_parser(sub) -> None:
     q = cs.add_parser("solve", help="CD operating point of a deck",
                       description="Writes nodes (names, lower case; subcircuit nodes x1.n), v (V), iterations, "
                                   "residual (A), i_ref (A), converged. Exit 3 if not converged.")
-    q.add_argument("deck", metavar="DECK.cir")
-    q.add_argument("--out", required=True, metavar="S.npz")
+    q.add_argument("deck", metavar="DECK.cir", help="the SPICE deck to solve")
+    q.add_argument("--out", required=True, metavar="S.npz", help="results file (.npz, replaced if it exists)")
     _solver_args(q)
     q.set_defaults(func=cmd_solve)
     q = cs.add_parser("check", help="CD and ngspice on the same deck: errors, times, speed-up",
@@ -39,19 +41,31 @@ def add_parser(sub) -> None:
                                   "to DIR/check.csv (--out) or prints it. A deck with ideal diodes (D(IDEAL=1)) "
                                   "cannot be compared with ngspice: its KKT conditions are checked instead (exit 1 "
                                   "if they fail).")
-    q.add_argument("deck", metavar="DECK.cir")
-    q.add_argument("--out", metavar="DIR", help="folder for the ngspice deck, raw file and check.csv")
+    q.add_argument("deck", metavar="DECK.cir", help="the SPICE deck to solve with CD and ngspice")
+    q.add_argument("--out", metavar="DIR",
+                   help="folder (created if missing) for ngspice's deck <name>.op.cir and raw file <name>.op.raw "
+                        "(both replaced) and check.csv (a row appended); default: a temporary folder, removed "
+                        "unless an ngspice error names its deck, and the row printed. Decks with ideal diodes "
+                        "write nothing")
     q.add_argument("--keep-options", action="store_true", help="run ngspice with the deck's own options only")
-    q.add_argument("--timeout", type=float, default=600.0, help="seconds for ngspice (default: 600)")
+    q.add_argument("--timeout", type=float, default=600.0,
+                   help=f"seconds for ngspice, at most {MAX_TIMEOUT:g} (default: 600)")
     _solver_args(q)
     q.set_defaults(func=cmd_check)
     q = cs.add_parser("from-network", help="write a layered network's samples as general decks",
                       description="One .op deck per sample (sample<k>.cir) that drn circuit and ngspice read: "
-                                  "Shockley elements as built-in D diodes, the free phase's switch as R_off.")
-    q.add_argument("network", metavar="NET.npz")
-    q.add_argument("inputs", metavar="X.npy", help="features (batch, n_features); --encoded: v0 (batch, n_0)")
+                                  "Shockley elements as built-in D diodes, the free phase's switch as R_off. "
+                                  "Networks of linear or shockley elements without amplifiers only: amplifiers "
+                                  "need E/F sources and pwl elements B sources, which drn circuit does not read, "
+                                  "and ngspice has no ideal diode. Decks of an earlier run in DIR are replaced; "
+                                  "a DIR holding sample<k>.cir decks this run would not replace (an earlier run "
+                                  "had more samples) is refused, so that old and new decks never mix.")
+    q.add_argument("network", metavar="NET.npz", help="network file (format drn/1): linear or shockley elements, "
+                                                      "no amplifiers")
+    q.add_argument("inputs", metavar="X.npy", help="features (batch, n_features); --encoded: v0 (batch, n_0), V")
     q.add_argument("--encoded", action="store_true", help="X already holds the input voltages v0")
-    q.add_argument("--out", required=True, metavar="DIR")
+    q.add_argument("--out", required=True, metavar="DIR",
+                   help="folder (created if missing) for the decks sample0.cir ... sample<batch-1>.cir")
     q.set_defaults(func=cmd_from_network)
 
 
@@ -73,9 +87,16 @@ def _solve(args):
 
     from .cli import CliError
 
+    if Path(args.deck).is_dir():
+        raise CliError(f"deck {args.deck} is a folder, not a deck file")
     if not Path(args.deck).is_file():
         raise CliError(f"deck not found: {args.deck}")
-    ckt = parse_deck(args.deck)
+    try:
+        ckt = parse_deck(args.deck)
+    except OSError as e:  # the deck itself (parse_deck reports included files)
+        raise CliError(f"cannot read deck {args.deck} ({e.strerror or e})") from None
+    if not ckt.node_names():
+        raise CliError(f"deck {args.deck} has no node but ground (0): nothing to solve")
     t0 = time.perf_counter()
     g = Graph(ckt)
     sol = solve_circuit(g, tol=args.tol, max_sweeps=args.max_iter, anderson=args.anderson,
@@ -86,13 +107,20 @@ def _solve(args):
 def cmd_solve(args) -> int:
     import numpy as np  # imported where used: ``drn --help`` loads this module (studies/cli.py)
 
-    from .cli import EXIT_NOT_CONVERGED
+    from cdsolver.files import atomic_write
 
+    from .cli import EXIT_NOT_CONVERGED, check_out, save_or_rescue
+
+    check_out(args.out)
     ckt, sol, wall, _ = _solve(args)
     v = sol.states[0][0, ckt.external]
-    with open(args.out, "wb") as f:
-        np.savez(f, nodes=np.array(ckt.node_names(), dtype=str), v=v, iterations=sol.iterations[0],
-                 residual=sol.residual[0], i_ref=sol.i_ref[0], converged=sol.converged[0])
+
+    def save(path: str | Path) -> None:
+        with atomic_write(path) as f:
+            np.savez(f, nodes=np.array(ckt.node_names(), dtype=str), v=v, iterations=sol.iterations[0],
+                     residual=sol.residual[0], i_ref=sol.i_ref[0], converged=sol.converged[0])
+
+    save_or_rescue(save, args.out)
     print(f"{args.deck}: {len(v)} nodes; {'converged' if sol.converged[0] else 'NOT converged'} in "
           f"{sol.iterations[0]} sweeps, residual/I_ref {sol.residual[0] / max(sol.i_ref[0], 1e-300):.2e}; "
           f"{wall:.4f} s{_rounds(sol)}; wrote {args.out}")
@@ -102,19 +130,32 @@ def cmd_solve(args) -> int:
 def cmd_check(args) -> int:
     import numpy as np
 
+    from cdsolver.validation import check_timeout
     from spice_bridge.runners import op_deck
 
-    from .cli import EXIT_NOT_CONVERGED, CliError
+    from .cli import EXIT_NOT_CONVERGED, CliError, check_out
 
+    timeout = check_timeout(args.timeout, "--timeout")
+    own = args.out is None
+    if not own:
+        check_out(args.out, folder=True)
+        if Path(args.out).is_dir():
+            check_out(str(Path(args.out) / "check.csv"))
     ckt, sol, cd_s, g = _solve(args)
     if ckt.ideal:
         return _check_kkt(args, sol, g, cd_s)
-    own = args.out is None
     wd = Path(tempfile.mkdtemp(prefix="drn-circuit-") if own else args.out)
-    vec, sp_s, sp_an, sp_it, why = op_deck(args.deck, wd, options=None if args.keep_options else CHECK_OPTIONS,
-                                           timeout=args.timeout)
+    try:
+        vec, sp_s, sp_an, sp_it, why = op_deck(args.deck, wd, options=None if args.keep_options else CHECK_OPTIONS,
+                                               timeout=timeout)
+    except BaseException:
+        if own:
+            shutil.rmtree(wd, ignore_errors=True)
+        raise
     if why:
-        raise CliError(why)
+        raise CliError(why)  # it names ngspice's deck: kept, in a temporary folder too
+    if own:
+        shutil.rmtree(wd)
     names = ckt.node_names()
     missing = [n for n in names if f"v({n})" not in vec]
     if missing:
@@ -183,20 +224,27 @@ def _rounds(sol) -> str:
 
 
 def cmd_from_network(args) -> int:
+    from cdsolver.files import atomic_write
     from cdsolver.network import load_network
     from cdsolver.validation import check_array
-    from spice_bridge.netlist import general_deck
+    from spice_bridge.netlist import check_general, general_deck
 
-    from .cli import CliError, load_npy
+    from .cli import CliError, check_no_stale_decks, check_out, load_npy
 
+    check_out(args.out, folder=True)
     if not Path(args.network).is_file():
         raise CliError(f"network file not found: {args.network}")
     net = load_network(args.network)
+    check_general(net)
     x = load_npy(args.inputs, "inputs")
     v0 = check_array(x, "inputs (already encoded v0)", (None, net.sizes[0])) if args.encoded else net.encode(x)
+    if len(v0) == 0:
+        raise CliError(f"inputs: no samples (shape {x.shape})")
     out = Path(args.out)
+    check_no_stale_decks(out, {f"sample{k}.cir" for k in range(len(v0))})
     out.mkdir(parents=True, exist_ok=True)
     for k, row in enumerate(v0):
-        (out / f"sample{k}.cir").write_text(general_deck(net, row, title=f"{Path(args.network).name} sample {k}"))
+        with atomic_write(out / f"sample{k}.cir", "w") as f:
+            f.write(general_deck(net, row, title=f"{Path(args.network).name} sample {k}"))
     print(f"wrote {len(v0)} decks to {out}/sample<k>.cir (node n<l>_<j> = node j of layer l)")
     return 0

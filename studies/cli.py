@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cdsolver.constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
+from cdsolver.files import check_out  # (also imported from here by the other commands' modules)
 from cdsolver.validation import ValidationError
 from spice_bridge.errors import NgspiceMissing
 
@@ -50,18 +51,17 @@ def load_npy(path: str, what: str) -> np.ndarray:
         raise CliError(f"{what} file {p} is not a readable .npy array ({e})") from None
 
 
-def check_out(path: str, folder: bool = False) -> None:
-    """``--out``: a file (or with ``folder``, a folder) this process can create or replace; else CliError."""
-    p = Path(path)
-    if folder and p.exists() and not p.is_dir():
-        raise CliError(f"--out {p} is a file, not a folder")
-    if not folder and p.is_dir():
-        raise CliError(f"--out {p} is a folder; give a file name")
-    parent = next(q for q in [p, *p.parents] if q.exists()) if folder else p.parent
-    if not parent.is_dir():
-        raise CliError(f"--out {p}: {parent} is not an existing folder")
-    if not os.access(parent, os.W_OK | os.X_OK) or (p.is_file() and not os.access(p, os.W_OK)):
-        raise CliError(f"--out {p}: no permission to write in {parent}")
+def check_no_stale_decks(out: Path, names: set[str]) -> None:
+    """``--out`` folder of decks: CliError where it holds ``sample<k>.cir`` decks of an earlier run that this run
+    (writing ``names``) would not replace, so that old and new decks never mix."""
+    import re
+
+    stale = sorted((p.name for p in out.glob("sample*.cir") if re.fullmatch(r"sample\d+\.cir", p.name)
+                    and p.name not in names), key=lambda n: (len(n), n))
+    if stale:
+        raise CliError(f"--out {out} holds {len(stale)} deck(s) of an earlier run that this one would not replace "
+                       f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): remove them or give another "
+                       f"folder")
 
 
 def save_or_rescue(save, out: str) -> None:
@@ -86,7 +86,8 @@ def load_problem(args: argparse.Namespace):
     from cdsolver.validation import check_array
 
     if getattr(args, "out", None) is not None:
-        check_out(args.out, folder=args.command == "netlist")
+        check_out(args.out, folder=args.command == "netlist",
+                  inputs=(args.network, args.inputs, args.targets, getattr(args, "states", None)))
     if not Path(args.network).is_file():
         raise CliError(f"network file not found: {args.network}")
     net = load_network(args.network)
@@ -144,9 +145,10 @@ def cmd_netlist(args: argparse.Namespace) -> int:
     from cdsolver.files import atomic_write
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     decks = {f"sample{b}.cir": (v0[b], None if targets is None else targets[b], f"drn-cd sample {b}")
              for b in range(len(v0))}
+    check_no_stale_decks(out, set(decks))
+    out.mkdir(parents=True, exist_ok=True)
     decks["batch.cir"] = (v0, targets, f"drn-cd: {len(v0)} samples swept by .dc")
     for name, (v, y, title) in decks.items():
         with atomic_write(out / name, "w") as f:
@@ -225,6 +227,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
               ("--max-sweeps", args.max_sweeps, args.max_sweeps >= 1, ">= 1"),
               ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
               ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
+              ("--seed", args.seed, 0 <= args.seed < 2**32, "in [0, 2^32)"),
               ("--tol", args.tol, math.isfinite(args.tol) and args.tol > 0, "a finite number > 0"),
               ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
               ("--target", args.target, math.isfinite(args.target), "finite"),
@@ -263,7 +266,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
     _check_train_args(args)
-    check_out(args.out)
+    check_out(args.out, inputs=(args.init, args.config))
     run = {k: getattr(args, k) for k in RUN_OPTIONS}
     out = Path(args.out)
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
@@ -302,13 +305,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         state = TrainState.start(net, len(data["train"].x), cfg)
     if data["train"].x.shape[1] != net.n_features:
         raise CliError(f"the data has {data['train'].x.shape[1]} features per sample, the network {net.n_features}")
+    earlier = [p for p in (ckpt, hist_path) if p.is_file()]
+    if not args.resume and earlier:
+        raise CliError(f"--out {out}: {' and '.join(map(str, earlier))} of an earlier run exist; continue it with "
+                       f"--resume (and more --epochs), or move them away to start afresh")
     print(f"network {'-'.join(map(str, net.sizes))}, {args.element}, input gain {net.input_gain:.4g} V; batch "
           f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, average {cfg.average:.4g}, beta {cfg.beta} S "
           f"(at most ep.beta_limit), target {cfg.target} V, gradient {cfg.gradient}", flush=True)
 
+    n_train = len(data["train"].x)
+
     def on_epoch(row: dict) -> None:
+        left_out = (f" | {row['excluded']} of {n_train} samples left out (a phase hit --max-sweeps "
+                    f"{cfg.max_sweeps})" if row["excluded"] else "")
         print(f"epoch {row['epoch']:3d}: train error {row['train_error']:.4f} loss {row['train_loss']:.5f} | "
-              f"val error {row['val_error']:.4f} loss {row['val_loss']:.5f} | {row['seconds']:.2f} s", flush=True)
+              f"val error {row['val_error']:.4f} loss {row['val_loss']:.5f} | {row['seconds']:.2f} s{left_out}",
+              flush=True)
 
     def checkpoint(st) -> None:
         save_checkpoint(ckpt, net, st, json_ready(run))
@@ -334,7 +346,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                                   "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
                                   "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
     save_network(net, out)
-    print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {out}, {hist_path} and {ckpt}")
+    written = f"{out}, {hist_path} and {ckpt}" if state.history else f"{out} (no epoch run: no history or checkpoint)"
+    print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {written}")
+    if state.history and state.history[-1]["excluded"] >= n_train:
+        print(f"error: every training sample of the last epoch was left out of the gradient (a phase hit "
+              f"--max-sweeps {cfg.max_sweeps}): the network did not learn; raise --max-sweeps", file=sys.stderr)
+        return EXIT_NOT_CONVERGED
     return 0
 
 
@@ -371,7 +388,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.results]
     if all(p.name.endswith(".history.csv") for p in paths):
-        written = learning_curves(paths, args.out or paths[0].parent / "learning_curve.png", args.style)
+        written = learning_curves(paths, args.out, args.style)
     elif len(paths) == 1 or (args.out and all(p.is_dir() for p in paths)):
         written = plot(paths, args.out, args.style)
     else:
@@ -481,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "shared: PySpice in process, alter + op (default: batch)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--timeout", type=float, help="seconds one sample's ngspice run may take before it counts as "
-                   "failed (default: sized to the network, at least 10; docs/reliability.md)")
+                   "failed, at most 86400 (default: sized to the network, at least 10; docs/reliability.md)")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
 
@@ -586,8 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "train: train and validation error per epoch in one figure (--out, default: "
                                    "learning_curve.png next to the first file).")
     p.add_argument("results", nargs="+", metavar="RESULTS_DIR | NET.history.csv")
-    p.add_argument("--out", metavar="FIG.png | DIR", help="learning-curve figure (PNG; a PDF is written next to "
-                   "it), or the folder for the figures of several results folders together")
+    p.add_argument("--out", metavar="FIG.png | DIR", help="learning-curve figure, FIG.png or FIG.pdf (both are "
+                   "written; default: learning_curve.png beside the first history), or the folder for the figures "
+                   "of results folders (default: the results folder itself; several: --out DIR needed)")
     p.add_argument("--style", choices=["paper", "screen"], default="paper",
                    help="paper: 3.4 in / 7 in wide, 8 pt, fonts embedded in the PDF (default); screen: larger")
     p.set_defaults(func=cmd_plot)
@@ -622,7 +640,7 @@ def _config_options(argv: list[str]) -> list[str]:
         cfg = tomllib.loads(path.read_text())
     except OSError as e:
         raise CliError(f"--config {path}: cannot read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise CliError(f"--config {path}: not valid TOML ({e})") from None
     opts: list[str] = []
     for key, val in cfg.items():

@@ -39,7 +39,7 @@ import pandas as pd
 from cdsolver import defaults, kernels, load_network, save_network, solve
 from cdsolver.constants import TOL
 from cdsolver.datasets import load_digits
-from cdsolver.files import atomic_write
+from cdsolver.files import atomic_write, check_out
 from cdsolver.network import Amplifier, NetworkFormatError
 from cdsolver.train import TrainConfig, TrainState, evaluate, train
 from cdsolver.validation import ValidationError
@@ -97,7 +97,7 @@ def load_config(path: str | Path) -> dict:
         raise ConfigError(f"config file not found: {p}")
     try:
         raw = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
     cfg = {sec: dict(DEFAULT.get(sec, {})) for sec in SCHEMA}
     for sec, body in raw.items():
@@ -344,8 +344,10 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
         if max_samples < 1:
             raise ConfigError(f"--max-samples must be >= 1, got {max_samples}")
         cfg["study"]["samples"] = min(cfg["study"]["samples"], max_samples)
+    if dask:
+        _check_dask_address(dask)
     out = Path(out or Path("results") / cfg["study"]["name"])
-    check_out_dir(out)
+    check_out(out, folder=True, inputs=(config,))
     (out / "cells").mkdir(parents=True, exist_ok=True)
     with _lock(out):
         try:
@@ -358,13 +360,16 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
                               f"kept, the same command resumes") from None
 
 
-def check_out_dir(out: Path) -> None:
-    """``out`` is (or can be made) a folder this process can write in; else ConfigError naming it."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
-    parent = next((q for q in [out, *out.parents] if q.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: {parent} is not a folder this user can write in")
+def _check_dask_address(address: str) -> None:
+    """``--dask``: a scheduler address with a port (``tcp://host:8786``), and the optional package installed."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError:
+        raise ConfigError("--dask needs Dask's distributed package: pip install 'drn-cd[dask]'") from None
+    try:
+        parse_host_port(parse_address(address)[1])
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--dask {address!r} is not a scheduler address like tcp://host:8786 ({e})") from None
 
 
 @contextlib.contextmanager
@@ -403,7 +408,7 @@ def _compare(cfg: dict, config: Path, out: Path, progress: bool, dask: str | Non
 
         try:
             client = Client(dask, timeout="10s")
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise ConfigError(f"cannot reach the Dask scheduler {dask!r}: {e}") from None
         backend = parallel_config(backend="dask")
     else:

@@ -228,7 +228,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", required=True, metavar="Y.npy",
                    help="output targets (batch, n_classes), V; paired outputs: targets of v+ - v-")
     p.add_argument("--method", choices=METHODS, default="implicit", help="(default: implicit)")
-    p.add_argument("--beta", type=float, default=BETA, help=f"EP nudging strength β > 0, S (default: {BETA})")
+    p.add_argument("--beta", type=float, default=BETA, help=f"EP nudging strength β > 0, S; with the negative or "
+                   f"centered estimator below the network's convexity limit (cdsolver.ep.beta_limit) (default: {BETA})")
     p.add_argument("--estimator", choices=ESTIMATORS, default="centered", help="EP estimator (default: centered)")
     p.add_argument("--runner", choices=["op", "batch", "shared"], default="batch",
                    help="ngspice runner of the spice methods' operating points (default: batch)")
@@ -256,6 +257,13 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     if args.method.startswith("spice"):
         ngspice_exe()  # NgspiceMissing: one line, exit 2
     net, v0, y = load_problem(args)
+    if args.method in ("ep", "spice-ep") and args.estimator != "positive":
+        from cdsolver.ep import beta_limit
+
+        limit = beta_limit(net, margin=1.0)
+        if not args.beta < limit:
+            raise ValidationError(f"--beta {args.beta:g} S: the -beta phase of the {args.estimator} estimator keeps "
+                                  f"this network convex only for beta < {limit:.4g} S (cdsolver.ep.beta_limit)")
     with threadpool_limits(args.threads, user_api="blas"):
         res = gradient(net, v0, y, args.method, beta=args.beta, estimator=args.estimator, runner=args.runner,
                        jobs=args.jobs, timeout=args.timeout)

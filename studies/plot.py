@@ -9,7 +9,11 @@ legends sit outside the data. ``style="paper"`` sizes figures for a two-column p
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from pathlib import Path
+from typing import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -28,6 +32,18 @@ OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "
 ELEMENT_COLORS = {"shockley-double": OKABE_ITO[0], "shockley-single": OKABE_ITO[1], "pwl": OKABE_ITO[2]}
 #: engine: matplotlib marker and line style
 ENGINE_STYLES = {"CD": ("s", "-"), "batch": ("o", "--"), "op": ("^", ":"), "shared": ("D", "-.")}
+#: columns drn plot reads: of summary.csv (also those of summary.md), samples.csv, the cell files it summarises
+#: (compare.summarize) and a drn train history; all numbers except the keys of TEXT
+SUMMARY_COLUMNS = ["depth", "width", "element", "amplifier", "runner", "samples", "spice_failed", "rel_l1_p50",
+                   "rel_l1_p90", "rel_l1_max", "max_abs_V", "cd_sweeps_mean", "cd_s", "spice_s_median",
+                   "speedup_median"]
+SAMPLES_COLUMNS = ["depth", "element", "amplifier", "runner", "rel_l1", "spice_ok"]
+CELL_COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "rel_l1", "max_abs_V", "cd_sweeps",
+                "cd_converged", "cd_s", "spice_s", "spice_iterations", "spice_ok"]
+HISTORY_COLUMNS = ["epoch", "train_error", "val_error"]
+#: text columns of a drn compare CSV: the values drn plot draws (None: any)
+TEXT: dict[str, Collection[str] | None] = {"element": list(ELEMENT_COLORS), "amplifier": None,
+                                           "runner": ["batch", "op", "shared"]}
 
 
 def _pyplot():
@@ -270,36 +286,83 @@ def _readme(out: Path, sources: list[tuple[Path, Path, dict[str, str]]], figures
     return "\n".join(text)
 
 
+def _read_csv(path: Path, what: str, need: list[str], text: Mapping[str, Collection[str] | None]) -> pd.DataFrame:
+    """The table in ``path`` (leading ``#`` lines skipped), checked: the columns ``need`` (numbers, except those
+    in ``text``, whose values must be among the given ones unless None), at least one row, every row as long as the
+    header and the last one ended by a line break (not truncated); else ValidationError naming the file."""
+    try:
+        body = re.sub(r"\A(#[^\n]*\n)*", "", path.read_text())
+        rows = [r for r in csv.reader(io.StringIO(body)) if r]
+        df = pd.read_csv(io.StringIO(body)) if len(rows) > 1 else None
+    except (OSError, UnicodeDecodeError, csv.Error, pd.errors.ParserError) as e:
+        raise ValidationError(f"{path}: cannot read it as a {what} ({e})") from None
+    if not rows:
+        raise ValidationError(f"{path}: empty, not a {what}")
+    missing = [c for c in need if c not in rows[0]]
+    if missing:
+        raise ValidationError(f"{path}: not a {what} (missing columns {missing})")
+    if df is None:
+        raise ValidationError(f"{path}: no rows (a truncated {what}?)")
+    short = next((k for k, r in enumerate(rows[1:], 1) if len(r) != len(rows[0])), None)
+    if short is not None:
+        raise ValidationError(f"{path}: row {short} has {len(rows[short])} fields, the header {len(rows[0])} "
+                              f"(a truncated or damaged {what}?)")
+    if not body.endswith("\n"):
+        raise ValidationError(f"{path}: the last row does not end with a line break (a truncated {what}?)")
+    for c in need:
+        known = text.get(c)
+        if c not in text and not pd.api.types.is_numeric_dtype(df[c]):
+            raise ValidationError(f"{path}: column {c} holds something other than numbers")
+        if known is not None and not df[c].isin(known).all():
+            raise ValidationError(f"{path}: column {c} has {df[c][~df[c].isin(known)].iloc[0]!r}, drn plot knows "
+                                  f"{', '.join(known)}")
+    return df
+
+
 def _load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, Path]:
-    """(summary, samples or None, the CSV whose header is the provenance) of a ``drn compare`` folder; a folder
-    that kept only ``cells/`` is summarised from its cell files."""
+    """(summary, samples or None, the CSV whose header is the provenance) of a ``drn compare`` folder, checked
+    (ValidationError); a folder that kept only ``cells/`` is summarised from its cell files."""
     from .compare import summarize
 
+    if not folder.is_dir():
+        raise ValidationError(f"results folder not found: {folder}" if not folder.exists() else
+                              f"{folder} is not a folder: drn plot takes drn compare results folders or drn train "
+                              f"NET.history.csv files")
     if (folder / "summary.csv").is_file():
         samples = folder / "samples.csv"
-        return (pd.read_csv(folder / "summary.csv", comment="#"),
-                pd.read_csv(samples, comment="#") if samples.is_file() else None, folder / "summary.csv")
+        return (_read_csv(folder / "summary.csv", "drn compare summary", SUMMARY_COLUMNS, TEXT),
+                _read_csv(samples, "drn compare samples file", SAMPLES_COLUMNS, TEXT) if samples.is_file() else None,
+                folder / "summary.csv")
     cells = sorted((folder / "cells").glob("*.csv"))
     if not cells:
-        raise FileNotFoundError(f"{folder}: neither summary.csv nor cells/*.csv: run `drn compare CONFIG --out "
-                                f"{folder}` first")
-    samples = pd.concat([pd.read_csv(c, comment="#") for c in cells], ignore_index=True)
+        raise ValidationError(f"{folder}: neither summary.csv nor cells/*.csv: run `drn compare CONFIG --out "
+                              f"{folder}` first")
+    samples = pd.concat([_read_csv(c, "drn compare cell file", CELL_COLUMNS, TEXT) for c in cells],
+                        ignore_index=True)
+    for c in ("test_error", "train_epochs", "train_s"):  # not in cell files older than trained studies (untrained)
+        samples[c] = samples.get(c, np.nan)
     return summarize(samples), samples, cells[0]
 
 
 def plot(results: str | Path | list[str | Path], out: str | Path | None = None, style: str = "paper") -> list[Path]:
     """runtime_vs_width, speedup_vs_width and error_cdf (PNG + PDF, one panel per depth), summary.md and
-    README.md (provenance) for one ``drn compare`` folder (written into it) or several (merged, written to
-    ``out``). Where ``samples.csv`` was not kept (a curated folder), error_vs_width replaces error_cdf.
-    Returns the files written."""
+    README.md (provenance) for one ``drn compare`` folder (written into it, or into the folder ``out``) or several
+    (merged, written to ``out``). Where ``samples.csv`` was not kept (a curated folder), error_vs_width replaces
+    error_cdf. The folders and ``out`` are checked before drawing (ValidationError). Returns the files written."""
+    from .cli import check_out
+
     plt = _pyplot()
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")
     folders = [Path(r) for r in (results if isinstance(results, list) else [results])]
     if out is None and len(folders) > 1:
         raise ValueError("several results folders need an output folder (--out DIR)")
-    out = Path(out) if out is not None else folders[0]
+    if out is not None and Path(out).suffix in (".png", ".pdf"):
+        raise ValidationError(f"--out {out}: the figures of results folders go into a folder (--out DIR); "
+                              f"FIG.png is for learning curves")
     loaded = [_load(f) for f in folders]
+    check_out(out or folders[0], folder=True, option="--out" if out else "results folder")
+    out = Path(out or folders[0])
     summ = pd.concat([s for s, _, _ in loaded], ignore_index=True)
     samples = None if any(x is None for _, x, _ in loaded) else pd.concat([x for _, x, _ in loaded])
     out.mkdir(parents=True, exist_ok=True)
@@ -316,8 +379,7 @@ def plot(results: str | Path | list[str | Path], out: str | Path | None = None, 
         for name, fig in figures.items():
             written += _save(fig, out, name)
             plt.close(fig)
-    cols = ["depth", "width", "element", "amplifier", "runner", "samples", "spice_failed", "rel_l1_p50",
-            "rel_l1_p90", "rel_l1_max", "max_abs_V", "cd_sweeps_mean", "cd_s", "spice_s_median", "speedup_median"]
+    cols = list(SUMMARY_COLUMNS)
     if "test_error" in summ and summ.test_error.notna().any():  # trained cells: what the network learned
         cols[4:4] = ["test_error", "train_epochs", "train_s"]
     cols += [c for c in summ.columns if c.startswith("grad_")]  # study.gradients = true
@@ -338,12 +400,16 @@ DIAGNOSTICS = [("v", "_spread", "voltage spread over the batch (V)", True),
 LAYER_STYLES = ["-", "--", ":", "-.", (0, (1, 3)), (0, (5, 1))]
 
 
-def learning_curves(histories: list[str | Path], out: str | Path, style: str = "paper") -> list[Path]:
+def learning_curves(histories: list[str | Path], out: str | Path | None = None, style: str = "paper") -> list[Path]:
     """Validation (solid) and train (dashed, during the epoch) error per epoch of ``drn train`` runs
-    (``NET.history.csv``), one colour per run, written to ``out`` (``.png`` and ``.pdf``). Histories with the
-    training diagnostics (``cdsolver.train``) get three more panels beside it — each layer's voltage spread over the
-    batch, its fraction of nodes on or beyond a rail, each crossbar's gradient norm — one line style per layer.
-    Returns the files."""
+    (``NET.history.csv``), one colour per run, written to ``out`` (``FIG.png`` or ``FIG.pdf``: both are written;
+    default: ``learning_curve.png`` beside the first history).
+    Histories with the training diagnostics (``cdsolver.train``) get three more panels beside it — each layer's
+    voltage spread over the batch, its fraction of nodes on or beyond a rail, each crossbar's gradient norm — one
+    line style per layer. The histories and ``out`` are checked before drawing (ValidationError). Returns the
+    files."""
+    from .cli import check_out
+
     plt = _pyplot()
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")
@@ -351,12 +417,12 @@ def learning_curves(histories: list[str | Path], out: str | Path, style: str = "
     for h in map(Path, histories):
         if not h.is_file():
             raise ValidationError(f"history file not found: {h} (drn train writes NET.history.csv)")
-        df = pd.read_csv(h)
-        missing = {"epoch", "train_error", "val_error"} - set(df.columns)
-        if missing:
-            raise ValidationError(f"{h}: not a drn train history (missing columns {sorted(missing)})")
-        frames.append((h, df))
-    diag = all("v1_spread" in df.columns for _, df in frames)
+        frames.append((h, _read_csv(h, "drn train history", HISTORY_COLUMNS, {})))
+    given, out = out is not None, Path(out if out is not None else Path(histories[0]).parent / "learning_curve.png")
+    check_out(out, option="--out" if given else "figure")
+    if out.suffix not in (".png", ".pdf"):
+        raise ValidationError(f"--out {out}: a learning-curve figure is FIG.png or FIG.pdf (both are written)")
+    diag = all({"v1_spread", "grad1"} <= set(df.columns) for _, df in frames)
     with plt.rc_context(_rc(style)):
         w = STYLES[style]["row"]
         fig, axes = plt.subplots(2 if diag else 1, 2 if diag else 1, figsize=(w, w / (1.4 if diag else 2.4)),
@@ -384,11 +450,10 @@ def learning_curves(histories: list[str | Path], out: str | Path, style: str = "
             Line2D([], [], color="0.25", ls="-", label="validation"),
             Line2D([], [], color="0.25", ls="--", lw=0.8, label="train (during the epoch)")]
         if diag:
-            depth = max(int(c[4:]) for _, df in frames for c in df.columns if c.startswith("grad"))
+            depth = max(int(m[1]) for _, df in frames for c in df.columns if (m := re.fullmatch(r"grad(\d+)", c)))
             handles += [Line2D([], [], color="0.5", ls=LAYER_STYLES[(l - 1) % len(LAYER_STYLES)], lw=0.9,
                                label=f"layer / crossbar {l}") for l in range(1, depth + 1)]
         fig.legend(handles=handles, loc="outside right upper", frameon=False)
-        out = Path(out)
         written = _save(fig, out.parent, out.stem)
         plt.close(fig)
     return written

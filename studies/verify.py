@@ -5,11 +5,12 @@ states (docs/formats.md#states-files: ``v1..vL``, each ``(batch, n_l)``, V) are 
 and theirs vs ngspice and theirs vs CD — gives per sample the relative L1 error ``‖a − b‖₁ / (‖b‖₁ + ε)`` over
 hidden+output nodes (``b`` = the reference, ε = ``metrics.EPS_L1``), overall and per layer; its P50/P90/P99/max
 over the samples; the largest ``|a − b|`` (V) with its sample and node. Samples ngspice failed on are left out
-of the comparisons against it (and counted).
+of the comparisons against it (and counted). Samples whose states are NaN or inf (CD failed on them) cannot be
+compared: they are left out of the numbers and fail the comparison, named.
 
 Exit status: 0 every comparison within ``p90`` (and ``max``, if given); 1 some comparison outside (named, with
-its worst layer); 2 bad input (the CLI's error path); 3 ngspice failed on more samples than allowed (checked
-before the thresholds).
+its worst layer); 2 bad input (the CLI's error path); 3 a solver failed: ngspice on more samples than allowed, or
+CD (NaN or inf states) on any (checked before the thresholds).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -38,7 +38,7 @@ __all__ = ["Comparison", "Verification", "compare_states", "load_their_states", 
 #: default threshold on the P90 of the overall relative L1 error of every comparison
 P90_TOL = 1e-9
 EXIT_OUTSIDE = 1
-EXIT_SPICE_FAILED = 3
+EXIT_SOLVER_FAILED = 3
 REPORT_SUFFIXES = (".json", ".xml")
 
 
@@ -48,12 +48,13 @@ class VerifyInputError(ValidationError):
 
 @dataclass
 class Comparison:
-    """States ``a`` against reference states ``b`` over the samples both have.
+    """States ``a`` against reference states ``b`` over the ``samples`` both have, finite.
 
     rel_l1: P50/P90/P99/max over the samples of the overall relative L1 error; layers: the same per layer
     (``layers[l-1]`` is layer ``l``). max_abs_V: largest ``|a − b|`` (V), at ``worst_node`` = (sample, layer,
-    node). worst_sample: the sample with the largest overall relative L1 error. failure: why the comparison is
-    outside the thresholds ("" = within).
+    node). worst_sample: the sample with the largest overall relative L1 error (both None when no sample was
+    compared). not_finite: side ("cd" of "cd vs ngspice") -> the samples left out because its states are NaN or
+    inf there. failure: why the comparison is outside the thresholds or has such samples ("" = within).
     """
 
     name: str
@@ -61,8 +62,9 @@ class Comparison:
     rel_l1: dict[str, float]
     layers: list[dict[str, float]]
     max_abs_V: float
-    worst_sample: int
-    worst_node: tuple[int, int, int]
+    worst_sample: int | None
+    worst_node: tuple[int, int, int] | None
+    not_finite: dict[str, list[int]] = field(default_factory=dict)
     failure: str = ""
 
     @property
@@ -76,43 +78,56 @@ class Comparison:
         return 1 + int(np.nanargmax([s[stat] for s in self.layers]))
 
     def check(self, p90: float, max_tol: float | None) -> "Comparison":
-        """Set ``failure`` if P90 > ``p90`` or max > ``max_tol`` (or nothing was compared); return self."""
+        """Set ``failure`` if some states are NaN or inf, P90 > ``p90`` or max > ``max_tol`` (or nothing was
+        compared); return self."""
         r = self.rel_l1
+        why = [f"NaN/inf states from {side} on {len(k)} samples (first: sample {k[0]}), not compared"
+               for side, k in self.not_finite.items()]
         if self.samples == 0:
-            self.failure = "no sample to compare (ngspice failed on all of them)"
+            why = why or ["no sample to compare (ngspice failed on all of them)"]
         elif not r["p90"] <= p90:
             l = self.worst_layer("p90")
-            self.failure = (f"P90 rel L1 {r['p90']:.3g} > {p90:g}; worst layer v{l} "
-                            f"(P90 {self.layers[l - 1]['p90']:.3g})")
+            why.append(f"P90 rel L1 {r['p90']:.3g} > {p90:g}; worst layer v{l} (P90 {self.layers[l - 1]['p90']:.3g})")
         elif max_tol is not None and not r["max"] <= max_tol:
             l = self.worst_layer("max")
-            self.failure = (f"max rel L1 {r['max']:.3g} > {max_tol:g}; worst layer v{l} "
-                            f"(max {self.layers[l - 1]['max']:.3g})")
-        else:
-            self.failure = ""
+            why.append(f"max rel L1 {r['max']:.3g} > {max_tol:g}; worst layer v{l} "
+                       f"(max {self.layers[l - 1]['max']:.3g})")
+        self.failure = "; ".join(why)
         return self
+
+
+def _finite_rows(states: Sequence[np.ndarray]) -> np.ndarray:
+    """Per sample: are all its states (``v1..vL``, each ``(batch, n_l)``) finite?"""
+    import numpy as np
+
+    return np.all([np.isfinite(v).all(axis=1) for v in states], axis=0)
 
 
 def compare_states(name: str, a: Sequence[np.ndarray], b: Sequence[np.ndarray],
                    rows: np.ndarray | None = None) -> Comparison:
     """Compare states ``a`` with reference states ``b`` (lists ``v1..vL`` of ``(batch, n_l)``, V) over the
-    sample indices ``rows`` (default: all)."""
+    sample indices ``rows`` (default: all) where both are finite; ``name`` is "<a's name> vs <b's name>"."""
     import numpy as np
 
     from .metrics import percentiles, rel_l1
 
     rows = np.arange(len(a[0])) if rows is None else np.asarray(rows, dtype=np.int64)
+    sides = (name.split(" vs ", 1) + ["reference"])[:2]
+    ok_a, ok_b = (_finite_rows([x[rows] for x in s]) for s in (a, b))
+    not_finite = {side: rows[~ok].tolist() for side, ok in zip(sides, (ok_a, ok_b)) if not ok.all()}
+    rows = rows[ok_a & ok_b]
     a, b = [x[rows] for x in a], [x[rows] for x in b]
     if rows.size == 0:
         none = percentiles(np.empty(0))
-        return Comparison(name, 0, none, [none] * len(a), np.nan, -1, (-1, -1, -1))
+        return Comparison(name, 0, none, [none] * len(a), np.nan, None, None, not_finite)
     err = rel_l1(a, b)
     dv = np.abs(np.concatenate(a, axis=1) - np.concatenate(b, axis=1))
     k, j = np.unravel_index(int(np.argmax(dv)), dv.shape)
     first = np.cumsum([0] + [x.shape[1] for x in a])  # first column of each layer in dv
     layer = int(np.searchsorted(first, j, side="right")) - 1
     return Comparison(name, int(rows.size), percentiles(err), [percentiles(rel_l1([x], [y])) for x, y in zip(a, b)],
-                      float(dv[k, j]), int(rows[np.argmax(err)]), (int(rows[k]), layer + 1, int(j - first[layer])))
+                      float(dv[k, j]), int(rows[np.argmax(err)]), (int(rows[k]), layer + 1, int(j - first[layer])),
+                      not_finite)
 
 
 def load_their_states(path: str | Path, sizes: Sequence[int], batch: int) -> tuple[list[np.ndarray], int]:
@@ -164,6 +179,7 @@ class Verification:
     spice_s: float  # wall time of the ngspice run, s
     cd_s: float  # wall time of the CD solve, s
     cd_not_converged: int
+    cd_failed: list[int]  # samples whose CD states are NaN or inf
     their_not_converged: int | None  # None: no --states
     thresholds: dict[str, float | None]
     info: dict[str, Any] = field(default_factory=dict)  # network, inputs, states file, beta (for the report)
@@ -172,6 +188,11 @@ class Verification:
     def spice_over(self) -> bool:
         """ngspice failed on more samples than allowed."""
         return len(self.spice_failed) > self.allow_spice_failures
+
+    @property
+    def solver_failed(self) -> bool:
+        """ngspice failed on more samples than allowed, or CD on any (NaN or inf states)."""
+        return self.spice_over or bool(self.cd_failed)
 
 
 def verify(net: Network, v0: np.ndarray, *, theirs: Sequence[np.ndarray] | None = None, runner: str = "batch",
@@ -200,13 +221,14 @@ def verify(net: Network, v0: np.ndarray, *, theirs: Sequence[np.ndarray] | None 
         c.check(p90, max_tol)
     failed = [(int(k), ref.reason[k]) for k in np.flatnonzero(~ref.ok)]
     return Verification(comps, len(v0), runner, failed, int(allow_spice_failures), spice_s, cd_s,
-                        int((~cd.converged).sum()), None, {"p90": p90, "max": max_tol})
+                        int((~cd.converged).sum()), np.flatnonzero(~_finite_rows(cd.states)).tolist(), None,
+                        {"p90": p90, "max": max_tol})
 
 
 def exit_code(v: Verification) -> int:
-    """3 if ngspice failed on too many samples, else 1 if some comparison is outside, else 0."""
-    if v.spice_over:
-        return EXIT_SPICE_FAILED
+    """3 if ngspice failed on too many samples or CD on any, else 1 if some comparison is outside, else 0."""
+    if v.solver_failed:
+        return EXIT_SOLVER_FAILED
     return EXIT_OUTSIDE if any(not c.passed for c in v.comparisons) else 0
 
 
@@ -235,17 +257,21 @@ def report_json(v: Verification) -> dict[str, Any]:
         "exit_code": exit_code(v),
         "ngspice": {"runner": v.runner, "failed": len(v.spice_failed), "allowed": v.allow_spice_failures,
                     "failures": [{"sample": k, "reason": r} for k, r in v.spice_failed], "wall_s": v.spice_s},
-        "cd": {"not_converged": v.cd_not_converged, "wall_s": v.cd_s},
+        "cd": {"not_converged": v.cd_not_converged, "not_finite": v.cd_failed, "wall_s": v.cd_s},
         "theirs": None if v.their_not_converged is None else {"not_converged": v.their_not_converged},
         "comparisons": [{"name": c.name, "passed": c.passed, "failure": c.failure or None, "samples": c.samples,
                          "rel_l1": c.rel_l1, "layers": [{"layer": l, **s} for l, s in enumerate(c.layers, 1)],
                          "max_abs_V": c.max_abs_V, "worst_sample": c.worst_sample,
-                         "worst_node": dict(zip(("sample", "layer", "node"), c.worst_node))}
+                         "worst_node": None if c.worst_node is None else
+                         dict(zip(("sample", "layer", "node"), c.worst_node)),
+                         "not_finite": c.not_finite}
                         for c in v.comparisons]})
 
 
 def _numbers(c: Comparison) -> str:
     """A comparison's numbers as text lines (the console table row and the JUnit failure body)."""
+    if c.samples == 0:
+        return f"{c.name}: no sample compared"
     r = c.rel_l1
     lines = [f"{c.name}: {c.samples} samples; rel L1 P50 {r['p50']:.3g} P90 {r['p90']:.3g} max {r['max']:.3g}; "
              f"max |dv| {c.max_abs_V:.3g} V at sample {c.worst_node[0]} node v{c.worst_node[1]}[{c.worst_node[2]}]; "
@@ -262,7 +288,8 @@ def report_junit(v: Verification) -> str:
     for c in v.comparisons:
         tc = ET.Element("testcase", classname="drn.verify", name=c.name, time="0")
         if not c.passed:
-            ET.SubElement(tc, "failure", message=f"{c.name}: {c.failure}", type="threshold").text = _numbers(c)
+            ET.SubElement(tc, "failure", message=f"{c.name}: {c.failure}",
+                          type="not finite" if c.not_finite else "threshold").text = _numbers(c)
         else:
             ET.SubElement(tc, "system-out").text = _numbers(c)
         cases.append(tc)
@@ -288,11 +315,11 @@ def report_junit(v: Verification) -> str:
 
 def write_report(v: Verification, path: str | Path) -> None:
     """JSON (``.json``) or JUnit XML (``.xml``), written atomically (a temporary file, then renamed)."""
+    from cdsolver.files import atomic_write
+
     p = Path(path)
-    text = json.dumps(report_json(v), indent=2) + "\n" if p.suffix == ".json" else report_junit(v)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, p)
+    with atomic_write(p, "w") as f:
+        f.write(json.dumps(report_json(v), indent=2) + "\n" if p.suffix == ".json" else report_junit(v))
 
 
 # ---------------------------------------------------------------- command line
@@ -306,7 +333,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "and theirs vs ngspice and vs CD: relative L1 error over hidden+output nodes "
                                    "(P50/P90/max, overall and per layer), max |dv| (V), worst sample and node. "
                                    "Exit 0 within the thresholds, 1 outside (naming the comparison and its worst "
-                                   "layer), 2 bad input, 3 ngspice failed on more samples than allowed.",
+                                   "layer), 2 bad input, 3 a solver failed: ngspice on more samples than "
+                                   "allowed, or CD (NaN or inf states) on any.",
                        epilog="docs/verify.md: the CI step, a GitHub Actions job, writing a states file.")
     _add_problem_args(p)
     p.add_argument("--states", metavar="THEIRS.npz", help="your states: arrays v1..vL, (batch, n_l), V")
@@ -325,6 +353,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_options(args: argparse.Namespace) -> None:
+    """The numbers argparse does not check and the report path, before any work; else VerifyInputError."""
     for name, val in (("--p90", args.p90), ("--max", args.max_tol)):
         if val is not None and not (math.isfinite(val) and val >= 0):
             raise VerifyInputError(f"{name} must be a finite number >= 0, got {val}")
@@ -332,12 +361,20 @@ def _check_options(args: argparse.Namespace) -> None:
         raise VerifyInputError(f"--allow-spice-failures must be >= 0, got {args.allow_spice_failures}")
     if args.jobs < 1:
         raise VerifyInputError(f"--jobs must be >= 1, got {args.jobs}")
-    if args.report is not None and Path(args.report).suffix not in REPORT_SUFFIXES:
-        raise VerifyInputError(f"--report {args.report}: the name must end in .json or .xml")
+    if args.report is not None:
+        from .cli import check_out
+
+        if Path(args.report).suffix not in REPORT_SUFFIXES:
+            raise VerifyInputError(f"--report {args.report}: the name must end in .json or .xml")
+        try:
+            check_out(args.report, option="--report")
+        except ValidationError as e:
+            raise VerifyInputError(str(e)) from None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .cli import load_problem
+    """``drn verify``: check the options and the report path, run, print, write the report; the exit status."""
+    from .cli import load_problem, save_or_rescue
 
     _check_options(args)
     net, v0, targets = load_problem(args)
@@ -354,17 +391,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
           + ("" if not their_bad else f"; your states file marks {their_bad} samples not converged"))
     for c in v.comparisons:
         print(("PASS " if c.passed else "FAIL ") + _numbers(c))
-    if args.report is not None:
-        write_report(v, args.report)
-        print(f"wrote {args.report}")
-    code = exit_code(v)
     if nf:
         print(f"{'error' if v.spice_over else 'note'}: ngspice failed on {nf} samples (allowed "
               f"{v.allow_spice_failures}), first: sample {v.spice_failed[0][0]}: {v.spice_failed[0][1]}",
               file=sys.stderr)
+    if v.cd_failed:
+        print(f"error: CD's states are NaN or inf on {len(v.cd_failed)} samples, first: sample {v.cd_failed[0]} "
+              f"(CD failed on them: they are not compared)", file=sys.stderr)
     if v.cd_not_converged:
-        print(f"note: CD hit its sweep cap on {v.cd_not_converged} samples (compared as they are)", file=sys.stderr)
+        print(f"note: CD hit its sweep cap on {v.cd_not_converged} samples (those with finite states compared as "
+              f"they are)", file=sys.stderr)
     for c in v.comparisons:
         if not c.passed:
             print(f"drn verify: FAILED {c.name}: {c.failure}", file=sys.stderr)
-    return code
+    if args.report is not None:
+        save_or_rescue(lambda path: write_report(v, path), args.report)
+        print(f"wrote {args.report}")
+    return exit_code(v)

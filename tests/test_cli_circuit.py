@@ -1,0 +1,131 @@
+"""``drn circuit`` on bad input: unwritable outputs, unsupported networks, stale decks, bad time limits and empty
+decks exit 2 with one line, before any work; ``check`` leaves no temporary folder; every argument has help."""
+
+import argparse
+import tempfile
+
+import numpy as np
+import pytest
+
+from cdsolver import random_network, save_network
+from studies.cli import build_parser, main
+
+DIVIDER = "divider\nV1 in 0 2\nR1 in m 1k\nR2 m 0 3k\n.op\n.end\n"
+
+
+def error_line(capsys) -> str:
+    """The one line ``main`` wrote to stderr (and nothing to stdout)."""
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, (out, err)
+    return err
+
+
+@pytest.fixture
+def deck(tmp_path):
+    path = tmp_path / "d.cir"
+    path.write_text(DIVIDER)
+    return path
+
+
+@pytest.fixture
+def problem(tmp_path):
+    """Paths of a Shockley network and of a function writing ``n`` input rows."""
+    save_network(random_network([4, 3, 2], "shockley", seed=0, input_gain=2.0), tmp_path / "net.npz")
+
+    def inputs(n: int) -> str:
+        np.save(tmp_path / f"x{n}.npy", np.random.default_rng(0).uniform(0, 1, (n, 2)))
+        return str(tmp_path / f"x{n}.npy")
+    return str(tmp_path / "net.npz"), inputs
+
+
+@pytest.mark.parametrize("out, says", [("missing/s.npz", "missing is not an existing folder"),
+                                       ("folder", "is a folder; give a file name"),
+                                       ("file.npz/s.npz", "file.npz is not an existing folder")])
+def test_solve_refuses_an_unwritable_out(deck, tmp_path, capsys, monkeypatch, out, says):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.npz").touch()
+    monkeypatch.chdir(tmp_path)
+    assert main(["circuit", "solve", str(deck), "--out", out]) == 2
+    assert says in error_line(capsys)
+
+
+def test_solve_refuses_a_folder_it_cannot_write_in(deck, tmp_path, capsys, monkeypatch):
+    """(As root a read-only folder is writable: the refusal of the OS is simulated.)"""
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    assert main(["circuit", "solve", str(deck), "--out", str(tmp_path / "s.npz")]) == 2
+    assert "cannot write in" in error_line(capsys)
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_check_and_from_network_refuse_a_file_as_out_folder(deck, problem, tmp_path, capsys):
+    (tmp_path / "cd.npz").touch()
+    assert main(["circuit", "check", str(deck), "--out", str(tmp_path / "cd.npz")]) == 2
+    assert "is a file, not a folder" in error_line(capsys)
+    net, inputs = problem
+    assert main(["circuit", "from-network", net, inputs(2), "--out", str(tmp_path / "cd.npz")]) == 2
+    assert "is a file, not a folder" in error_line(capsys)
+
+
+@pytest.mark.parametrize("element, amplifier, has", [("shockley", (4, 1), "this network has amplifiers"),
+                                                     ("ideal", None, "this network has ideal diodes"),
+                                                     ("pwl", None, "this network has pwl elements")])
+def test_from_network_refuses_unsupported_networks_before_writing(problem, tmp_path, capsys, element, amplifier,
+                                                                  has):
+    _, inputs = problem
+    save_network(random_network([4, 3, 2], element, seed=0, amplifier=amplifier), tmp_path / "other.npz")
+    out = tmp_path / "decks"
+    assert main(["circuit", "from-network", str(tmp_path / "other.npz"), inputs(2), "--out", str(out)]) == 2
+    err = error_line(capsys)
+    assert "linear or shockley elements without amplifiers" in err and has in err
+    assert not out.exists()
+
+
+def test_from_network_never_mixes_decks_of_two_runs(problem, tmp_path, capsys):
+    net, inputs = problem
+    out = tmp_path / "decks"
+    assert main(["circuit", "from-network", net, inputs(3), "--out", str(out)]) == 0
+    first = {p.name: p.read_text() for p in out.iterdir()}
+    assert sorted(first) == ["sample0.cir", "sample1.cir", "sample2.cir"]
+    capsys.readouterr()
+    assert main(["circuit", "from-network", net, inputs(2), "--out", str(out)]) == 2
+    assert "would not replace (sample2.cir)" in error_line(capsys)
+    assert {p.name: p.read_text() for p in out.iterdir()} == first  # untouched
+    assert main(["circuit", "from-network", net, inputs(3), "--out", str(out)]) == 0  # the same decks: replaced
+    assert main(["circuit", "from-network", net, inputs(0), "--out", str(tmp_path / "none")]) == 2
+    assert "no samples" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("t", ["nan", "0", "-1", "1e10", "inf"])
+def test_check_refuses_bad_timeouts(deck, capsys, t):
+    assert main(["circuit", "check", str(deck), "--timeout", t]) == 2
+    assert "--timeout: expected seconds in (0, 86400]" in error_line(capsys)
+
+
+def test_empty_decks_and_folders_are_bad_input_for_solve_and_check(tmp_path, capsys):
+    (tmp_path / "empty.cir").touch()
+    for action in (["solve", str(tmp_path / "empty.cir"), "--out", str(tmp_path / "s.npz")],
+                   ["check", str(tmp_path / "empty.cir")]):
+        assert main(["circuit", *action]) == 2
+        assert "has no node but ground (0): nothing to solve" in error_line(capsys)
+    assert not (tmp_path / "s.npz").exists()
+    assert main(["circuit", "solve", str(tmp_path), "--out", str(tmp_path / "s.npz")]) == 2
+    assert "is a folder, not a deck file" in error_line(capsys)
+
+
+def test_check_without_out_leaves_no_temporary_folder(ngspice, deck, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["circuit", "check", str(deck)]) == 0
+    assert "relative L1" in capsys.readouterr().out
+    assert not list(tmp_path.glob("drn-circuit-*"))
+
+
+def test_every_circuit_argument_has_help():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    circuit = next(a for a in sub.choices["circuit"]._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in circuit.choices.items():
+        for action in parser._actions:
+            assert action.help, f"drn circuit {name} {action.dest}: no help"
+    assert "linear or shockley" in circuit.choices["from-network"].description
