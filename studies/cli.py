@@ -120,6 +120,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from cdsolver import kernels
     from cdsolver.solver import solve
 
+    if args.max_iter < 1:
+        raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
     net, v0, targets = load_problem(args)
     kernels.backend()  # numba's import and the kernels' load: once per process, outside the solve's clock
     t0 = time.perf_counter()
@@ -453,12 +455,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if problems == 0 else 1
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed package's version (read only when asked: ``drn --help`` stays fast)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import version
+
+        print(f"drn-cd {version('drn-cd')}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cdsolver.defaults import TRAIN as T
 
     ap = argparse.ArgumentParser(
         prog="drn",
         description="Deep resistive networks: exact coordinate-descent steady states, checked against ngspice.")
+    ap.add_argument("--version", action=_Version, nargs=0, help="print drn-cd's version and exit")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("solve", help="CD steady states of a network for a batch of inputs",

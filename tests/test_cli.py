@@ -71,7 +71,7 @@ def test_not_converged_exits_3_and_still_writes(files, capsys):
     (["missing.npz", "x.npy"], "network file not found"),
     (["net.npz", "nope.npy"], "inputs file not found"),
     (["net.npz", "bad.npy"], r"inputs: expected shape \(batch, 4\), got \(7, 5\)"),
-    (["junk.npz", "x.npy"], "not a readable .npz"),
+    (["junk.npz", "x.npy"], "not a network file"),
     (["net.npz", "x.npy", "--targets", "bad.npy"], r"targets: expected shape \(7, 3\)"),
 ])
 def test_bad_input_exits_2(files, capsys, monkeypatch, args, msg):

@@ -149,3 +149,23 @@ def test_train_where_every_sample_is_left_out_says_so_and_exits_3(problem, capsy
     out, err = capsys.readouterr()
     assert "1077 of 1077 samples left out (a phase hit --max-sweeps 1)" in out
     assert "the network did not learn; raise --max-sweeps" in err
+
+
+@pytest.mark.parametrize("content", [None, b"", b"a,b\n1,2\n", b"\x80\x02random bytes"])
+def test_a_file_that_is_no_npz_archive_is_not_a_network(problem, capsys, content):
+    if content is None:
+        np.save("notnet.npy", np.zeros((3, 64)))
+        path = "notnet.npy"
+    else:
+        (problem / "notnet.npz").write_bytes(content)
+        path = "notnet.npz"
+    assert main(["solve", path, "x.npy", "--out", "s.npz"]) == 2
+    one_line_error(capsys, f"{path}: not a network file (a drn/1 network is a NumPy .npz archive)")
+
+
+def test_version_and_max_iter(problem, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("drn-cd ")
+    assert main(["solve", "net.npz", "x.npy", "--max-iter", "0", "--out", "s.npz"]) == 2
+    one_line_error(capsys, "--max-iter must be >= 1, got 0")

@@ -78,8 +78,11 @@ def test_not_json_and_not_npz(tmp_path):
     with pytest.raises(NetworkFormatError, match="missing array 'meta'"):
         load_network(write(tmp_path, arrays, None))
     (tmp_path / "junk.npz").write_text("hello")
-    with pytest.raises(NetworkFormatError, match="not a readable .npz"):
+    with pytest.raises(NetworkFormatError, match="not a network file"):
         load_network(tmp_path / "junk.npz")
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04" + b"\0" * 20)  # a zip's start, cut
+    with pytest.raises(NetworkFormatError, match="not a readable .npz"):
+        load_network(tmp_path / "cut.npz")
 
 
 def test_encode_pair_and_identity():
