@@ -8,10 +8,10 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
 - ``average(batch, n_train)``: the weights' moving average spans about one epoch.
 - ``input_gain(...)``: the input voltage scale that puts the first hidden layer's pre-activation spread (over the
   training inputs, at initialisation, with the load of the next crossbar) at the element's scale — the rails for
-  Shockley and pwl elements — and, in a passive network whose hidden nodes are clipped on one side at most (ideal
-  diodes on split rails, linear nodes), a gain that grows with depth (``PASSIVE_GAIN_STEP`` per hidden layer after
-  the first) to make up for each crossbar's attenuation. Nodes with rails on both sides (double Shockley, pwl)
-  saturate instead: no step for them.
+  Shockley and pwl elements — and, in a passive network whose hidden nodes are not bounded on both sides (linear
+  nodes; ideal diodes or Shockley with some node's rail open on one side, as on split rails), a gain that grows
+  with depth (``PASSIVE_GAIN_STEP`` per hidden layer after the first) to make up for each crossbar's attenuation.
+  Nodes bounded on both sides (every rail finite; pwl curves, which saturate by design) saturate instead: no step.
 - ``init(depth, amplifier)``: conductances uniform on ``[0, 2/n_{l-1}]`` S, but sparse (``SPARSE_FAN_IN`` inputs
   per node) after the first crossbar of a passive network with two or more hidden layers: a passive node averages
   its inputs, and a dense average of ``n`` inputs keeps only ~1.15/√n of their input-dependent spread.
@@ -88,10 +88,12 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     ``x`` of ``encode(x)·G1 / a`` at unit gain — the node's voltage without its element, ``a`` its total
     conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
     A = 4, C = 1 with equal widths) — times ``PASSIVE_GAIN_STEP^(hidden − 1)`` in a passive network whose hidden
-    nodes have a rail on one side at most (each sparse passive crossbar divides the input-dependent spread by 3–6
-    at initialisation, whatever the width). Nodes with rails on both sides get no step: a larger gain would drive
-    the first hidden layer beyond its rails, where it no longer tells inputs apart (passive double Shockley on
-    Digits, 20 epochs: 53 % test error at 4 × 64 with the step, 5.0 % without; docs/training.md)."""
+    nodes are not bounded on both sides (each sparse passive crossbar divides the input-dependent spread by 3–6
+    at initialisation, whatever the width): linear nodes, and ideal or Shockley elements where some hidden node's
+    rail is open on one side. Bounded nodes — ideal or Shockley with every rail finite, and pwl curves (rails
+    unused) — get no step: a larger gain would drive the first hidden layer beyond its knees, where it no longer
+    tells inputs apart (passive double Shockley on Digits, 20 epochs: 53 % test error at 4 × 64 with the step,
+    5.0 % without; docs/training.md)."""
     import numpy as np
 
     from .topology import Layered
@@ -103,8 +105,9 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     sigma = float(np.median(pre.std(axis=0)))
     if not sigma > 0:
         return 1.0
-    two_sided = all(np.isfinite(lo).all() and np.isfinite(hi).all() for lo, hi in zip(net.lo, net.hi))
-    step = 1.0 if net.amplifier is not None or two_sided else PASSIVE_GAIN_STEP ** max(net.depth - 2, 0)
+    bounded = element == "pwl" or (element != "linear" and all(
+        np.isfinite(lo).all() and np.isfinite(hi).all() for lo, hi in zip(net.lo, net.hi)))
+    step = 1.0 if net.amplifier is not None or bounded else PASSIVE_GAIN_STEP ** max(net.depth - 2, 0)
     return SPREAD[element] / sigma * step
 
 

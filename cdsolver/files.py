@@ -14,14 +14,22 @@ from .validation import ValidationError
 __all__ = ["atomic_write", "check_out"]
 
 
+def _read_umask() -> int:
+    """The process's umask, read once at import (setting it to read it is process-wide: not done later, when other
+    threads may create files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def _mode_for(path: Path) -> int:
-    """The permission bits a new file at ``path`` gets (``0o666`` less the umask), or those of the file it
-    replaces."""
+    """The permission bits of the file at ``path``, or for a new file ``0o666`` less the umask."""
     with contextlib.suppress(OSError):
         return path.stat().st_mode & 0o7777
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_UMASK
 
 
 @contextlib.contextmanager
@@ -36,7 +44,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
-            os.fchmod(f.fileno(), _mode_for(path))
+            with contextlib.suppress(OSError):  # (file systems without Unix permissions)
+                os.fchmod(f.fileno(), _mode_for(path))
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -53,7 +62,7 @@ def check_out(path: str | Path, folder: bool = False, inputs: Iterable[str | Pat
     is removed at once."""
     p = Path(path)
     for q in inputs:
-        if q is not None and Path(q).exists() and p.exists() and p.resolve() == Path(q).resolve():
+        if q is not None and Path(q).exists() and p.exists() and os.path.samefile(p, q):
             raise ValidationError(f"{option} {p} is also an input of this command; give another name")
     if folder and p.exists() and not p.is_dir():
         raise ValidationError(f"{option} {p} is a file, not a folder")

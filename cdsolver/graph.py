@@ -29,7 +29,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import wrightomega
 
 from .circuit import Circuit, CircuitError, diode_law
-from .constants import ANDERSON, CIRCUIT_COARSE_AFTER, CIRCUIT_MAX_SWEEPS, CIRCUIT_TOL, STEP_PER_TOL
+from .constants import ANDERSON, CIRCUIT_COARSE_AFTER, CIRCUIT_MAX_SWEEPS, CIRCUIT_TOL, MAX_ANDERSON, STEP_PER_TOL
 from .solver import Solution, fixed_point
 from .validation import ValidationError
 
@@ -666,9 +666,9 @@ def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, t
     g = circuit if isinstance(circuit, Graph) else Graph(circuit)
     if not (tol > 0):
         raise ValidationError(f"tol must be > 0, got {tol}")
-    if int(max_sweeps) < 1 or int(anderson) < 0 or int(coarse_after) < -1:
-        raise ValidationError(f"max_sweeps must be >= 1, anderson >= 0 and coarse_after >= -1, got {max_sweeps}, "
-                         f"{anderson}, {coarse_after}")
+    if int(max_sweeps) < 1 or not 0 <= int(anderson) <= MAX_ANDERSON or int(coarse_after) < -1:
+        raise ValidationError(f"max_sweeps must be >= 1, anderson in [0, {MAX_ANDERSON}] and coarse_after >= -1, got "
+                              f"{max_sweeps}, {anderson}, {coarse_after}")
     run = partial(_solve, tol=tol, max_sweeps=max_sweeps, anderson=anderson, coarse_after=coarse_after)
     if g.coupled.size:
         from .active_set import solve_active

@@ -266,9 +266,15 @@ _META_KEYS = ("format", "input_gain", "encoding", "element", "amplifier", "outpu
 def load_network(path: str | Path) -> Network:
     """Read a ``drn/1`` network file; a malformed file raises NetworkFormatError naming the key."""
     path = Path(path)
-    with open(path, "rb") as f:  # (FileNotFoundError as it is)
-        if f.read(4) != b"PK\x03\x04":  # np.load would read any other file as an .npy array or a pickle
-            raise NetworkFormatError(f"{path}: not a network file (a drn/1 network is a NumPy .npz archive)")
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise NetworkFormatError(f"{path}: cannot read ({e.strerror or e})") from None
+    if start != b"PK\x03\x04":  # np.load would read any other file as an .npy array or a pickle
+        raise NetworkFormatError(f"{path}: not a network file (a drn/1 network is a NumPy .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}

@@ -24,7 +24,7 @@ from cdsolver.ep import cost_current
 from cdsolver.network import Network
 
 from . import netlist
-from .runners import _errors, _parallel, default_timeout, ngspice_exe, parse_raw, run
+from .runners import _MAX_WAIT_S, _errors, _parallel, default_timeout, ngspice_exe, parse_raw, run
 
 __all__ = ["LinearResult", "run_linear", "FREQ_HZ"]
 
@@ -88,7 +88,7 @@ def _ac_part(workdir: str, part: str, net: Network, idx: np.ndarray, v0: np.ndar
         (d / f"ac{b}.raw").unlink(missing_ok=True)
     try:
         p = subprocess.run([ngspice_exe(), "-b", deck.name], cwd=d, capture_output=True, text=True,
-                           timeout=timeout * len(idx), stdin=subprocess.DEVNULL)
+                           timeout=min(timeout * len(idx), _MAX_WAIT_S), stdin=subprocess.DEVNULL)
         log = p.stdout + p.stderr
     except subprocess.TimeoutExpired:
         log = f"ngspice timed out after {timeout * len(idx):g} s"

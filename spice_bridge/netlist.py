@@ -49,6 +49,7 @@ def deck(net: Network, v0: np.ndarray, *, beta: float = 0.0, targets: np.ndarray
          builtin_diode: bool = False, title: str = "drn-cd deck") -> str:
     """The deck of ``net`` for input voltages ``v0`` (V): shape ``(n_0,)`` gives an ``.op`` deck, ``(batch, n_0)``
     a ``.dc`` sweep over the samples. ``targets`` (V) like ``v0`` with ``n_L`` columns; 0 V if None."""
+    net.g_nudge(beta)  # (ValidationError where the nudge is undefined, as in the CD solver)
     v0 = np.asarray(v0, dtype=np.float64)
     lines = header(net, beta, title, len(v0) if v0.ndim == 2 else None)
     lines += sources(net, v0, beta=beta, targets=targets) + body(net, beta=beta, builtin_diode=builtin_diode)

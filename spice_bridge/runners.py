@@ -304,6 +304,7 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     if B == 0:
         raise ValidationError("v0: no samples (shape (0, n_0))")
     timeout = default_timeout(net) if timeout is None else check_timeout(timeout)
+    net.g_nudge(beta)  # (ValidationError where the nudge is undefined, as in the CD solver)
     y = np.zeros((B, net.n_classes)) if targets is None else check_array(targets, "targets", (B, net.n_classes))
     own = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)

@@ -111,7 +111,7 @@ def cmd_solve(args) -> int:
 
     from .cli import EXIT_NOT_CONVERGED, check_out, save_or_rescue
 
-    check_out(args.out)
+    check_out(args.out, inputs=(args.deck,))
     ckt, sol, wall, _ = _solve(args)
     v = sol.states[0][0, ckt.external]
 

@@ -98,6 +98,7 @@ def load_problem(args: argparse.Namespace):
     targets = None
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
+    net.g_nudge(args.beta)  # (ValidationError where the nudge is undefined: before any work)
     if args.beta != 0 and targets is None:
         print("note: --beta without --targets nudges the outputs towards 0 V", file=sys.stderr)
     return net, v0, targets
@@ -120,8 +121,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from cdsolver import kernels
     from cdsolver.solver import solve
 
+    from cdsolver.constants import MAX_ANDERSON
+
     if args.max_iter < 1:
         raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
+    if not 0 <= args.anderson <= MAX_ANDERSON:
+        raise CliError(f"--anderson must be in [0, {MAX_ANDERSON}], got {args.anderson}")
     net, v0, targets = load_problem(args)
     kernels.backend()  # numba's import and the kernels' load: once per process, outside the solve's clock
     t0 = time.perf_counter()
@@ -165,8 +170,11 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
     from spice_bridge.runners import MAX_JOBS, run
 
+    from cdsolver.validation import check_timeout
+
     if not 1 <= args.jobs <= MAX_JOBS:
         raise CliError(f"--jobs must be 1..{MAX_JOBS} (4 per core), got {args.jobs}")
+    check_timeout(args.timeout, "--timeout")
     net, v0, targets = load_problem(args)
     t0 = time.perf_counter()
     res = run(net, v0, runner=args.runner, beta=args.beta, targets=targets, jobs=args.jobs, timeout=args.timeout,
@@ -229,7 +237,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
               ("--max-sweeps", args.max_sweeps, args.max_sweeps >= 1, ">= 1"),
               ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
               ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
-              ("--seed", args.seed, 0 <= args.seed < 2**32, "in [0, 2^32)"),
+              ("--seed", args.seed, args.seed >= 0, ">= 0"),
               ("--tol", args.tol, math.isfinite(args.tol) and args.tol > 0, "a finite number > 0"),
               ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
               ("--target", args.target, math.isfinite(args.target), "finite"),
@@ -458,7 +466,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 class _Version(argparse.Action):
     """``--version``: the installed package's version (read only when asked: ``drn --help`` stays fast)."""
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
         from importlib.metadata import version
 
         print(f"drn-cd {version('drn-cd')}")
@@ -523,7 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "optionally a moving average of the weights as the model. After every epoch "
                                    "writes NET.ckpt.npz (network + optimizer + RNG state; --resume continues bit for "
                                    "bit) and NET.history.csv (train/val error, loss, seconds); at the end NET.npz "
-                                   "(drn/1, the model) and the test error. Deterministic for a given --seed.",
+                                   "(drn/1, the model) and the test error. Deterministic for a given --seed. A "
+                                   "NET.ckpt.npz or NET.history.csv of an earlier run is never replaced: --resume "
+                                   "continues it. "
+                                   "Exit 3 if every training sample of the last epoch was left out of the gradient "
+                                   "(a phase hit --max-sweeps).",
                        epilog="--config FILE.toml sets any of these options (keys = option names, e.g. lr = [0.01, "
                               "0.002], input_gain = 40); options on the command line win. Ctrl-C keeps the last "
                               "checkpoint valid.")

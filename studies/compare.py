@@ -42,7 +42,7 @@ from cdsolver.datasets import load_digits
 from cdsolver.files import atomic_write, check_out
 from cdsolver.network import Amplifier, NetworkFormatError
 from cdsolver.train import TrainConfig, TrainState, evaluate, train
-from cdsolver.validation import ValidationError
+from cdsolver.validation import ValidationError, check_timeout
 from spice_bridge.runners import MAX_JOBS, RUNNERS, ngspice_version, run
 
 from .gradients import gradient_columns, gradient_summary
@@ -134,6 +134,10 @@ def load_config(path: str | Path) -> dict:
         val = cfg[sec].get(key)
         if val is not None and not (math.isfinite(val) and val > 0):
             raise ConfigError(f"{p}: {sec}.{key} must be a finite number > 0, got {val}")
+    try:
+        check_timeout(st["timeout"], f"{p}: study.timeout")
+    except ValidationError as e:
+        raise ConfigError(str(e)) from None
     if tr["epochs"] < 0 or tr.get("batch_size", 1) < 1 or not math.isfinite(tr.get("target", 0.0)):
         raise ConfigError(f"{p}: train.epochs must be >= 0, train.batch_size >= 1 and train.target finite, got "
                           f"{tr['epochs']}, {tr.get('batch_size')}, {tr.get('target')}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from cdsolver.constants import ESTIMATORS
-from cdsolver.validation import ValidationError
+from cdsolver.validation import ValidationError, check_timeout
 
 if TYPE_CHECKING:  # numpy and the solver are imported where used: ``drn --help`` loads this module (studies/cli.py)
     import numpy as np
@@ -254,6 +254,7 @@ def cmd_gradient(args: argparse.Namespace) -> int:
                          f"got {args.beta}")
     if args.threads < 1:
         raise ValidationError(f"--threads must be >= 1, got {args.threads}")
+    check_timeout(args.timeout, "--timeout")
     if args.method.startswith("spice"):
         ngspice_exe()  # NgspiceMissing: one line, exit 2
     net, v0, y = load_problem(args)

@@ -356,7 +356,7 @@ def plot(results: str | Path | list[str | Path], out: str | Path | None = None, 
         raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")
     folders = [Path(r) for r in (results if isinstance(results, list) else [results])]
     if out is None and len(folders) > 1:
-        raise ValueError("several results folders need an output folder (--out DIR)")
+        raise ValidationError("several results folders need an output folder (--out DIR)")
     if out is not None and Path(out).suffix in (".png", ".pdf"):
         raise ValidationError(f"--out {out}: the figures of results folders go into a folder (--out DIR); "
                               f"FIG.png is for learning curves")

@@ -54,20 +54,21 @@ def test_out_may_not_be_an_input(problem, capsys, args):
     assert {p: (problem / p).read_bytes() for p in before} == before
 
 
-def test_written_files_are_readable_as_the_umask_says_and_keep_a_replaced_files_mode(tmp_path):
-    old = os.umask(0o022)
+def test_written_files_are_readable_as_the_umask_says_and_keep_a_replaced_files_mode(tmp_path, monkeypatch):
+    from cdsolver import files
+
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        monkeypatch.setattr(files, "_UMASK", umask)  # (the process's umask, read once at import)
+        with atomic_write(tmp_path / f"new{umask}.txt", "w") as f:
+            f.write("x")
+        assert stat.S_IMODE((tmp_path / f"new{umask}.txt").stat().st_mode) == mode
+    (tmp_path / "new18.txt").chmod(0o640)
+    with atomic_write(tmp_path / "new18.txt", "w") as f:
+        f.write("y")
+    assert stat.S_IMODE((tmp_path / "new18.txt").stat().st_mode) == 0o640
+    old = os.umask(0o027)
     try:
-        with atomic_write(tmp_path / "new.txt", "w") as f:
-            f.write("x")
-        assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o644
-        os.umask(0o077)
-        with atomic_write(tmp_path / "private.txt", "w") as f:
-            f.write("x")
-        assert stat.S_IMODE((tmp_path / "private.txt").stat().st_mode) == 0o600
-        (tmp_path / "new.txt").chmod(0o640)
-        with atomic_write(tmp_path / "new.txt", "w") as f:
-            f.write("y")
-        assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640
+        assert files._read_umask() == 0o027 and os.umask(old) == 0o027
     finally:
         os.umask(old)
 
@@ -104,12 +105,17 @@ def test_netlist_refuses_a_folder_with_decks_it_would_not_replace(problem, capsy
     (["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--method", "ep", "--beta", "1", "--out", "g.npz"],
      "keeps this network convex only for beta <"),
     (["spice", "net.npz", "x.npy", "--timeout", "1e7", "--out", "s.npz"], "expected seconds in (0, 86400]"),
-    (["train", "--seed", "-1", "--out", "t.npz"], "--seed must be in [0, 2^32)"),
+    (["train", "--seed", "-1", "--out", "t.npz"], "--seed must be >= 0"),
+    (["solve", "net.npz", "x.npy", "--anderson", "-1", "--out", "s.npz"], "--anderson must be in [0, 100]"),
+    (["spice", "net.npz", "x.npy", "--beta", "-1", "--targets", "y.npy", "--out", "s.npz"], "|beta| < 1/R_on"),
+    (["netlist", "net.npz", "x.npy", "--beta", "nan", "--targets", "y.npy", "--out", "D"], "needs a finite beta"),
+    (["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--method", "spice-linear", "--timeout", "0",
+      "--out", "g.npz"], "--timeout: expected seconds in (0, 86400]"),
 ])
 def test_bad_options_are_one_line(problem, capsys, args, text):
     assert main(args) == 2
     one_line_error(capsys, text)
-    assert not any(problem.glob("[sgt].npz"))
+    assert not any(problem.glob("[sgt].npz")) and not (problem / "D").exists()
 
 
 def test_check_timeout():
@@ -169,3 +175,30 @@ def test_version_and_max_iter(problem, capsys):
     assert e.value.code == 0 and capsys.readouterr().out.startswith("drn-cd ")
     assert main(["solve", "net.npz", "x.npy", "--max-iter", "0", "--out", "s.npz"]) == 2
     one_line_error(capsys, "--max-iter must be >= 1, got 0")
+
+
+def test_circuit_solve_keeps_its_deck_and_an_unreadable_network_is_one_line(problem, capsys, monkeypatch):
+    assert main(["circuit", "from-network", "net.npz", "x.npy", "--out", "G"]) == 0
+    deck = (problem / "G" / "sample0.cir").read_text()
+    assert main(["circuit", "solve", "G/sample0.cir", "--out", "G/sample0.cir"]) == 2
+    one_line_error(capsys, "is also an input of this command")
+    assert (problem / "G" / "sample0.cir").read_text() == deck
+    assert main(["circuit", "solve", "G/sample0.cir", "--anderson", "101", "--out", "s.npz"]) == 2
+    one_line_error(capsys, "anderson in [0, 100]")
+    real_open = open
+
+    def refuse(path, *a, **k):
+        if str(path).endswith("net.npz"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", refuse)
+    assert main(["solve", "net.npz", "x.npy", "--out", "s.npz"]) == 2
+    one_line_error(capsys, "net.npz: cannot read (Permission denied)")
+
+
+def test_a_study_timeout_beyond_the_limit_is_refused_before_the_folder(problem, capsys):
+    (problem / "t.toml").write_text(ONE_CELL.replace("samples = 2", "samples = 2\ntimeout = 1e7"))
+    assert main(["compare", "t.toml", "--out", "S"]) == 2
+    one_line_error(capsys, "t.toml: study.timeout: expected seconds in (0, 86400]")
+    assert not (problem / "S").exists()

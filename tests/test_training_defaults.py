@@ -180,6 +180,10 @@ def test_the_passive_gain_step_is_for_nodes_clipped_on_one_side_only():
     for el in ("shockley", "pwl"):
         assert gain[el, 2] == pytest.approx(gain[el, 3]) == pytest.approx(gain[el, 4])
     assert gain["ideal", 4] == pytest.approx(defaults.PASSIVE_GAIN_STEP ** 2 * gain["ideal", 2])
+    linear = [defaults.network(x, [64] * d, 10, "linear").input_gain for d in (2, 3)]  # never clipped: the step
+    assert linear[1] == pytest.approx(defaults.PASSIVE_GAIN_STEP * linear[0])
+    split = [defaults.network(x, [64] * d, 10, "pwl", rails_="split").input_gain for d in (2, 3)]  # rails unused
+    assert split[1] == pytest.approx(split[0])
     data = load_digits(seed=0)
     net = defaults.network(data["train"].x, [64] * 4, 10, "shockley")
     history = train(net, data, TrainConfig(epochs=4).resolved(len(data["train"].x)))
