@@ -37,6 +37,10 @@ class NetworkFormatError(ValidationError):
     """A network file or a Network's arrays do not follow format drn/1; the message names the problem."""
 
 
+#: The largest amplifier gain A or C accepted (beyond it the node conductances C·A·ΣG leave float64's useful range).
+MAX_GAIN = 1e6
+
+
 @dataclass(frozen=True)
 class Amplifier:
     """Bidirectional amplifier after each hidden node: VCVS of gain ``A`` forward, CCCS of gain ``C`` back.
@@ -51,8 +55,8 @@ class Amplifier:
     def __post_init__(self):
         for name in ("A", "C"):
             val = getattr(self, name)
-            if not (_number(val) and math.isfinite(val) and val > 0):
-                raise NetworkFormatError(f"meta.amplifier.{name} must be a positive finite number, got {val!r}")
+            if not (_number(val) and 0 < val <= MAX_GAIN):
+                raise NetworkFormatError(f"meta.amplifier.{name} must be a number in (0, {MAX_GAIN:g}], got {val!r}")
         if self.invert not in INVERT:
             raise NetworkFormatError(f"meta.amplifier.invert must be one of {INVERT}, got {self.invert!r}")
 

@@ -146,6 +146,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def cmd_netlist(args: argparse.Namespace) -> int:
+    import shlex
+
     from spice_bridge.netlist import deck
 
     net, v0, targets = load_problem(args)
@@ -161,7 +163,7 @@ def cmd_netlist(args: argparse.Namespace) -> int:
         with atomic_write(out / name, "w") as f:
             f.write(deck(net, v, beta=args.beta, targets=y, builtin_diode=args.builtin_diode, title=title))
     print(f"wrote {len(v0)} .op decks sample<k>.cir and one .dc sweep deck batch.cir to {out}/ "
-          f"(run: ngspice -b {out}/sample0.cir)")
+          f"(run: ngspice -b {shlex.quote(str(out / 'sample0.cir'))})")
     return 0
 
 
@@ -238,6 +240,8 @@ def _check_train_args(args: argparse.Namespace) -> None:
               ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
               ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
               ("--seed", args.seed, args.seed >= 0, ">= 0"),
+              ("--input-gain", args.input_gain, args.input_gain is None or 0 < args.input_gain < math.inf,
+               "a finite number > 0"),
               ("--tol", args.tol, math.isfinite(args.tol) and args.tol > 0, "a finite number > 0"),
               ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
               ("--target", args.target, math.isfinite(args.target), "finite"),
@@ -301,7 +305,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CliError(f"--resume: the checkpoint has {state.epoch} epochs done; ask for more with --epochs")
         print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
     else:
-        amp = None if args.amplifier is None else Amplifier(*args.amplifier, args.invert)
+        try:
+            amp = None if args.amplifier is None else Amplifier(*args.amplifier, args.invert)
+        except ValidationError as e:  # (its message names the file's key)
+            raise CliError(f"--amplifier A C: {str(e).removeprefix('meta.amplifier.')}") from None
         if args.init:
             net = _init_network(args, 2 * data["train"].x.shape[1], amp)
         else:
@@ -550,15 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="node element (default: shockley, Is=1e-6 A, Vd=0.05 V)")
     p.add_argument("--rails", choices=["both", "split"], help="both: every node [-0.8, 0.8] V (default for "
                    "shockley/pwl); split: half [0, inf), half (-inf, 0] (default for ideal)")
-    p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifier gains")
+    p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifiers after every "
+                   "hidden node: forward voltage gain A and current pull-back C, each in (0, 1e6] (default: none, "
+                   "a passive network; e.g. 4 1)")
     p.add_argument("--invert", choices=["half", "none"], default="half",
                    help="with --amplifier: half: the second half of each hidden layer's amplifiers invert (gains -A, "
                         "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
                         "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")
-    p.add_argument("--input-gain", type=float, help="V per unit feature (default: set from the training data so that "
-                   "the first hidden layer's pre-activations spread over the element's scale, times 2 per extra "
-                   "passive "
-                   "hidden layer; printed at the start; cdsolver/defaults.py)")
+    p.add_argument("--input-gain", type=float, help="V per unit feature, > 0 (default: set from the training data so "
+                   "that the first hidden layer's pre-activations spread over the element's scale, times 4 per extra "
+                   "hidden layer of a passive network whose nodes are not bounded on both sides; printed at the "
+                   "start; cdsolver/defaults.py)")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")

@@ -106,6 +106,8 @@ def test_netlist_refuses_a_folder_with_decks_it_would_not_replace(problem, capsy
      "keeps this network convex only for beta <"),
     (["spice", "net.npz", "x.npy", "--timeout", "1e7", "--out", "s.npz"], "expected seconds in (0, 86400]"),
     (["train", "--seed", "-1", "--out", "t.npz"], "--seed must be >= 0"),
+    (["train", "--amplifier", "1e300", "1", "--out", "t.npz"], "--amplifier A C: A must be a number in (0, 1e+06]"),
+    (["train", "--input-gain", "inf", "--out", "t.npz"], "--input-gain must be a finite number > 0"),
     (["solve", "net.npz", "x.npy", "--anderson", "-1", "--out", "s.npz"], "--anderson must be in [0, 100]"),
     (["spice", "net.npz", "x.npy", "--beta", "-1", "--targets", "y.npy", "--out", "s.npz"], "|beta| < 1/R_on"),
     (["netlist", "net.npz", "x.npy", "--beta", "nan", "--targets", "y.npy", "--out", "D"], "needs a finite beta"),
