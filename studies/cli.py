@@ -424,7 +424,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from spice_bridge.runners import NgspiceMissing, _ngspice_shared, ngspice_version
 
+    from importlib.metadata import version
+
     problems = 0
+    print(f"drn-cd {version('drn-cd')} ({Path(__file__).resolve().parent.parent})")
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
     print(f"numpy {np.__version__}, scipy {scipy.__version__}")
     try:
@@ -470,6 +473,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if problems == 0 else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, reading ``-1e-3`` as a negative number (an option's value, e.g. ``--beta -1e-3``), not an option:
+    argparse's own test knows no exponent. Subcommands' parsers are of this class too."""
+
+    def __init__(self, *a, **k) -> None:
+        import re
+
+        super().__init__(*a, **k)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 class _Version(argparse.Action):
     """``--version``: the installed package's version (read only when asked: ``drn --help`` stays fast)."""
 
@@ -484,7 +498,7 @@ class _Version(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     from cdsolver.defaults import TRAIN as T
 
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="drn",
         description="Deep resistive networks: exact coordinate-descent steady states, checked against ngspice.")
     ap.add_argument("--version", action=_Version, nargs=0, help="print drn-cd's version and exit")

@@ -204,3 +204,10 @@ def test_a_study_timeout_beyond_the_limit_is_refused_before_the_folder(problem, 
     assert main(["compare", "t.toml", "--out", "S"]) == 2
     one_line_error(capsys, "t.toml: study.timeout: expected seconds in (0, 86400]")
     assert not (problem / "S").exists()
+
+
+def test_a_negative_value_with_an_exponent_is_a_value_not_an_option(problem):
+    assert main(["solve", "net.npz", "x.npy", "--beta", "-1e-3", "--targets", "y.npy", "--out", "s.npz"]) == 0
+    assert main(["solve", "net.npz", "x.npy", "--out", "free.npz"]) == 0
+    with np.load(problem / "s.npz") as nudged, np.load(problem / "free.npz") as free:
+        assert not np.array_equal(nudged["v2"], free["v2"])
