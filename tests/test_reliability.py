@@ -440,7 +440,7 @@ def test_bad_training_options_exit_2(tmp_path, capsys, args, msg):
 @pytest.mark.parametrize("meta_change, msg", [
     (lambda m: m["element"].__setitem__("kind", ["shockley"]), "meta.element.kind must be one of"),
     (lambda m: m["element"].__setitem__("Vd", 1e-300), "Vd must be a finite voltage >= 1e-12 V"),
-    (lambda m: m.__setitem__("amplifier", {"A": True, "C": 1.0}), "meta.amplifier.A must be a positive finite"),
+    (lambda m: m.__setitem__("amplifier", {"A": True, "C": 1.0}), "meta.amplifier.A must be a number in (0, 1e+06]"),
     (lambda m: m.__setitem__("input_gain", True), "meta.input_gain must be a finite number"),
 ])
 def test_bad_meta_values_exit_2(tmp_path, capsys, meta_change, msg):
