@@ -95,6 +95,9 @@ def load_problem(args: argparse.Namespace):
     v0 = check_array(x, "inputs (already encoded v0)", (None, net.sizes[0])) if args.encoded else net.encode(x)
     if len(v0) == 0:
         raise CliError(f"inputs: no samples (shape {np.shape(x)})")
+    if not args.encoded and not (x.min() >= 0 and x.max() <= 1):
+        print(f"note: the inputs span [{x.min():.4g}, {x.max():.4g}]; features are expected in [0, 1] (input voltages: "
+              f"--encoded)", file=sys.stderr)
     targets = None
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))

@@ -211,3 +211,11 @@ def test_a_negative_value_with_an_exponent_is_a_value_not_an_option(problem):
     assert main(["solve", "net.npz", "x.npy", "--out", "free.npz"]) == 0
     with np.load(problem / "s.npz") as nudged, np.load(problem / "free.npz") as free:
         assert not np.array_equal(nudged["v2"], free["v2"])
+
+
+def test_inputs_outside_0_1_get_a_note(problem, capsys):
+    np.save("big.npy", np.load("x.npy") * 3)
+    assert main(["solve", "net.npz", "big.npy", "--out", "s.npz"]) == 0
+    assert "note: the inputs span [" in capsys.readouterr().err
+    assert main(["solve", "net.npz", "x.npy", "--out", "s.npz"]) == 0
+    assert "note:" not in capsys.readouterr().err
