@@ -22,14 +22,20 @@ from .defaults import TRAIN
 from .ep import Gradient, ep_gradient, implicit_gradient, loss, over_samples, safe_beta
 from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
+from .validation import ValidationError
 
-__all__ = ["TrainConfig", "TrainState", "step", "train", "evaluate", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainConfig", "TrainState", "TrainingDiverged", "step", "train", "evaluate", "save_checkpoint",
+           "load_checkpoint"]
 
 #: Training gradients: EP's estimate, or the true gradient by implicit differentiation (a control).
 GRADIENTS = ("ep", "implicit")
 
 #: Optimizers and the buffers each keeps per parameter (see ``step``): momentum its velocity, Adam two moments.
 OPTIMIZERS = {"momentum": 1, "adam": 2}
+
+
+class TrainingDiverged(ValidationError):
+    """The states or the gradient of a batch became NaN or inf: the options drove the weights out of range."""
 
 
 @dataclass
@@ -123,6 +129,10 @@ class _Diagnostics:
             self.grad[l] += np.linalg.norm(grad.dG[l])
             if l < net.depth - 1:
                 self.beyond[l] += np.mean((v >= net.hi[l]) | (v <= net.lo[l]))
+
+    def finite(self) -> bool:
+        """Whether every state mean and gradient norm added so far is finite."""
+        return all(math.isfinite(x) for x in (*self.mean, *self.grad))
 
     def row(self) -> dict:
         n, L = max(self.n, 1), self.net.depth
@@ -270,6 +280,7 @@ def load_checkpoint(path: str | Path) -> tuple[Network, TrainState, dict]:
     return net, TrainState(info["epoch"], slots, average, free, rng, info["history"]), info["run"]
 
 
+@np.errstate(over="ignore", invalid="ignore")  # (a batch's NaN or inf is found and named: TrainingDiverged)
 def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
           progress: bool = False, state: TrainState | None = None,
           checkpoint: Callable[[TrainState], None] | None = None) -> list[dict]:
@@ -319,8 +330,13 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
             for c, s in zip(st.free_cache, free.states):
                 c[idx] = s
             errs += int((net.decode(free.states[-1]).argmax(1) != lab).sum())
-            tot_loss += loss(net, free.states, y) * len(idx)
+            batch_loss = loss(net, free.states, y)
+            tot_loss += batch_loss * len(idx)
             diag.add(free.states, grad, beta)
+            if not (math.isfinite(batch_loss) and diag.finite()):
+                raise TrainingDiverged(f"training diverged in epoch {epoch}, batch {k + 1}: NaN or inf in the "
+                                       f"states or the gradient (a learning rate {cfg.lr} or a target {cfg.target} V "
+                                       f"too large?); the checkpoint, if any, holds the last finished epoch")
             if grad.used is None or grad.used.any():
                 step(cfg, net, grad, rates, st.slots, (epoch - 1) * n_batches + k + 1)
             for G in net.G:

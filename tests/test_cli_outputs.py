@@ -219,3 +219,10 @@ def test_inputs_outside_0_1_get_a_note(problem, capsys):
     assert "note: the inputs span [" in capsys.readouterr().err
     assert main(["solve", "net.npz", "x.npy", "--out", "s.npz"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--lr", "1e300"], ["--target", "1e300"]])
+def test_training_that_diverges_says_so_in_one_line(problem, capsys, option):
+    assert main(["train", "--hidden", "4", "--epochs", "1", "--out", "d.npz", *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drn train: error: training diverged in epoch 1, batch ") and len(err.splitlines()) == 1
