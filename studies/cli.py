@@ -477,14 +477,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, reading ``-1e-3`` as a negative number (an option's value, e.g. ``--beta -1e-3``), not an option:
-    argparse's own test knows no exponent. Subcommands' parsers are of this class too."""
+    """argparse, reading ``-1e-3`` as a negative number (an option's value, e.g. ``--beta -1e-3``), not an option
+    (argparse's own test knows no exponent), and printing a usage error as one line. Subcommands' parsers are of
+    this class too."""
 
     def __init__(self, *a, **k) -> None:
         import re
 
         super().__init__(*a, **k)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def error(self, message: str) -> None:
+        """A usage error as one line (argparse prints its usage first), exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _Version(argparse.Action):

@@ -226,3 +226,14 @@ def test_training_that_diverges_says_so_in_one_line(problem, capsys, option):
     assert main(["train", "--hidden", "4", "--epochs", "1", "--out", "d.npz", *option]) == 2
     err = capsys.readouterr().err
     assert err.startswith("drn train: error: training diverged in epoch 1, batch ") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, text", [([], "drn: error: the following arguments are required: COMMAND"),
+                                        (["solve"], "drn solve: error: the following arguments are required"),
+                                        (["solve", "net.npz", "x.npy", "--out", "s.npz", "--tol", "abc"],
+                                         "drn solve: error: argument --tol: invalid float value: 'abc'")])
+def test_usage_errors_are_one_line(problem, capsys, args, text):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(text) and "--help)" in err and len(err.splitlines()) == 1, err
