@@ -70,12 +70,12 @@ def check_out(path: str | Path, folder: bool = False, inputs: Iterable[str | Pat
         raise ValidationError(f"{option} {p} is a folder; give a file name")
     if folder:
         where = next((q for q in [p, *p.parents] if q.exists()), Path("."))
+        if not where.is_dir():
+            raise ValidationError(f"{option} {p}: {where} is not a folder")
     else:
         where = p.parent
         if not where.is_dir():
             raise ValidationError(f"{option} {p}: {where} is not an existing folder")
-    if not where.is_dir():
-        raise ValidationError(f"{option} {p}: {where} is not a folder")
     if p.is_file() and not os.access(p, os.W_OK):
         raise ValidationError(f"{option} {p}: the file is read-only")
     try:

@@ -12,7 +12,6 @@ One ``ngspice -b`` process per chunk of samples: ``alter`` the sources, ``ac``, 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from cdsolver.ep import cost_current
 from cdsolver.network import Network
 
 from . import netlist
-from .runners import _MAX_WAIT_S, _errors, _parallel, default_timeout, ngspice_exe, parse_raw, run
+from .runners import _errors, _parallel, _run_process, default_timeout, parse_raw, run
 
 __all__ = ["LinearResult", "run_linear", "FREQ_HZ"]
 
@@ -86,11 +85,8 @@ def _ac_part(workdir: str, part: str, net: Network, idx: np.ndarray, v0: np.ndar
                                *nodeset, ".include net.cir", *control, "quit", ".endc", ".end", ""]))
     for b in idx:
         (d / f"ac{b}.raw").unlink(missing_ok=True)
-    try:
-        p = subprocess.run([ngspice_exe(), "-b", deck.name], cwd=d, capture_output=True, text=True,
-                           timeout=min(timeout * len(idx), _MAX_WAIT_S), stdin=subprocess.DEVNULL)
-        log = p.stdout + p.stderr
-    except subprocess.TimeoutExpired:
+    log, _, timed_out = _run_process(deck, None, timeout * len(idx))
+    if timed_out:
         log = f"ngspice timed out after {timeout * len(idx):g} s"
     out = []
     for b in idx:

@@ -153,12 +153,14 @@ def _points(vectors: dict[str, np.ndarray]) -> int:
 _MAX_WAIT_S = 2.0e6  # the longest wait the OS's poll() takes (its milliseconds are a 32-bit int: ~2.1e6 s)
 
 
-def _run_process(deck_path: Path, raw_path: Path, limit: float) -> tuple[str, float, bool]:
+def _run_process(deck_path: Path, raw_path: Path | None, limit: float) -> tuple[str, float, bool]:
     """Run ``ngspice -b -r RAW DECK`` (the raw file grows point by point, so a run killed at ``limit`` seconds
-    leaves the points it finished); returns (its output, wall seconds, timed out)."""
+    leaves the points it finished; without ``raw_path``, ``ngspice -b DECK``: the deck writes its own files);
+    returns (its output, wall seconds, timed out)."""
+    raw = ["-r", raw_path.name] if raw_path is not None else []
     t0 = time.perf_counter()
     try:
-        p = subprocess.run([ngspice_exe(), "-b", "-r", raw_path.name, deck_path.name], cwd=deck_path.parent,
+        p = subprocess.run([ngspice_exe(), "-b", *raw, deck_path.name], cwd=deck_path.parent,
                            capture_output=True, text=True, timeout=min(limit, _MAX_WAIT_S), stdin=subprocess.DEVNULL)
         log, timed_out = p.stdout + p.stderr, False
     except subprocess.TimeoutExpired as e:

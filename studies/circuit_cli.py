@@ -107,9 +107,9 @@ def _solve(args):
 def cmd_solve(args) -> int:
     import numpy as np  # imported where used: ``drn --help`` loads this module (studies/cli.py)
 
-    from cdsolver.files import atomic_write
+    from cdsolver.files import atomic_write, check_out
 
-    from .cli import EXIT_NOT_CONVERGED, check_out, save_or_rescue
+    from .cli import EXIT_NOT_CONVERGED, save_or_rescue
 
     check_out(args.out, inputs=(args.deck,))
     ckt, sol, wall, _ = _solve(args)
@@ -133,7 +133,9 @@ def cmd_check(args) -> int:
     from cdsolver.validation import check_timeout
     from spice_bridge.runners import op_deck
 
-    from .cli import EXIT_NOT_CONVERGED, CliError, check_out
+    from cdsolver.files import check_out
+
+    from .cli import EXIT_NOT_CONVERGED, CliError
 
     timeout = check_timeout(args.timeout, "--timeout")
     own = args.out is None
@@ -224,12 +226,12 @@ def _rounds(sol) -> str:
 
 
 def cmd_from_network(args) -> int:
-    from cdsolver.files import atomic_write
+    from cdsolver.files import atomic_write, check_out
     from cdsolver.network import load_network
     from cdsolver.validation import check_array
     from spice_bridge.netlist import check_general, general_deck
 
-    from .cli import CliError, check_no_stale_decks, check_out, load_npy
+    from .cli import CliError, check_no_stale_decks, load_npy
 
     check_out(args.out, folder=True)
     if not Path(args.network).is_file():

@@ -1,11 +1,10 @@
-"""The ``drn`` command line (README, docs/formats.md). Each subcommand validates its inputs first and exits with
-status 2 and
-one clear line on bad input, 3 when it ran but some samples did not converge (their states are still written).
+"""The ``drn`` command line (README, docs/formats.md). Each subcommand validates its inputs first and exits with status
+2 and one clear line on bad input, 3 when it ran but some samples did not converge (their states are still written).
 
 Start-up: the modules the parser is built from (this one, ``verify``, ``gradients``, ``circuit_cli``,
-``cdsolver.constants``, ``.validation``, ``.defaults``) import only the standard library at the top; numpy and
-everything above it (the solver, SciPy, pandas, matplotlib, joblib, PySpice) are imported inside the functions
-that use them, so ``drn --help`` starts in ~0.2 s and each command loads only what it uses (docs/performance.md).
+``cdsolver.constants``, ``.files``, ``.validation``, ``.defaults``) import only the standard library at the top; numpy
+and everything above it (the solver, SciPy, pandas, matplotlib, joblib, PySpice) are imported inside the functions that
+use them, so ``drn --help`` starts in ~0.2 s and each command loads only what it uses (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cdsolver.constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
-from cdsolver.files import check_out  # (also imported from here by the other commands' modules)
+from cdsolver.files import check_out
 from cdsolver.validation import ValidationError
 from spice_bridge.errors import NgspiceMissing
 
@@ -122,9 +121,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cdsolver import kernels
-    from cdsolver.solver import solve
-
     from cdsolver.constants import MAX_ANDERSON
+    from cdsolver.solver import solve
 
     if args.max_iter < 1:
         raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
@@ -173,9 +171,8 @@ def cmd_netlist(args: argparse.Namespace) -> int:
 def cmd_spice(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from spice_bridge.runners import MAX_JOBS, run
-
     from cdsolver.validation import check_timeout
+    from spice_bridge.runners import MAX_JOBS, run
 
     if not 1 <= args.jobs <= MAX_JOBS:
         raise CliError(f"--jobs must be 1..{MAX_JOBS} (4 per core), got {args.jobs}")

@@ -18,6 +18,7 @@ from typing import Collection, Mapping
 import numpy as np
 import pandas as pd
 
+from cdsolver.files import check_out
 from cdsolver.validation import ValidationError
 
 from .gradients import gradient_cdf
@@ -349,8 +350,6 @@ def plot(results: str | Path | list[str | Path], out: str | Path | None = None, 
     README.md (provenance) for one ``drn compare`` folder (written into it, or into the folder ``out``) or several
     (merged, written to ``out``). Where ``samples.csv`` was not kept (a curated folder), error_vs_width replaces
     error_cdf. The folders and ``out`` are checked before drawing (ValidationError). Returns the files written."""
-    from .cli import check_out
-
     plt = _pyplot()
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")
@@ -408,8 +407,6 @@ def learning_curves(histories: list[str | Path], out: str | Path | None = None, 
     voltage spread over the batch, its fraction of nodes on or beyond a rail, each crossbar's gradient norm — one
     line style per layer. The histories and ``out`` are checked before drawing (ValidationError). Returns the
     files."""
-    from .cli import check_out
-
     plt = _pyplot()
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")

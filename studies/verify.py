@@ -362,7 +362,7 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.jobs < 1:
         raise VerifyInputError(f"--jobs must be >= 1, got {args.jobs}")
     if args.report is not None:
-        from .cli import check_out
+        from cdsolver.files import check_out
 
         if Path(args.report).suffix not in REPORT_SUFFIXES:
             raise VerifyInputError(f"--report {args.report}: the name must end in .json or .xml")
