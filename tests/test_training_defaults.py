@@ -146,8 +146,8 @@ def test_deep_passive_networks_start_sparse_and_keep_their_signal():
     """A passive network with two or more hidden layers starts sparse after its first crossbar (``SPARSE_FAN_IN``
     inputs per node, ~1 S each node as in the uniform init), so at initialisation the last hidden layer still
     varies with the input: 3 × 64 ideal diodes keep over 1/20 of the first hidden layer's spread (the dense
-    uniform init keeps 1/42), and with the default input gain that is over 0.1 V. Amplified and one-hidden-layer
-    networks keep the dense uniform init."""
+    uniform init keeps 1/42), and with the default input gain that is over 0.1 V. One-hidden-layer networks and
+    amplified ones of up to three hidden layers keep the dense uniform init."""
     x = load_digits(seed=0)["train"].x
     spread = {}
     for init in (None, "uniform"):
