@@ -250,6 +250,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
     for name, val, ok, want in checks:
         if not ok:
             raise CliError(f"{name} must be {want}, got {val}")
+    if args.rails is not None and args.element in ("linear", "pwl"):
+        why = "a pwl curve saturates by its own table" if args.element == "pwl" else "linear nodes are not clipped"
+        raise CliError(f"--rails: {args.element} nodes have no rails ({why})")
 
 
 def _init_network(args: argparse.Namespace, n_inputs: int, amp: Amplifier | None) -> Network:
@@ -574,8 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
     p.add_argument("--element", choices=["ideal", "linear", "pwl", "shockley"], default="shockley",
                    help="node element (default: shockley, Is=1e-6 A, Vd=0.05 V)")
-    p.add_argument("--rails", choices=["both", "split"], help="both: every node [-0.8, 0.8] V (default for "
-                   "shockley/pwl); split: half [0, inf), half (-inf, 0] (default for ideal)")
+    p.add_argument("--rails", choices=["both", "split"], help="ideal and shockley nodes: both: every node [-0.8, 0.8] "
+                   "V (default for shockley); split: half [0, inf), half (-inf, 0] (default for ideal)")
     p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifiers after every "
                    "hidden node: forward voltage gain A and current pull-back C, each in (0, 1e6] (default: none, "
                    "a passive network; e.g. 4 1)")

@@ -431,6 +431,8 @@ def test_resume_from_a_nan_checkpoint_exits_2(tmp_path, capsys):
     (["--tol", "inf"], "--tol must be a finite number > 0"),
     (["--g-min", "5", "--g-max", "1"], "--g-min/--g-max must be 0 <= g_min < g_max"),
     (["--beta", "nan"], "--beta must be a finite number > 0"),
+    (["--element", "linear", "--rails", "split"], "--rails: linear nodes have no rails"),
+    (["--element", "pwl", "--rails", "both"], "--rails: pwl nodes have no rails"),
 ])
 def test_bad_training_options_exit_2(tmp_path, capsys, args, msg):
     assert main(["train", *args, "--out", str(tmp_path / "n.npz")]) == 2
