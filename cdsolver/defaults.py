@@ -12,10 +12,10 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
   nodes; ideal diodes or Shockley with some node's rail open on one side, as on split rails), a gain that grows
   with depth (``PASSIVE_GAIN_STEP`` per hidden layer after the first) to make up for each crossbar's attenuation.
   Nodes bounded on both sides (every rail finite; pwl curves, which saturate by design) saturate instead: no step.
-- ``init(depth, amplifier)``: conductances uniform on ``[0, 2/n_{l-1}]`` S, but sparse (``SPARSE_FAN_IN`` inputs
-  per node) after the first crossbar of a passive network with two or more hidden layers, or of an amplified one
-  with ``AMPLIFIED_SPARSE_FROM`` or more: a node averages its inputs, and a dense average of ``n`` inputs keeps
-  only ~1.15/√n of their input-dependent spread.
+- ``init(depth, amplifier)``: conductances uniform on ``[0, 2/n_{l-1}]`` S, but sparse (``fan_in`` inputs per
+  node: 2 for bounded passive nodes, else 4) after the first crossbar of a passive network with two or more hidden
+  layers, or of an amplified one with ``AMPLIFIED_SPARSE_FROM`` or more: a node averages its inputs, and a dense
+  average of ``n`` inputs keeps only ~1.15/√n of their input-dependent spread.
 - β: ``ep.safe_beta`` lowers ``TRAIN["beta"]`` (once per epoch) to keep the negative phase convex
   (``ep.beta_limit``).
 """
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
     import numpy as np
 
-__all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "AMPLIFIED_SPARSE_FROM", "PASSIVE_GAIN_STEP", "batch_size",
-           "lr", "average", "rails", "init", "input_gain", "network"]
+__all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "BOUNDED_FAN_IN", "AMPLIFIED_SPARSE_FROM", "PASSIVE_GAIN_STEP",
+           "batch_size", "lr", "average", "rails", "bounded", "fan_in", "init", "input_gain", "network"]
 
 #: Network-independent defaults of ``TrainConfig`` (SI units: β in S, target in V, conductances in S).
 TRAIN: dict[str, Any] = dict(
@@ -61,8 +61,10 @@ def rails(element: str) -> str:
     return "split" if element == "ideal" else "both"
 
 
-#: Inputs per node of the sparse crossbars of deep networks (``init``).
+#: Inputs per node of the sparse crossbars of deep networks (``init``, ``fan_in``) ...
 SPARSE_FAN_IN = 4
+#: ... and of deep passive networks whose hidden nodes are bounded on both sides (``bounded``).
+BOUNDED_FAN_IN = 2
 
 #: Hidden layers from which an amplified network starts sparse (``init``).
 AMPLIFIED_SPARSE_FROM = 4
@@ -70,7 +72,7 @@ AMPLIFIED_SPARSE_FROM = 4
 
 def init(depth: int, amplifier) -> str:
     """Initialisation of ``random_network`` for a network of ``depth`` crossbars: ``"sparse"`` (each node after the
-    first hidden layer fed by ``SPARSE_FAN_IN`` nodes) for a passive network (``amplifier`` None) with two or more
+    first hidden layer fed by ``fan_in`` nodes) for a passive network (``amplifier`` None) with two or more
     hidden layers and an amplified one with ``AMPLIFIED_SPARSE_FROM`` or more, else ``"uniform"``. A node's
     voltage is a conductance-weighted average of its inputs (times ±A with amplifiers): with ``n`` equal-ish
     inputs it keeps ~1.15/√n of their input-dependent spread (uniform weights), with 4 inputs ~0.6. Passive: the
@@ -80,6 +82,25 @@ def init(depth: int, amplifier) -> str:
     reach 1.9–3.1 % sparse (docs/training.md)."""
     hidden = depth - 1
     return "sparse" if hidden >= (2 if amplifier is None else AMPLIFIED_SPARSE_FROM) else "uniform"
+
+
+def bounded(element: str, lo, hi) -> bool:
+    """Whether every hidden node is clipped on both sides: pwl curves (by their table; rails unused), and ideal or
+    Shockley nodes whose rails ``lo``, ``hi`` (V, one array per hidden layer) are all finite; never linear nodes."""
+    import numpy as np
+
+    return element == "pwl" or (element != "linear" and all(
+        np.isfinite(lo_l).all() and np.isfinite(hi_l).all() for lo_l, hi_l in zip(lo, hi)))
+
+
+def fan_in(element: str, lo, hi, amplifier) -> int:
+    """Inputs per node of the sparse crossbars (``init``): ``BOUNDED_FAN_IN`` in a passive network whose hidden
+    nodes are ``bounded`` — they get no gain step (``input_gain``), so their crossbars must lose less of the
+    signal: an average of 2 inputs keeps ~0.8 of its spread, of 4 ~0.6 (passive double Shockley on Digits, 20
+    epochs, 2 against 4 inputs: 5 × 64 2.5 against 52.8 % test error, 5 × 128 3.1 against 26.1 %, 4 × 64 3.9
+    against 5.0 %, pwl 5 × 64 3.6 against 13.6 %; docs/training.md) — else ``SPARSE_FAN_IN``, which the gain step
+    of unbounded nodes makes up for (ideal diodes on split rails, 2 inputs: 4 × 64 5.3 against 1.9 %)."""
+    return BOUNDED_FAN_IN if amplifier is None and bounded(element, lo, hi) else SPARSE_FAN_IN
 
 
 #: Pre-activation spread (V) the input gain aims at in the first hidden layer, per element kind.
@@ -113,9 +134,8 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     sigma = float(np.median(pre.std(axis=0)))
     if not sigma > 0:
         return 1.0
-    bounded = element == "pwl" or (element != "linear" and all(
-        np.isfinite(lo).all() and np.isfinite(hi).all() for lo, hi in zip(net.lo, net.hi)))
-    step = 1.0 if net.amplifier is not None or bounded else PASSIVE_GAIN_STEP ** max(net.depth - 2, 0)
+    clipped = bounded(element, net.lo, net.hi)
+    step = 1.0 if net.amplifier is not None or clipped else PASSIVE_GAIN_STEP ** max(net.depth - 2, 0)
     return SPREAD[element] / sigma * step
 
 
@@ -124,10 +144,12 @@ def network(x: np.ndarray, hidden: list[int], n_classes: int, element: str, *, r
             seed: int = 0):
     """A random network for features ``x`` (batch, n_features) with the default rails, initialisation and input
     gain."""
-    from .network import random_network
+    from .network import hidden_rails, random_network
 
     sizes = [2 * x.shape[1], *hidden, n_classes]
-    net = random_network(sizes, element, seed=seed, rails=rails_ or rails(element), amplifier=amplifier,
-                         outputs=outputs, init=init_ or init(len(sizes) - 1, amplifier), fan_in=SPARSE_FAN_IN)
+    r = rails_ or rails(element)
+    lo, hi = zip(*(hidden_rails(r, n) for n in hidden)) if hidden else ((), ())
+    net = random_network(sizes, element, seed=seed, rails=r, amplifier=amplifier, outputs=outputs,
+                         init=init_ or init(len(sizes) - 1, amplifier), fan_in=fan_in(element, lo, hi, amplifier))
     net.input_gain = gain if gain is not None else input_gain(x, net, element)
     return net

@@ -365,6 +365,17 @@ def save_network(net: Network, path: str | Path) -> None:
 
 
 # ---- random initialisation ----
+def hidden_rails(rails: str, n: int, v_off: float = OSANA_VOFF) -> tuple[np.ndarray, np.ndarray]:
+    """The rails (V) ``(lo, hi)`` of a hidden layer of ``n`` nodes: ``"split"`` (the first half ``[0, inf)``, the
+    second ``(-inf, 0]``: Scellier) or ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode)."""
+    if rails == "split":
+        pos = np.arange(n) < (n + 1) // 2
+        return np.where(pos, 0.0, -np.inf), np.where(pos, np.inf, 0.0)
+    if rails == "both":
+        return np.full(n, -v_off), np.full(n, v_off)
+    raise ValidationError(f"rails must be 'split' or 'both', got {rails!r}")
+
+
 def random_network(
     sizes: Sequence[int],
     element: str | Element = "ideal",
@@ -430,16 +441,9 @@ def random_network(
             raise ValueError(f"init must be 'uniform', 'clamped' or 'sparse', got {init!r}")
         b.append(rng.uniform(-bias, bias, sizes[l]))
         if l < len(sizes) - 1:
-            n = sizes[l]
-            if rails == "split":
-                pos = np.arange(n) < (n + 1) // 2
-                lo.append(np.where(pos, 0.0, -np.inf))
-                hi.append(np.where(pos, np.inf, 0.0))
-            elif rails == "both":
-                lo.append(np.full(n, -v_off))
-                hi.append(np.full(n, v_off))
-            else:
-                raise ValidationError(f"rails must be 'split' or 'both', got {rails!r}")
+            lo_l, hi_l = hidden_rails(rails, sizes[l], v_off)
+            lo.append(lo_l)
+            hi.append(hi_l)
     if isinstance(amplifier, tuple):
         amplifier = Amplifier(*amplifier)
     return Network(G=G, b=b, lo=lo, hi=hi, element=element, input_gain=input_gain, encoding=encoding,
