@@ -227,6 +227,7 @@ class Shockley(Element):
             v[todo] = self._polish(v[todo], *(np.broadcast_to(q, v.shape)[todo] for q in (a, c1, lo, hi)))
         return v
 
+    @np.errstate(over="ignore", invalid="ignore")  # an overflowing slope is handled (no step), not an error
     def _newton(self, v, a, c1, lo, hi):
         """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er) = 0``. Returns the new ``v`` and the error
         left after it, ``|f''| step² / (2 f')`` (V): Newton's quadratic term."""
@@ -240,6 +241,7 @@ class Shockley(Element):
         finite = slope < np.inf  # else Is/Vd*exp overflowed (exp itself may not have): f/slope = 0 is no step
         return np.where(finite, v - step, np.nan), np.where(finite, left, np.inf)
 
+    @np.errstate(over="ignore")  # f = ±inf far beyond a rail still orders the bracket
     def _polish(self, v, a, c1, lo, hi):
         """Newton with bisection fallback inside the bracket [rail midpoint, c1/a] (1-D arrays): a Newton step that
         leaves the bracket or is not below half the previous step is replaced by bisection."""
