@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this mod
     import numpy as np
 
 __all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "BOUNDED_FAN_IN", "AMPLIFIED_SPARSE_FROM", "PASSIVE_GAIN_STEP",
-           "batch_size", "lr", "average", "rails", "bounded", "fan_in", "init", "input_gain", "network"]
+           "batch_size", "lr", "average", "rails", "RAILLESS", "bounded", "fan_in", "init", "input_gain", "network"]
 
 #: Network-independent defaults of ``TrainConfig`` (SI units: β in S, target in V, conductances in S).
 TRAIN: dict[str, Any] = dict(
@@ -79,9 +79,13 @@ def init(depth: int, amplifier) -> str:
     signal then reaches the outputs (3 × 64 ideal diodes at initialisation: last hidden layer 1/42 of the first's
     spread dense, 1/14 sparse). Amplified (A = 4, C = 1): two and three hidden layers train better dense
     (Digits, 20 epochs: 0.56–1.94 % against 1.94–6.67 % sparse), four to six stay at 13–73 % test error dense and
-    reach 1.9–3.1 % sparse (docs/training.md)."""
+    reach 1.1–3.1 % sparse (docs/training.md)."""
     hidden = depth - 1
     return "sparse" if hidden >= (2 if amplifier is None else AMPLIFIED_SPARSE_FROM) else "uniform"
+
+
+#: Elements whose nodes have no rails (``drn train`` refuses ``--rails`` for them).
+RAILLESS = ("linear", "pwl")
 
 
 def bounded(element: str, lo, hi) -> bool:
@@ -89,7 +93,7 @@ def bounded(element: str, lo, hi) -> bool:
     Shockley nodes whose rails ``lo``, ``hi`` (V, one array per hidden layer) are all finite; never linear nodes."""
     import numpy as np
 
-    return element == "pwl" or (element != "linear" and all(
+    return element == "pwl" or (element not in RAILLESS and all(
         np.isfinite(lo_l).all() and np.isfinite(hi_l).all() for lo_l, hi_l in zip(lo, hi)))
 
 

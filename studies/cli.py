@@ -235,6 +235,8 @@ def _check_train_args(args: argparse.Namespace) -> None:
     """Ranges argparse does not check (one line naming the option, before any work)."""
     import math
 
+    from cdsolver.defaults import RAILLESS
+
     checks = [("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1, ">= 1"),
               ("--max-sweeps", args.max_sweeps, args.max_sweeps >= 1, ">= 1"),
               ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
@@ -250,7 +252,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
     for name, val, ok, want in checks:
         if not ok:
             raise CliError(f"{name} must be {want}, got {val}")
-    if args.rails is not None and args.element in ("linear", "pwl"):
+    if args.rails is not None and args.element in RAILLESS and not args.resume:  # (a checkpoint may record it)
         why = "a pwl curve saturates by its own table" if args.element == "pwl" else "linear nodes are not clipped"
         raise CliError(f"--rails: {args.element} nodes have no rails ({why})")
 
@@ -258,7 +260,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
 def _init_network(args: argparse.Namespace, n_inputs: int, amp: Amplifier | None) -> Network:
     """``--init NET.npz``: the trained network to start from, checked against the structure options (its rails
     and input gain are kept)."""
-    from cdsolver.network import load_network
+    import numpy as np
+
+    from cdsolver.network import hidden_rails, load_network
 
     if not Path(args.init).is_file():
         raise CliError(f"--init: network file not found: {args.init}")
@@ -272,6 +276,9 @@ def _init_network(args: argparse.Namespace, n_inputs: int, amp: Amplifier | None
     if args.input_gain is not None and args.input_gain != net.input_gain:
         raise CliError(f"--init {args.init}: the network's input gain is {net.input_gain:g} V, --input-gain "
                        f"{args.input_gain:g}")
+    if args.rails is not None and not all(np.array_equal(q, r) for lo, hi in zip(net.lo, net.hi)
+                                          for q, r in zip((lo, hi), hidden_rails(args.rails, lo.size))):
+        raise CliError(f"--init {args.init}: the network's rails are not --rails {args.rails} (its rails are kept)")
     return net
 
 
@@ -504,6 +511,8 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cdsolver.constants import OSANA_VOFF as VOFF
+    from cdsolver.defaults import PASSIVE_GAIN_STEP
     from cdsolver.defaults import TRAIN as T
 
     ap = _Parser(
@@ -577,8 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
     p.add_argument("--element", choices=["ideal", "linear", "pwl", "shockley"], default="shockley",
                    help="node element (default: shockley, Is=1e-6 A, Vd=0.05 V)")
-    p.add_argument("--rails", choices=["both", "split"], help="ideal and shockley nodes: both: every node [-0.8, 0.8] "
-                   "V (default for shockley); split: half [0, inf), half (-inf, 0] (default for ideal)")
+    p.add_argument("--rails", choices=["both", "split"], help=f"ideal and shockley nodes: both: every node [-{VOFF:g}, "
+                   f"{VOFF:g}] V (default for shockley); split: half [0, inf), half (-inf, 0] (default for ideal)")
     p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifiers after every "
                    "hidden node: forward voltage gain A and current pull-back C, each in (0, 1e6] (default: none, "
                    "a passive network; e.g. 4 1)")
@@ -587,9 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
                         "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")
     p.add_argument("--input-gain", type=float, help="V per unit feature, > 0 (default: set from the training data so "
-                   "that the first hidden layer's pre-activations spread over the element's scale, times 4 per extra "
-                   "hidden layer of a passive network whose nodes are not bounded on both sides; printed at the "
-                   "start; cdsolver/defaults.py)")
+                   "that the first hidden layer's pre-activations spread over the element's scale, times "
+                   f"{PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network whose nodes are not bounded on "
+                   "both sides; printed at the start; cdsolver/defaults.py)")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")

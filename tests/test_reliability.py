@@ -439,6 +439,29 @@ def test_bad_training_options_exit_2(tmp_path, capsys, args, msg):
     assert msg in capsys.readouterr().err and not list(tmp_path.iterdir())
 
 
+def test_rails_with_resume_and_init(tmp_path, capsys):
+    """``--rails`` where it cannot apply: a pwl checkpoint that recorded it (before the refusal) still resumes with
+    its own options; ``--init`` refuses a ``--rails`` the network does not have (its rails are kept)."""
+    import json
+
+    base = ["train", "--element", "pwl", "--hidden", "8", "--out", str(tmp_path / "p.npz")]
+    assert main(base + ["--epochs", "1"]) == 0
+    ckpt = tmp_path / "p.ckpt.npz"
+    with np.load(ckpt) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["checkpoint"]["run"]["rails"] = "both"
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(ckpt, **arrays)
+    assert main(base + ["--rails", "both", "--epochs", "2", "--resume"]) == 0
+    save_network(random_network([128, 8, 10], "ideal", rails="split"), tmp_path / "i.npz")
+    args = ["train", "--element", "ideal", "--hidden", "8", "--epochs", "0", "--init", str(tmp_path / "i.npz")]
+    capsys.readouterr()
+    assert main(args + ["--rails", "both", "--out", str(tmp_path / "o.npz")]) == 2
+    assert "the network's rails are not --rails both" in capsys.readouterr().err
+    assert main(args + ["--rails", "split", "--out", str(tmp_path / "o2.npz")]) == 0
+
+
 @pytest.mark.parametrize("meta_change, msg", [
     (lambda m: m["element"].__setitem__("kind", ["shockley"]), "meta.element.kind must be one of"),
     (lambda m: m["element"].__setitem__("Vd", 1e-300), "Vd must be a finite voltage >= 1e-12 V"),
