@@ -124,7 +124,10 @@ def test_implicit_gradient_trainer_first_step_is_the_implicit_gradient():
 def test_drn_train_defaults_write_diagnostics(tmp_path, capsys):
     out = tmp_path / "n.npz"
     assert main(["train", "--hidden", "8", "6", "--epochs", "1", "--out", str(out)]) == 0
-    assert "input gain" in capsys.readouterr().out
+    start = capsys.readouterr().out.splitlines()[0]  # the initialisation the defaults chose, then the gain
+    assert "shockley, sparse crossbars after the first (2 inputs per node), input gain" in start
+    assert main(["train", "--hidden", "8", "--epochs", "0", "--out", str(tmp_path / "one.npz")]) == 0
+    assert "sparse" not in capsys.readouterr().out
     row = next(csv.DictReader(open(tmp_path / "n.history.csv")))
     for k in ("v1_mean", "v1_spread", "v1_beyond", "v2_beyond", "v3_spread", "grad1", "grad3", "excluded",
               "beta_min"):
