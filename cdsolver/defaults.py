@@ -13,9 +13,9 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
   with depth (``PASSIVE_GAIN_STEP`` per hidden layer after the first) to make up for each crossbar's attenuation.
   Nodes bounded on both sides (every rail finite; pwl curves, which saturate by design) saturate instead: no step.
 - ``init(depth, amplifier)``: conductances uniform on ``[0, 2/n_{l-1}]`` S, but sparse (``fan_in`` inputs per
-  node: 2 for bounded passive nodes, else 4) after the first crossbar of a passive network with two or more hidden
-  layers, or of an amplified one with ``AMPLIFIED_SPARSE_FROM`` or more: a node averages its inputs, and a dense
-  average of ``n`` inputs keeps only ~1.15/√n of their input-dependent spread.
+  node: 2 for bounded passive nodes from four hidden layers on, else 4) after the first crossbar of a passive
+  network with two or more hidden layers, or of an amplified one with ``AMPLIFIED_SPARSE_FROM`` or more: a node
+  averages its inputs, and a dense average of ``n`` inputs keeps only ~1.15/√n of their input-dependent spread.
 - β: ``ep.safe_beta`` lowers ``TRAIN["beta"]`` (once per epoch) to keep the negative phase convex
   (``ep.beta_limit``).
 """
@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
     import numpy as np
 
-__all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "BOUNDED_FAN_IN", "AMPLIFIED_SPARSE_FROM", "PASSIVE_GAIN_STEP",
-           "batch_size", "lr", "average", "rails", "RAILLESS", "bounded", "fan_in", "init", "input_gain", "network"]
+__all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "BOUNDED_FAN_IN", "BOUNDED_FAN_IN_FROM",
+           "AMPLIFIED_SPARSE_FROM", "PASSIVE_GAIN_STEP", "batch_size", "lr", "average", "rails", "RAILLESS", "bounded",
+           "fan_in", "init", "input_gain", "network"]
 
 #: Network-independent defaults of ``TrainConfig`` (SI units: β in S, target in V, conductances in S).
 TRAIN: dict[str, Any] = dict(
@@ -63,8 +64,10 @@ def rails(element: str) -> str:
 
 #: Inputs per node of the sparse crossbars of deep networks (``init``, ``fan_in``) ...
 SPARSE_FAN_IN = 4
-#: ... and of deep passive networks whose hidden nodes are bounded on both sides (``bounded``).
+#: ... and of passive networks whose hidden nodes are bounded on both sides (``bounded``), from
+#: ``BOUNDED_FAN_IN_FROM`` hidden layers on.
 BOUNDED_FAN_IN = 2
+BOUNDED_FAN_IN_FROM = 4
 
 #: Hidden layers from which an amplified network starts sparse (``init``).
 AMPLIFIED_SPARSE_FROM = 4
@@ -98,13 +101,16 @@ def bounded(element: str, lo, hi) -> bool:
 
 
 def fan_in(element: str, lo, hi, amplifier) -> int:
-    """Inputs per node of the sparse crossbars (``init``): ``BOUNDED_FAN_IN`` in a passive network whose hidden
-    nodes are ``bounded`` — they get no gain step (``input_gain``), so their crossbars must lose less of the
-    signal: an average of 2 inputs keeps ~0.8 of its spread, of 4 ~0.6 (passive double Shockley on Digits, 20
-    epochs, 2 against 4 inputs: 5 × 64 2.5 against 52.8 % test error, 5 × 128 3.1 against 26.1 %, 4 × 64 3.9
-    against 5.0 %, pwl 5 × 64 3.6 against 13.6 %; docs/training.md) — else ``SPARSE_FAN_IN``, which the gain step
-    of unbounded nodes makes up for (ideal diodes on split rails, 2 inputs: 4 × 64 5.3 against 1.9 %)."""
-    return BOUNDED_FAN_IN if amplifier is None and bounded(element, lo, hi) else SPARSE_FAN_IN
+    """Inputs per node of the sparse crossbars (``init``) of a network with hidden-layer rails ``lo``, ``hi`` (V,
+    one array per hidden layer): ``BOUNDED_FAN_IN`` in a passive network of ``BOUNDED_FAN_IN_FROM`` or more hidden
+    layers whose nodes are ``bounded`` — they get no gain step (``input_gain``), so their crossbars must lose less
+    of the signal: an average of 2 inputs keeps ~0.8 of its spread, of 4 ~0.6 (passive double Shockley on Digits,
+    20 epochs, 2 against 4 inputs: 5 × 64 2.5 against 52.8 % test error, 5 × 128 3.1 against 26.1 %, 4 × 64 3.9
+    against 5.0 %, pwl 5 × 64 3.6 against 13.6 %; at two and three hidden layers mixed, and on Fashion-MNIST
+    3 × 128 behind after 3 epochs; docs/training.md) — else ``SPARSE_FAN_IN``, which the gain step of unbounded
+    nodes makes up for (ideal diodes on split rails, 2 inputs: 4 × 64 5.3 against 1.9 %)."""
+    deep = len(lo) >= BOUNDED_FAN_IN_FROM
+    return BOUNDED_FAN_IN if amplifier is None and deep and bounded(element, lo, hi) else SPARSE_FAN_IN
 
 
 #: Pre-activation spread (V) the input gain aims at in the first hidden layer, per element kind.
