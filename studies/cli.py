@@ -336,10 +336,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and earlier:
         raise CliError(f"--out {out}: {' and '.join(map(str, earlier))} of an earlier run exist; continue it with "
                        f"--resume (and more --epochs), or move them away to start afresh")
-    fans = {int(k) for G in net.G[1:] for k in (G > 0).sum(axis=0)}  # inputs per node after the first crossbar
-    dense = min((G.shape[0] for G in net.G[1:]), default=0)
-    sparse = f", sparse crossbars after the first ({fans.pop()} inputs per node)" if len(fans) == 1 and \
-        min(fans) < dense else ""
+    fans = {int(k) for G in net.G[1:] for k in (G > 0).sum(axis=0) if k < G.shape[0]}  # nodes not fed by all
+    sparse = (f", sparse crossbars after the first ({'/'.join(map(str, sorted(fans)))} inputs per node)"
+              if fans else "")
     print(f"network {'-'.join(map(str, net.sizes))}, {args.element}{sparse}, input gain {net.input_gain:.4g} V; batch "
           f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, average {cfg.average:.4g}, beta {cfg.beta} S "
           f"(at most ep.beta_limit), target {cfg.target} V, gradient {cfg.gradient}", flush=True)
