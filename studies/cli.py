@@ -199,6 +199,7 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
 
 #: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
+INVERT = "half"  # --invert's default, set once the option is checked (a checkpoint records the resolved value)
 RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "invert", "input_gain", "outputs",
                "batch_size", "lr", "lr_decay", "optimizer", "momentum", "average", "beta", "estimator", "target",
                "g_min", "g_max",
@@ -252,6 +253,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
     for name, val, ok, want in checks:
         if not ok:
             raise CliError(f"{name} must be {want}, got {val}")
+    if args.invert is not None and args.amplifier is None:
+        raise CliError("--invert applies to amplifiers: give --amplifier A C too")
+    args.invert = args.invert or INVERT
     if args.rails is not None and args.element in RAILLESS and not args.resume:  # (a checkpoint may record it)
         why = "a pwl curve saturates by its own table" if args.element == "pwl" else "linear nodes are not clipped"
         raise CliError(f"--rails: {args.element} nodes have no rails ({why})")
@@ -306,6 +310,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         net, state, run0 = load_checkpoint(ckpt)
         default = vars(build_parser().parse_args(["train", "--out", str(out)]))  # options newer than the checkpoint
+        default["invert"] = INVERT
         diff = {k: (run0.get(k, default[k]), v) for k, v in json_ready(run).items() if run0.get(k, default[k]) != v}
         if diff:
             raise CliError("--resume: the checkpoint was made with other options (only --epochs may change): "
@@ -594,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifiers after every "
                    "hidden node: forward voltage gain A and current pull-back C, each in (0, 1e6] (default: none, "
                    "a passive network; e.g. 4 1)")
-    p.add_argument("--invert", choices=["half", "none"], default="half",
+    p.add_argument("--invert", choices=["half", "none"],
                    help="with --amplifier: half: the second half of each hidden layer's amplifiers invert (gains -A, "
                         "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
                         "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")

@@ -439,6 +439,27 @@ def test_bad_training_options_exit_2(tmp_path, capsys, args, msg):
     assert msg in capsys.readouterr().err and not list(tmp_path.iterdir())
 
 
+def test_invert_needs_an_amplifier_and_checkpoints_still_resume(tmp_path, capsys):
+    """``--invert`` without ``--amplifier`` is refused (it was ignored); checkpoints record the resolved value, so
+    one made before ``--invert`` existed, or with its default, resumes with or without the option."""
+    import json
+
+    assert main(["train", "--invert", "none", "--epochs", "0", "--out", str(tmp_path / "a.npz")]) == 2
+    assert "--invert applies to amplifiers: give --amplifier A C too" in capsys.readouterr().err
+    for name, amp in (("p", []), ("q", ["--amplifier", "4", "1"])):
+        base = ["train", "--hidden", "8", *amp, "--out", str(tmp_path / f"{name}.npz")]
+        assert main(base + ["--epochs", "1"]) == 0
+        ckpt = tmp_path / f"{name}.ckpt.npz"
+        with np.load(ckpt) as f:
+            arrays = {k: f[k] for k in f.files}
+        meta = json.loads(str(arrays["meta"]))
+        assert meta["checkpoint"]["run"].pop("invert") == "half"
+        arrays["meta"] = np.array(json.dumps(meta))
+        np.savez(ckpt, **arrays)
+        assert main(base + ["--epochs", "2", "--resume"]) == 0
+    assert main(base + ["--invert", "half", "--epochs", "3", "--resume"]) == 0
+
+
 def test_rails_with_resume_and_init(tmp_path, capsys):
     """``--rails`` where it cannot apply: a pwl checkpoint that recorded it (before the refusal) still resumes with
     its own options; ``--init`` refuses a ``--rails`` the network does not have (its rails are kept)."""
