@@ -18,6 +18,8 @@ STEP_PER_TOL = 10.0
 MAX_SWEEPS = 1000
 #: Default Anderson history depth (sweeps) of both solvers; 0 is plain block CD.
 ANDERSON = 5
+#: The largest amplifier gain A or C accepted (beyond it the node conductances C·A·ΣG leave float64's useful range).
+MAX_GAIN = 1e6
 #: The deepest Anderson history a solve accepts (each level keeps two arrays of the whole batch's state).
 MAX_ANDERSON = 100
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .constants import OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
+from .constants import MAX_GAIN, OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
 from .files import atomic_write
 from .topology import Layered
@@ -35,10 +35,6 @@ INVERT = ("none", "half")
 
 class NetworkFormatError(ValidationError):
     """A network file or a Network's arrays do not follow format drn/1; the message names the problem."""
-
-
-#: The largest amplifier gain A or C accepted (beyond it the node conductances C·A·ΣG leave float64's useful range).
-MAX_GAIN = 1e6
 
 
 @dataclass(frozen=True)

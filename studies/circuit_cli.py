@@ -130,10 +130,9 @@ def cmd_solve(args) -> int:
 def cmd_check(args) -> int:
     import numpy as np
 
+    from cdsolver.files import check_out
     from cdsolver.validation import check_timeout
     from spice_bridge.runners import op_deck
-
-    from cdsolver.files import check_out
 
     from .cli import EXIT_NOT_CONVERGED, CliError
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from cdsolver.constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
 from cdsolver.files import check_out
-from cdsolver.validation import ValidationError
+from cdsolver.validation import MAX_TIMEOUT, ValidationError
 from spice_bridge.errors import NgspiceMissing
 
 from . import circuit_cli
@@ -436,13 +436,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     import platform
+    from importlib.metadata import version
 
     import numpy as np
     import scipy
 
     from spice_bridge.runners import NgspiceMissing, _ngspice_shared, ngspice_version
-
-    from importlib.metadata import version
 
     problems = 0
     print(f"drn-cd {version('drn-cd')} ({Path(__file__).resolve().parent.parent})")
@@ -519,6 +518,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cdsolver.constants import MAX_GAIN
     from cdsolver.constants import OSANA_VOFF as VOFF
     from cdsolver.defaults import PASSIVE_GAIN_STEP
     from cdsolver.defaults import TRAIN as T
@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "shared: PySpice in process, alter + op (default: batch)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--timeout", type=float, help="seconds one sample's ngspice run may take before it counts as "
-                   "failed, at most 86400 (default: sized to the network, at least 10; docs/reliability.md)")
+                   f"failed, at most {MAX_TIMEOUT:g} (default: sized to the network, at least 10; docs/reliability.md)")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
 
@@ -597,8 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rails", choices=["both", "split"], help=f"ideal and shockley nodes: both: every node [-{VOFF:g}, "
                    f"{VOFF:g}] V (default for shockley); split: half [0, inf), half (-inf, 0] (default for ideal)")
     p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifiers after every "
-                   "hidden node: forward voltage gain A and current pull-back C, each in (0, 1e6] (default: none, "
-                   "a passive network; e.g. 4 1)")
+                   f"hidden node: forward voltage gain A and current pull-back C, each in (0, {MAX_GAIN:g}] (default: "
+                   "none, a passive network; e.g. 4 1)")
     p.add_argument("--invert", choices=["half", "none"],
                    help="with --amplifier: half: the second half of each hidden layer's amplifiers invert (gains -A, "
                         "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
