@@ -33,3 +33,20 @@ def fake_ngspice(tmp_path, monkeypatch):
         exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
         monkeypatch.setenv("PATH", f"{exe.parent}:{os.environ['PATH']}")
     return make
+
+
+@pytest.fixture
+def small_problem(tmp_path):
+    """``make(batch)`` writes a 8-6-3 Shockley network (``net.npz``, input gain 20 V) and ``batch`` random feature
+    rows in [0, 1] (``x.npy``) into ``tmp_path``, and returns (network, features): the CLI tests' problem."""
+    import numpy as np
+
+    from cdsolver import random_network, save_network
+
+    def make(batch: int):
+        net = random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0)
+        save_network(net, tmp_path / "net.npz")
+        x = np.random.default_rng(0).uniform(0, 1, (batch, 4))
+        np.save(tmp_path / "x.npy", x)
+        return net, x
+    return make

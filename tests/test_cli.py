@@ -10,12 +10,8 @@ from studies.cli import main
 
 
 @pytest.fixture
-def files(tmp_path):
-    net = random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0)
-    save_network(net, tmp_path / "net.npz")
-    x = np.random.default_rng(0).uniform(0, 1, (7, 4))
-    np.save(tmp_path / "x.npy", x)
-    return tmp_path, net, x
+def files(tmp_path, small_problem):
+    return tmp_path, *small_problem(7)
 
 
 def test_solve_writes_states(files, capsys):

@@ -8,10 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from cdsolver import random_network, save_network
 from studies.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +30,8 @@ def test_help_imports_nothing_heavy():
     assert sorted(m for m in HEAVY if m in loaded) == []
 
 
-def test_solve_imports_only_what_it_uses(tmp_path):
-    net = random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0)
-    save_network(net, tmp_path / "net.npz")
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 1, (3, 4)))
+def test_solve_imports_only_what_it_uses(tmp_path, small_problem):
+    small_problem(3)
     argv = ["solve", str(tmp_path / "net.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "s.npz")]
     loaded = _loaded_after(f"from studies.cli import main\nassert main({argv!r}) == 0")
     assert "cdsolver.solver" in loaded

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import cdsolver.solver
-from cdsolver import random_network, save_network, solve
+from cdsolver import solve
 from studies.cli import main
 from studies.verify import compare_states
 
@@ -25,12 +25,9 @@ def one_line(capsys, command: str) -> str:
 
 
 @pytest.fixture
-def problem(tmp_path):
+def problem(tmp_path, small_problem):
     """A 8-6-3 network, 2 samples, CD's exact states, and the same network with Is = 1e300 A (CD's states NaN)."""
-    net = random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0)
-    save_network(net, tmp_path / "net.npz")
-    x = np.random.default_rng(0).uniform(0, 1, (2, 4))
-    np.save(tmp_path / "x.npy", x)
+    net, x = small_problem(2)
     solve(net, net.encode(x)).save(tmp_path / "exact.npz")
     f = dict(np.load(tmp_path / "net.npz"))
     meta = json.loads(str(f["meta"]))
