@@ -8,7 +8,9 @@ Run: `make bench` or `python benchmarks/bench_solver.py [--quick]`.
    shape into a preallocated output: `numpy.exp(x)` alone also allocates and first touches its result, which
    made the unit 5-10 ns per element from run to run) for the NumPy reference (`solve_reference`), the fused
    kernel from scratch (`cold`) and started from the previous voltages (`warm`: a converging sweep; here the
-   exact solution), timed in turn with the unit, best of 7 each. The unit depends on NumPy's SIMD level, printed
+   exact solution), timed in turn with the unit, best of 7 each; the kernel on all of numba's threads, then on
+   one (since 2026-12-01: the kernel's own cost, apart from how much of a second core the machine gives; the unit
+   is always one thread). The unit depends on NumPy's SIMD level, printed
    with the table: from AVX512F on NumPy's exp is vectorised (0.8 ns per element on the AVX-512 machine of
    docs/performance.md), below it calls libm per element (5-9 ns on the AVX2 one).
    Then the double-Shockley update of 128 samples (a training batch) with rows of 10, 20, 100 and 1,024 nodes,
@@ -104,25 +106,43 @@ def kernel_cases():
 
 
 def kernel_table(rounds: int = 7) -> None:
-    """Per element: the NumPy reference, the kernel cold and warm, and the unit (one ``numpy.exp`` pass) timed in
-    turn, ``rounds`` times, each its best: the machine's speed drifts, and a ratio holds only between clocks taken
-    in the same stretch."""
+    """Per element: the NumPy reference, the kernel cold and warm on all threads, then on one, and the unit (one
+    ``numpy.exp`` pass, one thread) timed in turn, ``rounds`` times, each its best: the machine's speed drifts,
+    and a ratio holds only between clocks taken in the same stretch. The one-thread columns are the kernel's own
+    cost against the unit's; the all-thread ones also hold how much of the other cores the machine gives."""
+    import numba
+
     x = np.random.default_rng(1).standard_normal((KB, KN))
     y = np.empty_like(x)
     n = KB * KN
     print(f"\nOne layer update of {KB} x {KN} nodes; exp-pass = one `numpy.exp(x, out=y)` over the same shape "
-          f"({numpy_simd()}), timed in turn with the updates of its row; best of {rounds}\n")
+          f"({numpy_simd()}), timed in turn with the updates of its row; best of {rounds}; the kernel on "
+          f"{numba.get_num_threads()} threads, then on 1\n")
     print("| element | beyond rails | exp-pass ns | NumPy reference ns/node | exp-passes | kernel cold ns/node "
-          "| exp-passes | kernel warm ns/node | exp-passes |\n|---|---|---|---|---|---|---|---|---|")
+          "| exp-passes | kernel warm ns/node | exp-passes | 1 thread: cold exp-passes | warm exp-passes |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
+    threads = numba.get_num_threads()
+
+    def one_thread(f):
+        def run():
+            numba.set_num_threads(1)
+            try:
+                return f()
+            finally:
+                numba.set_num_threads(threads)
+        return run
+
     for name, el, a, c, lo, hi in kernel_cases():
         ref = el.solve_reference(a, c, lo, hi)
-        runs = (lambda: np.exp(x, out=y), lambda: el.solve_reference(a, c, lo, hi),
-                lambda: kernels.update(el, a, lo, hi, c), lambda: kernels.update(el, a, lo, hi, c, old=ref))
-        t_exp, t_ref, t_cold, t_warm = (min(ts) for ts in zip(*([best(f, 1)[0] for f in runs]
-                                                              for _ in range(rounds))))
+        cold, warm = lambda: kernels.update(el, a, lo, hi, c), lambda: kernels.update(el, a, lo, hi, c, old=ref)
+        runs = (lambda: np.exp(x, out=y), lambda: el.solve_reference(a, c, lo, hi), cold, warm, one_thread(cold),
+                one_thread(warm))
+        t_exp, t_ref, t_cold, t_warm, t_cold1, t_warm1 = (
+            min(ts) for ts in zip(*([best(f, 1)[0] for f in runs] for _ in range(rounds))))
         beyond = f"{(np.abs(ref) >= 0.8).mean():.0%}"  # ideal diodes: on the rail
         print(f"| {name} | {beyond} | {1e9 * t_exp / n:.2f} | " + " | ".join(
-            f"{1e9 * t / n:.1f} | {t / t_exp:.2f}" for t in (t_ref, t_cold, t_warm)) + " |", flush=True)
+            f"{1e9 * t / n:.1f} | {t / t_exp:.2f}" for t in (t_ref, t_cold, t_warm))
+            + f" | {t_cold1 / t_exp:.2f} | {t_warm1 / t_exp:.2f} |", flush=True)
 
 
 def row_table(rows: int = 128, nodes=(10, 20, 100, 1024), rounds: int = 7) -> None:

@@ -191,12 +191,18 @@ def _newton_exponents(v, lnk, lo, hi, Vd):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _larger_exponent(v, lnk, lo, hi, Vd):
-    """``_newton_exponents`` as (the larger, the smaller) in one division: the larger is rounded as there (dividing
-    by ``Vd > 0`` keeps the order); the smaller is only told apart from ``-inf`` (its exponential comes from the
-    larger's: ``_newton_pass``), so it is ``·(1/Vd)``: at the threshold, either side of it is negligible."""
+def _larger_exponent(v, lnk, lo, hi, Vd, quotient):
+    """``_newton_exponents`` as (the larger, the smaller). The larger is rounded as there where ``quotient``
+    (the warm step, whose ``f`` is the reported residual: dividing by ``Vd > 0`` keeps the order), else it is
+    ``·(1/Vd)`` (the closed form's step: a vectorised division costs ~0.3 ns per node on one thread here, a
+    product 0.1 ns, a whole ``numpy.exp`` pass 0.8 ns; the product is within an ulp of the quotient, which moves
+    the diode current by ``|x|`` ulps and so ``v`` by about an ulp of ``v`` minus the rail, within 1e-15 of the
+    reference: ``tests/test_kernels.py``). The smaller is only told apart from ``-inf`` (its exponential comes
+    from the larger's: ``_newton_pass``), so it is ``·(1/Vd)``: at the threshold, either side of it is
+    negligible."""
     dvf, dvr = v - hi, lo - v
-    x, nx = max(dvf, dvr) / Vd, min(dvf, dvr) * (1.0 / Vd)
+    big = max(dvf, dvr)
+    x, nx = big / Vd if quotient else big * (1.0 / Vd), min(dvf, dvr) * (1.0 / Vd)
     small = abs(v) < Vd
     return _unless_negligible(x, lnk, small), _unless_negligible(nx, lnk, small)
 
@@ -208,12 +214,14 @@ def _newton_step(v, a, c1, Is, Vd, ef, er):
     ``|f''|`` bounded over the whole step — for steps below ``_WARM_STEP*Vd``, or below ``Vd`` and ``|v - step| +
     Vd/1000`` where the diodes' conductance is under ``1e-3*a``; ``inf`` otherwise — and the step). Where the
     slope overflows (``Is/Vd*exp``; exp itself may not have), ``f/slope = 0`` is no step: NaN, with ``inf``
-    errors. Without branches."""
+    errors. Without branches, and with one division (``1/slope``, then products: the step is within an ulp of
+    ``f/slope``, far below an ulp of ``v``)."""
     d, e2 = ef - er, ef + er
     slope = a + e2 * (Is / Vd)
     f = a * v - c1 + Is * d
-    step = f / slope
-    q = (Is / (2.0 * Vd * Vd)) * step * step / slope
+    inv = 1.0 / slope
+    step = f * inv
+    q = (Is / (2.0 * Vd * Vd)) * step * step * inv
     s = abs(step)
     # |ef - er| grows by at most (ef + er)*|step|/Vd over a short step (first order); for a weak diode, f' >= a
     # puts the root within 1.001|step|, where |f''| grows by at most e^1.001 < 3. (The step carries f's rounding,
@@ -261,17 +269,18 @@ def _shockley_polish(v, a, c1, lo, hi, Is, Vd, lnk):
 def _exponents_pass(m, v, lnk, lo, hi, Vd, ef, er):
     """``_larger_exponent`` at the first ``m`` nodes of a row, into ``ef`` and ``er`` (vectorised)."""
     for j in range(m):
-        ef[j], er[j] = _larger_exponent(v[j], lnk[j], lo[j], hi[j], Vd)
+        ef[j], er[j] = _larger_exponent(v[j], lnk[j], lo[j], hi[j], Vd, True)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
     """``_shockley_newton`` at the first ``m`` nodes of a row, from their exponents in ``ef``, ``er``
     (``_exponents_pass``; ``ef`` is then scratch), in loops without branches or calls (vectorised): ``v`` (V)
-    becomes the step's result, ``f`` (A), ``err`` and, with ``warm``, ``bound`` (V) as there (the step from the
-    closed form never reads ``bound``; not storing it, LLVM drops its arithmetic: ~6 % of the kernel at 2 x 1024).
-    Returns (the largest ``|f|`` (A), how many nodes the step leaves above ``_ERR*(|v| + Vd/1000)`` by ``bound``
-    (``warm``) or ``err``; NaN counts).
+    becomes the step's result; with ``warm``, ``f`` (A) and ``bound`` (V) as there, else ``err`` (V). Each pass
+    stores only what its caller reads: LLVM then drops the rest's arithmetic (not storing ``bound`` from the
+    closed form saved ~6 % of the kernel at 2 x 1024; ``f``, ``err`` and the maximum ~2 % more). Returns (with
+    ``warm``, the largest ``|f|`` (A), else 0; how many nodes the step leaves above ``_ERR*(|v| + Vd/1000)`` by
+    ``bound`` (``warm``) or ``err``; NaN counts).
     Short loops, so that the exponentials of many nodes are in flight at once; one per node, where the scalar
     step takes two: the two exponents sum to ``(lo - hi)/Vd``, so the smaller side's exponential is
     ``kp/exp(larger)`` (``kp = exp((lo - hi)/Vd)``;
@@ -285,10 +294,12 @@ def _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
         small = 0.0 if er[j] == -math.inf or big == 0.0 else kp[j] / big
         up = v[j] - hi[j] >= lo[j] - v[j]
         vj, fj, ej, b, _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small, small if up else big)
-        v[j], f[j], err[j] = vj, fj, ej
+        v[j] = vj
         if warm:
-            bound[j] = b
-        rbits = max(rbits, _bits(abs(fj)))  # (the maximum taken on the bits, as in _step_and_best_row)
+            f[j], bound[j] = fj, b
+            rbits = max(rbits, _bits(abs(fj)))  # (the maximum taken on the bits, as in _step_and_best_row)
+        else:
+            err[j] = ej
         left += not _final(b if warm else ej, vj, Vd)  # (True for NaN)
     return _float(rbits), left
 
@@ -323,15 +334,16 @@ def _shockley_node(c1, a, lnk, lo, hi, Is, Vd):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
-    """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from ``_closed_form``, ln ω read from the
-    grids, then one Newton step (``_newton_pass``). ``t`` (``_beyond_rails``) is kept: the grids hold ln ω only
+def _closed_form_pass(m, c1, a, ia, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
+    """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from ``_closed_form`` (``c'/a`` as
+    ``c'·ia``, ``ia = 1/a``: a product, within an ulp; the step corrects it), ln ω read from the grids, then one
+    Newton step (``_newton_pass``). ``t`` (``_beyond_rails``) is kept: the grids hold ln ω only
     below ``_LNW_END``. Returns 0 where every node is final, else a positive count (nodes beyond the grids plus
     nodes whose step's ``err`` is too large: a node can count twice)."""
     ivd = 1.0 / Vd
     on = far = 0
     for i in range(m):
-        v[i] = c1[i] / a[i]
+        v[i] = c1[i] * ia[i]
         tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
         t[i] = max(tf, tr)
         on += t[i] > _LNZ_CUTOFF
@@ -343,18 +355,18 @@ def _closed_form_pass(m, c1, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
         for i in range(m):  # (the Newton step's exponents here too: v, lnk and the rails read once)
             tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
             v[i] = _closed_form(v[i], tf, tr, lnw[i], lnk[i], lo[i], hi[i], Vd)
-            ef[i], er[i] = _larger_exponent(v[i], lnk[i], lo[i], hi[i], Vd)
+            ef[i], er[i] = _larger_exponent(v[i], lnk[i], lo[i], hi[i], Vd, False)
     else:  # (no diode conducts anywhere in the row: the start is c'/a throughout)
         _exponents_pass(m, v, lnk, lo, hi, Vd, ef, er)
     return far + _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, err, False)[1]  # (no bound)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _shockley_block(c, a, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
+def _shockley_block(c, a, ia, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
     """Shockley nodes of a block of samples, ``width`` nodes each, one after the other (``elements.Shockley``):
     ``v`` (V) from drives ``c`` (A: ``c'``, the -1 terms of ``I`` moved to the drive); with ``warm``, ``v``
     holds the previous voltages on entry, and ``rmax[q]`` becomes sample ``q``'s max |KCL| (A) at them (``width``
-    divides ``n = c.size``; ``rmax`` holds ``n // width`` at least). ``s``: scratch, (13, n) at least. Returns the
+    divides ``n = c.size``; ``rmax`` holds ``n // width`` at least). ``s``: scratch, (14, n) at least. Returns the
     number of nodes whose safeguarded Newton failed.
 
     In vectorised passes over the block: with ``warm``, one Newton step from the previous voltages, kept where
@@ -366,8 +378,8 @@ def _shockley_block(c, a, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
     n = c.size
     # scratch rows, taken by index: rows unpacked from a 2-D array (``a, b = x``) are typed strided, and loops
     # over them were not vectorised
-    ef, er, f, err, bound, t, vp, cp, ap, lnkp, lop, hip, kpp = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
-                                                                 s[8], s[9], s[10], s[11], s[12])
+    ef, er, f, err, bound, t, vp, cp, ap, iap, lnkp, lop, hip, kpp = (s[0], s[1], s[2], s[3], s[4], s[5], s[6],
+                                                                      s[7], s[8], s[9], s[10], s[11], s[12], s[13])
     m = n
     if warm:  # Newton from the previous voltage: accepted where provably exact
         _exponents_pass(n, v, lnk, lo, hi, Vd, ef, er)
@@ -380,7 +392,7 @@ def _shockley_block(c, a, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
                 rmax[q] = _float(most)
     bad = 0
     if m == n:  # every node from the closed form, straight into v
-        if _closed_form_pass(n, c, a, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
+        if _closed_form_pass(n, c, a, ia, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
             for j in range(n):
                 if not (t[j] < _LNW_END and _final(err[j], v[j], Vd)):
                     v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
@@ -389,9 +401,9 @@ def _shockley_block(c, a, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
         i = 0
         for j in range(n):
             if not _final(bound[j], v[j], Vd):
-                cp[i], ap[i], lnkp[i], lop[i], hip[i], kpp[i] = c[j], a[j], lnk[j], lo[j], hi[j], kp[j]
+                cp[i], ap[i], iap[i], lnkp[i], lop[i], hip[i], kpp[i] = c[j], a[j], ia[j], lnk[j], lo[j], hi[j], kp[j]
                 i += 1
-        _closed_form_pass(m, cp, ap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err)  # (m = i: the same test)
+        _closed_form_pass(m, cp, ap, iap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err)  # (m = i: the same test)
         i = 0
         for j in range(n):
             if not _final(bound[j], v[j], Vd):  # (v[j] is still the warm step's here, as when packing)
@@ -454,22 +466,22 @@ def _drive(b, c, c2, fixed, shift, shifted, out, o):
 
 
 @njit(cache=True, error_model="numpy")
-def _shockley_rows(b0, b1, c, c2, fixed, a, lnk, kp, shift, lo, hi, Is, Vd, old, v, r):
+def _shockley_rows(b0, b1, c, c2, fixed, a, ia, lnk, kp, shift, lo, hi, Is, Vd, old, v, r):
     """``_rows`` for Shockley nodes: the samples in blocks of about ``_BLOCK`` nodes (``_shockley_block``; a
     block's voltages are its rows of ``v``, contiguous), the node constants repeated once per block's sample,
     the scratch allocated once."""
     n = c.shape[1]
     per = max(1, min(_BLOCK // max(n, 1), b1 - b0))  # samples per block (no more than there are)
     M = per * n
-    s = np.empty((19, M))
-    cb = s[13]  # (0-12: _shockley_block's)
-    A, LNK, KP, LO, HI = a, lnk, kp, lo, hi
+    s = np.empty((21, M))
+    cb = s[14]  # (0-13: _shockley_block's)
+    A, IA, LNK, KP, LO, HI = a, ia, lnk, kp, lo, hi
     if per > 1:  # the node constants, once for each sample of a block
-        A, LNK, KP, LO, HI = s[14], s[15], s[16], s[17], s[18]
+        A, IA, LNK, KP, LO, HI = s[15], s[16], s[17], s[18], s[19], s[20]
         for q in range(per):
             for j in range(n):
                 i = q * n + j
-                A[i], LNK[i], KP[i], LO[i], HI[i] = a[j], lnk[j], kp[j], lo[j], hi[j]
+                A[i], IA[i], LNK[i], KP[i], LO[i], HI[i] = a[j], ia[j], lnk[j], kp[j], lo[j], hi[j]
     warm = old.shape[0] > 0
     rmax = np.zeros(per)
     bad = 0
@@ -483,20 +495,20 @@ def _shockley_rows(b0, b1, c, c2, fixed, a, lnk, kp, shift, lo, hi, Is, Vd, old,
             prev = old[b:b + k].reshape(m)
             for i in range(m):
                 out[i] = prev[i]
-        bad += _shockley_block(cb[:m], A[:m], LNK[:m], KP[:m], LO[:m], HI[:m], Is, Vd, warm, out, s, n, rmax)
+        bad += _shockley_block(cb[:m], A[:m], IA[:m], LNK[:m], KP[:m], LO[:m], HI[:m], Is, Vd, warm, out, s, n, rmax)
         for q in range(k):
             r[b + q] = rmax[q] if warm else 0.0
     return bad
 
 
 @njit(cache=True, error_model="numpy")
-def _rows(b0, b1, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r):
+def _rows(b0, b1, code, c, c2, fixed, a, ia, lnk, kp, shift, lo, hi, prm, table, old, v, r):
     """Update the nodes of samples ``b0`` to ``b1 - 1`` in ``v``; ``r[b]`` = max |KCL| of ``old[b]`` (if given).
     Returns the number of Shockley nodes whose safeguarded Newton did not converge. Scratch is allocated once for
     all these samples (per sample, the scratch and a copy of the drive cost ~50 ns, a tenth of a 20-node row's
     update)."""
     if code == _SHOCKLEY:
-        return _shockley_rows(b0, b1, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm[0], prm[1], old, v, r)
+        return _shockley_rows(b0, b1, c, c2, fixed, a, ia, lnk, kp, shift, lo, hi, prm[0], prm[1], old, v, r)
     n = c.shape[1]
     warm = old.shape[0] > 0
     g = prm[2]
@@ -533,23 +545,23 @@ threads = get_num_threads  # numba's thread count: layer_parallel's chunks (kern
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def layer_parallel(code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r, chunks):
+def layer_parallel(code, c, c2, fixed, a, ia, lnk, kp, shift, lo, hi, prm, table, old, v, r, chunks):
     """``_rows`` over ``chunks`` equal parts of the samples, in parallel (one per thread: numba's own split of
     a loop over samples; at least one, at most one per sample); returns the failed node count."""
     B = c.shape[0]
     chunks = max(1, min(chunks, B))
     bad = np.zeros(chunks, np.int64)
     for k in prange(chunks):
-        bad[k] = _rows(k * B // chunks, (k + 1) * B // chunks, code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm,
+        bad[k] = _rows(k * B // chunks, (k + 1) * B // chunks, code, c, c2, fixed, a, ia, lnk, kp, shift, lo, hi, prm,
                        table, old, v, r)
     return bad.sum()
 
 
 @njit(cache=True, error_model="numpy")
-def layer_serial(code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r):
+def layer_serial(code, c, c2, fixed, a, ia, lnk, kp, shift, lo, hi, prm, table, old, v, r):
     """``_rows`` over every sample in one thread (small layers: starting threads would cost more than the
     work); returns the failed node count."""
-    return _rows(np.int64(0), c.shape[0], code, c, c2, fixed, a, lnk, kp, shift, lo, hi, prm, table, old, v, r)
+    return _rows(np.int64(0), c.shape[0], code, c, c2, fixed, a, ia, lnk, kp, shift, lo, hi, prm, table, old, v, r)
 
 
 _FLIP = np.int64(0x7FFFFFFFFFFFFFFF)  # the bits below a float64's sign
@@ -793,8 +805,8 @@ def warm_up() -> None:
     """Load (or compile) the kernels for the array types ``kernels.update``, the solver's bounds and its Anderson
     step pass."""
     e2, z1, one = np.zeros((0, 0)), np.zeros(1), np.ones((1, 1))
-    args = (_LINEAR, one, e2, e2, z1 + 1, z1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]), np.zeros((0, 3)), e2,
-            np.empty((1, 1)), np.zeros(1))
+    args = (_LINEAR, one, e2, e2, z1 + 1, z1 + 1, z1, z1, z1, z1 - 1, z1 + 1, np.array([0.0, 1.0, 0.0]),
+            np.zeros((0, 3)), e2, np.empty((1, 1)), np.zeros(1))
     layer_serial(*args)
     layer_parallel(*args, 1)
     i0 = np.zeros(1, np.int64)

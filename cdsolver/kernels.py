@@ -117,8 +117,9 @@ class LayerKernel:
         self.code, self.prm, self.table = _params(element)
         if self.code == _PAIR and n % 2:
             raise ValueError(f"paired output nodes come in pairs (v+ then v-): got {n} nodes")
-        self.lnk = self.shift = self.kp = np.zeros(n)
+        self.lnk = self.shift = self.kp = self.ia = np.zeros(n)
         if self.code == _SHOCKLEY:
+            self.ia = 1.0 / self.a  # (the closed form's start: a product where a division costs ~3x as much)
             self.lnk = np.log(element.Is / (self.a * element.Vd))
             with np.errstate(under="ignore"):  # (rails more than 708 Vd apart: subnormal or 0)
                 self.kp = np.exp((self.lo - self.hi) / element.Vd)  # the product of the two sides' exponentials
@@ -143,7 +144,7 @@ class LayerKernel:
         empty = np.zeros((0, 0))
         v, r = np.empty((B, self.n)), np.zeros(B)
         args = (self.code, _arr(c), empty if c2 is None else _arr(c2),
-                empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.lnk, self.kp, self.shift,
+                empty if fixed is None else _arr(np.atleast_2d(fixed)), self.a, self.ia, self.lnk, self.kp, self.shift,
                 self.lo, self.hi, self.prm, self.table, empty if old is None else _arr(old), v, r)
         if parallel(B * self.n):
             bad = self._nk.layer_parallel(*args, self._nk.threads())

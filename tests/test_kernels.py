@@ -319,8 +319,8 @@ def test_layer_in_chunks_of_samples_equals_the_serial_layer(el, numba_backend):
     old = k.update(c)[0] * (1 + 1e-6 * rng.standard_normal(c.shape))
     empty = np.zeros((0, 0))
     for c2, fixed, o in ((empty, empty, empty), (0.5 * c, 0.1 * c[:1], old), (-0.5 * c, 0.2 * c, old)):
-        args = (k.code, c, np.ascontiguousarray(c2), np.ascontiguousarray(fixed), k.a, k.lnk, k.kp, k.shift, k.lo,
-                k.hi, k.prm, k.table, o)
+        args = (k.code, c, np.ascontiguousarray(c2), np.ascontiguousarray(fixed), k.a, k.ia, k.lnk, k.kp, k.shift,
+                k.lo, k.hi, k.prm, k.table, o)
         v, r = np.full(c.shape, np.nan), np.full(c.shape[0], np.nan)
         bad = nk.layer_serial(*args, v, r)
         for chunks in (1, 2, 3, 7, 45, 0):  # (more chunks than samples are taken as one per sample, 0 as 1)
