@@ -8,14 +8,16 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
 - ``average(batch, n_train)``: the weights' moving average spans about one epoch.
 - ``input_gain(...)``: the input voltage scale that puts the first hidden layer's pre-activation spread (over the
   training inputs, at initialisation, with the load of the next crossbar) at the element's scale — the rails for
-  Shockley and pwl elements — and, in a passive network whose hidden nodes are not bounded on both sides (linear
-  nodes; ideal diodes or Shockley with some node's rail open on one side, as on split rails), a gain that grows
-  with depth (``PASSIVE_GAIN_STEP`` per hidden layer after the first) to make up for each crossbar's attenuation.
-  Nodes bounded on both sides (every rail finite; pwl curves, which saturate by design) saturate instead: no step.
+  Shockley and pwl elements — and, in a passive network whose hidden nodes are clipped on one side (``stepped``:
+  ideal diodes or Shockley with some node's rail open, as on split rails), a gain that grows with depth
+  (``PASSIVE_GAIN_STEP`` per hidden layer after the first) to make up for the signal each layer clips away.
+  Nodes bounded on both sides (every rail finite; pwl curves, which saturate by design) would saturate, and
+  linear nodes would only scale their outputs past the target: no step.
 - ``init(depth, amplifier)``: conductances uniform on ``[0, 2/n_{l-1}]`` S, but sparse (``fan_in`` inputs per
-  node: 2 for bounded passive nodes from four hidden layers on, else 4) after the first crossbar of a passive
-  network with two or more hidden layers, or of an amplified one with ``AMPLIFIED_SPARSE_FROM`` or more: a node
-  averages its inputs, and a dense average of ``n`` inputs keeps only ~1.15/√n of their input-dependent spread.
+  node: 2 in passive networks without the gain step from four hidden layers on, else 4) after the first crossbar
+  of a passive network with two or more hidden layers, or of an amplified one with ``AMPLIFIED_SPARSE_FROM`` or
+  more: a node averages its inputs, and a dense average of ``n`` inputs keeps only ~1.15/√n of their
+  input-dependent spread.
 - β: ``ep.safe_beta`` lowers ``TRAIN["beta"]`` (once per epoch) to keep the negative phase convex
   (``ep.beta_limit``).
 """
@@ -28,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
     import numpy as np
 
-__all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "BOUNDED_FAN_IN", "BOUNDED_FAN_IN_FROM",
-           "AMPLIFIED_SPARSE_FROM", "PASSIVE_GAIN_STEP", "batch_size", "lr", "average", "rails", "RAILLESS", "bounded",
+__all__ = ["TRAIN", "STEPS_PER_EPOCH", "SPARSE_FAN_IN", "UNSTEPPED_FAN_IN", "UNSTEPPED_FAN_IN_FROM",
+           "AMPLIFIED_SPARSE_FROM", "PASSIVE_GAIN_STEP", "batch_size", "lr", "average", "rails", "RAILLESS", "stepped",
            "fan_in", "init", "input_gain", "network"]
 
 #: Network-independent defaults of ``TrainConfig`` (SI units: β in S, target in V, conductances in S).
@@ -64,10 +66,10 @@ def rails(element: str) -> str:
 
 #: Inputs per node of the sparse crossbars of deep networks (``init``, ``fan_in``) ...
 SPARSE_FAN_IN = 4
-#: ... and of passive networks whose hidden nodes are bounded on both sides (``bounded``), from
-#: ``BOUNDED_FAN_IN_FROM`` hidden layers on.
-BOUNDED_FAN_IN = 2
-BOUNDED_FAN_IN_FROM = 4
+#: ... and of passive networks whose input gain takes no step (not ``stepped``), from ``UNSTEPPED_FAN_IN_FROM``
+#: hidden layers on.
+UNSTEPPED_FAN_IN = 2
+UNSTEPPED_FAN_IN_FROM = 4
 
 #: Hidden layers from which an amplified network starts sparse (``init``).
 AMPLIFIED_SPARSE_FROM = 4
@@ -91,26 +93,30 @@ def init(depth: int, amplifier) -> str:
 RAILLESS = ("linear", "pwl")
 
 
-def bounded(element: str, lo, hi) -> bool:
-    """Whether every hidden node is clipped on both sides: pwl curves (by their table; rails unused), and ideal or
-    Shockley nodes whose rails ``lo``, ``hi`` (V, one array per hidden layer) are all finite; never linear nodes."""
+def stepped(element: str, lo, hi) -> bool:
+    """Whether a passive network's input gain grows ``PASSIVE_GAIN_STEP`` per hidden layer (``input_gain``): ideal
+    or Shockley nodes of which some is clipped on one side only (a rail in ``lo``, ``hi`` — V, one array per hidden
+    layer — is infinite, as on split rails): each layer clips part of the signal away, and a larger input makes up
+    for it. Not linear nodes (never clipped), pwl curves (clipped by their table, rails unused), nor nodes with
+    every rail finite (bounded on both sides)."""
     import numpy as np
 
-    return element == "pwl" or (element not in RAILLESS and all(
-        np.isfinite(lo_l).all() and np.isfinite(hi_l).all() for lo_l, hi_l in zip(lo, hi)))
+    return element not in RAILLESS and not all(
+        np.isfinite(lo_l).all() and np.isfinite(hi_l).all() for lo_l, hi_l in zip(lo, hi))
 
 
 def fan_in(element: str, lo, hi, amplifier) -> int:
     """Inputs per node of the sparse crossbars (``init``) of a network with hidden-layer rails ``lo``, ``hi`` (V,
-    one array per hidden layer): ``BOUNDED_FAN_IN`` in a passive network of ``BOUNDED_FAN_IN_FROM`` or more hidden
-    layers whose nodes are ``bounded`` — they get no gain step (``input_gain``), so their crossbars must lose less
-    of the signal: an average of 2 inputs keeps ~0.8 of its spread, of 4 ~0.6 (passive double Shockley on Digits,
-    20 epochs, 2 against 4 inputs: 5 × 64 2.5 against 52.8 % test error, 5 × 128 3.1 against 26.1 %, 4 × 64 3.9
-    against 5.0 %, pwl 5 × 64 3.6 against 13.6 %; at two and three hidden layers mixed, and on Fashion-MNIST
-    3 × 128 behind after 3 epochs; docs/training.md) — else ``SPARSE_FAN_IN``, which the gain step of unbounded
-    nodes makes up for (ideal diodes on split rails, 2 inputs: 4 × 64 5.3 against 1.9 %)."""
-    deep = len(lo) >= BOUNDED_FAN_IN_FROM
-    return BOUNDED_FAN_IN if amplifier is None and deep and bounded(element, lo, hi) else SPARSE_FAN_IN
+    one array per hidden layer): ``UNSTEPPED_FAN_IN`` in a passive network of ``UNSTEPPED_FAN_IN_FROM`` or more
+    hidden layers whose gain takes no step (not ``stepped``), so its crossbars must lose less of the signal: an
+    average of 2 inputs keeps ~0.8 of its spread, of 4 ~0.6 (Digits, 20 epochs, 2 against 4 inputs: passive double
+    Shockley 5 × 64 2.5 against 52.8 % test error, 5 × 128 3.1 against 26.1 %, 4 × 64 3.9 against 5.0 %, pwl
+    5 × 64 3.6 against 13.6 %, linear 4 × 64 5.6 against 11.9 %; at two and three hidden layers mixed, and on
+    Fashion-MNIST 3 × 128 double Shockley behind after 3 epochs; docs/training.md) — else ``SPARSE_FAN_IN``, which
+    the gain step of one-sided nodes makes up for (ideal diodes on split rails, 2 inputs: 4 × 64 5.3 against
+    1.9 %)."""
+    deep = len(lo) >= UNSTEPPED_FAN_IN_FROM
+    return UNSTEPPED_FAN_IN if amplifier is None and deep and not stepped(element, lo, hi) else SPARSE_FAN_IN
 
 
 #: Pre-activation spread (V) the input gain aims at in the first hidden layer, per element kind.
@@ -126,13 +132,14 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     ``SPREAD[element] / σ`` with σ the median over the first hidden layer's nodes of the standard deviation over
     ``x`` of ``encode(x)·G1 / a`` at unit gain — the node's voltage without its element, ``a`` its total
     conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
-    A = 4, C = 1 with equal widths) — times ``PASSIVE_GAIN_STEP^(hidden − 1)`` in a passive network whose hidden
-    nodes are not bounded on both sides (each sparse passive crossbar divides the input-dependent spread by 3–6
-    at initialisation, whatever the width): linear nodes, and ideal or Shockley elements where some hidden node's
-    rail is open on one side. Bounded nodes — ideal or Shockley with every rail finite, and pwl curves (rails
-    unused) — get no step: a larger gain would drive the first hidden layer beyond its knees, where it no longer
-    tells inputs apart (passive double Shockley on Digits, 20 epochs: 53 % test error at 4 × 64 with the step,
-    5.0 % without; docs/training.md)."""
+    A = 4, C = 1 with equal widths) — times ``PASSIVE_GAIN_STEP^(hidden − 1)`` in a passive network of ``stepped``
+    nodes (ideal or Shockley clipped on one side: each sparse passive layer of them divides the input-dependent
+    spread by 3–6 at initialisation, whatever the width). Nodes bounded on both sides — ideal or Shockley with
+    every rail finite, and pwl curves — get no step: a larger gain would drive the first hidden layer beyond its
+    knees, where it no longer tells inputs apart (passive double Shockley on Digits, 20 epochs: 53 % test error at
+    4 × 64 with the step, 5.0 % without). Nor do linear nodes: a linear layer loses little of the spread (4 × 64:
+    0.33, 0.14, 0.11, 0.10 V), and the step drove the outputs' spread to 6.5 V against a 0.6 V target (4 × 64:
+    33.1 % test error with it, 11.9 % without; docs/training.md)."""
     import numpy as np
 
     from .topology import Layered
@@ -144,8 +151,8 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
     sigma = float(np.median(pre.std(axis=0)))
     if not sigma > 0:
         return 1.0
-    clipped = bounded(element, net.lo, net.hi)
-    step = 1.0 if net.amplifier is not None or clipped else PASSIVE_GAIN_STEP ** max(net.depth - 2, 0)
+    step = PASSIVE_GAIN_STEP ** max(net.depth - 2, 0) if net.amplifier is None and stepped(element, net.lo, net.hi) \
+        else 1.0
     return SPREAD[element] / sigma * step
 
 

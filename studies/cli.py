@@ -605,8 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")
     p.add_argument("--input-gain", type=float, help="V per unit feature, > 0 (default: set from the training data so "
                    "that the first hidden layer's pre-activations spread over the element's scale, times "
-                   f"{PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network whose nodes are not bounded on "
-                   "both sides; printed at the start; cdsolver/defaults.py)")
+                   f"{PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network of ideal or Shockley nodes "
+                   "with a rail open (e.g. --rails split); printed at the start; cdsolver/defaults.py)")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")
