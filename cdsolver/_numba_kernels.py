@@ -208,19 +208,21 @@ def _larger_exponent(v, lnk, lo, hi, Vd, quotient):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _newton_step(v, a, c1, Is, Vd, ef, er):
+def _newton_step(v, a, c1, Is, Vd, ef, er, quotient):
     """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)`` (``ef``, ``er``: the exponentials): (new v, f(v),
     the error left after the step (V) by Newton's quadratic term ``|f''| step² / (2 f')``, the same with
     ``|f''|`` bounded over the whole step — for steps below ``_WARM_STEP*Vd``, or below ``Vd`` and ``|v - step| +
     Vd/1000`` where the diodes' conductance is under ``1e-3*a``; ``inf`` otherwise — and the step). Where the
     slope overflows (``Is/Vd*exp``; exp itself may not have), ``f/slope = 0`` is no step: NaN, with ``inf``
-    errors. Without branches, and with one division (``1/slope``, then products: the step is within an ulp of
-    ``f/slope``, far below an ulp of ``v``)."""
+    errors. Without branches. The step is ``f/slope`` where ``quotient``; else ``f·(1/slope)``, one division fewer
+    (the closed form's step, a small correction to ``v``: its extra rounding, an ulp of the step, is far below an
+    ulp of ``v``; a warm step can be much larger than ``v``, where the weak-diode rule accepts it, and there the
+    product moved ``v`` by up to 3e-13 relative)."""
     d, e2 = ef - er, ef + er
     slope = a + e2 * (Is / Vd)
     f = a * v - c1 + Is * d
     inv = 1.0 / slope
-    step = f * inv
+    step = f / slope if quotient else f * inv
     q = (Is / (2.0 * Vd * Vd)) * step * step * inv
     s = abs(step)
     # |ef - er| grows by at most (ef + er)*|step|/Vd over a short step (first order); for a weak diode, f' >= a
@@ -237,7 +239,7 @@ def _newton_step(v, a, c1, Is, Vd, ef, er):
 def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     """``_newton_step`` at ``v``, one node."""
     xf, xr = _newton_exponents(v, lnk, lo, hi, Vd)
-    return _newton_step(v, a, c1, Is, Vd, _exp(xf), _exp(xr))
+    return _newton_step(v, a, c1, Is, Vd, _exp(xf), _exp(xr), True)
 
 
 @njit(cache=True, error_model="numpy")
@@ -293,7 +295,8 @@ def _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
         big = ef[j]
         small = 0.0 if er[j] == -math.inf or big == 0.0 else kp[j] / big
         up = v[j] - hi[j] >= lo[j] - v[j]
-        vj, fj, ej, b, _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small, small if up else big)
+        vj, fj, ej, b, _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small, small if up else big,
+                                         warm)
         v[j] = vj
         if warm:
             f[j], bound[j] = fj, b

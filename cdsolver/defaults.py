@@ -123,7 +123,7 @@ def fan_in(element: str, lo, hi, amplifier) -> int:
 SPREAD = {"shockley": 1.2, "pwl": 1.2, "ideal": 0.3, "linear": 0.3}
 
 #: Factor of the input gain per hidden layer after the first in a passive network whose hidden nodes are clipped on
-#: one side at most (``input_gain``).
+#: one side only (``stepped``, ``input_gain``).
 PASSIVE_GAIN_STEP = 4.0
 
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -106,6 +107,18 @@ def test_kernel_keeps_small_diode_currents_where_v_is_far_below_vd(el, numba_bac
     for old in (None, ref):  # the closed form and the warm Newton step
         v, _ = kernels.update(el, a, lo, hi, c.copy(), old=old)
         assert np.max(np.abs(v - ref) / np.abs(ref)) <= 1e-9
+
+
+def test_a_warm_step_much_larger_than_v_is_a_quotient(numba_backend):
+    """A warm start the weak-diode rule accepts can step 1,500 times farther than the solution lies from 0; the
+    step is then ``f/slope``: as ``f·(1/slope)`` (the closed form's step) its extra rounding left 3.3e-13 relative
+    error in ``v`` (review helper-34); as a quotient 1.2e-15, as the reference's."""
+    el = Shockley(1e-6, 0.05)
+    a, lo, hi = np.array([150596.2760232436]), np.array([-np.inf]), np.array([7.215753100313339])
+    c = np.array([[5.38353590968072e-07]])
+    exact = float((Fraction(c[0, 0]) + Fraction(el.Is)) / Fraction(a[0]))  # (the diode's current is ~1e-69 A)
+    v, _ = kernels.update(el, a, lo, hi, c.copy(), old=np.array([[-1.5254723298244937e-08]]))
+    assert abs(v[0, 0] - exact) <= 1e-14 * abs(exact)
 
 
 def test_warm_start_rejected_where_the_slope_overflows(numba_backend):
