@@ -346,7 +346,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               if fans else "")
     print(f"network {'-'.join(map(str, net.sizes))}, {args.element}{sparse}, input gain {net.input_gain:.4g} V; batch "
           f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, average {cfg.average:.4g}, beta {cfg.beta} S "
-          f"(at most ep.beta_limit), target {cfg.target} V, gradient {cfg.gradient}", flush=True)
+          f"(lowered per epoch where the negative phase would not be convex), target {cfg.target} V, gradient "
+          f"{cfg.gradient}", flush=True)
 
     n_train = len(data["train"].x)
 
@@ -415,6 +416,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 130
     cols = ["depth", "width", "element", "amplifier", "runner", "spice_failed", "rel_l1_p90", "speedup_median"]
     print(summ[cols].to_string(index=False))
+    out = summ.attrs["out"]
+    print(f"wrote {out}/summary.csv (per cell and runner), {out}/samples.csv (per sample), {out}/provenance.csv; "
+          f"drn plot {out} draws the figures")
     return 0
 
 

@@ -438,4 +438,5 @@ def _compare(cfg: dict, config: Path, out: Path, progress: bool, dask: str | Non
     write_csv(cell_prov, out / "provenance.csv", {})
     summ = summarize(df)
     write_csv(summ, out / "summary.csv", prov)
+    summ.attrs["out"] = str(out)  # (where the files went: the CLI names them)
     return summ

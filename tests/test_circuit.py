@@ -176,6 +176,14 @@ def test_cli_check_writes_a_csv_row(ngspice, tmp_path, capsys):
     with open(tmp_path / "out" / "check.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["rel_l1"]) <= 1e-12 and row["converged"] == "True" and row["options"] == "tight"
+    # a divider: one node of two is fixed by the source; the second L1 is over the solved one only
+    deck.write_text("divider\nV1 in 0 20\nR1 in m 1k\nR2 m 0 3k\n.op\n.end\n")
+    assert main(["circuit", "check", str(deck), "--out", str(tmp_path / "out2")]) == 0
+    assert "over the 1 node CD solves" in capsys.readouterr().out
+    with open(tmp_path / "out2" / "check.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["nodes"] == "2" and row["solved_nodes"] == "1" and float(row["rel_l1_solved"]) <= 1e-14
+    assert float(row["rel_l1"]) <= float(row["rel_l1_solved"]) or float(row["rel_l1_solved"]) == 0.0
 
 
 def circuit_qp(ckt):

@@ -43,7 +43,7 @@ def test_compare_writes_documented_csvs_and_resumes(ngspice, tiny, capsys):
         assert row.speedup_median == pytest.approx(g.spice_s.median() / g.cd_s.mean())
     cells = sorted((out / "cells").glob("*.csv"))
     stamps = [c.stat().st_mtime_ns for c in cells]
-    capsys.readouterr()
+    assert f"wrote {out}/summary.csv (per cell and runner), {out}/samples.csv" in capsys.readouterr().out
     assert main(["compare", str(cfg), "--out", str(out)]) == 0
     assert [c.stat().st_mtime_ns for c in cells] == stamps  # nothing recomputed
     assert capsys.readouterr().err.count("skip ") == len(cells) // 2 == 4  # 4 cells, 2 runner files each
