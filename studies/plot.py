@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from pathlib import Path
 from typing import Collection, Mapping
@@ -279,8 +280,10 @@ def _readme(out: Path, sources: list[tuple[Path, Path, dict[str, str]]], figures
         text += ["Written by `drn plot` from the studies below (provenance from the header of each one's CSV).", ""]
         for folder, csv, prov in sources:
             text += [f"## `{folder}` (`{csv.name}`)", ""] + _provenance_rows(prov)
-    text += ["Table: [summary.md](summary.md) (per cell and runner; columns in "
-             "[docs/formats.md](../../docs/formats.md#study-csv-files))."
+    formats = Path(__file__).resolve().parents[1] / "docs" / "formats.md"  # (with a source checkout)
+    where = (f"[docs/formats.md]({Path(os.path.relpath(formats, out.resolve())).as_posix()}#study-csv-files)"
+             if formats.is_file() else "docs/formats.md of drn-cd")
+    text += [f"Table: [summary.md](summary.md) (per cell and runner; columns in {where})."
              + ("" if samples_kept else " Not every source kept `samples.csv` (per sample), so the error figure "
                 "shows the P50, P90 and maximum per cell instead of a CDF."), ""]
     text += [f"![{f}]({f}.png)  \n[{f}.pdf]({f}.pdf)\n" for f in figures]

@@ -2,6 +2,7 @@
 same colour per element and style per engine in every panel, and the provenance README."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,9 @@ def test_paper_figures_are_printable(study):
     for v in PROV["command"], "abc1234", "2026-01-02 03:04:05", "x86_64 2 cores", "error_cdf.png":
         assert v in readme
     assert "rel_l1_p90" in (study / "summary.md").read_text()
+    # the columns' link leads to docs/formats.md from wherever the study is (here a temporary folder)
+    link = re.search(r"\[docs/formats.md\]\(([^)#]+)#study-csv-files\)", readme).group(1)
+    assert (study / link).resolve() == (Path(__file__).parents[1] / "docs" / "formats.md").resolve()
 
 
 def test_one_depth_is_one_column_and_screen_is_larger(tmp_path):
