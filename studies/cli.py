@@ -184,8 +184,8 @@ def cmd_spice(args: argparse.Namespace) -> int:
     total = time.perf_counter() - t0
     save_or_rescue(res.save, args.out)
     print(f"{len(v0)} samples through ngspice ({args.runner}): {int(res.ok.sum())} solved, "
-          f"{int(res.fallback.sum())} by op fallback; {res.wall.mean():.4f} s/sample ({res.clock}); "
-          f"total {total:.2f} s; wrote {args.out}")
+          f"{int(res.fallback.sum())} by op fallback; {res.wall.mean():.4f} s/sample ({res.clock.split('; ')[0]}; "
+          f"docs/spice.md); total {total:.2f} s; wrote {args.out}")
     if res.interrupted:
         print(f"\ninterrupted: {int(res.ok.sum())} finished samples written to {args.out}, the others marked "
               f"'interrupted'", file=sys.stderr)
