@@ -115,13 +115,13 @@ def kernel_table(rounds: int = 7) -> None:
     x = np.random.default_rng(1).standard_normal((KB, KN))
     y = np.empty_like(x)
     n = KB * KN
+    threads = numba.get_num_threads()
     print(f"\nOne layer update of {KB} x {KN} nodes; exp-pass = one `numpy.exp(x, out=y)` over the same shape "
           f"({numpy_simd()}), timed in turn with the updates of its row; best of {rounds}; the kernel on "
-          f"{numba.get_num_threads()} threads, then on 1\n")
+          f"{threads} threads, then on 1\n")
     print("| element | beyond rails | exp-pass ns | NumPy reference ns/node | exp-passes | kernel cold ns/node "
           "| exp-passes | kernel warm ns/node | exp-passes | 1 thread: cold exp-passes | warm exp-passes |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|")
-    threads = numba.get_num_threads()
 
     def one_thread(f):
         def run():
