@@ -208,7 +208,7 @@ def random_circuit(kind: str, n: int, *, seed: int = 0, rs: bool = False, gmin: 
     the sources' voltages are scaled by 0.1, and a diode left between two forward-biased fixed potentials is dropped.
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise ValidationError(f"kind must be one of {KINDS}, got {kind!r}")
     rng = np.random.default_rng(seed)
     ckt = Circuit(gmin=gmin)
     count = {"r": 0, "d": 0}

@@ -424,7 +424,7 @@ def random_network(
             G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
         elif init == "sparse":
             if not (isinstance(fan_in, int) and 1 <= fan_in):
-                raise ValueError(f"init 'sparse' needs fan_in, a whole number >= 1, got {fan_in!r}")
+                raise ValidationError(f"init 'sparse' needs fan_in, a whole number >= 1, got {fan_in!r}")
             k = min(fan_in, sizes[l - 1])
             rows = np.argsort(rng.random((sizes[l - 1], sizes[l])), axis=0)[:k]  # k distinct inputs per node
             g = np.zeros((sizes[l - 1], sizes[l]))
@@ -434,7 +434,7 @@ def random_network(
             bound = gm * math.sqrt(sizes[l - 1])
             G.append(np.maximum(rng.uniform(-bound, bound, (sizes[l - 1], sizes[l])), 0.0))
         else:
-            raise ValueError(f"init must be 'uniform', 'clamped' or 'sparse', got {init!r}")
+            raise ValidationError(f"init must be 'uniform', 'clamped' or 'sparse', got {init!r}")
         b.append(rng.uniform(-bias, bias, sizes[l]))
         if l < len(sizes) - 1:
             lo_l, hi_l = hidden_rails(rails, sizes[l], v_off)

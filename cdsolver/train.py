@@ -82,26 +82,27 @@ class TrainConfig:
         with the gradient: one ``lr`` is every layer's. A list is used as given."""
         depth = net.depth
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be 'momentum' or 'adam', got {self.optimizer!r}")
+            raise ValidationError(f"optimizer must be 'momentum' or 'adam', got {self.optimizer!r}")
         if self.lr is None:
-            raise ValueError("lr is unset (its default depends on the batch): call TrainConfig.resolved(n_train)")
+            raise ValidationError("lr is unset (its default depends on the batch): call TrainConfig.resolved(n_train)")
         lr = [float(x) for x in np.atleast_1d(self.lr)]
         if len(lr) == 1:
             w = net.C / net.A if self.optimizer == "momentum" else 1.0
             lr = [lr[0] * w ** (depth - l) for l in range(1, depth + 1)]
         if len(lr) != depth or any(not x > 0 for x in lr):
-            raise ValueError(f"lr must be one positive rate or {depth} of them (one per layer), got {self.lr}")
+            raise ValidationError(f"lr must be one positive rate or {depth} of them (one per layer), got {self.lr}")
         if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+            raise ValidationError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not (0 <= self.momentum < 1 and 0 <= (self.average or 0.0) < 1):
-            raise ValueError(f"momentum and average must be in [0, 1), got {self.momentum}, {self.average}")
+            raise ValidationError(f"momentum and average must be in [0, 1), got {self.momentum}, {self.average}")
         if self.gradient not in GRADIENTS:
-            raise ValueError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
+            raise ValidationError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
         if not ((self.batch_size or 1) >= 1 and self.max_sweeps >= 1 and self.epochs >= 0):
-            raise ValueError(f"batch_size and max_sweeps must be >= 1 and epochs >= 0, got {self.batch_size}, "
+            raise ValidationError(f"batch_size and max_sweeps must be >= 1 and epochs >= 0, got {self.batch_size}, "
                              f"{self.max_sweeps}, {self.epochs}")
         if not (math.isfinite(self.beta) and self.beta > 0 and math.isfinite(self.target)):
-            raise ValueError(f"beta must be a finite number > 0 S and target finite, got {self.beta}, {self.target}")
+            raise ValidationError(f"beta must be a finite number > 0 S and target finite, got {self.beta}, "
+                                  f"{self.target}")
         return lr
 
 
@@ -295,11 +296,13 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
     st = state or TrainState.start(net, len(tr.x), cfg)
     for split in data.values():
         if split.y.max() >= net.n_classes:
-            raise ValueError(f"the data has labels up to {split.y.max()} but the network has {net.n_classes} classes")
+            raise ValidationError(f"the data has labels up to {split.y.max()} but the network has {net.n_classes} "
+                                  f"classes")
     if len(st.free_cache[0]) != len(tr.x):
-        raise ValueError(f"the state was made with {len(st.free_cache[0])} training samples, the data has {len(tr.x)}")
+        raise ValidationError(f"the state was made with {len(st.free_cache[0])} training samples, the data has "
+                              f"{len(tr.x)}")
     if len(st.slots) != 2 * net.depth * OPTIMIZERS[cfg.optimizer] or bool(st.average) != bool(cfg.average):
-        raise ValueError(f"the state was made for another optimizer or averaging than {cfg.optimizer!r}, "
+        raise ValidationError(f"the state was made for another optimizer or averaging than {cfg.optimizer!r}, "
                          f"average={cfg.average}")
     n_batches = -(-len(tr.x) // cfg.batch_size)
     for epoch in range(st.epoch + 1, cfg.epochs + 1):

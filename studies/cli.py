@@ -331,7 +331,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    amplifier=amp, outputs=args.outputs, gain=args.input_gain, seed=args.seed)
     try:
         cfg.rates(net)  # validates --lr, --optimizer, --momentum, --average before any work
-    except ValueError as e:
+    except ValidationError as e:
         raise CliError(str(e)) from None
     if not args.resume:
         state = TrainState.start(net, len(data["train"].x), cfg)

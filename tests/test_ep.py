@@ -14,6 +14,7 @@ from cdsolver.ep import ep_gradient, implicit_gradient, loss
 from cdsolver.network import NetworkFormatError
 from cdsolver.ep import Gradient
 from cdsolver.train import TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, step, train
+from cdsolver.validation import ValidationError
 from studies.cli import main
 
 NETS = {  # element, rails
@@ -124,9 +125,9 @@ def test_adam_first_step_moves_every_parameter_by_rate_times_scale():
     for p, p0, g1, g2, r in zip(net.G + net.b, before, grads[0].dG + grads[0].db, grads[1].dG + grads[1].db,
                                 rates + rates):
         np.testing.assert_allclose(p - p0, -r * (1.9 * g1 + g2), rtol=1e-12)
-    with pytest.raises(ValueError, match="optimizer must be 'momentum' or 'adam'"):
+    with pytest.raises(ValidationError, match="optimizer must be 'momentum' or 'adam'"):
         TrainConfig(optimizer="sgd").rates(net)
-    with pytest.raises(ValueError, match=r"momentum and average must be in \[0, 1\)"):
+    with pytest.raises(ValidationError, match=r"momentum and average must be in \[0, 1\)"):
         TrainConfig(average=1.0).resolved(100).rates(net)
 
 
@@ -212,9 +213,9 @@ def test_resume_continues_bit_for_bit(tmp_path, opt):
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(hist2) == strip(hist) and len(hist2) == 3
     other = TrainConfig(**{**cfg.__dict__, "optimizer": "momentum" if cfg.optimizer == "adam" else "adam"})
-    with pytest.raises(ValueError, match="made for another optimizer"):
+    with pytest.raises(ValidationError, match="made for another optimizer"):
         train(back, data, other, state=state)
-    with pytest.raises(ValueError, match=r"labels up to 9 but the network has 3 classes"):
+    with pytest.raises(ValidationError, match=r"labels up to 9 but the network has 3 classes"):
         train(random_network([128, 4, 3], "shockley", seed=0), data, cfg)
     assert load_network(tmp_path / "c.npz").sizes == [128, 16, 20]  # a checkpoint is a valid drn/1 network file
     old = load_network(tmp_path / "c.npz")  # a checkpoint of the previous format: momentum buffers "ckpt_velocity"
@@ -343,7 +344,7 @@ def test_one_rate_is_scaled_per_layer_by_the_amplifier_weights():
     passive = random_network([6, 5, 4, 3], "shockley")
     assert TrainConfig(lr=0.1, optimizer="momentum").rates(passive) == [0.1, 0.1, 0.1]
     assert TrainConfig(lr=[0.1, 0.2, 0.3], optimizer="momentum").rates(amp) == [0.1, 0.2, 0.3]
-    with pytest.raises(ValueError, match="lr must be one positive rate or 3"):
+    with pytest.raises(ValidationError, match="lr must be one positive rate or 3"):
         TrainConfig(lr=[0.1, 0.2]).rates(amp)
 
 

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from cdsolver.circuit import random_circuit
 from cdsolver.network import NetworkFormatError, load_network, random_network, save_network
+from cdsolver.validation import ValidationError
 
 
 def arrays_of(net):
@@ -95,6 +97,15 @@ def test_encode_pair_and_identity():
         net.encode(np.array([[0.0, np.nan, 1.0]]))
     ident = random_network([3, 2], "linear", encoding="identity")
     np.testing.assert_array_equal(ident.encode(x), x)
+
+
+def test_bad_random_network_arguments_are_the_users_errors():
+    with pytest.raises(ValidationError, match="init must be 'uniform', 'clamped' or 'sparse', got 'dense'"):
+        random_network([4, 3, 2], init="dense")
+    with pytest.raises(ValidationError, match="init 'sparse' needs fan_in, a whole number >= 1, got 0"):
+        random_network([4, 3, 2], init="sparse", fan_in=0)
+    with pytest.raises(ValidationError, match="kind must be one of"):
+        random_circuit("mesh", 8)
 
 
 def test_g_nudge():
