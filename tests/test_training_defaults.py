@@ -10,6 +10,7 @@ from cdsolver import defaults, random_network, solve
 from cdsolver.datasets import Split, load_digits
 from cdsolver.ep import beta_limit, ep_gradient, implicit_gradient, safe_beta
 from cdsolver.network import Amplifier
+from cdsolver.topology import Layered
 from cdsolver.train import TrainConfig, train
 from studies.cli import main
 
@@ -248,3 +249,31 @@ def test_unstepped_passive_networks_start_sparser_and_five_hidden_layers_learn()
     net = defaults.network(data["train"].x, [64] * 5, 10, "shockley")
     history = train(net, data, TrainConfig(epochs=5).resolved(len(data["train"].x)))
     assert history[-1]["val_error"] < 0.5
+
+
+@pytest.mark.parametrize("element, amp", [("shockley", None), ("ideal", None), ("pwl", None), ("linear", None),
+                                          ("shockley", Amplifier(4.0, 1.0, "half"))],
+                         ids=["shockley", "ideal", "pwl", "linear", "shockley-A4C1"])
+def test_the_first_hidden_layer_starts_centred(element, amp):
+    """``defaults.network`` biases the first hidden layer so that its drive, ``encode(x)·G1 + b1``, has mean 0 over
+    the training inputs at every node (the midpoint of its rails); without the bias a 16-node layer's mean drives
+    are random sums of the inputs' means, 2.0 V from 0 (median) against a 1.2 V spread and ±0.8 V rails. Only the
+    first layer: the others keep no bias."""
+    x = load_digits(seed=0)["train"].x
+    net = defaults.network(x, [16, 16, 16], 10, element, amplifier=amp)
+    drive = Layered(net).input_current(net.encode(x))
+    centred = (drive + net.b[0]).mean(axis=0)
+    assert np.abs(centred).max() <= 1e-12 * np.abs(drive).max()
+    assert np.median(np.abs(drive.mean(axis=0))) > 0.5 * np.median(drive.std(axis=0))  # (the bias matters)
+    assert all(not b.any() for b in net.b[1:])
+
+
+def test_a_narrow_network_learns_with_the_centred_first_layer():
+    """16 × 1 double Shockley, the defaults, 4 epochs: validation error 0.27, 78 % of the first layer's node-sample
+    pairs beyond the rails in the last epoch; without the first layer's bias 0.47 and 90 % (and after 20 epochs
+    3.33 against 10.83 % test error; docs/training.md)."""
+    data = load_digits(seed=0)
+    net = defaults.network(data["train"].x, [16], 10, "shockley")
+    history = train(net, data, TrainConfig(epochs=4).resolved(len(data["train"].x)))
+    assert history[-1]["val_error"] < 0.4
+    assert history[-1]["v1_beyond"] < 0.85
