@@ -344,7 +344,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     fans = {int(k) for G in net.G[1:] for k in (G > 0).sum(axis=0) if k < G.shape[0]}  # nodes not fed by all
     sparse = (f", sparse crossbars after the first ({'/'.join(map(str, sorted(fans)))} inputs per node)"
               if fans else "")
-    print(f"network {'-'.join(map(str, net.sizes))}, {args.element}{sparse}, input gain {net.input_gain:.4g} V; batch "
+    centred = "" if args.init or args.resume else ", first hidden layer biased to a mean drive of 0 V"
+    print(f"network {'-'.join(map(str, net.sizes))}, {args.element}{sparse}, input gain {net.input_gain:.4g} V"
+          f"{centred}; batch "
           f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, average {cfg.average:.4g}, beta {cfg.beta} S "
           f"(lowered per epoch where the negative phase would not be convex), target {cfg.target} V, gradient "
           f"{cfg.gradient}", flush=True)
@@ -610,7 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-gain", type=float, help="V per unit feature, > 0 (default: set from the training data so "
                    "that the first hidden layer's pre-activations spread over the element's scale, times "
                    f"{PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network of ideal or Shockley nodes "
-                   "with a rail open (e.g. --rails split); printed at the start; cdsolver/defaults.py)")
+                   "with a rail open (e.g. --rails split); printed at the start; cdsolver/defaults.py). A new "
+                   "network's first hidden layer also gets bias currents that make its mean drive over the training "
+                   "data 0 V, the middle of its rails")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")

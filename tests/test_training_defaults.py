@@ -127,6 +127,7 @@ def test_drn_train_defaults_write_diagnostics(tmp_path, capsys):
     assert main(["train", "--hidden", "8", "6", "--epochs", "1", "--out", str(out)]) == 0
     start = capsys.readouterr().out.splitlines()[0]  # the initialisation the defaults chose, then the gain
     assert "shockley, sparse crossbars after the first (4 inputs per node), input gain" in start
+    assert "first hidden layer biased to a mean drive of 0 V; batch" in start
     assert main(["train", "--hidden", "8", "--epochs", "0", "--out", str(tmp_path / "one.npz")]) == 0
     assert "sparse" not in capsys.readouterr().out
     assert main(["train", "--hidden", "16", "4", "--epochs", "0", "--out", str(tmp_path / "narrow.npz")]) == 0
