@@ -14,7 +14,7 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
   Nodes bounded on both sides (every rail finite; pwl curves, which saturate by design) would saturate, and
   linear nodes would only scale their outputs past the target: no step.
 - ``init(depth, amplifier)``: conductances uniform on ``[0, 2/n_{l-1}]`` S, but sparse (``fan_in`` inputs per
-  node: 2 in passive networks without the gain step from four hidden layers on, else 4) after the first crossbar
+  node: 1 in passive networks without the gain step from three hidden layers on, else 4) after the first crossbar
   of a passive network with two or more hidden layers, or of an amplified one with ``AMPLIFIED_SPARSE_FROM`` or
   more: a node averages its inputs, and a dense average of ``n`` inputs keeps only ~1.15/√n of their
   input-dependent spread.
@@ -70,8 +70,8 @@ def rails(element: str) -> str:
 SPARSE_FAN_IN = 4
 #: ... and of passive networks whose input gain takes no step (not ``stepped``), from ``UNSTEPPED_FAN_IN_FROM``
 #: hidden layers on.
-UNSTEPPED_FAN_IN = 2
-UNSTEPPED_FAN_IN_FROM = 4
+UNSTEPPED_FAN_IN = 1
+UNSTEPPED_FAN_IN_FROM = 3
 
 #: Hidden layers from which an amplified network starts sparse (``init``).
 AMPLIFIED_SPARSE_FROM = 4
@@ -110,11 +110,15 @@ def stepped(element: str, lo, hi) -> bool:
 def fan_in(element: str, lo, hi, amplifier) -> int:
     """Inputs per node of the sparse crossbars (``init``) of a network with hidden-layer rails ``lo``, ``hi`` (V,
     one array per hidden layer): ``UNSTEPPED_FAN_IN`` in a passive network of ``UNSTEPPED_FAN_IN_FROM`` or more
-    hidden layers whose gain takes no step (not ``stepped``), so its crossbars must lose less of the signal: an
-    average of 2 inputs keeps ~0.8 of its spread, of 4 ~0.6 (Digits, 20 epochs, 2 against 4 inputs: passive double
-    Shockley 5 × 64 2.5 against 52.8 % test error, 5 × 128 3.1 against 26.1 %, 4 × 64 3.9 against 5.0 %, pwl
-    5 × 64 3.6 against 13.6 %, linear 4 × 64 5.6 against 11.9 %; at two and three hidden layers mixed, and on
-    Fashion-MNIST 3 × 128 double Shockley behind after 3 epochs; docs/training.md) — else ``SPARSE_FAN_IN``, which
+    hidden layers whose gain takes no step (not ``stepped``), so its crossbars must lose less of the signal: one
+    input per node (``random_network`` deals the layer below out evenly: chains where widths are equal) passes a
+    node's signal on whole, where an average of 2 inputs keeps ~0.8 of its spread and of 4 ~0.6 — and does not mix
+    narrow layers' features (Digits, double Shockley, 20 epochs, seeds 0–2, test error, 1 input against the rule
+    before — 4 inputs at three hidden layers, 2 from four: 16 × 3 4.7–38.9 against 30.6–59.2 %, 24 × 3 3.9–5.6
+    against 6.9–11.4 %, 32 × 3 4.2–5.0 against 4.2–10.8 %, 64 × 3 2.2–3.6 against 2.5–3.3 %, 32 × 4 2.8–3.9 against
+    5.3–15.6 %, 32 × 5 3.6–5.3 against 26.9–31.1 %, 48 × 5 2.5–4.4 against 6.9–14.2 %, 64 × 4 2.2–3.3 against
+    2.2–4.2 %, 64 × 5 3.3–4.2 against 3.3–6.4 %; pwl and linear even or better; docs/training.md) — else
+    ``SPARSE_FAN_IN``, which
     the gain step of one-sided nodes makes up for (ideal diodes on split rails, 2 inputs: 4 × 64 5.3 against
     1.9 %)."""
     deep = len(lo) >= UNSTEPPED_FAN_IN_FROM

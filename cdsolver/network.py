@@ -397,6 +397,8 @@ def random_network(
     is an open circuit; training may grow them), the others spread widely; ``init="sparse"``: crossbar 1 as
     ``uniform``, and in every later crossbar each node of layer ``l`` connects to ``fan_in`` random nodes of layer
     ``l−1``, uniform on ``[0, 2*g_mean*n_{l-1}/fan_in]`` S (the same ~1 S per node), the other entries 0 (open);
+    with ``fan_in=1`` the nodes of layer ``l−1`` are dealt out in random order, each to as many nodes as the
+    others (±1): equal widths make chains;
     biases uniform on ``[-bias, bias]`` A.
     ``element``: a kind name
     (``linear``, ``ideal``, ``shockley`` = Osana's Is=1e-6 A, Vd=0.05 V; ``pwl`` = a soft-clipping table) or an
@@ -426,7 +428,11 @@ def random_network(
             if not (isinstance(fan_in, int) and 1 <= fan_in):
                 raise ValidationError(f"init 'sparse' needs fan_in, a whole number >= 1, got {fan_in!r}")
             k = min(fan_in, sizes[l - 1])
-            rows = np.argsort(rng.random((sizes[l - 1], sizes[l])), axis=0)[:k]  # k distinct inputs per node
+            if k == 1:  # every input feeds as many nodes as the others, ±1 (independent draws would leave 37 % unfed)
+                n = sizes[l - 1]
+                rows = np.concatenate([rng.permutation(n) for _ in range(-(-sizes[l] // n))])[None, :sizes[l]]
+            else:
+                rows = np.argsort(rng.random((sizes[l - 1], sizes[l])), axis=0)[:k]  # k distinct inputs per node
             g = np.zeros((sizes[l - 1], sizes[l]))
             g[rows, np.arange(sizes[l])] = rng.uniform(0.0, 2.0 * gm * sizes[l - 1] / k, (k, sizes[l]))
             G.append(g)

@@ -200,39 +200,41 @@ def test_the_passive_gain_step_is_for_nodes_clipped_on_one_side_only():
     gain = {(el, d): defaults.network(x, [64] * d, 10, el).input_gain for el in ("shockley", "pwl", "ideal")
             for d in (2, 3, 4)}
     for el in ("shockley", "pwl"):
-        assert gain[el, 2] == pytest.approx(gain[el, 3]) == pytest.approx(gain[el, 4], rel=0.01)  # (4: 2 inputs)
+        # no ×4 step (from 3: 1 input per node, so the first layer's load by the next crossbar differs by ~8 %)
+        assert gain[el, 3] == pytest.approx(gain[el, 2], rel=0.1) and gain[el, 4] == pytest.approx(gain[el, 3])
     assert gain["ideal", 4] == pytest.approx(defaults.PASSIVE_GAIN_STEP ** 2 * gain["ideal", 2])
     linear = [defaults.network(x, [64] * d, 10, "linear").input_gain for d in (2, 3)]  # never clipped: no step
-    assert linear[1] == pytest.approx(linear[0])
+    assert linear[1] == pytest.approx(linear[0], rel=0.1)
     split = [defaults.network(x, [64] * d, 10, "pwl", rails_="split").input_gain for d in (2, 3)]  # rails unused
-    assert split[1] == pytest.approx(split[0])
+    assert split[1] == pytest.approx(split[0], rel=0.1)
     data = load_digits(seed=0)
     net = defaults.network(data["train"].x, [64] * 4, 10, "shockley")
     history = train(net, data, TrainConfig(epochs=4).resolved(len(data["train"].x)))
     assert history[0]["v1_beyond"] < 0.9
-    assert history[-1]["val_error"] < 0.5  # (0.20 with this rule and 2 inputs per node)
+    assert history[-1]["val_error"] < 0.5  # (0.20 with this rule and 2 inputs per node, before 1 input)
 
 
 def test_deep_linear_networks_take_no_gain_step_and_learn():
     """Linear nodes lose little of the signal per layer, so their gain takes no step (with it, the outputs' spread
     at initialisation was 6.5 V against the 0.6 V target at 4 × 64), and from four hidden layers their sparse
-    crossbars average 2 inputs: 4 × 64 learns (validation error 0.19 after 4 epochs; with the step and 4 inputs
-    0.86, and 33.1 % test error after 20)."""
+    crossbars take 1 input (2 before): 4 × 64 learns (validation error 0.19 after 4 epochs with 2; with the step
+    and 4 inputs 0.86, and 33.1 % test error after 20)."""
     data = load_digits(seed=0)
     x = data["train"].x
     net = defaults.network(x, [64] * 4, 10, "linear")
-    assert net.input_gain == pytest.approx(defaults.network(x, [64] * 2, 10, "linear").input_gain, rel=0.01)
+    assert net.input_gain == pytest.approx(defaults.network(x, [64] * 2, 10, "linear").input_gain, rel=0.1)
     assert {int(n) for G in net.G[1:] for n in (G > 0).sum(axis=0)} == {defaults.UNSTEPPED_FAN_IN}
     history = train(net, data, TrainConfig(epochs=4).resolved(len(x)))
     assert history[-1]["val_error"] < 0.4
 
 
 def test_unstepped_passive_networks_start_sparser_and_five_hidden_layers_learn():
-    """Passive networks whose gain takes no step (hidden nodes clipped on both sides, or linear) average
-    ``UNSTEPPED_FAN_IN`` (2) inputs per node on their sparse crossbars from ``UNSTEPPED_FAN_IN_FROM`` (4) hidden
-    layers on, not 4: a 5 × 64 double-Shockley network learns with the defaults (validation error 0.34 after 5
-    epochs; with 4 inputs 0.72, and 52.8 % test error after 20). Two and three hidden layers keep 4, and so do
-    ideal diodes and Shockley nodes on split rails, which get the step."""
+    """Passive networks whose gain takes no step (hidden nodes clipped on both sides, or linear) take
+    ``UNSTEPPED_FAN_IN`` (1) input per node on their sparse crossbars from ``UNSTEPPED_FAN_IN_FROM`` (3) hidden
+    layers on, not 4, every node of the layer below feeding one node above (equal widths: chains): a narrow 5 × 32
+    double-Shockley network learns with the defaults (validation error 0.22 after 5 epochs; with 2 inputs per node
+    0.66, and 27–31 % test error after 20; 5 × 64 with 4 inputs: 52.8 %).
+    Two hidden layers keep 4, and so do ideal diodes and Shockley nodes on split rails, which get the step."""
     x = load_digits(seed=0)["train"].x
     fans = {}
     for el, r in (("shockley", None), ("pwl", None), ("shockley", "split"), ("ideal", None), ("linear", None)):
@@ -240,16 +242,22 @@ def test_unstepped_passive_networks_start_sparser_and_five_hidden_layers_learn()
             net = defaults.network(x[:50], [16] * d, 10, el, rails_=r)
             fans[el, r, d] = {int(n) for G in net.G[1:] for n in (G > 0).sum(axis=0)}
             assert defaults.stepped(el, net.lo, net.hi) == (el == "ideal" or r == "split")
-    assert fans["shockley", None, 4] == fans["pwl", None, 4] == fans["linear", None, 4] == {2}
-    assert defaults.UNSTEPPED_FAN_IN == 2
-    assert all(fans[k] == {defaults.SPARSE_FAN_IN} == {4} for k in fans if k[2] == 3 or k[:2] not in
-               (("shockley", None), ("pwl", None), ("linear", None)))
+    unstepped = (("shockley", None), ("pwl", None), ("linear", None))
+    assert all(fans[k] == {1} for k in fans if k[:2] in unstepped)
+    assert defaults.UNSTEPPED_FAN_IN == 1 and defaults.UNSTEPPED_FAN_IN_FROM == 3
+    assert {int(n) for G in defaults.network(x[:50], [16] * 2, 10, "shockley").G[1:]
+            for n in (G > 0).sum(axis=0)} == {defaults.SPARSE_FAN_IN}
+    chains = defaults.network(x[:50], [16] * 4, 10, "shockley")
+    for G in chains.G[1:-1]:  # every node feeds one node of the next layer (independent draws left ~37 % unfed)
+        assert np.all((G > 0).sum(axis=1) == 1)
+    assert np.all((chains.G[-1] > 0).sum(axis=1) <= 1) and (chains.G[-1] > 0).sum() == 10
+    assert all(fans[k] == {defaults.SPARSE_FAN_IN} == {4} for k in fans if k[:2] not in unstepped)
     amp = Amplifier(4.0, 1.0, "half")
     assert defaults.fan_in("shockley", [[-0.8]] * 4, [[0.8]] * 4, amp) == defaults.SPARSE_FAN_IN
     data = load_digits(seed=0)
-    net = defaults.network(data["train"].x, [64] * 5, 10, "shockley")
+    net = defaults.network(data["train"].x, [32] * 5, 10, "shockley")
     history = train(net, data, TrainConfig(epochs=5).resolved(len(data["train"].x)))
-    assert history[-1]["val_error"] < 0.5
+    assert history[-1]["val_error"] < 0.4  # (0.22; with 2 inputs per node 0.66)
 
 
 @pytest.mark.parametrize("element, amp", [("shockley", None), ("ideal", None), ("pwl", None), ("linear", None),
