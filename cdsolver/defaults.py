@@ -117,7 +117,7 @@ def fan_in(element: str, lo, hi, amplifier) -> int:
     before — 4 inputs at three hidden layers, 2 from four: 16 × 3 4.7–38.9 against 30.6–59.2 %, 24 × 3 3.9–5.6
     against 6.9–11.4 %, 32 × 3 4.2–5.0 against 4.2–10.8 %, 64 × 3 2.2–3.6 against 2.5–3.3 %, 32 × 4 2.8–3.9 against
     5.3–15.6 %, 32 × 5 3.6–5.3 against 26.9–31.1 %, 48 × 5 2.5–4.4 against 6.9–14.2 %, 64 × 4 2.2–3.3 against
-    2.2–4.2 %, 64 × 5 3.3–4.2 against 3.3–6.4 %; pwl and linear even or better; docs/training.md) — else
+    2.2–4.2 %, 64 × 5 3.3–4.2 against 3.3–6.4 %; pwl mixed, linear even; docs/training.md) — else
     ``SPARSE_FAN_IN``, which
     the gain step of one-sided nodes makes up for (ideal diodes on split rails, 2 inputs: 4 × 64 5.3 against
     1.9 %)."""
@@ -165,10 +165,11 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
 def centring_bias(x: np.ndarray, net) -> np.ndarray:
     """Bias currents (A) into the first hidden layer of ``net`` (at its input gain) that cancel the mean over the
     training features ``x`` (batch, n_features) of crossbar 1's current into it, ``encode(x)·G1`` (linear in ``x``:
-    computed at the mean): each node's drive then has mean 0, the midpoint of its rails. Without them a node's mean
-    drive is a random sum over the inputs' means, and a narrow layer has many nodes pinned beyond one rail whatever
-    the input (16 × 3 double Shockley on Digits: 94–97 % of node-sample pairs beyond the rails during training,
-    82 % test error; with the bias, half at initialisation; docs/training.md)."""
+    computed at the mean): each node's input drive then has mean 0, the midpoint of ±0.8 V rails. Without them a
+    node's mean drive is a random sum over the inputs' means, and a narrow layer has many nodes pinned beyond one
+    rail whatever the input (16 × 3 double Shockley on Digits: 94–97 % of node-sample pairs beyond the rails
+    during training, 82 % test error; with the bias, 48–54 % at initialisation at one hidden layer; docs/training.md).
+    On split rails 0 V is the rail."""
     from .topology import Layered
 
     return -Layered(net).input_current(net.encode(x.mean(axis=0, keepdims=True)))[0]
@@ -187,5 +188,6 @@ def network(x: np.ndarray, hidden: list[int], n_classes: int, element: str, *, r
     net = random_network(sizes, element, seed=seed, rails=r, amplifier=amplifier, outputs=outputs,
                          init=init_ or init(len(sizes) - 1, amplifier), fan_in=fan_in(element, lo, hi, amplifier))
     net.input_gain = gain if gain is not None else input_gain(x, net, element)
-    net.b[0] = centring_bias(x, net)
+    if hidden:
+        net.b[0] = centring_bias(x, net)
     return net

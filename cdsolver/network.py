@@ -408,12 +408,15 @@ def random_network(
     """
     rng = np.random.default_rng(seed)
     if isinstance(element, str):
-        element = {
+        kinds = {
             "linear": Linear,
             "ideal": Ideal,
             "shockley": lambda: Shockley(OSANA_IS, OSANA_VD),
             "pwl": lambda: Pwl([[-1.0, -0.5], [-0.5, -0.01], [0.5, 0.01], [1.0, 0.5]]),
-        }[element]()
+        }
+        if element not in kinds:
+            raise ValidationError(f"element must be one of {list(kinds)} or an Element, got {element!r}")
+        element = kinds[element]()
     rails = rails or ("split" if isinstance(element, Ideal) else "both")
     if len(sizes) < 2:
         raise ValidationError(f"sizes must list at least the input and output layer, got {list(sizes)}")
@@ -425,7 +428,7 @@ def random_network(
         if init == "uniform" or (init == "sparse" and l == 1):
             G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
         elif init == "sparse":
-            if not (isinstance(fan_in, int) and 1 <= fan_in):
+            if not (isinstance(fan_in, int) and not isinstance(fan_in, bool) and 1 <= fan_in):
                 raise ValidationError(f"init 'sparse' needs fan_in, a whole number >= 1, got {fan_in!r}")
             k = min(fan_in, sizes[l - 1])
             if k == 1:  # every input feeds as many nodes as the others, ±1 (independent draws would leave 37 % unfed)

@@ -342,8 +342,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"--out {out}: {' and '.join(map(str, earlier))} of an earlier run exist; continue it with "
                        f"--resume (and more --epochs), or move them away to start afresh")
     fans = {int(k) for G in net.G[1:] for k in (G > 0).sum(axis=0) if k < G.shape[0]}  # nodes not fed by all
-    sparse = (f", sparse crossbars after the first ({'/'.join(map(str, sorted(fans)))} inputs per node)"
-              if fans else "")
+    sparse = (f", sparse crossbars after the first ({'/'.join(map(str, sorted(fans)))} "
+              f"input{'' if fans == {1} else 's'} per node)" if fans else "")
     centred = "" if args.init or args.resume else ", first hidden layer biased to a mean drive of 0 V"
     print(f"network {'-'.join(map(str, net.sizes))}, {args.element}{sparse}, input gain {net.input_gain:.4g} V"
           f"{centred}; batch "
@@ -614,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network of ideal or Shockley nodes "
                    "with a rail open (e.g. --rails split); printed at the start; cdsolver/defaults.py). A new "
                    "network's first hidden layer also gets bias currents that make its mean drive over the training "
-                   "data 0 V, the middle of its rails")
+                   "data 0 V (the middle of +-0.8 V rails; on split rails, the rail)")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")

@@ -104,6 +104,10 @@ def test_bad_random_network_arguments_are_the_users_errors():
         random_network([4, 3, 2], init="dense")
     with pytest.raises(ValidationError, match="init 'sparse' needs fan_in, a whole number >= 1, got 0"):
         random_network([4, 3, 2], init="sparse", fan_in=0)
+    with pytest.raises(ValidationError, match="element must be one of"):
+        random_network([4, 3, 2], "diode")
+    with pytest.raises(ValidationError, match="needs fan_in"):
+        random_network([4, 3, 2], init="sparse", fan_in=True)
     with pytest.raises(ValidationError, match="kind must be one of"):
         random_circuit("mesh", 8)
 

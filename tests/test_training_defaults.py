@@ -132,6 +132,8 @@ def test_drn_train_defaults_write_diagnostics(tmp_path, capsys):
     assert "sparse" not in capsys.readouterr().out
     assert main(["train", "--hidden", "16", "4", "--epochs", "0", "--out", str(tmp_path / "narrow.npz")]) == 0
     assert "sparse crossbars after the first (4 inputs per node)" in capsys.readouterr().out  # (4 -> 10: dense)
+    assert main(["train", "--hidden", "8", "8", "8", "--epochs", "0", "--out", str(tmp_path / "chains.npz")]) == 0
+    assert "sparse crossbars after the first (1 input per node)" in capsys.readouterr().out
     row = next(csv.DictReader(open(tmp_path / "n.history.csv")))
     for k in ("v1_mean", "v1_spread", "v1_beyond", "v2_beyond", "v3_spread", "grad1", "grad3", "excluded",
               "beta_min"):
