@@ -99,7 +99,7 @@ class TrainConfig:
             raise ValidationError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
         if not ((self.batch_size or 1) >= 1 and self.max_sweeps >= 1 and self.epochs >= 0):
             raise ValidationError(f"batch_size and max_sweeps must be >= 1 and epochs >= 0, got {self.batch_size}, "
-                             f"{self.max_sweeps}, {self.epochs}")
+                                  f"{self.max_sweeps}, {self.epochs}")
         if not (math.isfinite(self.beta) and self.beta > 0 and math.isfinite(self.target)):
             raise ValidationError(f"beta must be a finite number > 0 S and target finite, got {self.beta}, "
                                   f"{self.target}")
@@ -303,7 +303,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
                               f"{len(tr.x)}")
     if len(st.slots) != 2 * net.depth * OPTIMIZERS[cfg.optimizer] or bool(st.average) != bool(cfg.average):
         raise ValidationError(f"the state was made for another optimizer or averaging than {cfg.optimizer!r}, "
-                         f"average={cfg.average}")
+                              f"average={cfg.average}")
     n_batches = -(-len(tr.x) // cfg.batch_size)
     for epoch in range(st.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
