@@ -27,11 +27,13 @@ import numpy as np
 from .constants import VT
 from .validation import ValidationError
 
-__all__ = ["Circuit", "CircuitError", "GMIN", "GROUND", "KINDS", "random_circuit", "diode_law", "diode_current",
-           "diode_potential"]
+__all__ = ["Circuit", "CircuitError", "EPSMIN", "GMIN", "GROUND", "KINDS", "random_circuit", "diode_law",
+           "diode_current", "diode_potential"]
 
 #: ngspice's default gmin across every junction, S.
 GMIN = 1e-12
+#: ngspice's default epsmin, A: it raises a diode model's IS below it to it (``.options epsmin=`` lowers it).
+EPSMIN = 1e-28
 #: ngspice's diode model defaults: saturation current (A), emission coefficient, series resistance (Ω).
 IS_DEFAULT, N_DEFAULT, RS_DEFAULT = 1e-14, 1.0, 0.0
 #: The ground node's name (``gnd`` is read as ``0``, as ngspice does).
@@ -77,10 +79,12 @@ class Circuit:
     """A DC resistor–diode–source network. Build it with the ``add_*`` methods (values in SI units).
 
     nodes: node names in order of first use (ground excluded; internal diode nodes included, see ``internal``).
-    Element tables hold node indices, ``-1`` for ground. gmin: conductance across every junction (S).
+    Element tables hold node indices, ``-1`` for ground. gmin: conductance across every junction (S). epsmin:
+    the smallest diode IS (A) ngspice takes as given (it raises smaller ones to it): ``add_diode`` refuses those.
     """
 
     gmin: float = GMIN
+    epsmin: float = EPSMIN
     nodes: list[str] = field(default_factory=list)
     internal: list[bool] = field(default_factory=list)
     resistors: list[tuple[str, int, int, float]] = field(default_factory=list)  # name, a, b, conductance S
@@ -111,11 +115,15 @@ class Circuit:
 
     def add_diode(self, name: str, anode: str, cathode: str, Is: float = IS_DEFAULT, N: float = N_DEFAULT,
                   RS: float = RS_DEFAULT) -> None:
-        """An ngspice junction diode from ``anode`` to ``cathode``: ``Is`` (A) > 0, ``N`` > 0, ``RS`` (Ω) >= 0."""
+        """An ngspice junction diode from ``anode`` to ``cathode``: ``Is`` (A) > 0, ``N`` > 0, ``RS`` (Ω) >= 0;
+        ``Is`` at least ``epsmin``."""
         for key, val, ok in (("IS", Is, Is > 0), ("N", N, N > 0), ("RS", RS, RS >= 0)):
             if not (math.isfinite(val) and ok):
                 raise CircuitError(f"{name}: diode {key} must be finite and {'>= 0' if key == 'RS' else '> 0'}, "
                                    f"got {val!r}")
+        if Is < self.epsmin:
+            raise CircuitError(f"{name}: diode IS {Is:g} A is below epsmin {self.epsmin:g} A, to which ngspice raises "
+                               f"it; give IS >= {self.epsmin:g}, or a smaller epsmin (.options epsmin=...)")
         if RS > 0:
             inner = f"{name.lower()}#internal"
             self.series[name] = (anode.lower(), float(RS))

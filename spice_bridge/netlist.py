@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from cdsolver.circuit import Circuit
+from cdsolver.circuit import EPSMIN, Circuit
 from cdsolver.elements import Shockley, rail_node, spice_number as num
 from cdsolver.network import Network
 from cdsolver.topology import Layered
@@ -189,12 +189,13 @@ def general_deck(net: Network, v0: np.ndarray, title: str = "drn-cd network as a
 def circuit_deck(ckt: Circuit, title: str = "drn-cd circuit", options: bool = True) -> str:
     """The ``.op`` deck of a general circuit (``spice_bridge.parse`` reads it back to the same circuit): one
     ``.model`` per diode (ideal diodes share ``.model ideal D(IDEAL=1)``, which only drn circuit reads),
-    ``.options gmin=`` when ``options`` (else ngspice's default applies)."""
+    ``.options gmin=`` (and ``epsmin=`` where not ngspice's default) when ``options`` (else ngspice's defaults
+    apply)."""
     names = ["0"] + ckt.nodes
     nd = lambda i: names[i + 1]  # noqa: E731  (index -1 = ground)
     lines = [f"* {title}", f"* {len(ckt.external)} nodes, {len(ckt.resistors)} resistors, {len(ckt.diodes)} diodes"]
     if options:
-        lines.append(f".options gmin={num(ckt.gmin)}")
+        lines.append(f".options gmin={num(ckt.gmin)}" + (f" epsmin={num(ckt.epsmin)}" if ckt.epsmin != EPSMIN else ""))
     lines += [f"{n} {nd(p)} {nd(m)} DC {num(x)}" for n, p, m, x in ckt.vsources]
     lines += [f"{n} {nd(p)} {nd(m)} DC {num(x)}" for n, p, m, x in ckt.isources]
     lines += [f"{n} {nd(a)} {nd(b)} 0" for n, a, b in ckt.shorts]

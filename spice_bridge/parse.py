@@ -5,7 +5,7 @@ diode, our flag, which ngspice ignores with a warning), ``V``/``I`` (``[DC] valu
 an ``AC`` part ignored), ``C`` (open at DC: left out), ``L`` (a short), ``X`` instances of ``.subckt`` (flattened:
 inner nodes ``x1.n``, nested ``x1.x2.n``; ``params:`` defaults and instance overrides), ``.param`` (numbers and
 ``{expr}``: arithmetic on parameters, evaluated by a whitelist walk of Python's ``ast`` — never ``eval``),
-``.include``/``.inc`` (relative to the including file), ``.options gmin=`` (tolerance options accepted),
+``.include``/``.inc`` (relative to the including file), ``.options gmin= epsmin=`` (tolerance options accepted),
 ``.op`` and other analysis/output cards (ignored), ``.control`` … ``.endc`` (skipped), ``.end``; ``*`` comment
 lines, ``;`` and `` $ `` inline comments, ``+`` continuations, case-insensitive names, magnitude suffixes
 ``f p n u m k meg g t mil`` with trailing units ignored (``10kohm`` = 1e4). The first line of the deck is its
@@ -294,9 +294,14 @@ class _Deck:
                 if not (g >= 0):
                     raise ln.error(f"gmin must be >= 0 S, got {g}")
                 self.circuit.gmin = g
+            elif k == "epsmin":
+                e = self._num(v, self.params, ln)
+                if not (0 < e < math.inf):
+                    raise ln.error(f"epsmin must be > 0 A, got {e}")
+                self.circuit.epsmin = e
             elif k not in _TOLERANCE_OPTIONS:
                 raise ln.error(f"option {k} is not supported (it may change the DC solution); "
-                               f"drn circuit reads gmin and the tolerance options")
+                               f"drn circuit reads gmin, epsmin and the tolerance options")
 
     def _diode_model(self, name: str, ln: _Line, params: dict[str, float]) -> tuple[float, float, float, bool]:
         if name not in self.models:
@@ -361,7 +366,9 @@ class _Deck:
                 add = ckt.add_vsource if kind == "v" else ckt.add_isource
                 add(full, node(tok[1]), node(tok[2]), val)
             elif kind == "c":
-                need(4, "C<name> n1 n2 value")  # open at DC
+                need(4, "C<name> n1 n2 value")  # open at DC; its nodes exist (one with no DC path is floating)
+                for t in tok[1:3]:
+                    ckt.node(node(t))
             elif kind == "l":
                 need(4, "L<name> n1 n2 value")
                 ckt.add_short(full, node(tok[1]), node(tok[2]))

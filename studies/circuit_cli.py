@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import shutil
 import sys
 import tempfile
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from cdsolver.constants import ANDERSON, CIRCUIT_COARSE_AFTER, CIRCUIT_MAX_SWEEPS, CIRCUIT_TOL
 from cdsolver.validation import MAX_TIMEOUT
+
+from .verify import P90_TOL
 
 #: Tight ngspice tolerances added by ``check`` (docs/spice.md); gmin stays the deck's own.
 CHECK_OPTIONS = ".options reltol=1e-12 vntol=1e-15 abstol=1e-18"
@@ -39,7 +42,8 @@ def add_parser(sub) -> None:
                       description="Runs ngspice's .op on the deck (tight tolerances added unless --keep-options) and "
                                   "CD; prints relative L1 (over all nodes, and over the nodes CD solves: without "
                                   "those voltage sources fix), max |dv|, both times and the speed-up; appends a CSV "
-                                  "row to DIR/check.csv (--out) or prints it. A deck with ideal diodes (D(IDEAL=1)) "
+                                  "row to DIR/check.csv (--out) or prints it; exits 1 if the two disagree (--max-rel), "
+                                  "3 if CD did not converge. A deck with ideal diodes (D(IDEAL=1)) "
                                   "cannot be compared with ngspice: its KKT conditions are checked instead (exit 1 "
                                   "if they fail).")
     q.add_argument("deck", metavar="DECK.cir", help="the SPICE deck to solve with CD and ngspice")
@@ -49,6 +53,10 @@ def add_parser(sub) -> None:
                         "unless an ngspice error names its deck, and the row printed. Decks with ideal diodes "
                         "write nothing")
     q.add_argument("--keep-options", action="store_true", help="run ngspice with the deck's own options only")
+    q.add_argument("--max-rel", type=float, metavar="TOL",
+                   help=f"exit 1 if the relative L1 error over the nodes CD solves exceeds TOL (default: "
+                        f"{P90_TOL:g}, drn verify's; none with --keep-options, where ngspice's own tolerances "
+                        f"decide its accuracy)")
     q.add_argument("--timeout", type=float, default=600.0,
                    help=f"seconds for ngspice, at most {MAX_TIMEOUT:g} (default: 600)")
     _solver_args(q)
@@ -138,6 +146,9 @@ def cmd_check(args) -> int:
     from .cli import EXIT_NOT_CONVERGED, CliError
 
     timeout = check_timeout(args.timeout, "--timeout")
+    limit = args.max_rel if args.max_rel is not None else (None if args.keep_options else P90_TOL)
+    if limit is not None and not 0 < limit < math.inf:
+        raise CliError(f"--max-rel must be a positive number, got {limit:g}")
     own = args.out is None
     if not own:
         check_out(args.out, folder=True)
@@ -179,6 +190,10 @@ def cmd_check(args) -> int:
           f"{cd_s:.4f} s "
           f"({sol.iterations[0]} sweeps{'' if sol.converged[0] else ', NOT converged'}); ngspice {sp_s:.4f} s "
           f"(process; analysis {sp_an:.3f} s, {sp_it} iterations); speed-up {sp_s / cd_s:.1f}x")
+    agree = limit is None or rel_solved <= limit  # (NaN: False)
+    if not agree:
+        print(f"{args.deck}: CD and ngspice DISAGREE: relative L1 {rel_solved:.3e} over the nodes CD solves > "
+              f"--max-rel {limit:g}")
     if own:
         w = csv.DictWriter(sys.stdout, CSV_FIELDS)
         w.writeheader()
@@ -192,7 +207,7 @@ def cmd_check(args) -> int:
                 w.writeheader()
             w.writerow(row)
         print(f"wrote {path}")
-    return 0 if sol.converged[0] else EXIT_NOT_CONVERGED
+    return EXIT_NOT_CONVERGED if not sol.converged[0] else 0 if agree else 1
 
 
 #: ``check`` on an ideal-diode deck passes when KCL and the diode currents' signs hold to this times I_ref.

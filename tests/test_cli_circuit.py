@@ -129,3 +129,57 @@ def test_every_circuit_argument_has_help():
         for action in parser._actions:
             assert action.help, f"drn circuit {name} {action.dest}: no help"
     assert "linear or shockley" in circuit.choices["from-network"].description
+
+
+DIODE = "diode\nV1 a 0 2\nR1 a b 100\nD1 b 0 dw\n.model dw D(IS={is_})\n{options}.end\n"
+
+
+def test_a_diode_is_below_ngspice_epsmin_is_refused_and_epsmin_is_read(ngspice, tmp_path, capsys):
+    """ngspice raises a diode's IS below its epsmin (1e-28 A by default) to epsmin: CD, which takes IS as given,
+    was 0.11 V off ngspice at IS=1e-30, and check exited 0. Such a deck is now refused in one line, and with
+    ``.options epsmin=`` lowered both engines take IS as given (v(b) = 1.641 V at IS=1e-30, 1.529 V at 1e-28)."""
+    low = tmp_path / "low.cir"
+    low.write_text(DIODE.format(is_="1e-30", options=""))
+    assert main(["circuit", "check", str(low)]) == 2
+    assert "diode IS 1e-30 A is below epsmin 1e-28 A" in error_line(capsys)
+    low.write_text(DIODE.format(is_="1e-30", options=".options epsmin=1e-40\n"))
+    assert main(["circuit", "check", str(low)]) == 0
+    assert "DISAGREE" not in capsys.readouterr().out
+    assert main(["circuit", "solve", str(low), "--out", str(tmp_path / "s.npz")]) == 0
+    assert np.load(tmp_path / "s.npz")["v"][1] == pytest.approx(1.64107, abs=1e-5)  # (IS raised: 1.52899 V)
+
+
+def test_check_exits_1_when_cd_and_ngspice_disagree(deck, monkeypatch, capsys):
+    """``check`` compares the two engines: beyond ``--max-rel`` (default drn verify's 1e-9) it says so and exits 1
+    (ngspice's answer shifted by 1e-6 here; the CSV row is still printed)."""
+    import spice_bridge.runners as runners
+
+    real = runners.op_deck
+
+    def shifted(*args, **kw):
+        vec, *rest = real(*args, **kw)
+        return {k: v * (1 + 1e-6) for k, v in vec.items()}, *rest
+    monkeypatch.setattr(runners, "op_deck", shifted)
+    assert main(["circuit", "check", str(deck)]) == 1
+    out = capsys.readouterr().out
+    assert "CD and ngspice DISAGREE: relative L1 1.000e-06" in out and "rel_l1_solved" in out
+    assert main(["circuit", "check", str(deck), "--max-rel", "1e-5"]) == 0
+    assert main(["circuit", "check", str(deck), "--keep-options"]) == 0  # (no default limit there)
+    capsys.readouterr()
+    assert main(["circuit", "check", str(deck), "--max-rel", "0"]) == 2
+    assert "--max-rel must be a positive number" in error_line(capsys)
+
+
+def test_a_node_reached_only_through_a_capacitor_is_floating(tmp_path, capsys):
+    """A capacitor is open at DC, but its nodes exist: one with no other connection has no DC solution (ngspice
+    fails on it), and was silently left out of the results."""
+    path = tmp_path / "c.cir"
+    path.write_text("c\nV1 a 0 1\nR1 a 0 1k\nC1 a x 1u\n.end\n")
+    assert main(["circuit", "solve", str(path), "--out", str(tmp_path / "s.npz")]) == 2
+    assert "node x has no DC path to ground or a voltage source (floating)" in error_line(capsys)
+
+
+@pytest.mark.parametrize("tol", ["1", "1e10", "0", "nan"])
+def test_solve_refuses_a_tolerance_outside_0_1(deck, tmp_path, capsys, tol):
+    assert main(["circuit", "solve", str(deck), "--out", str(tmp_path / "s.npz"), "--tol", tol]) == 2
+    assert "tol must be in (0, 1)" in error_line(capsys)

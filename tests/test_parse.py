@@ -101,6 +101,8 @@ ERRORS = [  # (deck body after the title, line number, words in the message)
     ("R1 a 0 1k\n.include missing.inc\n", 3, "cannot read included file"),
     ("R1 a 0 1k tc1=0.1\n", 2, "resistor parameters"),
     ("D1 a 0 dm 2\n.model dm D\n", 2, "diode instance parameters"),
+    ("R1 a 0 1k\n.options epsmin=0\n", 3, "epsmin must be > 0 A"),
+    ("D1 a 0 dm\n.model dm D(IS=1e-29)\n", 2, "below epsmin 1e-28 A"),
 ]
 
 
