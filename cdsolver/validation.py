@@ -39,13 +39,14 @@ def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
 
 
 def check_inputs(x: Any, n: int, name: str = "inputs") -> np.ndarray:
-    """A batch of samples ``(batch, n)``; a single 1-D sample of length ``n`` becomes a batch of one."""
+    """A batch of samples ``(batch, n)``; a 1-D array is refused too (one sample is ``(1, n)``), so that a flat
+    array is never read as a batch of some other shape."""
     import numpy as np
 
-    a = np.asarray(x)
-    if a.ndim == 1 and a.shape[0] == n:
-        a = a[None, :]
-    return check_array(a, name, (None, n))
+    if np.ndim(x) == 1:
+        raise ValidationError(f"{name}: expected shape (batch, {n}), got {np.shape(x)} (one sample is an array of "
+                              f"shape (1, {n}))")
+    return check_array(x, name, (None, n))
 
 
 def check_timeout(t: float | None, name: str = "timeout") -> float | None:

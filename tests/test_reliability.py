@@ -636,6 +636,21 @@ def test_complex_datetime_and_empty_inputs_are_refused(problem, capsys):
     assert not (d / "o").exists()
 
 
+def test_a_1d_input_is_refused_not_read_as_one_sample(problem, capsys):
+    from cdsolver.validation import ValidationError
+
+    d, files = problem
+    np.save(d / "x1.npy", np.full(4, 0.5))
+    for command in ("solve", "netlist"):
+        assert main([command, files[0], str(d / "x1.npy"), "--out", str(d / "o")]) == 2
+        err = capsys.readouterr().err
+        assert "inputs: expected shape (batch, 4), got (4,) (one sample is an array of shape (1, 4))" in err
+        assert err.count("\n") == 1, err
+    assert not (d / "o").exists()
+    with pytest.raises(ValidationError, match=r"expected shape \(batch, 4\), got \(4,\)"):
+        random_network([8, 5, 3], "shockley", seed=0).encode(np.full(4, 0.5))
+
+
 def test_a_conductance_with_no_finite_resistance_is_refused():
     from cdsolver.network import NetworkFormatError
 
