@@ -1,5 +1,5 @@
 """Writing output files so that a reader never sees half a file and two writers never share a temporary file,
-and checking an output path before the work that fills it."""
+checking an output path before the work that fills it, and an input path before it is read."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import IO, Iterable, Iterator
 
 from .validation import ValidationError
 
-__all__ = ["atomic_write", "check_out"]
+__all__ = ["atomic_write", "check_in", "check_out"]
 
 
 def _read_umask() -> int:
@@ -108,3 +108,14 @@ def check_out(path: str | Path, folder: bool = False, inputs: Iterable[str | Pat
             pass
     except OSError as e:
         raise ValidationError(f"{option} {p}: cannot write in {where} ({e.strerror or e})") from None
+
+
+def check_in(path: str | Path, what: str) -> Path:
+    """An input file (``what`` names it in messages, e.g. "inputs"): ``path`` if it is an existing file, else
+    ValidationError saying that it is missing or a folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValidationError(f"{what} file {p} is a folder, not a file")
+    if not p.is_file():
+        raise ValidationError(f"{what} file not found: {p}")
+    return p

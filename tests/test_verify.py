@@ -106,6 +106,21 @@ def test_bad_states_exit_2(files, case, message, capsys):
     assert len(err) == 1 and err[0].startswith("drn verify: error:") and message in err[0]
 
 
+@pytest.mark.parametrize("kind, message", [
+    ("npy", "is not an .npz archive: --states must be an .npz with arrays v1..vL (numpy.savez)"),
+    ("folder", "is a folder, not a file"),
+])
+def test_a_states_file_that_is_no_npz_archive_is_one_line(files, kind, message, capsys):
+    d, *_ = files
+    if kind == "npy":
+        np.save(d / "theirs.npy", np.zeros((6, 6)))
+    else:
+        (d / "theirs.npy").mkdir()
+    assert main(args(d, "theirs.npy")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"drn verify: error: states file {d / 'theirs.npy'} {message}"]
+
+
 def test_bad_options_exit_2(files, capsys):
     d, *_ = files
     assert main(args(d, None, "--report", d / "r.txt")) == 2
