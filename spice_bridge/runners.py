@@ -32,12 +32,20 @@ from . import netlist
 from .errors import INSTALL_HINT, NgspiceMissing
 
 __all__ = ["SpiceResult", "NgspiceMissing", "run", "RUNNERS", "ngspice_version", "parse_raw",
-           "default_timeout", "op_deck"]
+           "default_timeout", "op_deck", "check_jobs", "MAX_JOBS"]
 
 RUNNERS = ("op", "batch", "shared")
 
 #: most worker processes (ngspice ``jobs``, a study's ``cell_jobs``) on this machine
 MAX_JOBS = 4 * (os.cpu_count() or 1)
+
+
+def check_jobs(jobs: int, name: str = "jobs") -> int:
+    """A number of ngspice worker processes (``name`` in messages): an int in 1..``MAX_JOBS``, else
+    ValidationError."""
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or not 1 <= jobs <= MAX_JOBS:
+        raise ValidationError(f"{name} must be 1..{MAX_JOBS} (4 per core), got {jobs}")
+    return int(jobs)
 
 #: Expected seconds of one ngspice ``.op`` on a network with ``OP_REF_RESISTORS`` crossbar resistors, growing as
 #: (resistors / OP_REF_RESISTORS) ** OP_GROWTH (docs/spice.md: 0.09 s at 128-64-10; the exponent 1.6 covers
@@ -292,14 +300,15 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
         builtin_diode: bool = False, workdir: str | Path | None = None) -> SpiceResult:
     """ngspice steady states of ``net`` for input voltages ``v0`` (V, ``(batch, n_0)``).
 
-    jobs: worker processes (joblib loky). timeout: seconds one sample's ngspice run may take (``op``, the
-    ``batch`` fallback; a sweep of n points gets ``timeout·(1 + n/20)``; ``shared``: per worker task), default
-    ``default_timeout(net)``. chunk: samples per ``.dc`` deck (``batch``). workdir: where decks and raw files
-    go (default: a temporary folder, removed unless something failed — then the reasons name it).
+    jobs: worker processes (joblib loky), 1..``MAX_JOBS``. timeout: seconds one sample's ngspice run may take
+    (``op``, the ``batch`` fallback; a sweep of n points gets ``timeout·(1 + n/20)``; ``shared``: per worker
+    task), default ``default_timeout(net)``. chunk: samples per ``.dc`` deck (``batch``). workdir: where decks
+    and raw files go (default: a temporary folder, removed unless something failed — then the reasons name it).
     Ctrl-C stops the run and returns what is finished, ``interrupted=True``.
     """
     if runner not in RUNNERS:
         raise ValidationError(f"runner must be one of {RUNNERS}, got {runner!r}")
+    jobs = check_jobs(jobs)
     ngspice_exe()
     v0 = check_array(v0, "v0", (None, net.sizes[0]))
     B = len(v0)

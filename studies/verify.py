@@ -364,13 +364,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _check_options(args: argparse.Namespace) -> None:
     """The numbers argparse does not check and the report path, before any work; else VerifyInputError."""
+    from spice_bridge.runners import check_jobs
+
     for name, val in (("--p90", args.p90), ("--max", args.max_tol)):
         if val is not None and not (math.isfinite(val) and val >= 0):
             raise VerifyInputError(f"{name} must be a finite number >= 0, got {val}")
     if args.allow_spice_failures < 0:
         raise VerifyInputError(f"--allow-spice-failures must be >= 0, got {args.allow_spice_failures}")
-    if args.jobs < 1:
-        raise VerifyInputError(f"--jobs must be >= 1, got {args.jobs}")
+    try:
+        check_jobs(args.jobs, "--jobs")
+    except ValidationError as e:
+        raise VerifyInputError(str(e)) from None
     if args.report is not None:
         from cdsolver.files import check_out
 

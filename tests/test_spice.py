@@ -98,6 +98,16 @@ def test_missing_ngspice_says_how_to_install(monkeypatch, tmp_path):
         run(net, v0, runner="op")
 
 
+def test_jobs_are_bounded_before_any_work():
+    from cdsolver.validation import ValidationError
+    from spice_bridge.runners import MAX_JOBS
+
+    net, v0, y = case("linear", "no-amp", 1)
+    for jobs in (0, -1, MAX_JOBS + 1, 2.0):
+        with pytest.raises(ValidationError, match=rf"jobs must be 1\.\.{MAX_JOBS} \(4 per core\), got {jobs}"):
+            run(net, v0, jobs=jobs)
+
+
 def test_hung_ngspice_times_out_naming_the_deck(fake_ngspice):
     fake_ngspice("sleep 30")
     net, v0, y = case("linear", "no-amp", 1, batch=2)

@@ -127,6 +127,12 @@ def test_bad_options_exit_2(files, capsys):
     assert "must end in .json or .xml" in capsys.readouterr().err
     assert main(args(d, "missing.npz")) == 2
     assert "states file not found" in capsys.readouterr().err
+    from spice_bridge.runners import MAX_JOBS
+
+    for jobs in (0, MAX_JOBS + 1):  # the bound of drn spice --jobs, one check shared with it
+        assert main(args(d, None, "--jobs", jobs)) == 2
+        err = capsys.readouterr().err
+        assert err == f"drn verify: error: --jobs must be 1..{MAX_JOBS} (4 per core), got {jobs}\n", err
 
 
 def test_module_entry_point_reports_bad_input_in_one_line(files):
