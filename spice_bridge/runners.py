@@ -303,7 +303,8 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     jobs: worker processes (joblib loky), 1..``MAX_JOBS``. timeout: seconds one sample's ngspice run may take
     (``op``, the ``batch`` fallback; a sweep of n points gets ``timeout·(1 + n/20)``; ``shared``: per worker
     task), default ``default_timeout(net)``. chunk: samples per ``.dc`` deck (``batch``). workdir: where decks
-    and raw files go (default: a temporary folder, removed unless something failed — then the reasons name it).
+    and raw files go, kept (the reasons name the decks in it); default: a temporary folder, removed whatever
+    happens (the reasons then name a deck by its file name).
     Ctrl-C stops the run and returns what is finished, ``interrupted=True``.
     """
     if runner not in RUNNERS:
@@ -317,16 +318,16 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     timeout = default_timeout(net) if timeout is None else check_timeout(timeout)
     net.g_nudge(beta)  # (ValidationError where the nudge is undefined, as in the CD solver)
     y = np.zeros((B, net.n_classes)) if targets is None else check_array(targets, "targets", (B, net.n_classes))
-    own = workdir is None
-    wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)
-    wd.mkdir(parents=True, exist_ok=True)
-    body = netlist.body(net, beta=beta, builtin_diode=builtin_diode)
-    (wd / "net.cir").write_text("\n".join(["* network body (included by the sample decks)", *body, ""]))
     out = [np.full((B, n), np.nan) for n in net.sizes[1:]]
     wall, iters = np.zeros(B), np.full(B, -1, dtype=np.int64)
     reason = [_INTERRUPTED] * B
     fallback = np.zeros(B, dtype=bool)
+    own = workdir is None
+    wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)
     try:
+        wd.mkdir(parents=True, exist_ok=True)
+        body = netlist.body(net, beta=beta, builtin_diode=builtin_diode)
+        (wd / "net.cir").write_text("\n".join(["* network body (included by the sample decks)", *body, ""]))
         if runner == "shared":
             parts = np.array_split(np.arange(B), max(1, min(jobs, B)))
             results = _parallel(jobs, timeout)(delayed(_shared_part)(net, beta, builtin_diode, v0[p], y[p])
@@ -358,9 +359,12 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
                 wall[failed] += t / len(failed)
     except KeyboardInterrupt:
         pass
+    finally:
+        if own:
+            shutil.rmtree(wd, ignore_errors=True)
+    if own:  # the decks are gone: a reason names its deck by file name
+        reason = [r.replace(f"{wd}{os.sep}", "") for r in reason]
     ok = np.array([r == "" for r in reason])
-    if own and ok.all():
-        shutil.rmtree(wd, ignore_errors=True)
     return SpiceResult(out, wall, ok, reason, iters, fallback, runner, CLOCKS[runner],
                        interrupted=_INTERRUPTED in reason)
 
