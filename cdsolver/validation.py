@@ -18,20 +18,32 @@ class ValidationError(ValueError):
     line and exits 2. Any other exception is a bug and keeps its traceback."""
 
 
+def _no_archive(x: Any, name: str) -> None:
+    """ValidationError if ``x`` is an opened ``.npz`` archive (``np.load`` of an .npz file), which NumPy would
+    read as an array of its key names."""
+    import numpy as np
+
+    if isinstance(x, np.lib.npyio.NpzFile):
+        raise ValidationError(f"{name}: got an .npz archive (arrays {', '.join(x.files) or 'none'}), not one array: "
+                              f"give a .npy file (numpy.save)")
+
+
 def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
     """Return ``x`` as a C-contiguous finite float64 array of ``shape`` (``None`` = any length)."""
     import numpy as np
 
+    _no_archive(x, name)
     kind = np.asarray(x).dtype.kind
     if kind not in "fiub":
         raise ValidationError(f"{name}: expected real numbers, got dtype {np.asarray(x).dtype}")
     try:
-        a = np.ascontiguousarray(x, dtype=np.float64)
+        a = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise ValidationError(f"{name}: expected a numeric array, got {type(x).__name__} ({e})") from None
     want = "(" + ", ".join("batch" if s is None else str(s) for s in shape) + ")"
     if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
         raise ValidationError(f"{name}: expected shape {want}, got {a.shape}")
+    a = np.ascontiguousarray(a)  # (after the shape test: it makes a 0-d array 1-d)
     if not np.all(np.isfinite(a)):
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
         raise ValidationError(f"{name}: entry {list(idx)} is {a[idx]} (NaN/inf not allowed)")
@@ -39,13 +51,15 @@ def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
 
 
 def check_inputs(x: Any, n: int, name: str = "inputs") -> np.ndarray:
-    """A batch of samples ``(batch, n)``; a single 1-D sample of length ``n`` becomes a batch of one."""
+    """A batch of samples ``(batch, n)``; a 1-D array is refused too (one sample is ``(1, n)``), so that a flat
+    array is never read as a batch of some other shape."""
     import numpy as np
 
-    a = np.asarray(x)
-    if a.ndim == 1 and a.shape[0] == n:
-        a = a[None, :]
-    return check_array(a, name, (None, n))
+    _no_archive(x, name)
+    if np.ndim(x) == 1:
+        raise ValidationError(f"{name}: expected shape (batch, {n}), got {np.shape(x)} (one sample is an array of "
+                              f"shape (1, {n}))")
+    return check_array(x, name, (None, n))
 
 
 def check_timeout(t: float | None, name: str = "timeout") -> float | None:

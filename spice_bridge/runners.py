@@ -32,12 +32,20 @@ from . import netlist
 from .errors import INSTALL_HINT, NgspiceMissing
 
 __all__ = ["SpiceResult", "NgspiceMissing", "run", "RUNNERS", "ngspice_version", "parse_raw",
-           "default_timeout", "op_deck"]
+           "default_timeout", "op_deck", "check_jobs", "MAX_JOBS"]
 
 RUNNERS = ("op", "batch", "shared")
 
 #: most worker processes (ngspice ``jobs``, a study's ``cell_jobs``) on this machine
 MAX_JOBS = 4 * (os.cpu_count() or 1)
+
+
+def check_jobs(jobs: int, name: str = "jobs") -> int:
+    """A number of ngspice worker processes (``name`` in messages): an int in 1..``MAX_JOBS``, else
+    ValidationError."""
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or not 1 <= jobs <= MAX_JOBS:
+        raise ValidationError(f"{name} must be 1..{MAX_JOBS} (4 per core), got {jobs}")
+    return int(jobs)
 
 #: Expected seconds of one ngspice ``.op`` on a network with ``OP_REF_RESISTORS`` crossbar resistors, growing as
 #: (resistors / OP_REF_RESISTORS) ** OP_GROWTH (docs/spice.md: 0.09 s at 128-64-10; the exponent 1.6 covers
@@ -292,14 +300,16 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
         builtin_diode: bool = False, workdir: str | Path | None = None) -> SpiceResult:
     """ngspice steady states of ``net`` for input voltages ``v0`` (V, ``(batch, n_0)``).
 
-    jobs: worker processes (joblib loky). timeout: seconds one sample's ngspice run may take (``op``, the
-    ``batch`` fallback; a sweep of n points gets ``timeout·(1 + n/20)``; ``shared``: per worker task), default
-    ``default_timeout(net)``. chunk: samples per ``.dc`` deck (``batch``). workdir: where decks and raw files
-    go (default: a temporary folder, removed unless something failed — then the reasons name it).
+    jobs: worker processes (joblib loky), 1..``MAX_JOBS``. timeout: seconds one sample's ngspice run may take
+    (``op``, the ``batch`` fallback; a sweep of n points gets ``timeout·(1 + n/20)``; ``shared``: per worker
+    task), default ``default_timeout(net)``. chunk: samples per ``.dc`` deck (``batch``). workdir: where decks
+    and raw files go, kept (the reasons name the decks in it); default: a temporary folder, removed whatever
+    happens (the reasons then name a deck by its file name).
     Ctrl-C stops the run and returns what is finished, ``interrupted=True``.
     """
     if runner not in RUNNERS:
         raise ValidationError(f"runner must be one of {RUNNERS}, got {runner!r}")
+    jobs = check_jobs(jobs)
     ngspice_exe()
     v0 = check_array(v0, "v0", (None, net.sizes[0]))
     B = len(v0)
@@ -308,16 +318,16 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     timeout = default_timeout(net) if timeout is None else check_timeout(timeout)
     net.g_nudge(beta)  # (ValidationError where the nudge is undefined, as in the CD solver)
     y = np.zeros((B, net.n_classes)) if targets is None else check_array(targets, "targets", (B, net.n_classes))
-    own = workdir is None
-    wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)
-    wd.mkdir(parents=True, exist_ok=True)
-    body = netlist.body(net, beta=beta, builtin_diode=builtin_diode)
-    (wd / "net.cir").write_text("\n".join(["* network body (included by the sample decks)", *body, ""]))
     out = [np.full((B, n), np.nan) for n in net.sizes[1:]]
     wall, iters = np.zeros(B), np.full(B, -1, dtype=np.int64)
     reason = [_INTERRUPTED] * B
     fallback = np.zeros(B, dtype=bool)
+    own = workdir is None
+    wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)
     try:
+        wd.mkdir(parents=True, exist_ok=True)
+        body = netlist.body(net, beta=beta, builtin_diode=builtin_diode)
+        (wd / "net.cir").write_text("\n".join(["* network body (included by the sample decks)", *body, ""]))
         if runner == "shared":
             parts = np.array_split(np.arange(B), max(1, min(jobs, B)))
             results = _parallel(jobs, timeout)(delayed(_shared_part)(net, beta, builtin_diode, v0[p], y[p])
@@ -349,9 +359,12 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
                 wall[failed] += t / len(failed)
     except KeyboardInterrupt:
         pass
+    finally:
+        if own:
+            shutil.rmtree(wd, ignore_errors=True)
+    if own:  # the decks are gone: a reason names its deck by file name
+        reason = [r.replace(f"{wd}{os.sep}", "") for r in reason]
     ok = np.array([r == "" for r in reason])
-    if own and ok.all():
-        shutil.rmtree(wd, ignore_errors=True)
     return SpiceResult(out, wall, ok, reason, iters, fallback, runner, CLOCKS[runner],
                        interrupted=_INTERRUPTED in reason)
 

@@ -135,12 +135,22 @@ def load_their_states(path: str | Path, sizes: Sequence[int], batch: int) -> tup
     (``v1..vL``, samples it marks ``converged == False``, 0 without that array). Raises VerifyInputError."""
     import numpy as np
 
+    from cdsolver.files import check_in
     from cdsolver.solver import load_states
     from cdsolver.validation import check_array
 
-    p = Path(path)
-    if not p.is_file():
-        raise VerifyInputError(f"states file not found: {p}")
+    try:
+        p = check_in(path, "states")
+    except ValidationError as e:
+        raise VerifyInputError(str(e)) from None
+    try:
+        with open(p, "rb") as f:
+            start = f.read(4)
+    except OSError as e:
+        raise VerifyInputError(f"states file {p}: cannot read ({e.strerror or e})") from None
+    if start != b"PK\x03\x04":  # np.load would read any other file as an .npy array (or refuse a pickle)
+        raise VerifyInputError(f"states file {p} is not an .npz archive: --states must be an .npz with arrays "
+                               f"v1..vL (numpy.savez)")
     try:
         states = load_states(p)
         with np.load(p, allow_pickle=False) as f:
@@ -354,13 +364,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _check_options(args: argparse.Namespace) -> None:
     """The numbers argparse does not check and the report path, before any work; else VerifyInputError."""
+    from spice_bridge.runners import check_jobs
+
     for name, val in (("--p90", args.p90), ("--max", args.max_tol)):
         if val is not None and not (math.isfinite(val) and val >= 0):
             raise VerifyInputError(f"{name} must be a finite number >= 0, got {val}")
     if args.allow_spice_failures < 0:
         raise VerifyInputError(f"--allow-spice-failures must be >= 0, got {args.allow_spice_failures}")
-    if args.jobs < 1:
-        raise VerifyInputError(f"--jobs must be >= 1, got {args.jobs}")
+    try:
+        check_jobs(args.jobs, "--jobs")
+    except ValidationError as e:
+        raise VerifyInputError(str(e)) from None
     if args.report is not None:
         from cdsolver.files import check_out
 

@@ -87,6 +87,30 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_work(problem, cap
         check_out(problem / "D", folder=True)
 
 
+def test_an_output_that_is_no_regular_file_is_refused_and_a_symlink_is_written_through(problem, capsys):
+    os.mkfifo("fifo.npz")
+    os.symlink("fifo.npz", "to-fifo.npz")
+    os.symlink("loop2.npz", "loop1.npz")
+    os.symlink("loop1.npz", "loop2.npz")
+    for out, text in (("fifo.npz", "--out fifo.npz is not a regular file (a device, FIFO or socket)"),
+                      ("to-fifo.npz", "--out to-fifo.npz is not a regular file"),
+                      ("loop1.npz", "--out loop1.npz: Too many levels of symbolic links")):
+        assert main(["solve", "net.npz", "x.npy", "--out", out]) == 2
+        one_line_error(capsys, text)
+    assert stat.S_ISFIFO(os.lstat("fifo.npz").st_mode) and os.path.islink("to-fifo.npz")
+    with pytest.raises(FileExistsError, match="not a regular file"), atomic_write("to-fifo.npz") as f:
+        f.write(b"x")  # (the library's writes refuse it too, before writing: the caller can save elsewhere)
+    assert stat.S_ISFIFO(os.lstat("fifo.npz").st_mode) and not list(problem.glob(".*.tmp"))
+    (problem / "sub").mkdir()
+    (problem / "sub" / "old.npz").write_bytes(b"old")
+    os.symlink("sub/old.npz", "link.npz")
+    os.symlink("sub/new.npz", "dangling.npz")
+    for out in ("link.npz", "dangling.npz"):
+        assert main(["solve", "net.npz", "x.npy", "--out", out]) == 0
+        assert os.path.islink(out) and np.load(out)["v1"].shape == (3, 8)
+    assert sorted(p.name for p in (problem / "sub").iterdir()) == ["new.npz", "old.npz"]
+
+
 def test_netlist_refuses_a_folder_with_decks_it_would_not_replace(problem, capsys):
     assert main(["netlist", "net.npz", "x.npy", "--out", "D"]) == 0
     np.save("x2.npy", np.load("x.npy")[:2])

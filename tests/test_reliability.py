@@ -636,6 +636,37 @@ def test_complex_datetime_and_empty_inputs_are_refused(problem, capsys):
     assert not (d / "o").exists()
 
 
+def test_a_1d_input_is_refused_not_read_as_one_sample(problem, capsys):
+    from cdsolver.validation import ValidationError
+
+    d, files = problem
+    np.save(d / "x1.npy", np.full(4, 0.5))
+    for command in ("solve", "netlist"):
+        assert main([command, files[0], str(d / "x1.npy"), "--out", str(d / "o")]) == 2
+        err = capsys.readouterr().err
+        assert "inputs: expected shape (batch, 4), got (4,) (one sample is an array of shape (1, 4))" in err
+        assert err.count("\n") == 1, err
+    assert not (d / "o").exists()
+    with pytest.raises(ValidationError, match=r"expected shape \(batch, 4\), got \(4,\)"):
+        random_network([8, 5, 3], "shockley", seed=0).encode(np.full(4, 0.5))
+
+
+def test_an_npz_archive_or_a_0d_array_as_inputs_is_named_as_such(problem, capsys):
+    d, files = problem
+    np.savez(d / "z.npy", x=np.zeros((2, 4)))  # (numpy.savez adds .npz)
+    np.save(d / "s.npy", np.array(0.5))
+    for name, flags, msg in [("z.npy.npz", [], "inputs: got an .npz archive (arrays x), not one array: give a .npy"),
+                             ("z.npy.npz", ["--encoded"], "(already encoded v0): got an .npz archive (arrays x)"),
+                             ("s.npy", [], "inputs: expected shape (batch, 4), got ()"),
+                             ("s.npy", ["--encoded"], "(already encoded v0): expected shape (batch, 8), got ()")]:
+        assert main(["solve", files[0], str(d / name), *flags, "--out", str(d / "o.npz")]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+    assert main(["solve", *files, "--beta", "0.1", "--targets", str(d / "z.npy.npz"), "--out", str(d / "o.npz")]) == 2
+    assert "targets: got an .npz archive" in capsys.readouterr().err
+    assert not (d / "o.npz").exists()
+
+
 def test_a_conductance_with_no_finite_resistance_is_refused():
     from cdsolver.network import NetworkFormatError
 

@@ -98,6 +98,52 @@ def test_missing_ngspice_says_how_to_install(monkeypatch, tmp_path):
         run(net, v0, runner="op")
 
 
+def test_jobs_are_bounded_before_any_work():
+    from cdsolver.validation import ValidationError
+    from spice_bridge.runners import MAX_JOBS
+
+    net, v0, y = case("linear", "no-amp", 1)
+    for jobs in (0, -1, MAX_JOBS + 1, 2.0):
+        with pytest.raises(ValidationError, match=rf"jobs must be 1\.\.{MAX_JOBS} \(4 per core\), got {jobs}"):
+            run(net, v0, jobs=jobs)
+
+
+@pytest.mark.parametrize("how", ["solved", "failed", "timed out", "Ctrl-C", "a bug"])
+def test_the_temporary_folder_is_removed_whatever_happens(ngspice, fake_ngspice, tmp_path, monkeypatch, how):
+    import tempfile
+
+    import spice_bridge.runners as runners
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # (where mkdtemp makes drn-spice-*)
+    (tmp_path / "tmp").mkdir()
+    if how == "failed":
+        fake_ngspice('echo "Error: no convergence in DC operating point"')
+    elif how == "timed out":
+        fake_ngspice("sleep 30")
+    elif how in ("Ctrl-C", "a bug"):
+        def stop(*a):
+            raise KeyboardInterrupt if how == "Ctrl-C" else RuntimeError("a bug")
+        monkeypatch.setattr(runners, "_op_one", stop)
+    net, v0, y = case("linear", "no-amp", 1, batch=2)
+    if how == "a bug":
+        with pytest.raises(RuntimeError, match="a bug"):
+            run(net, v0, runner="op")
+    else:
+        res = run(net, v0, runner="op", timeout=0.5)
+        assert res.ok.all() == (how == "solved") and res.interrupted == (how == "Ctrl-C")
+        if how in ("failed", "timed out"):  # the reason names the deck by file name: its folder is gone
+            assert re.search(r"deck sample1\.cir", res.reason[1]) and str(tmp_path) not in res.reason[1], res.reason
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_workdir_given_is_kept_and_the_reasons_name_its_decks(fake_ngspice, tmp_path):
+    fake_ngspice('echo "Error: no convergence in DC operating point"')
+    net, v0, y = case("linear", "no-amp", 1, batch=2)
+    res = run(net, v0, runner="op", workdir=tmp_path / "wd")
+    assert f"[deck {tmp_path / 'wd' / 'sample1.cir'}]" in res.reason[1]
+    assert (tmp_path / "wd" / "sample1.cir").is_file()
+
+
 def test_hung_ngspice_times_out_naming_the_deck(fake_ngspice):
     fake_ngspice("sleep 30")
     net, v0, y = case("linear", "no-amp", 1, batch=2)

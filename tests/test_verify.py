@@ -106,12 +106,33 @@ def test_bad_states_exit_2(files, case, message, capsys):
     assert len(err) == 1 and err[0].startswith("drn verify: error:") and message in err[0]
 
 
+@pytest.mark.parametrize("kind, message", [
+    ("npy", "is not an .npz archive: --states must be an .npz with arrays v1..vL (numpy.savez)"),
+    ("folder", "is a folder, not a file"),
+])
+def test_a_states_file_that_is_no_npz_archive_is_one_line(files, kind, message, capsys):
+    d, *_ = files
+    if kind == "npy":
+        np.save(d / "theirs.npy", np.zeros((6, 6)))
+    else:
+        (d / "theirs.npy").mkdir()
+    assert main(args(d, "theirs.npy")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"drn verify: error: states file {d / 'theirs.npy'} {message}"]
+
+
 def test_bad_options_exit_2(files, capsys):
     d, *_ = files
     assert main(args(d, None, "--report", d / "r.txt")) == 2
     assert "must end in .json or .xml" in capsys.readouterr().err
     assert main(args(d, "missing.npz")) == 2
     assert "states file not found" in capsys.readouterr().err
+    from spice_bridge.runners import MAX_JOBS
+
+    for jobs in (0, MAX_JOBS + 1):  # the bound of drn spice --jobs, one check shared with it
+        assert main(args(d, None, "--jobs", jobs)) == 2
+        err = capsys.readouterr().err
+        assert err == f"drn verify: error: --jobs must be 1..{MAX_JOBS} (4 per core), got {jobs}\n", err
 
 
 def test_module_entry_point_reports_bad_input_in_one_line(files):
