@@ -81,7 +81,7 @@ class ConfigError(ValidationError):
 def _amplifier(name: str) -> Amplifier | None:
     if name == "none":
         return None
-    m = re.fullmatch(r"A([0-9.]+)C([0-9.]+)(-inv)?", name)
+    m = isinstance(name, str) and re.fullmatch(r"A([0-9]+(?:\.[0-9]+)?)C([0-9]+(?:\.[0-9]+)?)(-inv)?", name)
     if not m:
         raise ConfigError(f"grid.amplifier: {name!r} is not 'none' or like 'A4C1' (gains A and C) or 'A4C1-inv' "
                           f"(the second half of each hidden layer inverting)")
@@ -129,32 +129,39 @@ def load_config(path: str | Path) -> dict:
                           f"results/), got {st['name']!r}")
     for key in ("jobs", "cell_jobs"):
         _check_jobs(st, key, f"{p}: study.{key}")
-    tr = cfg["train"]
-    for sec, key in (("study", "cd_tol"), ("study", "timeout"), ("train", "lr"), ("train", "beta")):
-        val = cfg[sec].get(key)
+    for key in ("cd_tol", "timeout"):
+        val = st.get(key)
         if val is not None and not (math.isfinite(val) and val > 0):
-            raise ConfigError(f"{p}: {sec}.{key} must be a finite number > 0, got {val}")
+            raise ConfigError(f"{p}: study.{key} must be a finite number > 0, got {val}")
     try:
         check_timeout(st["timeout"], f"{p}: study.timeout")
     except ValidationError as e:
         raise ConfigError(str(e)) from None
-    if tr["epochs"] < 0 or tr.get("batch_size", 1) < 1 or not math.isfinite(tr.get("target", 0.0)):
-        raise ConfigError(f"{p}: train.epochs must be >= 0, train.batch_size >= 1 and train.target finite, got "
-                          f"{tr['epochs']}, {tr.get('batch_size')}, {tr.get('target')}")
+    try:  # every [train] key, also when epochs = 0 (TrainConfig's messages begin with the key)
+        TrainConfig(**cfg["train"])
+    except ValidationError as e:
+        raise ConfigError(f"{p}: train.{e}") from None
     bad = [r for r in st["runners"] if r not in RUNNERS]
     if bad or not st["runners"]:
         raise ConfigError(f"{p}: study.runners must be a non-empty list of {RUNNERS}, got {st['runners']}")
     for key, ok in (("depth", lambda d: isinstance(d, int) and 1 <= d <= 8),
                     ("width", lambda w: isinstance(w, int) and w >= 1),
-                    ("element", lambda e: e in ELEMENTS)):
+                    ("element", lambda e: isinstance(e, str) and e in ELEMENTS)):
         bad = [v for v in gr[key] if not ok(v)]
         if bad or not gr[key]:
             hint = f" (one of {sorted(ELEMENTS)})" if key == "element" else ""
             raise ConfigError(f"{p}: grid.{key} has invalid values {bad or '[]'}{hint}")
     for a in gr["amplifier"]:
-        _amplifier(a)
-    if not all(isinstance(s, int) for s in st["seeds"]) or not st["seeds"]:
-        raise ConfigError(f"{p}: study.seeds must be a non-empty list of integers")
+        try:
+            _amplifier(a)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+        except ValidationError as e:  # gains out of range (Amplifier)
+            raise ConfigError(f"{p}: grid.amplifier {a!r}: {str(e).removeprefix('meta.amplifier.')}") from None
+    if not st["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in st["seeds"]):
+        raise ConfigError(f"{p}: study.seeds must be a non-empty list of integers >= 0, got {st['seeds']}")
+    if st["data_seed"] < 0:
+        raise ConfigError(f"{p}: study.data_seed must be >= 0, got {st['data_seed']}")
     cfg["hash"] = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
     return cfg
 
