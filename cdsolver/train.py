@@ -19,6 +19,7 @@ import numpy as np
 from . import defaults
 from .datasets import Split
 from .defaults import TRAIN
+from .constants import ESTIMATORS
 from .ep import Gradient, ep_gradient, implicit_gradient, loss, over_samples, safe_beta
 from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
@@ -69,6 +70,43 @@ class TrainConfig:
     seed: int = TRAIN["seed"]
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Check every field, once, for the library, ``drn train`` and ``drn compare`` alike: ValidationError whose
+        message begins with the field's name (``rates`` checks the number of rates against a network)."""
+        def integer(x: object, low: int) -> bool:
+            return isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= low
+
+        def finite(x: object) -> bool:
+            return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+        lr = [] if self.lr is None or isinstance(self.lr, str) else list(np.atleast_1d(np.asarray(self.lr, object)))
+        m, a, lo, hi = self.momentum, self.average, self.g_min, self.g_max
+        checks = [  # (valid, rule, the value as shown)
+            (integer(self.epochs, 0), "epochs >= 0 is required (an integer)", repr(self.epochs)),
+            (self.batch_size is None or integer(self.batch_size, 1),
+             "batch_size >= 1 is required (an integer; None: the default rule)", repr(self.batch_size)),
+            (integer(self.max_sweeps, 1), "max_sweeps >= 1 is required (an integer)", repr(self.max_sweeps)),
+            (integer(self.seed, 0), "seed >= 0 is required (an integer)", repr(self.seed)),
+            (self.lr is None or (bool(lr) and all(finite(x) and x > 0 for x in lr)),
+             "lr must be a finite rate > 0 or a list of them, one per layer (None: the default rule)", repr(self.lr)),
+            (finite(self.lr_decay) and 0 < self.lr_decay <= 1, "lr_decay must be in (0, 1]", repr(self.lr_decay)),
+            (self.optimizer in tuple(OPTIMIZERS), "optimizer must be 'momentum' or 'adam'", repr(self.optimizer)),
+            (finite(m) and 0 <= m < 1 and (a is None or (finite(a) and 0 <= a < 1)),
+             "momentum and average must be in [0, 1) (average None: the default rule)",
+             f"momentum {m!r}, average {a!r}"),
+            (finite(self.beta) and self.beta > 0, "beta must be a finite number > 0 (S)", repr(self.beta)),
+            (self.estimator in ESTIMATORS, f"estimator must be one of {ESTIMATORS}", repr(self.estimator)),
+            (finite(lo) and finite(hi) and 0 <= lo < hi, "g_min and g_max must be 0 <= g_min < g_max < inf (S)",
+             f"{lo!r}, {hi!r}"),
+            (finite(self.target), "target must be finite (V)", repr(self.target)),
+            (finite(self.tol) and self.tol > 0, "tol must be a finite number > 0", repr(self.tol)),
+            (finite(self.eval_tol) and self.eval_tol > 0, "eval_tol must be a finite number > 0", repr(self.eval_tol)),
+            (self.gradient in GRADIENTS, f"gradient must be one of {GRADIENTS}", repr(self.gradient)),
+        ]
+        for ok, rule, got in checks:
+            if not ok:
+                raise ValidationError(f"{rule}, got {got}")
+
     def resolved(self, n_train: int) -> "TrainConfig":
         """A copy with the data-dependent defaults (``None``) set for ``n_train`` training samples."""
         bs = self.batch_size if self.batch_size is not None else defaults.batch_size(n_train)
@@ -81,28 +119,14 @@ class TrainConfig:
         learns from its own ``½ΔV²`` (the local rule; no change without amplifiers). Adam's steps do not scale
         with the gradient: one ``lr`` is every layer's. A list is used as given."""
         depth = net.depth
-        if self.optimizer not in OPTIMIZERS:
-            raise ValidationError(f"optimizer must be 'momentum' or 'adam', got {self.optimizer!r}")
         if self.lr is None:
             raise ValidationError("lr is unset (its default depends on the batch): call TrainConfig.resolved(n_train)")
         lr = [float(x) for x in np.atleast_1d(self.lr)]
         if len(lr) == 1:
             w = net.C / net.A if self.optimizer == "momentum" else 1.0
             lr = [lr[0] * w ** (depth - l) for l in range(1, depth + 1)]
-        if len(lr) != depth or any(not x > 0 for x in lr):
+        if len(lr) != depth:
             raise ValidationError(f"lr must be one positive rate or {depth} of them (one per layer), got {self.lr}")
-        if not 0 < self.lr_decay <= 1:
-            raise ValidationError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if not (0 <= self.momentum < 1 and 0 <= (self.average or 0.0) < 1):
-            raise ValidationError(f"momentum and average must be in [0, 1), got {self.momentum}, {self.average}")
-        if self.gradient not in GRADIENTS:
-            raise ValidationError(f"gradient must be one of {GRADIENTS}, got {self.gradient!r}")
-        if not ((self.batch_size or 1) >= 1 and self.max_sweeps >= 1 and self.epochs >= 0):
-            raise ValidationError(f"batch_size and max_sweeps must be >= 1 and epochs >= 0, got {self.batch_size}, "
-                                  f"{self.max_sweeps}, {self.epochs}")
-        if not (math.isfinite(self.beta) and self.beta > 0 and math.isfinite(self.target)):
-            raise ValidationError(f"beta must be a finite number > 0 S and target finite, got {self.beta}, "
-                                  f"{self.target}")
         return lr
 
 

@@ -74,6 +74,11 @@ COLUMNS = ["depth", "width", "element", "amplifier", "seed", "runner", "sample",
 ROW_KEYS = ("dataset", "samples", "data_seed", "cd_tol", "timeout", "jobs", "gradients")
 
 
+#: The files of OUT every ``drn compare`` run replaces (with ``config.toml``; cell and network files are named by
+#: their settings and never replaced): an OUT without a study config that holds one of them is refused.
+REPLACED = ("config.toml", "samples.csv", "provenance.csv", "summary.csv")
+
+
 class ConfigError(ValidationError):
     """A study config is invalid; the message names the key."""
 
@@ -81,7 +86,7 @@ class ConfigError(ValidationError):
 def _amplifier(name: str) -> Amplifier | None:
     if name == "none":
         return None
-    m = re.fullmatch(r"A([0-9.]+)C([0-9.]+)(-inv)?", name)
+    m = isinstance(name, str) and re.fullmatch(r"A([0-9]+(?:\.[0-9]+)?)C([0-9]+(?:\.[0-9]+)?)(-inv)?", name)
     if not m:
         raise ConfigError(f"grid.amplifier: {name!r} is not 'none' or like 'A4C1' (gains A and C) or 'A4C1-inv' "
                           f"(the second half of each hidden layer inverting)")
@@ -129,32 +134,39 @@ def load_config(path: str | Path) -> dict:
                           f"results/), got {st['name']!r}")
     for key in ("jobs", "cell_jobs"):
         _check_jobs(st, key, f"{p}: study.{key}")
-    tr = cfg["train"]
-    for sec, key in (("study", "cd_tol"), ("study", "timeout"), ("train", "lr"), ("train", "beta")):
-        val = cfg[sec].get(key)
+    for key in ("cd_tol", "timeout"):
+        val = st.get(key)
         if val is not None and not (math.isfinite(val) and val > 0):
-            raise ConfigError(f"{p}: {sec}.{key} must be a finite number > 0, got {val}")
+            raise ConfigError(f"{p}: study.{key} must be a finite number > 0, got {val}")
     try:
         check_timeout(st["timeout"], f"{p}: study.timeout")
     except ValidationError as e:
         raise ConfigError(str(e)) from None
-    if tr["epochs"] < 0 or tr.get("batch_size", 1) < 1 or not math.isfinite(tr.get("target", 0.0)):
-        raise ConfigError(f"{p}: train.epochs must be >= 0, train.batch_size >= 1 and train.target finite, got "
-                          f"{tr['epochs']}, {tr.get('batch_size')}, {tr.get('target')}")
+    try:  # every [train] key, also when epochs = 0 (TrainConfig's messages begin with the key)
+        TrainConfig(**cfg["train"])
+    except ValidationError as e:
+        raise ConfigError(f"{p}: train.{e}") from None
     bad = [r for r in st["runners"] if r not in RUNNERS]
     if bad or not st["runners"]:
         raise ConfigError(f"{p}: study.runners must be a non-empty list of {RUNNERS}, got {st['runners']}")
     for key, ok in (("depth", lambda d: isinstance(d, int) and 1 <= d <= 8),
                     ("width", lambda w: isinstance(w, int) and w >= 1),
-                    ("element", lambda e: e in ELEMENTS)):
+                    ("element", lambda e: isinstance(e, str) and e in ELEMENTS)):
         bad = [v for v in gr[key] if not ok(v)]
         if bad or not gr[key]:
             hint = f" (one of {sorted(ELEMENTS)})" if key == "element" else ""
             raise ConfigError(f"{p}: grid.{key} has invalid values {bad or '[]'}{hint}")
     for a in gr["amplifier"]:
-        _amplifier(a)
-    if not all(isinstance(s, int) for s in st["seeds"]) or not st["seeds"]:
-        raise ConfigError(f"{p}: study.seeds must be a non-empty list of integers")
+        try:
+            _amplifier(a)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+        except ValidationError as e:  # gains out of range (Amplifier)
+            raise ConfigError(f"{p}: grid.amplifier {a!r}: {str(e).removeprefix('meta.amplifier.')}") from None
+    if not st["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in st["seeds"]):
+        raise ConfigError(f"{p}: study.seeds must be a non-empty list of integers >= 0, got {st['seeds']}")
+    if st["data_seed"] < 0:
+        raise ConfigError(f"{p}: study.data_seed must be >= 0, got {st['data_seed']}")
     cfg["hash"] = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
     return cfg
 
@@ -163,6 +175,36 @@ def _check_jobs(st: dict, key: str, name: str) -> None:
     """``st[key]``, a number of processes, is 1..MAX_JOBS."""
     if not 1 <= st[key] <= MAX_JOBS:
         raise ConfigError(f"{name} must be 1..{MAX_JOBS} (4 per core), got {st[key]}")
+
+
+def study_identity(cfg: dict) -> dict[str, Any]:
+    """What makes a folder's study the same study: ``study.name``, ``study.seeds`` and the ``[grid]``, i.e. its
+    cells; other settings may change on a re-run (they make new cell ids or runner files beside the old ones)."""
+    return {"study.name": cfg["study"]["name"], "study.seeds": cfg["study"]["seeds"],
+            **{f"grid.{k}": cfg["grid"][k] for k in SCHEMA["grid"]}}
+
+
+def _check_folder(out: Path, cfg: dict) -> None:
+    """OUT is new, holds none of the files ``drn compare`` replaces (``REPLACED``; a folder of ``cells/`` alone
+    resumes), or holds the same study (``OUT/config.toml`` has ``cfg``'s ``study_identity``); else ConfigError
+    naming OUT and what differs."""
+    if not out.is_dir():
+        return
+    if not (out / "config.toml").is_file():
+        found = [n for n in REPLACED if (out / n).exists()]
+        if found:
+            raise ConfigError(f"--out {out} is not a drn compare results folder (no config.toml file) but holds "
+                              f"{', '.join(found)}, which drn compare would replace: give a new --out")
+        return
+    try:
+        was = study_identity(load_config(out / "config.toml"))
+    except ConfigError as e:
+        raise ConfigError(f"--out {out}: its config.toml is not a study config ({e}): give a new --out") from None
+    now = study_identity(cfg)
+    diff = [f"{k} {was[k]!r} -> {now[k]!r}" for k in now if was[k] != now[k]]
+    if diff:
+        raise ConfigError(f"--out {out} holds another study ({'; '.join(diff)}): a re-run resumes only the same "
+                          f"study (name, seeds and grid); give a new --out")
 
 
 def cells(cfg: dict) -> list[dict]:
@@ -337,7 +379,9 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     cell_jobs: cells run at once (joblib loky processes; default 1, so that the timings of one cell are not
     disturbed by another). dask: address of a Dask scheduler (``tcp://host:8786``); cells then go to its workers
     through joblib's ``dask`` backend (``pip install 'drn-cd[dask]'``; OUT must be on storage every worker sees).
-    Everything is validated before OUT is touched; a second ``compare`` on the same OUT stops (``OUT/.lock``).
+    Everything is validated before OUT is touched; an OUT holding another study (``study_identity``) or files of
+    the names ``compare`` writes without being a study folder is refused; a second ``compare`` on the same OUT stops
+    (``OUT/.lock``).
     """
     cfg = load_config(config)
     for key, val in (("jobs", jobs), ("cell_jobs", cell_jobs)):
@@ -352,8 +396,10 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
         _check_dask_address(dask)
     out = Path(out or Path("results") / cfg["study"]["name"])
     check_out(out, folder=True, inputs=(config,))
+    _check_folder(out, cfg)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     with _lock(out):
+        _check_folder(out, cfg)  # (again under the lock: a run that ended since the check may have written OUT)
         try:
             command = " ".join(["drn compare", str(config), "--out", str(out)] + [
                 f"--{k.replace('_', '-')} {v}" for k, v in (("jobs", jobs), ("max_samples", max_samples),

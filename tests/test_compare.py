@@ -1,5 +1,6 @@
 """drn compare / drn plot on a tiny config: documented columns, P90 as documented, resume, fail-fast configs."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,63 @@ def test_parallel_cells_with_joblib_and_dask_give_the_same_rows(ngspice, tiny):
         np.testing.assert_allclose(df.rel_l1, dfs[0].rel_l1, rtol=0, atol=1e-14)
         assert len(list((out / "par" / "cells").glob("*.csv"))) == 8
     assert main(["compare", str(cfg), "--out", str(out / "x"), "--dask", "tcp://127.0.0.1:9"]) == 2
+
+
+ONE = TINY.replace("samples = 6", "samples = 2").replace('["batch", "op"]', '["batch"]').replace(
+    "depth = [1, 2]", "depth = [1]").replace('"shockley-double", "pwl"', '"pwl"')
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_folder_of_another_study_is_refused_and_the_same_study_resumes(ngspice, tmp_path, capsys):
+    """Another name, grid or seeds into a study folder: one line naming what differs, the folder untouched; the
+    same study with other settings (a documented re-run) makes a new cell beside the old one; a folder of cell
+    files alone is resumed."""
+    cfg, out = tmp_path / "one.toml", tmp_path / "res"
+    cfg.write_text(ONE)
+    assert main(["compare", str(cfg), "--out", str(out)]) == 0
+    before = snapshot(out)
+    other = tmp_path / "amp.toml"
+    for text, diff in [(ONE.replace('name = "tiny"', 'name = "amp"') + 'amplifier = ["A4C1"]\n',
+                        "study.name 'tiny' -> 'amp'; grid.amplifier ['none'] -> ['A4C1']"),
+                       (ONE.replace("width = [5]", "width = [5, 6]"), "grid.width [5] -> [5, 6]"),
+                       (ONE.replace("samples = 2", "samples = 2\nseeds = [1]"), "study.seeds [0] -> [1]")]:
+        other.write_text(text)
+        capsys.readouterr()
+        assert main(["compare", str(other), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"drn compare: error: --out {out} holds another study ({diff}): a re-run resumes only the " \
+                      f"same study (name, seeds and grid); give a new --out\n"
+        assert snapshot(out) == before
+    other.write_text(ONE.replace("samples = 2", "samples = 3"))  # other settings: a new cell beside the old one
+    assert main(["compare", str(other), "--out", str(out)]) == 0
+    assert len(list((out / "cells").glob("*.csv"))) == 2 and (out / "config.toml").read_text() == other.read_text()
+    assert len(pd.read_csv(out / "samples.csv", comment="#")) == 3
+    curated = tmp_path / "curated"  # a folder of cell files alone (as results/ keeps some) resumes
+    shutil.copytree(out / "cells", curated / "cells")
+    capsys.readouterr()
+    assert main(["compare", str(cfg), "--out", str(curated)]) == 0
+    assert capsys.readouterr().err.count("skip ") == 1
+
+
+def test_a_folder_that_is_not_a_study_is_refused_untouched(tmp_path, capsys):
+    """A folder with files drn compare would replace but no study config.toml is refused before anything is
+    written in it."""
+    cfg, out = tmp_path / "one.toml", tmp_path / "mine"
+    cfg.write_text(ONE)
+    out.mkdir()
+    (out / "summary.csv").write_text("my own summary\n")
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"drn compare: error: --out {out} is not a drn compare results folder (no "
+                                       f"config.toml file) but holds summary.csv, which drn compare would replace: "
+                                       f"give a new --out\n")
+    (out / "config.toml").write_text("[model]\nhidden = 3\n")
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert "its config.toml is not a study config" in capsys.readouterr().err
+    assert snapshot(out) == {Path("summary.csv"): b"my own summary\n", Path("config.toml"): b"[model]\nhidden = 3\n"}
+    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "summary.csv"]  # no .lock, no cells/
 
 
 @pytest.mark.parametrize("change, msg", [
