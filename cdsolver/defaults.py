@@ -136,25 +136,25 @@ PASSIVE_GAIN_STEP = 4.0
 def input_gain(x: np.ndarray, net, element: str) -> float:
     """Input gain (V per unit feature) from training features ``x`` (batch, n_features) and network ``net``:
     ``SPREAD[element] / σ`` with σ the median over the first hidden layer's nodes of the standard deviation over
-    ``x`` of ``encode(x)·G1 / a`` at unit gain — the node's voltage without its element, ``a`` its total
-    conductance: its input crossbar plus ``C·A`` times its output crossbar, which loads it (5× the input side at
-    A = 4, C = 1 with equal widths) — times ``PASSIVE_GAIN_STEP^(hidden − 1)`` in a passive network of ``stepped``
-    nodes (ideal or Shockley clipped on one side: each sparse passive layer of them divides the input-dependent
-    spread by 3–6 at initialisation, whatever the width). Nodes bounded on both sides — ideal or Shockley with
-    every rail finite, and pwl curves — get no step: a larger gain would drive the first hidden layer beyond its
-    knees, where it no longer tells inputs apart (passive double Shockley on Digits, 20 epochs: 53 % test error at
-    4 × 64 with the step, 5.0 % without). Nor do linear nodes: a linear layer loses little of the spread (4 × 64:
-    0.33, 0.14, 0.11, 0.10 V), and the step drove the outputs' spread to 6.5 V against a 0.6 V target (4 × 64:
-    33.1 % test error with it, 11.9 % without; docs/training.md)."""
+    ``x`` of ``encode(x)·G1 / a`` at unit gain — the node's voltage without its element, ``a`` the conductance it
+    presents to its drive in the network without elements (``Layered.driving_point``): its input crossbar plus
+    the load of the next crossbar, ``C·A`` times it with amplifiers (5× the input side at A = 4, C = 1 with equal
+    widths), less what the nodes above follow it (nothing in a chain of one-input nodes, whose load is then 0:
+    σ twice that with the full load) — times ``PASSIVE_GAIN_STEP^(hidden − 1)`` in a passive network of
+    ``stepped`` nodes (ideal or Shockley clipped on one side: each sparse passive layer of them divides the
+    input-dependent spread by 3–6 at initialisation, whatever the width). Nodes bounded on both sides — ideal or
+    Shockley with every rail finite, and pwl curves — get no step: a larger gain would drive the first hidden
+    layer beyond its knees, where it no longer tells inputs apart (passive double Shockley on Digits, 20 epochs:
+    53 % test error at 4 × 64 with the step, 5.0 % without). Nor do linear nodes: a linear layer loses little of
+    the spread (4 × 64: 0.33, 0.14, 0.11, 0.10 V), and the step drove the outputs' spread to 6.5 V against a 0.6 V
+    target (4 × 64: 33.1 % test error with it, 11.9 % without; docs/training.md)."""
     import numpy as np
 
     from .topology import Layered
 
     v0 = np.concatenate([x, -x], axis=1) if net.encoding == "pair" else x
-    G1 = net.G[0]
-    a = Layered(net).conductance(1)
-    pre = (v0 @ G1) / np.maximum(a, 1e-300)
-    sigma = float(np.median(pre.std(axis=0)))
+    a = Layered(net).driving_point(1)
+    sigma = float(np.median(((v0 @ net.G[0]) / np.maximum(a, 1e-300)).std(axis=0)))
     if not sigma > 0:
         return 1.0
     step = PASSIVE_GAIN_STEP ** max(net.depth - 2, 0) if net.amplifier is None and stepped(element, net.lo, net.hi) \

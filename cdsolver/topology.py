@@ -86,3 +86,18 @@ class Layered:
         output crossbar for a hidden layer (the output's nudging branch not included)."""
         G = self.net.G
         return G[l - 1].sum(axis=0) + (self.C * self.A * G[l].sum(axis=1) if l < self.L else 0.0)
+
+    def driving_point(self, l: int) -> np.ndarray:
+        """Conductance (S) each node of layer ``l`` presents to its own drive in the network without its elements
+        (every node linear, the output layer floating): its input crossbar plus, for a hidden layer, ``C·A·Σ_k
+        G[j, k]·(1 − G[j, k]/a_k)`` over the next crossbar, where node ``k`` above, of driving-point conductance
+        ``a_k`` (recursively, from the output layer's input crossbar), follows node ``j`` by ``A·G[j, k]/a_k`` of
+        its change. Exact for trees (a chain of one-input nodes floats with its first node: no load); a node above
+        that averages ``n`` inputs follows each by ~1/n, and the load is nearly ``conductance(l)``'s full one (it
+        ignores that nodes above also follow this node's correlated neighbours)."""
+        G = self.net.G
+        a = G[self.L - 1].sum(axis=0)
+        for k in range(self.L - 1, l - 1, -1):
+            g = G[k]
+            a = G[k - 1].sum(axis=0) + self.C * self.A * (g * (1.0 - g / np.maximum(a, 1e-300))).sum(axis=1)
+        return a

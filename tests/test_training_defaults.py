@@ -201,14 +201,15 @@ def test_the_passive_gain_step_is_for_nodes_clipped_on_one_side_only():
     x = load_digits(seed=0)["train"].x
     gain = {(el, d): defaults.network(x, [64] * d, 10, el).input_gain for el in ("shockley", "pwl", "ideal")
             for d in (2, 3, 4)}
+    # no ×4 step: the gain only falls from 2 to 3 hidden layers (from 3, chains: the first layer carries no load
+    # from the next, so it needs 0.5–0.6 of the gain), and is the same at 3 and 4
     for el in ("shockley", "pwl"):
-        # no ×4 step (from 3: 1 input per node, so the first layer's load by the next crossbar differs by ~8 %)
-        assert gain[el, 3] == pytest.approx(gain[el, 2], rel=0.1) and gain[el, 4] == pytest.approx(gain[el, 3])
-    assert gain["ideal", 4] == pytest.approx(defaults.PASSIVE_GAIN_STEP ** 2 * gain["ideal", 2])
+        assert 0.4 < gain[el, 3] / gain[el, 2] < 1.0 and gain[el, 4] == pytest.approx(gain[el, 3])
+    assert gain["ideal", 4] == pytest.approx(defaults.PASSIVE_GAIN_STEP ** 2 * gain["ideal", 2], rel=0.05)
     linear = [defaults.network(x, [64] * d, 10, "linear").input_gain for d in (2, 3)]  # never clipped: no step
-    assert linear[1] == pytest.approx(linear[0], rel=0.1)
+    assert 0.4 < linear[1] / linear[0] < 1.0
     split = [defaults.network(x, [64] * d, 10, "pwl", rails_="split").input_gain for d in (2, 3)]  # rails unused
-    assert split[1] == pytest.approx(split[0], rel=0.1)
+    assert 0.4 < split[1] / split[0] < 1.0
     data = load_digits(seed=0)
     net = defaults.network(data["train"].x, [64] * 4, 10, "shockley")
     history = train(net, data, TrainConfig(epochs=4).resolved(len(data["train"].x)))
@@ -224,7 +225,8 @@ def test_deep_linear_networks_take_no_gain_step_and_learn():
     data = load_digits(seed=0)
     x = data["train"].x
     net = defaults.network(x, [64] * 4, 10, "linear")
-    assert net.input_gain == pytest.approx(defaults.network(x, [64] * 2, 10, "linear").input_gain, rel=0.1)
+    # (chains from three hidden layers: no load on the first layer, 0.5–0.6 of the gain of two hidden layers)
+    assert 0.4 < net.input_gain / defaults.network(x, [64] * 2, 10, "linear").input_gain < 1.0
     assert {int(n) for G in net.G[1:] for n in (G > 0).sum(axis=0)} == {defaults.UNSTEPPED_FAN_IN}
     history = train(net, data, TrainConfig(epochs=4).resolved(len(x)))
     assert history[-1]["val_error"] < 0.4
@@ -288,3 +290,41 @@ def test_a_narrow_network_learns_with_the_centred_first_layer():
     history = train(net, data, TrainConfig(epochs=4).resolved(len(data["train"].x)))
     assert history[-1]["val_error"] < 0.4
     assert history[-1]["v1_beyond"] < 0.85
+
+
+@pytest.mark.parametrize("hidden, element, amplifier", [([64], "shockley", None), ([16] * 3, "shockley", None),
+                                                        ([32] * 4, "pwl", None), ([64] * 2, "shockley", None),
+                                                        ([64] * 3, "ideal", None), ([32] * 2, "shockley", (4.0, 1.0)),
+                                                        ([32] * 5, "shockley", (4.0, 1.0))])
+def test_the_input_gain_sets_the_spread_of_the_network_without_elements(hidden, element, amplifier):
+    """The gain's σ, ``encode(x)·G1 / driving_point(1)`` at unit gain, is the first hidden layer's spread in the same
+    network with linear nodes and no biases (one CD solve here) within 6 % (measured: 0.2–5 %), for dense, sparse,
+    chained and amplified networks. The full load (``conductance(1)``, the rule before) was 2× off for chains, where
+    a node above follows its one input: their gain was twice too large (16 × 3: 28.9 % test error; halved 5.0 %)."""
+    import dataclasses
+
+    from cdsolver import solve
+    from cdsolver.elements import Linear
+    from cdsolver.network import Amplifier
+    from cdsolver.topology import Layered
+
+    x = load_digits(seed=0)["train"].x
+    amp = Amplifier(*amplifier, "half") if amplifier else None
+    net = defaults.network(x, hidden, 10, element, amplifier=amp)
+    bare = dataclasses.replace(net, element=Linear(), input_gain=1.0, b=[np.zeros_like(b) for b in net.b])
+    v1 = solve(bare, bare.encode(x), tol=1e-8, max_sweeps=5000).check().states[0]
+    pre = bare.encode(x) @ net.G[0]
+    sigma = np.median((pre / Layered(net).driving_point(1)).std(axis=0))
+    assert sigma == pytest.approx(np.median(v1.std(axis=0)), rel=0.06)
+    if len(hidden) >= 3 and amp is None and element != "ideal":  # chains: the full load halves σ
+        assert np.median((pre / Layered(net).conductance(1)).std(axis=0)) < 0.6 * sigma
+
+
+def test_a_narrow_deep_network_learns_with_the_defaults():
+    """16 × 3 double Shockley, the defaults (chains, the first layer centred, its gain from the load it really
+    carries), 5 epochs: validation error 0.41 (with the full load counted, twice the gain: 0.61, and 28.9 % test
+    error after 20 epochs against 5.0 %; docs/training.md)."""
+    data = load_digits(seed=0)
+    net = defaults.network(data["train"].x, [16] * 3, 10, "shockley")
+    history = train(net, data, TrainConfig(epochs=5).resolved(len(data["train"].x)))
+    assert history[-1]["val_error"] < 0.5
