@@ -63,6 +63,15 @@ def check_no_stale_decks(out: Path, names: set[str]) -> None:
                        f"folder")
 
 
+def check_jobs(jobs: int, option: str = "--jobs") -> int:
+    """A number of ngspice worker processes: 1..``MAX_JOBS`` (4 per core), else CliError naming ``option``."""
+    from spice_bridge.runners import MAX_JOBS
+
+    if not 1 <= jobs <= MAX_JOBS:
+        raise CliError(f"{option} must be 1..{MAX_JOBS} (4 per core), got {jobs}")
+    return jobs
+
+
 def save_or_rescue(save, out: str) -> None:
     """``save(out)``; if writing fails (a full disk, a folder that went away), the finished results are written
     to a new temporary folder instead and CliError says where."""
@@ -172,10 +181,9 @@ def cmd_spice(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cdsolver.validation import check_timeout
-    from spice_bridge.runners import MAX_JOBS, run
+    from spice_bridge.runners import run
 
-    if not 1 <= args.jobs <= MAX_JOBS:
-        raise CliError(f"--jobs must be 1..{MAX_JOBS} (4 per core), got {args.jobs}")
+    check_jobs(args.jobs)
     check_timeout(args.timeout, "--timeout")
     net, v0, targets = load_problem(args)
     t0 = time.perf_counter()
