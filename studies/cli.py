@@ -133,6 +133,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from cdsolver.constants import MAX_ANDERSON
     from cdsolver.solver import solve
 
+    if not 0 < args.tol < 1:
+        raise CliError(f"--tol must be a finite number > 0 and < 1, got {args.tol:g}")
     if args.max_iter < 1:
         raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
     if not 0 <= args.anderson <= MAX_ANDERSON:
@@ -206,6 +208,10 @@ def cmd_spice(args: argparse.Namespace) -> int:
     return 0
 
 
+#: largest ``drn train --input-gain``, V per unit feature: the data's default is ~1e2 V; on a 16-8-4 Shockley network
+#: CD and ngspice agree to 1e-13 V up to 1e6 V, while ngspice needs its op fallback from 1e4 V and fails from 1e8 V
+#: (a network trained there could not be checked)
+MAX_INPUT_GAIN = 1e6
 #: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
 INVERT = "half"  # --invert's default, set once the option is checked (a checkpoint records the resolved value)
 RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "invert", "input_gain", "outputs",
@@ -251,9 +257,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
               ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
               ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
               ("--seed", args.seed, args.seed >= 0, ">= 0"),
-              ("--input-gain", args.input_gain, args.input_gain is None or 0 < args.input_gain < math.inf,
-               "a finite number > 0"),
-              ("--tol", args.tol, math.isfinite(args.tol) and args.tol > 0, "a finite number > 0"),
+              ("--input-gain", args.input_gain, args.input_gain is None or 0 < args.input_gain <= MAX_INPUT_GAIN,
+               f"> 0 and <= {MAX_INPUT_GAIN:g} V (beyond, ngspice fails to check the network)"),
+              ("--tol", args.tol, 0 < args.tol < 1, "a finite number > 0 and < 1"),
               ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
               ("--target", args.target, math.isfinite(args.target), "finite"),
               ("--g-min/--g-max", (args.g_min, args.g_max), 0 <= args.g_min < args.g_max < math.inf,
@@ -617,8 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --amplifier: half: the second half of each hidden layer's amplifiers invert (gains -A, "
                         "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
                         "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")
-    p.add_argument("--input-gain", type=float, help="V per unit feature, > 0 (default: set from the training data so "
-                   "that the first hidden layer's pre-activations spread over the element's scale, times "
+    p.add_argument("--input-gain", type=float, help=f"V per unit feature, in (0, {MAX_INPUT_GAIN:g}] (larger gains "
+                   "leave ngspice without an operating point, so the network could not be checked) (default: set "
+                   "from the training data so that the first hidden layer's pre-activations spread over the "
+                   "element's scale, times "
                    f"{PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network of ideal or Shockley nodes "
                    "with a rail open (e.g. --rails split); printed at the start; cdsolver/defaults.py). A new "
                    "network's first hidden layer also gets bias currents that make its mean drive over the training "

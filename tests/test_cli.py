@@ -69,6 +69,8 @@ def test_not_converged_exits_3_and_still_writes(files, capsys):
     (["net.npz", "bad.npy"], r"inputs: expected shape \(batch, 4\), got \(7, 5\)"),
     (["junk.npz", "x.npy"], "not a network file"),
     (["net.npz", "x.npy", "--targets", "bad.npy"], r"targets: expected shape \(7, 3\)"),
+    (["net.npz", "x.npy", "--tol", "1e10"], r"--tol must be a finite number > 0 and < 1, got 1e\+?10"),
+    (["net.npz", "x.npy", "--tol", "1"], r"--tol must be a finite number > 0 and < 1"),
 ])
 def test_bad_input_exits_2(files, capsys, monkeypatch, args, msg):
     d, net, x = files
@@ -86,3 +88,14 @@ def test_help_explains(capsys):
         main(["solve", "--help"])
     out = capsys.readouterr().out
     assert "--beta" in out and "--encoded" in out and "KCL" in out
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--tol", "1"], "--tol must be a finite number > 0 and < 1, got 1.0"),
+    (["--tol", "1e10"], "--tol must be a finite number > 0 and < 1"),
+    (["--input-gain", "1e300"], "--input-gain must be > 0 and <= 1e+06 V"),
+])
+def test_train_refuses_a_tolerance_or_gain_that_cannot_be_checked(tmp_path, capsys, args, msg):
+    assert main(["train", *args, "--out", str(tmp_path / "n.npz")]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
