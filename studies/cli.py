@@ -85,9 +85,10 @@ def save_or_rescue(save, out: str) -> None:
         raise CliError(f"cannot write {out} ({e.strerror or e}); the results are in {rescue}") from None
 
 
-def load_problem(args: argparse.Namespace):
+def load_problem(args: argparse.Namespace, nudged: bool = True):
     """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]; checks ``--out`` where
-    the command has one (``drn verify`` writes only an optional report)."""
+    the command has one (``drn verify`` writes only an optional report). ``nudged``: --beta and --targets set the
+    solved phase (a note where one is given without the other)."""
     import numpy as np
 
     from cdsolver.network import load_network
@@ -110,8 +111,10 @@ def load_problem(args: argparse.Namespace):
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
     net.g_nudge(args.beta)  # (ValidationError where the nudge is undefined: before any work)
-    if args.beta != 0 and targets is None:
+    if nudged and args.beta != 0 and targets is None:
         print("note: --beta without --targets nudges the outputs towards 0 V", file=sys.stderr)
+    if nudged and args.beta == 0 and targets is not None:
+        print("note: --targets without --beta: the free phase (beta 0) does not use them", file=sys.stderr)
     return net, v0, targets
 
 
@@ -258,7 +261,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
               ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
               ("--seed", args.seed, args.seed >= 0, ">= 0"),
               ("--input-gain", args.input_gain, args.input_gain is None or 0 < args.input_gain <= MAX_INPUT_GAIN,
-               f"> 0 and <= {MAX_INPUT_GAIN:g} V (beyond, ngspice fails to check the network)"),
+               f"a finite number > 0 and <= {MAX_INPUT_GAIN:g} V (beyond, ngspice fails to check the network)"),
               ("--tol", args.tol, 0 < args.tol < 1, "a finite number > 0 and < 1"),
               ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
               ("--target", args.target, math.isfinite(args.target), "finite"),
@@ -267,6 +270,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
     for name, val, ok, want in checks:
         if not ok:
             raise CliError(f"{name} must be {want}, got {val}")
+    if args.data_dir is not None and args.dataset == "digits":
+        raise CliError("--data-dir: --dataset digits ships with scikit-learn and reads no folder (give --dataset "
+                       "mnist or fashion-mnist)")
     if args.invert is not None and args.amplifier is None:
         raise CliError("--invert applies to amplifiers: give --amplifier A C too")
     args.invert = args.invert or INVERT

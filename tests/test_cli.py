@@ -93,9 +93,28 @@ def test_help_explains(capsys):
 @pytest.mark.parametrize("args, msg", [
     (["--tol", "1"], "--tol must be a finite number > 0 and < 1, got 1.0"),
     (["--tol", "1e10"], "--tol must be a finite number > 0 and < 1"),
-    (["--input-gain", "1e300"], "--input-gain must be > 0 and <= 1e+06 V"),
+    (["--input-gain", "1e300"], "--input-gain must be a finite number > 0 and <= 1e+06 V"),
 ])
 def test_train_refuses_a_tolerance_or_gain_that_cannot_be_checked(tmp_path, capsys, args, msg):
     assert main(["train", *args, "--out", str(tmp_path / "n.npz")]) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_beta_and_targets_each_alone_get_a_note(files, capsys):
+    d, net, x = files
+    np.save(d / "y.npy", np.ones((7, 3)))
+    base = ["solve", str(d / "net.npz"), str(d / "x.npy"), "--out", str(d / "s.npz")]
+    assert main([*base, "--targets", str(d / "y.npy")]) == 0
+    assert capsys.readouterr().err == "note: --targets without --beta: the free phase (beta 0) does not use them\n"
+    assert main([*base, "--beta", "0.5"]) == 0
+    assert capsys.readouterr().err == "note: --beta without --targets nudges the outputs towards 0 V\n"
+    assert main([*base, "--beta", "0.5", "--targets", str(d / "y.npy")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_train_refuses_data_dir_with_digits(tmp_path, capsys):
+    assert main(["train", "--data-dir", str(tmp_path / "nonexistent"), "--out", str(tmp_path / "n.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drn train: error: --data-dir: --dataset digits") and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
