@@ -262,7 +262,7 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     check_timeout(args.timeout, "--timeout")
     if args.method.startswith("spice"):
         ngspice_exe()  # NgspiceMissing: one line, exit 2
-    net, v0, y = load_problem(args)
+    net, v0, y = load_problem(args, nudged=False)  # (--beta is EP's, the targets the cost's)
     if given and not args.method.startswith("spice"):
         print(f"note: --method {args.method} runs no ngspice: {', '.join(given)} not used", file=sys.stderr)
     if args.method in ("ep", "spice-ep") and args.estimator != "positive":
