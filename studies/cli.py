@@ -361,6 +361,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and earlier:
         raise CliError(f"--out {out}: {' and '.join(map(str, earlier))} of an earlier run exist; continue it with "
                        f"--resume (and more --epochs), or move them away to start afresh")
+    if out.exists() and not (args.resume and _trained_network(out)):
+        why = ("and is not a network written by drn train, which --resume would replace" if args.resume else
+               "and a fresh run replaces no file")
+        raise CliError(f"--out {out} exists {why}: give another name or move it away")
     fans = {int(k) for G in net.G[1:] for k in (G > 0).sum(axis=0) if k < G.shape[0]}  # nodes not fed by all
     sparse = (f", sparse crossbars after the first ({'/'.join(map(str, sorted(fans)))} "
               f"input{'' if fans == {1} else 's'} per node)" if fans else "")
@@ -411,6 +415,16 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"--max-sweeps {cfg.max_sweeps}): the network did not learn; raise --max-sweeps", file=sys.stderr)
         return EXIT_NOT_CONVERGED
     return 0
+
+
+def _trained_network(path: Path) -> bool:
+    """Whether ``path`` is a network file written by ``drn train`` (one ``--resume`` may replace)."""
+    from cdsolver.network import load_network
+
+    try:
+        return "training" in load_network(path).extra_meta
+    except (ValidationError, OSError):
+        return False
 
 
 def _shown(value) -> str:
@@ -606,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bit) and NET.history.csv (train/val error, loss, seconds); at the end NET.npz "
                                    "(drn/1, the model) and the test error. Deterministic for a given --seed. A "
                                    "NET.ckpt.npz or NET.history.csv of an earlier run is never replaced: --resume "
-                                   "continues it. "
+                                   "continues it; nor is an existing NET.npz, except by the --resume of the run that "
+                                   "wrote it. "
                                    "Exit 3 if every training sample of the last epoch was left out of the gradient "
                                    "(a phase hit --max-sweeps).",
                        epilog="--config FILE.toml sets any of these options (keys = option names, e.g. lr = [0.01, "
@@ -682,7 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="NET.npz", help="start from this trained network's weights (and its rails and "
                    "input gain) instead of a random one, with a fresh optimizer: e.g. a finished run continued at a "
                    "lower --lr; the structure options must describe it")
-    p.add_argument("--out", required=True, metavar="NET.npz", help="output network file")
+    p.add_argument("--out", required=True, metavar="NET.npz", help="output network file; an existing file is "
+                   "refused (only --resume replaces the network its run wrote)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="run a CD-vs-ngspice study from a TOML config (resumable)",

@@ -118,3 +118,23 @@ def test_train_refuses_data_dir_with_digits(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("drn train: error: --data-dir: --dataset digits") and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_train_does_not_replace_an_existing_out(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_network(random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0), "net.npz")
+    (tmp_path / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    for out in ("net.npz", "notes.txt"):
+        assert main(["train", "--hidden", "8", "--epochs", "0", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err == f"drn train: error: --out {out} exists and a fresh run replaces no file: give another name " \
+                      "or move it away\n"
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--batch-size", "64", "--out", "r.npz"]) == 0
+    assert main(["train", "--hidden", "8", "--epochs", "2", "--batch-size", "64", "--out", "r.npz", "--resume"]) == 0
+    capsys.readouterr()
+    (tmp_path / "r.npz").write_text("overwritten by hand")
+    assert main(["train", "--hidden", "8", "--epochs", "3", "--batch-size", "64", "--out", "r.npz", "--resume"]) == 2
+    assert "--out r.npz exists and is not a network written by drn train" in capsys.readouterr().err
+    assert (tmp_path / "r.npz").read_text() == "overwritten by hand"
