@@ -331,11 +331,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         net, state, run0 = load_checkpoint(ckpt)
         default = vars(build_parser().parse_args(["train", "--out", str(out)]))  # options newer than the checkpoint
         default["invert"] = INVERT
-        diff = {k: (run0.get(k, default[k]), v) for k, v in json_ready(run).items() if run0.get(k, default[k]) != v}
+        run0 = {k: run0.get(k, default[k]) for k in RUN_OPTIONS}
+        if args.init is not None and args.init != run0["init"]:
+            raise CliError(f"--init {args.init} conflicts with --resume, which continues the checkpoint's network "
+                           f"(the run started from {_shown_init(run0['init'])}): leave --init out")
+        was, now = (_resolved_run(r, len(data["train"].x), net.input_gain) for r in (run0, json_ready(run)))
+        diff = [k for k in RUN_OPTIONS if was[k] != now[k]]
         if diff:
+            first = " ".join(_as_option(k, v) for k, v in run0.items() if v is not None and v != default[k])
             raise CliError("--resume: the checkpoint was made with other options (only --epochs may change): "
-                           + "; ".join(f"--{k.replace('_', '-')} was {_shown(a)}, now {_shown(b)}"
-                                       for k, (a, b) in diff.items()))
+                           + "; ".join(f"--{k.replace('_', '-')} was {_shown(run0[k], was[k])}, now "
+                                       f"{_shown(run[k], now[k])}" for k in diff)
+                           + f"; give the same options as the first run ({first or 'the defaults'})")
+        run = run0  # (the checkpoints keep the first run's record)
         if state.epoch >= args.epochs:
             raise CliError(f"--resume: the checkpoint has {state.epoch} epochs done; ask for more with --epochs")
         print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
@@ -427,9 +435,35 @@ def _trained_network(path: Path) -> bool:
         return False
 
 
-def _shown(value) -> str:
-    """An option's value as the user gave it (``None``: the default rule of cdsolver/defaults.py)."""
-    return "the default" if value is None else repr(value)
+def _resolved_run(run: dict, n_train: int, input_gain: float) -> dict:
+    """``run`` (options as recorded) with the data-dependent defaults (``None``) of --batch-size, --lr and
+    --average resolved for ``n_train`` samples (one lr: a list of one) and --input-gain's set to ``input_gain``."""
+    import numpy as np
+
+    from cdsolver.train import TrainConfig
+
+    c = TrainConfig(batch_size=run["batch_size"], lr=run["lr"], average=run["average"]).resolved(n_train)
+    return {**run, "batch_size": c.batch_size, "lr": [float(x) for x in np.atleast_1d(c.lr)], "average": c.average,
+            "input_gain": input_gain if run["input_gain"] is None else run["input_gain"]}
+
+
+def _as_option(key: str, value) -> str:
+    """A recorded option as command-line words, e.g. ``--hidden 16 8``."""
+    import shlex
+
+    flag = "--" + key.replace("_", "-")
+    return " ".join([flag, *map(str, value)] if isinstance(value, list) else [flag, shlex.quote(str(value))])
+
+
+def _shown_init(init: str | None) -> str:
+    """Where a run started: its --init, or a random network."""
+    return "a random network" if init is None else f"--init {init}"
+
+
+def _shown(given, value) -> str:
+    """An option's ``value``, marked as the default where it was not ``given`` (``None``: the default rule of
+    cdsolver/defaults.py)."""
+    return f"the default {value!r}" if given is None else repr(value)
 
 
 def json_ready(d: dict) -> dict:

@@ -138,3 +138,22 @@ def test_train_does_not_replace_an_existing_out(tmp_path, capsys, monkeypatch):
     assert main(["train", "--hidden", "8", "--epochs", "3", "--batch-size", "64", "--out", "r.npz", "--resume"]) == 2
     assert "--out r.npz exists and is not a network written by drn train" in capsys.readouterr().err
     assert (tmp_path / "r.npz").read_text() == "overwritten by hand"
+
+
+def test_resume_compares_resolved_options_and_names_the_first_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--hidden", "8", "--out", "r.npz"]
+    assert main([*base, "--epochs", "1"]) == 0  # batch 8 and lr 0.01 by the default rule
+    assert main([*base, "--lr", "0.01", "--batch-size", "8", "--epochs", "2", "--resume"]) == 0  # the same values
+    capsys.readouterr()
+    save_network(random_network([128, 8, 10], "shockley", seed=0, input_gain=20.0), "i2.npz")
+    assert main([*base, "--init", "i2.npz", "--epochs", "3", "--resume"]) == 2
+    assert capsys.readouterr().err == ("drn train: error: --init i2.npz conflicts with --resume, which continues the "
+                                       "checkpoint's network (the run started from a random network): leave --init "
+                                       "out\n")
+    assert main(["train", "--out", "r.npz", "--epochs", "3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--hidden was [8], now [256]; give the same options as the first run (--hidden 8)" in err
+    assert main([*base, "--lr", "0.02", "--epochs", "3", "--resume"]) == 2
+    assert "--lr was the default [0.01], now [0.02]; give the same options as the first run (--hidden 8)" in \
+        capsys.readouterr().err
