@@ -369,9 +369,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and earlier:
         raise CliError(f"--out {out}: {' and '.join(map(str, earlier))} of an earlier run exist; continue it with "
                        f"--resume (and more --epochs), or move them away to start afresh")
-    if out.exists() and not (args.resume and _trained_network(out)):
+    record = _training_record(out) if out.exists() else None
+    if out.exists() and not (record is not None and (args.resume or record.get("epochs") == 0)):
         why = ("and is not a network written by drn train, which --resume would replace" if args.resume else
-               "and a fresh run replaces no file")
+               "and a fresh run replaces no file (but the network of a run of 0 epochs)")
         raise CliError(f"--out {out} exists {why}: give another name or move it away")
     fans = {int(k) for G in net.G[1:] for k in (G > 0).sum(axis=0) if k < G.shape[0]}  # nodes not fed by all
     sparse = (f", sparse crossbars after the first ({'/'.join(map(str, sorted(fans)))} "
@@ -425,14 +426,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trained_network(path: Path) -> bool:
-    """Whether ``path`` is a network file written by ``drn train`` (one ``--resume`` may replace)."""
+def _training_record(path: Path) -> dict | None:
+    """The ``training`` record of a network file written by ``drn train`` (None: another file)."""
     from cdsolver.network import load_network
 
     try:
-        return "training" in load_network(path).extra_meta
+        record = load_network(path).extra_meta.get("training")
     except (ValidationError, OSError):
-        return False
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _resolved_run(run: dict, n_train: int, input_gain: float) -> dict:
@@ -567,7 +569,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     """argparse, reading ``-1e-3`` as a negative number (an option's value, e.g. ``--beta -1e-3``), not an option
     (argparse's own test knows no exponent), and printing a usage error as one line. Subcommands' parsers are of
-    this class too."""
+    this class too; the top one has ``commands``, their parsers by name."""
 
     def __init__(self, *a, **k) -> None:
         import re
@@ -602,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep resistive networks: exact coordinate-descent steady states, checked against ngspice.")
     ap.add_argument("--version", action=_Version, nargs=0, help="print drn-cd's version and exit")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ap.commands = sub.choices
 
     p = sub.add_parser("solve", help="CD steady states of a network for a batch of inputs",
                        description="Solve KCL of every sample by exact block coordinate descent (Anderson-"
@@ -655,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(drn/1, the model) and the test error. Deterministic for a given --seed. A "
                                    "NET.ckpt.npz or NET.history.csv of an earlier run is never replaced: --resume "
                                    "continues it; nor is an existing NET.npz, except by the --resume of the run that "
-                                   "wrote it. "
+                                   "wrote it or where a run of 0 epochs wrote it. "
                                    "Exit 3 if every training sample of the last epoch was left out of the gradient "
                                    "(a phase hit --max-sweeps).",
                        epilog="--config FILE.toml sets any of these options (keys = option names, e.g. lr = [0.01, "
@@ -663,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "checkpoint valid.")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (keys = option names)")
     p.add_argument("--dataset", choices=["digits", "fashion-mnist", "mnist"], default="digits",
-                   help="(default: digits)")
+                   help="digits: scikit-learn's 8x8 digits; fashion-mnist, mnist: 28x28 images from --data-dir "
+                        "(default: digits)")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or not) or mnist.npz; needed for mnist, "
                    "optional for fashion-mnist (default: /usr/share/datasets/fashion-mnist)")
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
@@ -689,8 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")
-    p.add_argument("--epochs", type=int, default=T["epochs"], help=f"(default: {T['epochs']}; with --resume: the new "
-                   "total)")
+    p.add_argument("--epochs", type=int, default=T["epochs"], help="passes over the training data (0: "
+                   f"evaluate the initial network only) (default: {T['epochs']}; with --resume: the new total)")
     p.add_argument("--batch-size", type=int, help="(default: training samples / 128, clipped to [8, 128]: Digits 8, "
                    "Fashion-MNIST 128)")
     p.add_argument("--lr", type=float, nargs="+", help="learning rate, one per layer, or one (momentum: the output "
@@ -700,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {T['lr_decay']})")
     p.add_argument("--optimizer", choices=["momentum", "adam"], default=T["optimizer"],
                    help="momentum: SGD with momentum; adam: Adam, steps of about lr x the layer's mean initial "
-                        f"conductance (1/n_in S) and lr A for biases, one lr for all layers "
+                        f"conductance (1/n_in S) and lr A for biases; one --lr is every layer's, unscaled "
                         f"(default: {T['optimizer']})")
     p.add_argument("--momentum", type=float, default=T["momentum"], help=f"momentum, Adam's beta1 (default: "
                    f"{T['momentum']})")
@@ -710,7 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=T["beta"], help="nudging strength β > 0, S, lowered every epoch to "
                    f"keep the negative phase convex (half the smallest output conductance) (default: {T['beta']})")
     p.add_argument("--estimator", choices=["centered", "positive", "negative"], default=T["estimator"],
-                   help=f"(default: {T['estimator']})")
+                   help="the two phases EP compares: centered: +beta and -beta (bias O(beta^2)); positive: +beta and "
+                        f"free; negative: free and -beta (bias O(beta)) (default: {T['estimator']})")
     p.add_argument("--gradient", choices=["ep", "implicit"], default=T["gradient"],
                    help="ep: equilibrium propagation; implicit: the true gradient by implicit differentiation, a "
                         f"control that tells EP's bias from a model that cannot learn (default: {T['gradient']})")
@@ -723,7 +728,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sweeps", type=int, default=T["max_sweeps"], help="solver sweep cap in training; a sample "
                    "any of whose phases hits it is left out of the gradient and counted (history column excluded) "
                    f"(default: {T['max_sweeps']})")
-    p.add_argument("--seed", type=int, default=T["seed"], help=f"(default: {T['seed']})")
+    p.add_argument("--seed", type=int, default=T["seed"], help="seed of the initial network, the train/validation "
+                   f"split and the batch order (default: {T['seed']})")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
                    "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; "
                    "docs/performance.md#training)")
@@ -732,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "input gain) instead of a random one, with a fresh optimizer: e.g. a finished run continued at a "
                    "lower --lr; the structure options must describe it")
     p.add_argument("--out", required=True, metavar="NET.npz", help="output network file; an existing file is "
-                   "refused (only --resume replaces the network its run wrote)")
+                   "refused, but the network of a run of 0 epochs, or with --resume the network its run wrote")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="run a CD-vs-ngspice study from a TOML config (resumable)",
@@ -740,7 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "seed): build or train the network, solve the validation samples with CD and each "
                                    "ngspice runner, write per-sample and summary CSVs with provenance. Finished cells "
                                    "are skipped on a re-run. Configs: studies/configs/*.toml.")
-    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("config", metavar="CONFIG.toml", help="study config: [study] (name, samples, jobs, ...) and "
+                   "[grid] (depth, width, element, amplifier, seed lists); examples in studies/configs/")
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/<study name>)")
     p.add_argument("--jobs", type=int, help="ngspice worker processes (overrides study.jobs)")
     p.add_argument("--max-samples", type=int, help="at most this many validation samples per cell")
@@ -818,10 +825,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     try:
         argv = _config_options(argv)
-    except CliError as e:
-        print(f"drn: error: {e}", file=sys.stderr)
+    except CliError as e:  # (only drn train reads a --config)
+        print(f"drn train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if extra:  # named by the command's parser: "drn solve: error: unrecognized arguments"
+        ap.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

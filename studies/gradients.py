@@ -227,7 +227,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoded", action="store_true", help="X already holds the input voltages v0 (batch, n_0), V")
     p.add_argument("--targets", required=True, metavar="Y.npy",
                    help="output targets (batch, n_classes), V; paired outputs: targets of v+ - v-")
-    p.add_argument("--method", choices=METHODS, default="implicit", help="(default: implicit)")
+    p.add_argument("--method", choices=METHODS, default="implicit",
+                   help="implicit: CD's free phase and implicit differentiation, the exact gradient; ep: equilibrium "
+                        "propagation from CD's free and nudged phases; spice-ep: the same from ngspice's phases; "
+                        "spice-linear: ngspice's operating point and its .ac response to the cost's derivative at the "
+                        "outputs (the circuit's own linearisation) (default: implicit)")
     p.add_argument("--beta", type=float, default=BETA, help=f"EP nudging strength β > 0, S; with the negative or "
                    f"centered estimator below the network's convexity limit (cdsolver.ep.beta_limit) (default: {BETA})")
     p.add_argument("--estimator", choices=ESTIMATORS, default="centered", help="EP estimator (default: centered)")

@@ -128,8 +128,8 @@ def test_train_does_not_replace_an_existing_out(tmp_path, capsys, monkeypatch):
     for out in ("net.npz", "notes.txt"):
         assert main(["train", "--hidden", "8", "--epochs", "0", "--out", out]) == 2
         err = capsys.readouterr().err
-        assert err == f"drn train: error: --out {out} exists and a fresh run replaces no file: give another name " \
-                      "or move it away\n"
+        assert err == f"drn train: error: --out {out} exists and a fresh run replaces no file (but the network of " \
+                      "a run of 0 epochs): give another name or move it away\n"
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert main(["train", "--hidden", "8", "--epochs", "1", "--batch-size", "64", "--out", "r.npz"]) == 0
     assert main(["train", "--hidden", "8", "--epochs", "2", "--batch-size", "64", "--out", "r.npz", "--resume"]) == 0
@@ -157,3 +157,29 @@ def test_resume_compares_resolved_options_and_names_the_first_runs(tmp_path, cap
     assert main([*base, "--lr", "0.02", "--epochs", "3", "--resume"]) == 2
     assert "--lr was the default [0.01], now [0.02]; give the same options as the first run (--hidden 8)" in \
         capsys.readouterr().err
+
+
+def test_train_gradient_and_compare_help_explain_each_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "scikit-learn's 8x8 digits" in out and "passes over the training data" in out
+    assert "centered: +beta and -beta" in out and "seed of the initial network" in out
+    assert "one lr for all layers" not in out and "one --lr is every layer's, unscaled" in out
+    with pytest.raises(SystemExit):
+        main(["gradient", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "implicit: CD's free phase and implicit differentiation" in out and "spice-linear: ngspice's" in out
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "examples in studies/configs/" in " ".join(capsys.readouterr().out.split())
+
+
+def test_usage_and_config_errors_name_the_command(files, capsys, tmp_path):
+    d, net, x = files
+    with pytest.raises(SystemExit) as e:
+        main(["solve", str(d / "net.npz"), str(d / "x.npy"), "--out", str(d / "s.npz"), "--foo"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "drn solve: error: unrecognized arguments: --foo (see drn solve --help)\n"
+    assert main(["train", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path / "n.npz")]) == 2
+    assert capsys.readouterr().err.startswith("drn train: error: --config")
