@@ -63,6 +63,15 @@ def check_no_stale_decks(out: Path, names: set[str]) -> None:
                        f"folder")
 
 
+def check_jobs(jobs: int, option: str = "--jobs") -> int:
+    """A number of ngspice worker processes: 1..``MAX_JOBS`` (4 per core), else CliError naming ``option``."""
+    from spice_bridge.runners import MAX_JOBS
+
+    if not 1 <= jobs <= MAX_JOBS:
+        raise CliError(f"{option} must be 1..{MAX_JOBS} (4 per core), got {jobs}")
+    return jobs
+
+
 def save_or_rescue(save, out: str) -> None:
     """``save(out)``; if writing fails (a full disk, a folder that went away), the finished results are written
     to a new temporary folder instead and CliError says where."""
@@ -76,9 +85,10 @@ def save_or_rescue(save, out: str) -> None:
         raise CliError(f"cannot write {out} ({e.strerror or e}); the results are in {rescue}") from None
 
 
-def load_problem(args: argparse.Namespace):
+def load_problem(args: argparse.Namespace, nudged: bool = True):
     """(network, v0, targets) from the common arguments NET INPUTS [--encoded] [--targets]; checks ``--out`` where
-    the command has one (``drn verify`` writes only an optional report)."""
+    the command has one (``drn verify`` writes only an optional report). ``nudged``: --beta and --targets set the
+    solved phase (a note where one is given without the other)."""
     import numpy as np
 
     from cdsolver.network import load_network
@@ -101,8 +111,10 @@ def load_problem(args: argparse.Namespace):
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
     net.g_nudge(args.beta)  # (ValidationError where the nudge is undefined: before any work)
-    if args.beta != 0 and targets is None:
+    if nudged and args.beta != 0 and targets is None:
         print("note: --beta without --targets nudges the outputs towards 0 V", file=sys.stderr)
+    if nudged and args.beta == 0 and targets is not None:
+        print("note: --targets without --beta: the free phase (beta 0) does not use them", file=sys.stderr)
     return net, v0, targets
 
 
@@ -124,6 +136,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from cdsolver.constants import MAX_ANDERSON
     from cdsolver.solver import solve
 
+    if not 0 < args.tol < 1:
+        raise CliError(f"--tol must be a finite number > 0 and < 1, got {args.tol:g}")
     if args.max_iter < 1:
         raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
     if not 0 <= args.anderson <= MAX_ANDERSON:
@@ -172,10 +186,9 @@ def cmd_spice(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cdsolver.validation import check_timeout
-    from spice_bridge.runners import MAX_JOBS, run
+    from spice_bridge.runners import run
 
-    if not 1 <= args.jobs <= MAX_JOBS:
-        raise CliError(f"--jobs must be 1..{MAX_JOBS} (4 per core), got {args.jobs}")
+    check_jobs(args.jobs)
     check_timeout(args.timeout, "--timeout")
     net, v0, targets = load_problem(args)
     t0 = time.perf_counter()
@@ -198,6 +211,10 @@ def cmd_spice(args: argparse.Namespace) -> int:
     return 0
 
 
+#: largest ``drn train --input-gain``, V per unit feature: the data's default is ~1e2 V; on a 16-8-4 Shockley network
+#: CD and ngspice agree to 1e-13 V up to 1e6 V, while ngspice needs its op fallback from 1e4 V and fails from 1e8 V
+#: (a network trained there could not be checked)
+MAX_INPUT_GAIN = 1e6
 #: options of ``drn train`` that define a run; ``--resume`` requires them unchanged (only --epochs may grow)
 INVERT = "half"  # --invert's default, set once the option is checked (a checkpoint records the resolved value)
 RUN_OPTIONS = ("dataset", "data_dir", "hidden", "element", "rails", "amplifier", "invert", "input_gain", "outputs",
@@ -243,9 +260,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
               ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
               ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
               ("--seed", args.seed, args.seed >= 0, ">= 0"),
-              ("--input-gain", args.input_gain, args.input_gain is None or 0 < args.input_gain < math.inf,
-               "a finite number > 0"),
-              ("--tol", args.tol, math.isfinite(args.tol) and args.tol > 0, "a finite number > 0"),
+              ("--input-gain", args.input_gain, args.input_gain is None or 0 < args.input_gain <= MAX_INPUT_GAIN,
+               f"a finite number > 0 and <= {MAX_INPUT_GAIN:g} V (beyond, ngspice fails to check the network)"),
+              ("--tol", args.tol, 0 < args.tol < 1, "a finite number > 0 and < 1"),
               ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
               ("--target", args.target, math.isfinite(args.target), "finite"),
               ("--g-min/--g-max", (args.g_min, args.g_max), 0 <= args.g_min < args.g_max < math.inf,
@@ -253,6 +270,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
     for name, val, ok, want in checks:
         if not ok:
             raise CliError(f"{name} must be {want}, got {val}")
+    if args.data_dir is not None and args.dataset == "digits":
+        raise CliError("--data-dir: --dataset digits ships with scikit-learn and reads no folder (give --dataset "
+                       "mnist or fashion-mnist)")
     if args.invert is not None and args.amplifier is None:
         raise CliError("--invert applies to amplifiers: give --amplifier A C too")
     args.invert = args.invert or INVERT
@@ -311,11 +331,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         net, state, run0 = load_checkpoint(ckpt)
         default = vars(build_parser().parse_args(["train", "--out", str(out)]))  # options newer than the checkpoint
         default["invert"] = INVERT
-        diff = {k: (run0.get(k, default[k]), v) for k, v in json_ready(run).items() if run0.get(k, default[k]) != v}
+        run0 = {k: run0.get(k, default[k]) for k in RUN_OPTIONS}
+        if args.init is not None and args.init != run0["init"]:
+            raise CliError(f"--init {args.init} conflicts with --resume, which continues the checkpoint's network "
+                           f"(the run started from {_shown_init(run0['init'])}): leave --init out")
+        was, now = (_resolved_run(r, len(data["train"].x), net.input_gain) for r in (run0, json_ready(run)))
+        diff = [k for k in RUN_OPTIONS if was[k] != now[k]]
         if diff:
+            first = " ".join(_as_option(k, v) for k, v in run0.items() if v is not None and v != default[k])
             raise CliError("--resume: the checkpoint was made with other options (only --epochs may change): "
-                           + "; ".join(f"--{k.replace('_', '-')} was {_shown(a)}, now {_shown(b)}"
-                                       for k, (a, b) in diff.items()))
+                           + "; ".join(f"--{k.replace('_', '-')} was {_shown(run0[k], was[k])}, now "
+                                       f"{_shown(run[k], now[k])}" for k in diff)
+                           + f"; give the same options as the first run ({first or 'the defaults'})")
+        run = run0  # (the checkpoints keep the first run's record)
         if state.epoch >= args.epochs:
             raise CliError(f"--resume: the checkpoint has {state.epoch} epochs done; ask for more with --epochs")
         print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
@@ -341,6 +369,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and earlier:
         raise CliError(f"--out {out}: {' and '.join(map(str, earlier))} of an earlier run exist; continue it with "
                        f"--resume (and more --epochs), or move them away to start afresh")
+    record = _training_record(out) if out.exists() else None
+    if out.exists() and not (record is not None and (args.resume or record.get("epochs") == 0)):
+        why = ("and is not a network written by drn train, which --resume would replace" if args.resume else
+               "and a fresh run replaces no file (but the network of a run of 0 epochs)")
+        raise CliError(f"--out {out} exists {why}: give another name or move it away")
     fans = {int(k) for G in net.G[1:] for k in (G > 0).sum(axis=0) if k < G.shape[0]}  # nodes not fed by all
     sparse = (f", sparse crossbars after the first ({'/'.join(map(str, sorted(fans)))} "
               f"input{'' if fans == {1} else 's'} per node)" if fans else "")
@@ -393,9 +426,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shown(value) -> str:
-    """An option's value as the user gave it (``None``: the default rule of cdsolver/defaults.py)."""
-    return "the default" if value is None else repr(value)
+def _training_record(path: Path) -> dict | None:
+    """The ``training`` record of a network file written by ``drn train`` (None: another file)."""
+    from cdsolver.network import load_network
+
+    try:
+        record = load_network(path).extra_meta.get("training")
+    except (ValidationError, OSError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _resolved_run(run: dict, n_train: int, input_gain: float) -> dict:
+    """``run`` (options as recorded) with the data-dependent defaults (``None``) of --batch-size, --lr and
+    --average resolved for ``n_train`` samples (one lr: a list of one) and --input-gain's set to ``input_gain``."""
+    import numpy as np
+
+    from cdsolver.train import TrainConfig
+
+    c = TrainConfig(batch_size=run["batch_size"], lr=run["lr"], average=run["average"]).resolved(n_train)
+    return {**run, "batch_size": c.batch_size, "lr": [float(x) for x in np.atleast_1d(c.lr)], "average": c.average,
+            "input_gain": input_gain if run["input_gain"] is None else run["input_gain"]}
+
+
+def _as_option(key: str, value) -> str:
+    """A recorded option as command-line words, e.g. ``--hidden 16 8``."""
+    import shlex
+
+    flag = "--" + key.replace("_", "-")
+    return " ".join([flag, *map(str, value)] if isinstance(value, list) else [flag, shlex.quote(str(value))])
+
+
+def _shown_init(init: str | None) -> str:
+    """Where a run started: its --init, or a random network."""
+    return "a random network" if init is None else f"--init {init}"
+
+
+def _shown(given, value) -> str:
+    """An option's ``value``, marked as the default where it was not ``given`` (``None``: the default rule of
+    cdsolver/defaults.py)."""
+    return f"the default {value!r}" if given is None else repr(value)
 
 
 def json_ready(d: dict) -> dict:
@@ -499,7 +569,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     """argparse, reading ``-1e-3`` as a negative number (an option's value, e.g. ``--beta -1e-3``), not an option
     (argparse's own test knows no exponent), and printing a usage error as one line. Subcommands' parsers are of
-    this class too."""
+    this class too; the top one has ``commands``, their parsers by name."""
 
     def __init__(self, *a, **k) -> None:
         import re
@@ -534,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep resistive networks: exact coordinate-descent steady states, checked against ngspice.")
     ap.add_argument("--version", action=_Version, nargs=0, help="print drn-cd's version and exit")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ap.commands = sub.choices
 
     p = sub.add_parser("solve", help="CD steady states of a network for a batch of inputs",
                        description="Solve KCL of every sample by exact block coordinate descent (Anderson-"
@@ -586,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bit) and NET.history.csv (train/val error, loss, seconds); at the end NET.npz "
                                    "(drn/1, the model) and the test error. Deterministic for a given --seed. A "
                                    "NET.ckpt.npz or NET.history.csv of an earlier run is never replaced: --resume "
-                                   "continues it. "
+                                   "continues it; nor is an existing NET.npz, except by the --resume of the run that "
+                                   "wrote it or where a run of 0 epochs wrote it. "
                                    "Exit 3 if every training sample of the last epoch was left out of the gradient "
                                    "(a phase hit --max-sweeps).",
                        epilog="--config FILE.toml sets any of these options (keys = option names, e.g. lr = [0.01, "
@@ -594,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "checkpoint valid.")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (keys = option names)")
     p.add_argument("--dataset", choices=["digits", "fashion-mnist", "mnist"], default="digits",
-                   help="(default: digits)")
+                   help="digits: scikit-learn's 8x8 digits; fashion-mnist, mnist: 28x28 images from --data-dir "
+                        "(default: digits)")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or not) or mnist.npz; needed for mnist, "
                    "optional for fashion-mnist (default: /usr/share/datasets/fashion-mnist)")
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
@@ -609,8 +682,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --amplifier: half: the second half of each hidden layer's amplifiers invert (gains -A, "
                         "-C), so positive conductances can weigh a hidden node negatively and the layers' common mode "
                         "cancels (what lets deep amplified networks learn); none: all non-inverting (default: half)")
-    p.add_argument("--input-gain", type=float, help="V per unit feature, > 0 (default: set from the training data so "
-                   "that the first hidden layer's pre-activations spread over the element's scale, times "
+    p.add_argument("--input-gain", type=float, help=f"V per unit feature, in (0, {MAX_INPUT_GAIN:g}] (larger gains "
+                   "leave ngspice without an operating point, so the network could not be checked) (default: set "
+                   "from the training data so that the first hidden layer's pre-activations spread over the "
+                   "element's scale, times "
                    f"{PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network of ideal or Shockley nodes "
                    "with a rail open (e.g. --rails split); printed at the start; cdsolver/defaults.py). A new "
                    "network's first hidden layer also gets bias currents that make its mean drive over the training "
@@ -618,8 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
                         "between the pair (Kendall et al.) (default: single)")
-    p.add_argument("--epochs", type=int, default=T["epochs"], help=f"(default: {T['epochs']}; with --resume: the new "
-                   "total)")
+    p.add_argument("--epochs", type=int, default=T["epochs"], help="passes over the training data (0: "
+                   f"evaluate the initial network only) (default: {T['epochs']}; with --resume: the new total)")
     p.add_argument("--batch-size", type=int, help="(default: training samples / 128, clipped to [8, 128]: Digits 8, "
                    "Fashion-MNIST 128)")
     p.add_argument("--lr", type=float, nargs="+", help="learning rate, one per layer, or one (momentum: the output "
@@ -629,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {T['lr_decay']})")
     p.add_argument("--optimizer", choices=["momentum", "adam"], default=T["optimizer"],
                    help="momentum: SGD with momentum; adam: Adam, steps of about lr x the layer's mean initial "
-                        f"conductance (1/n_in S) and lr A for biases, one lr for all layers "
+                        f"conductance (1/n_in S) and lr A for biases; one --lr is every layer's, unscaled "
                         f"(default: {T['optimizer']})")
     p.add_argument("--momentum", type=float, default=T["momentum"], help=f"momentum, Adam's beta1 (default: "
                    f"{T['momentum']})")
@@ -639,7 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=T["beta"], help="nudging strength β > 0, S, lowered every epoch to "
                    f"keep the negative phase convex (half the smallest output conductance) (default: {T['beta']})")
     p.add_argument("--estimator", choices=["centered", "positive", "negative"], default=T["estimator"],
-                   help=f"(default: {T['estimator']})")
+                   help="the two phases EP compares: centered: +beta and -beta (bias O(beta^2)); positive: +beta and "
+                        f"free; negative: free and -beta (bias O(beta)) (default: {T['estimator']})")
     p.add_argument("--gradient", choices=["ep", "implicit"], default=T["gradient"],
                    help="ep: equilibrium propagation; implicit: the true gradient by implicit differentiation, a "
                         f"control that tells EP's bias from a model that cannot learn (default: {T['gradient']})")
@@ -652,7 +728,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sweeps", type=int, default=T["max_sweeps"], help="solver sweep cap in training; a sample "
                    "any of whose phases hits it is left out of the gradient and counted (history column excluded) "
                    f"(default: {T['max_sweeps']})")
-    p.add_argument("--seed", type=int, default=T["seed"], help=f"(default: {T['seed']})")
+    p.add_argument("--seed", type=int, default=T["seed"], help="seed of the initial network, the train/validation "
+                   f"split and the batch order (default: {T['seed']})")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
                    "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; "
                    "docs/performance.md#training)")
@@ -660,7 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="NET.npz", help="start from this trained network's weights (and its rails and "
                    "input gain) instead of a random one, with a fresh optimizer: e.g. a finished run continued at a "
                    "lower --lr; the structure options must describe it")
-    p.add_argument("--out", required=True, metavar="NET.npz", help="output network file")
+    p.add_argument("--out", required=True, metavar="NET.npz", help="output network file; an existing file is "
+                   "refused, but the network of a run of 0 epochs, or with --resume the network its run wrote")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="run a CD-vs-ngspice study from a TOML config (resumable)",
@@ -668,7 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "seed): build or train the network, solve the validation samples with CD and each "
                                    "ngspice runner, write per-sample and summary CSVs with provenance. Finished cells "
                                    "are skipped on a re-run. Configs: studies/configs/*.toml.")
-    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("config", metavar="CONFIG.toml", help="study config: [study] (name, samples, jobs, ...) and "
+                   "[grid] (depth, width, element, amplifier, seed lists); examples in studies/configs/")
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/<study name>)")
     p.add_argument("--jobs", type=int, help="ngspice worker processes (overrides study.jobs)")
     p.add_argument("--max-samples", type=int, help="at most this many validation samples per cell")
@@ -746,10 +825,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     try:
         argv = _config_options(argv)
-    except CliError as e:
-        print(f"drn: error: {e}", file=sys.stderr)
+    except CliError as e:  # (only drn train reads a --config)
+        print(f"drn train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if extra:  # named by the command's parser: "drn solve: error: unrecognized arguments"
+        ap.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

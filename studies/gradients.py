@@ -227,15 +227,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoded", action="store_true", help="X already holds the input voltages v0 (batch, n_0), V")
     p.add_argument("--targets", required=True, metavar="Y.npy",
                    help="output targets (batch, n_classes), V; paired outputs: targets of v+ - v-")
-    p.add_argument("--method", choices=METHODS, default="implicit", help="(default: implicit)")
+    p.add_argument("--method", choices=METHODS, default="implicit",
+                   help="implicit: CD's free phase and implicit differentiation, the exact gradient; ep: equilibrium "
+                        "propagation from CD's free and nudged phases; spice-ep: the same from ngspice's phases; "
+                        "spice-linear: ngspice's operating point and its .ac response to the cost's derivative at the "
+                        "outputs (the circuit's own linearisation) (default: implicit)")
     p.add_argument("--beta", type=float, default=BETA, help=f"EP nudging strength β > 0, S; with the negative or "
                    f"centered estimator below the network's convexity limit (cdsolver.ep.beta_limit) (default: {BETA})")
     p.add_argument("--estimator", choices=ESTIMATORS, default="centered", help="EP estimator (default: centered)")
-    p.add_argument("--runner", choices=["op", "batch", "shared"], default="batch",
+    p.add_argument("--runner", choices=["op", "batch", "shared"],
                    help="ngspice runner of the spice methods' operating points (default: batch)")
-    p.add_argument("--jobs", type=int, default=1, help="ngspice worker processes (default: 1)")
-    p.add_argument("--timeout", type=float, help="seconds per ngspice run of one sample (default: sized to the "
-                   "network, spice_bridge.runners.default_timeout)")
+    p.add_argument("--jobs", type=int, help="ngspice worker processes of the spice methods, 1..4 per core "
+                   "(default: 1)")
+    p.add_argument("--timeout", type=float, help="seconds per ngspice run of one sample, spice methods (default: "
+                   "sized to the network, spice_bridge.runners.default_timeout)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1)")
     p.add_argument("--out", required=True, metavar="GRAD.npz", help="output gradient file")
     p.set_defaults(func=cmd_gradient)
@@ -247,8 +252,12 @@ def cmd_gradient(args: argparse.Namespace) -> int:
 
     from spice_bridge.runners import ngspice_exe
 
-    from .cli import EXIT_NOT_CONVERGED, load_problem  # errors raise ValidationError: also under python -m studies.cli
+    # (errors raise ValidationError: also under python -m studies.cli)
+    from .cli import EXIT_NOT_CONVERGED, check_jobs, load_problem
 
+    given = [k for k, v in {"--runner": args.runner, "--jobs": args.jobs, "--timeout": args.timeout}.items()
+             if v is not None]
+    args.runner, args.jobs = args.runner or "batch", check_jobs(1 if args.jobs is None else args.jobs)
     if args.method in ("ep", "spice-ep") and not args.beta > 0:
         raise ValidationError(f"--beta must be > 0 for --method {args.method} (the estimator sets the signs), "
                          f"got {args.beta}")
@@ -257,7 +266,9 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     check_timeout(args.timeout, "--timeout")
     if args.method.startswith("spice"):
         ngspice_exe()  # NgspiceMissing: one line, exit 2
-    net, v0, y = load_problem(args)
+    net, v0, y = load_problem(args, nudged=False)  # (--beta is EP's, the targets the cost's)
+    if given and not args.method.startswith("spice"):
+        print(f"note: --method {args.method} runs no ngspice: {', '.join(given)} not used", file=sys.stderr)
     if args.method in ("ep", "spice-ep") and args.estimator != "positive":
         from cdsolver.ep import beta_limit
 

@@ -69,6 +69,8 @@ def test_not_converged_exits_3_and_still_writes(files, capsys):
     (["net.npz", "bad.npy"], r"inputs: expected shape \(batch, 4\), got \(7, 5\)"),
     (["junk.npz", "x.npy"], "not a network file"),
     (["net.npz", "x.npy", "--targets", "bad.npy"], r"targets: expected shape \(7, 3\)"),
+    (["net.npz", "x.npy", "--tol", "1e10"], r"--tol must be a finite number > 0 and < 1, got 1e\+?10"),
+    (["net.npz", "x.npy", "--tol", "1"], r"--tol must be a finite number > 0 and < 1"),
 ])
 def test_bad_input_exits_2(files, capsys, monkeypatch, args, msg):
     d, net, x = files
@@ -86,3 +88,98 @@ def test_help_explains(capsys):
         main(["solve", "--help"])
     out = capsys.readouterr().out
     assert "--beta" in out and "--encoded" in out and "KCL" in out
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--tol", "1"], "--tol must be a finite number > 0 and < 1, got 1.0"),
+    (["--tol", "1e10"], "--tol must be a finite number > 0 and < 1"),
+    (["--input-gain", "1e300"], "--input-gain must be a finite number > 0 and <= 1e+06 V"),
+])
+def test_train_refuses_a_tolerance_or_gain_that_cannot_be_checked(tmp_path, capsys, args, msg):
+    assert main(["train", *args, "--out", str(tmp_path / "n.npz")]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_beta_and_targets_each_alone_get_a_note(files, capsys):
+    d, net, x = files
+    np.save(d / "y.npy", np.ones((7, 3)))
+    base = ["solve", str(d / "net.npz"), str(d / "x.npy"), "--out", str(d / "s.npz")]
+    assert main([*base, "--targets", str(d / "y.npy")]) == 0
+    assert capsys.readouterr().err == "note: --targets without --beta: the free phase (beta 0) does not use them\n"
+    assert main([*base, "--beta", "0.5"]) == 0
+    assert capsys.readouterr().err == "note: --beta without --targets nudges the outputs towards 0 V\n"
+    assert main([*base, "--beta", "0.5", "--targets", str(d / "y.npy")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_train_refuses_data_dir_with_digits(tmp_path, capsys):
+    assert main(["train", "--data-dir", str(tmp_path / "nonexistent"), "--out", str(tmp_path / "n.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drn train: error: --data-dir: --dataset digits") and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_train_does_not_replace_an_existing_out(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_network(random_network([8, 6, 3], "shockley", seed=0, input_gain=20.0), "net.npz")
+    (tmp_path / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    for out in ("net.npz", "notes.txt"):
+        assert main(["train", "--hidden", "8", "--epochs", "0", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err == f"drn train: error: --out {out} exists and a fresh run replaces no file (but the network of " \
+                      "a run of 0 epochs): give another name or move it away\n"
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--batch-size", "64", "--out", "r.npz"]) == 0
+    assert main(["train", "--hidden", "8", "--epochs", "2", "--batch-size", "64", "--out", "r.npz", "--resume"]) == 0
+    capsys.readouterr()
+    (tmp_path / "r.npz").write_text("overwritten by hand")
+    assert main(["train", "--hidden", "8", "--epochs", "3", "--batch-size", "64", "--out", "r.npz", "--resume"]) == 2
+    assert "--out r.npz exists and is not a network written by drn train" in capsys.readouterr().err
+    assert (tmp_path / "r.npz").read_text() == "overwritten by hand"
+
+
+def test_resume_compares_resolved_options_and_names_the_first_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--hidden", "8", "--out", "r.npz"]
+    assert main([*base, "--epochs", "1"]) == 0  # batch 8 and lr 0.01 by the default rule
+    assert main([*base, "--lr", "0.01", "--batch-size", "8", "--epochs", "2", "--resume"]) == 0  # the same values
+    capsys.readouterr()
+    save_network(random_network([128, 8, 10], "shockley", seed=0, input_gain=20.0), "i2.npz")
+    assert main([*base, "--init", "i2.npz", "--epochs", "3", "--resume"]) == 2
+    assert capsys.readouterr().err == ("drn train: error: --init i2.npz conflicts with --resume, which continues the "
+                                       "checkpoint's network (the run started from a random network): leave --init "
+                                       "out\n")
+    assert main(["train", "--out", "r.npz", "--epochs", "3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--hidden was [8], now [256]; give the same options as the first run (--hidden 8)" in err
+    assert main([*base, "--lr", "0.02", "--epochs", "3", "--resume"]) == 2
+    assert "--lr was the default [0.01], now [0.02]; give the same options as the first run (--hidden 8)" in \
+        capsys.readouterr().err
+
+
+def test_train_gradient_and_compare_help_explain_each_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "scikit-learn's 8x8 digits" in out and "passes over the training data" in out
+    assert "centered: +beta and -beta" in out and "seed of the initial network" in out
+    assert "one lr for all layers" not in out and "one --lr is every layer's, unscaled" in out
+    with pytest.raises(SystemExit):
+        main(["gradient", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "implicit: CD's free phase and implicit differentiation" in out and "spice-linear: ngspice's" in out
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "examples in studies/configs/" in " ".join(capsys.readouterr().out.split())
+
+
+def test_usage_and_config_errors_name_the_command(files, capsys, tmp_path):
+    d, net, x = files
+    with pytest.raises(SystemExit) as e:
+        main(["solve", str(d / "net.npz"), str(d / "x.npy"), "--out", str(d / "s.npz"), "--foo"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "drn solve: error: unrecognized arguments: --foo (see drn solve --help)\n"
+    assert main(["train", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path / "n.npz")]) == 2
+    assert capsys.readouterr().err.startswith("drn train: error: --config")

@@ -128,6 +128,9 @@ def test_gradient_command_writes_every_method(files, ngspice, capsys):
     (["--targets", "y.npy", "--method", "ep", "--beta", "0"], "--beta must be > 0 for --method ep"),
     (["--targets", "y.npy", "--method", "spice-ep", "--beta", "-0.1"], "--beta must be > 0 for --method spice-ep"),
     (["--targets", "y.npy", "--method", "spice-linear", "NOPATH"], "ngspice not found on PATH"),
+    (["--targets", "y.npy", "--method", "spice-ep", "--jobs", "0"], "--jobs must be 1.."),
+    (["--targets", "y.npy", "--method", "spice-linear", "--jobs", "-3"], "--jobs must be 1.."),
+    (["--targets", "y.npy", "--method", "spice-linear", "--jobs", "1000"], "--jobs must be 1.."),
 ])
 def test_gradient_bad_input_exits_2(files, capsys, monkeypatch, extra, msg):
     monkeypatch.chdir(files)
@@ -137,6 +140,16 @@ def test_gradient_bad_input_exits_2(files, capsys, monkeypatch, extra, msg):
     assert main(["gradient", "net.npz", "x.npy", *extra, "--out", "g.npz"]) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("method", ["implicit", "ep"])
+def test_gradient_notes_spice_options_a_cd_method_does_not_use(files, capsys, monkeypatch, method):
+    monkeypatch.chdir(files)
+    assert main(["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--method", method, "--jobs", "3",
+                 "--runner", "op", "--out", "g.npz"]) == 0
+    assert capsys.readouterr().err == f"note: --method {method} runs no ngspice: --runner, --jobs not used\n"
+    assert main(["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--method", method, "--out", "g.npz"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_study_gradients_adds_percentiles_and_a_figure(ngspice, tmp_path):

@@ -159,8 +159,9 @@ def test_bad_inputs_give_clear_errors():
         solve(net, bad)
     with pytest.raises(ValueError, match=r"targets: expected shape \(8, 3\)"):
         solve(net, v0, beta=0.5, targets=y[:, :2])
-    with pytest.raises(ValueError, match="tol must be a finite number > 0"):
-        solve(net, v0, tol=0)
+    for tol in (0, 1, 1e10, np.nan):  # (tol >= 1 would report a residual as large as I_ref converged)
+        with pytest.raises(ValueError, match="tol must be a finite number > 0 and < 1"):
+            solve(net, v0, tol=tol)
     with pytest.raises(ValueError, match="init: expected 3 state arrays"):
         solve(net, v0, init=[np.zeros((8, 5))])
     with pytest.raises(ValueError, match=r"layer 3 node \d: total conductance .* <= 0"):
