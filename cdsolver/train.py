@@ -36,7 +36,14 @@ OPTIMIZERS = {"momentum": 1, "adam": 2}
 
 
 class TrainingDiverged(ValidationError):
-    """The states or the gradient of a batch became NaN or inf: the options drove the weights out of range."""
+    """The states or the gradient of a batch became NaN or inf, or the solver refused the network the steps made:
+    the options drove the weights out of range."""
+
+
+def _diverged(epoch: int, k: int, cfg: "TrainConfig", what: str) -> str:
+    """TrainingDiverged's message at batch ``k`` (0-based) of ``epoch``."""
+    return (f"training diverged in epoch {epoch}, batch {k + 1}: {what} (a learning rate {cfg.lr} or a target "
+            f"{cfg.target} V too large?); the checkpoint, if any, holds the last finished epoch")
 
 
 @dataclass
@@ -346,14 +353,19 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
             idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
             v0, lab = net.encode(tr.x[idx]), tr.y[idx]
             y = targets(lab, net.n_classes, cfg.target)
-            free = solve(net, v0, targets=y, init=[c[idx] for c in st.free_cache], tol=cfg.tol,
-                         max_sweeps=cfg.max_sweeps)
-            if cfg.gradient == "implicit":  # the true gradient, over the samples whose free phase converged
-                grad = over_samples(net, free.converged, lambda r: implicit_gradient(
-                    net, v0[r], [s[r] for s in free.states], y[r]))
-            else:
-                grad, free = ep_gradient(net, v0, y, beta=beta, estimator=cfg.estimator, free=free, tol=cfg.tol,
-                                         max_sweeps=cfg.max_sweeps)
+            try:
+                free = solve(net, v0, targets=y, init=[c[idx] for c in st.free_cache], tol=cfg.tol,
+                             max_sweeps=cfg.max_sweeps)
+                if cfg.gradient == "implicit":  # the true gradient, over the samples whose free phase converged
+                    grad = over_samples(net, free.converged, lambda r: implicit_gradient(
+                        net, v0[r], [s[r] for s in free.states], y[r]))
+                else:
+                    grad, free = ep_gradient(net, v0, y, beta=beta, estimator=cfg.estimator, free=free,
+                                             tol=cfg.tol, max_sweeps=cfg.max_sweeps)
+            except ValidationError as e:  # a network the steps made that the solver refuses (e.g. β no longer
+                if epoch == 1 and k == 0:  # convex); before any step, the user's own network or options
+                    raise
+                raise TrainingDiverged(_diverged(epoch, k, cfg, f"the network it made is refused ({e})")) from None
             for c, s in zip(st.free_cache, free.states):
                 c[idx] = s
             errs += int((net.decode(free.states[-1]).argmax(1) != lab).sum())
@@ -361,9 +373,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
             tot_loss += batch_loss * len(idx)
             diag.add(free.states, grad, beta)
             if not (math.isfinite(batch_loss) and diag.finite()):
-                raise TrainingDiverged(f"training diverged in epoch {epoch}, batch {k + 1}: NaN or inf in the "
-                                       f"states or the gradient (a learning rate {cfg.lr} or a target {cfg.target} V "
-                                       f"too large?); the checkpoint, if any, holds the last finished epoch")
+                raise TrainingDiverged(_diverged(epoch, k, cfg, "NaN or inf in the states or the gradient"))
             if grad.used is None or grad.used.any():
                 step(cfg, net, grad, rates, st.slots, (epoch - 1) * n_batches + k + 1)
             for G in net.G:

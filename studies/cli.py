@@ -41,9 +41,9 @@ def load_npy(path: str, what: str) -> np.ndarray:
     """An array from a ``.npy`` file; errors name the file and what it should hold."""
     import numpy as np
 
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"{what} file not found: {p}")
+    from cdsolver.files import check_in
+
+    p = check_in(path, what)
     try:
         return np.load(p, allow_pickle=False)
     except Exception as e:
@@ -61,15 +61,6 @@ def check_no_stale_decks(out: Path, names: set[str]) -> None:
         raise CliError(f"--out {out} holds {len(stale)} deck(s) of an earlier run that this one would not replace "
                        f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): remove them or give another "
                        f"folder")
-
-
-def check_jobs(jobs: int, option: str = "--jobs") -> int:
-    """A number of ngspice worker processes: 1..``MAX_JOBS`` (4 per core), else CliError naming ``option``."""
-    from spice_bridge.runners import MAX_JOBS
-
-    if not 1 <= jobs <= MAX_JOBS:
-        raise CliError(f"{option} must be 1..{MAX_JOBS} (4 per core), got {jobs}")
-    return jobs
 
 
 def save_or_rescue(save, out: str) -> None:
@@ -105,8 +96,8 @@ def load_problem(args: argparse.Namespace, nudged: bool = True):
     if len(v0) == 0:
         raise CliError(f"inputs: no samples (shape {np.shape(x)})")
     if not args.encoded and not (x.min() >= 0 and x.max() <= 1):
-        print(f"note: the inputs span [{x.min():.4g}, {x.max():.4g}]; features are expected in [0, 1] (input voltages: "
-              f"--encoded)", file=sys.stderr)
+        print(f"note: the inputs span [{x.min() + 0.0:.4g}, {x.max() + 0.0:.4g}]; features are expected in [0, 1] "
+              f"(input voltages: --encoded)", file=sys.stderr)
     targets = None
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
@@ -186,9 +177,9 @@ def cmd_spice(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cdsolver.validation import check_timeout
-    from spice_bridge.runners import run
+    from spice_bridge.runners import check_jobs, run
 
-    check_jobs(args.jobs)
+    check_jobs(args.jobs, "--jobs")
     check_timeout(args.timeout, "--timeout")
     net, v0, targets = load_problem(args)
     t0 = time.perf_counter()

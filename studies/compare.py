@@ -43,7 +43,7 @@ from cdsolver.files import atomic_write, check_out
 from cdsolver.network import Amplifier, NetworkFormatError
 from cdsolver.train import TrainConfig, TrainState, evaluate, train
 from cdsolver.validation import ValidationError, check_timeout
-from spice_bridge.runners import MAX_JOBS, RUNNERS, ngspice_version, run
+from spice_bridge.runners import RUNNERS, check_jobs, ngspice_version, run
 
 from .gradients import gradient_columns, gradient_summary
 from .metrics import EPS_L1, max_abs, percentiles, rel_l1
@@ -172,9 +172,11 @@ def load_config(path: str | Path) -> dict:
 
 
 def _check_jobs(st: dict, key: str, name: str) -> None:
-    """``st[key]``, a number of processes, is 1..MAX_JOBS."""
-    if not 1 <= st[key] <= MAX_JOBS:
-        raise ConfigError(f"{name} must be 1..{MAX_JOBS} (4 per core), got {st[key]}")
+    """``st[key]``, a number of processes, is 1..MAX_JOBS (``runners.check_jobs``), else ConfigError."""
+    try:
+        check_jobs(st[key], name)
+    except ValidationError as e:
+        raise ConfigError(str(e)) from None
 
 
 def study_identity(cfg: dict) -> dict[str, Any]:

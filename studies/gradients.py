@@ -250,14 +250,14 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from spice_bridge.runners import ngspice_exe
+    from spice_bridge.runners import check_jobs, ngspice_exe
 
     # (errors raise ValidationError: also under python -m studies.cli)
-    from .cli import EXIT_NOT_CONVERGED, check_jobs, load_problem
+    from .cli import EXIT_NOT_CONVERGED, load_problem
 
     given = [k for k, v in {"--runner": args.runner, "--jobs": args.jobs, "--timeout": args.timeout}.items()
              if v is not None]
-    args.runner, args.jobs = args.runner or "batch", check_jobs(1 if args.jobs is None else args.jobs)
+    args.runner, args.jobs = args.runner or "batch", check_jobs(1 if args.jobs is None else args.jobs, "--jobs")
     if args.method in ("ep", "spice-ep") and not args.beta > 0:
         raise ValidationError(f"--beta must be > 0 for --method {args.method} (the estimator sets the signs), "
                          f"got {args.beta}")

@@ -259,7 +259,7 @@ def test_drn_train_interrupted_then_resumed_equals_uninterrupted(tmp_path, monke
     assert main(base + ["--epochs", "3", "--out", str(tmp_path / "none.npz"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert main(base + ["--epochs", "4", "--lr", "0.01", "--out", str(out), "--resume"]) == 2
-    assert "--lr was the default, now [0.01]" in capsys.readouterr().err
+    assert "--lr was the default [0.028284271247461905], now [0.01]" in capsys.readouterr().err
     assert main(base + ["--epochs", "3", "--out", str(out), "--resume"]) == 2
     assert "3 epochs done" in capsys.readouterr().err
     assert main(base + ["--epochs", "4", "--optimizer", "momentum", "--out", str(out), "--resume"]) == 2

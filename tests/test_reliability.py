@@ -524,8 +524,9 @@ def test_train_config_lists_cannot_smuggle_options(tmp_path, capsys):
     cfg.write_text('hidden = [8, "--dataset", "mnist", "--data-dir", "ELSEWHERE"]\n')
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "n.npz")]) == 2
     assert "hidden must be a number, a string or a list of numbers" in capsys.readouterr().err
-    cfg.write_text('data_dir = "--epochs=0"\nhidden = [8]\nepochs = 0\n')  # a string is one value
-    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "n.npz")]) == 0
+    cfg.write_text('data_dir = "--epochs=0"\nhidden = [8]\nepochs = 0\n')  # a string is one value: --data-dir's
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "n.npz")]) == 2  # (refused with digits)
+    assert "--data-dir: --dataset digits ships with scikit-learn" in capsys.readouterr().err
 
 
 def test_train_config_with_equals_sign_is_read(tmp_path, capsys):
