@@ -31,7 +31,7 @@ from scipy.special import wrightomega
 from .circuit import Circuit, CircuitError, diode_law
 from .constants import ANDERSON, CIRCUIT_COARSE_AFTER, CIRCUIT_MAX_SWEEPS, CIRCUIT_TOL, MAX_ANDERSON, STEP_PER_TOL
 from .solver import Solution, fixed_point
-from .validation import ValidationError
+from .validation import ValidationError, check_tol
 
 __all__ = ["Graph", "solve_circuit", "colouring"]
 
@@ -664,8 +664,7 @@ def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, t
     before the two-level correction (``_Coarse``) joins each sweep (-1: never). Ideal diodes between two unknown
     nodes: ``active_set.solve_active`` (CD on each sub-problem, ``setup`` holds its ``ActiveSet`` record)."""
     g = circuit if isinstance(circuit, Graph) else Graph(circuit)
-    if not (0 < tol < 1):
-        raise ValidationError(f"tol must be in (0, 1), got {tol}")
+    check_tol(tol)
     if int(max_sweeps) < 1 or not 0 <= int(anderson) <= MAX_ANDERSON or int(coarse_after) < -1:
         raise ValidationError(f"max_sweeps must be >= 1, anderson in [0, {MAX_ANDERSON}] and coarse_after >= -1, got "
                               f"{max_sweeps}, {anderson}, {coarse_after}")

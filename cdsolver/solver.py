@@ -32,7 +32,7 @@ from .elements import Linear, LinearPair
 from .files import atomic_write
 from .network import Network
 from .topology import Layered
-from .validation import ValidationError, check_array
+from .validation import ValidationError, check_array, check_tol
 
 __all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current",
            "load_states"]
@@ -380,8 +380,7 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
         if len(init) != net.depth:
             raise ValidationError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
         init = [check_array(s, f"init v{l}", (B, n[l])) for l, s in enumerate(init, 1)]
-    if not 0 < tol < 1:  # (NaN fails too; tol >= 1 would accept a residual as large as I_ref itself)
-        raise ValidationError(f"tol must be a finite number > 0 and < 1, got {tol}")
+    check_tol(tol)
     if int(max_sweeps) < 1:
         raise ValidationError(f"max_sweeps must be >= 1, got {max_sweeps}")
     if not 0 <= int(anderson) <= MAX_ANDERSON:

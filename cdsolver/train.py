@@ -23,7 +23,7 @@ from .constants import ESTIMATORS
 from .ep import Gradient, ep_gradient, implicit_gradient, loss, over_samples, safe_beta
 from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
-from .validation import ValidationError
+from .validation import ValidationError, check_tol
 
 __all__ = ["TrainConfig", "TrainState", "TrainingDiverged", "step", "train", "evaluate", "save_checkpoint",
            "load_checkpoint"]
@@ -106,13 +106,13 @@ class TrainConfig:
             (finite(lo) and finite(hi) and 0 <= lo < hi, "g_min and g_max must be 0 <= g_min < g_max < inf (S)",
              f"{lo!r}, {hi!r}"),
             (finite(self.target), "target must be finite (V)", repr(self.target)),
-            (finite(self.tol) and self.tol > 0, "tol must be a finite number > 0", repr(self.tol)),
-            (finite(self.eval_tol) and self.eval_tol > 0, "eval_tol must be a finite number > 0", repr(self.eval_tol)),
             (self.gradient in GRADIENTS, f"gradient must be one of {GRADIENTS}", repr(self.gradient)),
         ]
         for ok, rule, got in checks:
             if not ok:
                 raise ValidationError(f"{rule}, got {got}")
+        check_tol(self.tol, "tol")
+        check_tol(self.eval_tol, "eval_tol")
 
     def resolved(self, n_train: int) -> "TrainConfig":
         """A copy with the data-dependent defaults (``None``) set for ``n_train`` training samples."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
     import numpy as np
 
-__all__ = ["ValidationError", "check_array", "check_inputs", "check_timeout", "MAX_TIMEOUT"]
+__all__ = ["ValidationError", "check_array", "check_inputs", "check_timeout", "check_tol", "MAX_TIMEOUT"]
 
 #: The longest time limit (s) one ngspice run accepts: a day (a ``.dc`` sweep of n samples gets up to 21 times it).
 MAX_TIMEOUT = 86400.0
@@ -72,4 +72,16 @@ def check_timeout(t: float | None, name: str = "timeout") -> float | None:
         raise ValidationError(f"{name}: expected seconds, got {t!r}") from None
     if not 0 < t <= MAX_TIMEOUT:  # (NaN fails too)
         raise ValidationError(f"{name}: expected seconds in (0, {MAX_TIMEOUT:g}], got {t:g}")
+    return t
+
+
+def check_tol(tol: Any, name: str = "tol") -> float:
+    """A solver's relative tolerance: a number in (0, 1) (at 1 or more the stop accepts a KCL residual as large as
+    ``I_ref`` itself: states 9 % off were reported converged), else ValidationError naming ``name``."""
+    try:
+        t = float(tol)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {tol!r}") from None
+    if not 0 < t < 1:  # (NaN fails too)
+        raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {tol!r}")
     return t

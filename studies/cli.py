@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from cdsolver.constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
 from cdsolver.files import check_out
-from cdsolver.validation import MAX_TIMEOUT, ValidationError
+from cdsolver.validation import MAX_TIMEOUT, ValidationError, check_tol
 from spice_bridge.errors import NgspiceMissing
 
 from . import circuit_cli
@@ -127,8 +127,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from cdsolver.constants import MAX_ANDERSON
     from cdsolver.solver import solve
 
-    if not 0 < args.tol < 1:
-        raise CliError(f"--tol must be a finite number > 0 and < 1, got {args.tol:g}")
+    check_tol(args.tol, "--tol")
     if args.max_iter < 1:
         raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
     if not 0 <= args.anderson <= MAX_ANDERSON:

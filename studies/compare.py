@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -42,7 +41,7 @@ from cdsolver.datasets import load_digits
 from cdsolver.files import atomic_write, check_out
 from cdsolver.network import Amplifier, NetworkFormatError
 from cdsolver.train import TrainConfig, TrainState, evaluate, train
-from cdsolver.validation import ValidationError, check_timeout
+from cdsolver.validation import ValidationError, check_timeout, check_tol
 from spice_bridge.runners import RUNNERS, check_jobs, ngspice_version, run
 
 from .gradients import gradient_columns, gradient_summary
@@ -134,11 +133,8 @@ def load_config(path: str | Path) -> dict:
                           f"results/), got {st['name']!r}")
     for key in ("jobs", "cell_jobs"):
         _check_jobs(st, key, f"{p}: study.{key}")
-    for key in ("cd_tol", "timeout"):
-        val = st.get(key)
-        if val is not None and not (math.isfinite(val) and val > 0):
-            raise ConfigError(f"{p}: study.{key} must be a finite number > 0, got {val}")
     try:
+        check_tol(st["cd_tol"], f"{p}: study.cd_tol")
         check_timeout(st["timeout"], f"{p}: study.timeout")
     except ValidationError as e:
         raise ConfigError(str(e)) from None
@@ -179,17 +175,13 @@ def _check_jobs(st: dict, key: str, name: str) -> None:
         raise ConfigError(str(e)) from None
 
 
-def study_identity(cfg: dict) -> dict[str, Any]:
-    """What makes a folder's study the same study: ``study.name``, ``study.seeds`` and the ``[grid]``, i.e. its
-    cells; other settings may change on a re-run (they make new cell ids or runner files beside the old ones)."""
-    return {"study.name": cfg["study"]["name"], "study.seeds": cfg["study"]["seeds"],
-            **{f"grid.{k}": cfg["grid"][k] for k in SCHEMA["grid"]}}
-
-
 def _check_folder(out: Path, cfg: dict) -> None:
     """OUT is new, holds none of the files ``drn compare`` replaces (``REPLACED``; a folder of ``cells/`` alone
-    resumes), or holds the same study (``OUT/config.toml`` has ``cfg``'s ``study_identity``); else ConfigError
-    naming OUT and what differs."""
+    resumes), or holds a study of the same ``study.name`` (read from ``OUT/config.toml``): a re-run with other
+    settings, grid and seeds included, adds cells beside the old ones (a cell id names its grid point and every
+    setting that shapes its rows); else ConfigError naming OUT."""
+    import tomllib
+
     if not out.is_dir():
         return
     if not (out / "config.toml").is_file():
@@ -199,14 +191,14 @@ def _check_folder(out: Path, cfg: dict) -> None:
                               f"{', '.join(found)}, which drn compare would replace: give a new --out")
         return
     try:
-        was = study_identity(load_config(out / "config.toml"))
-    except ConfigError as e:
-        raise ConfigError(f"--out {out}: its config.toml is not a study config ({e}): give a new --out") from None
-    now = study_identity(cfg)
-    diff = [f"{k} {was[k]!r} -> {now[k]!r}" for k in now if was[k] != now[k]]
-    if diff:
-        raise ConfigError(f"--out {out} holds another study ({'; '.join(diff)}): a re-run resumes only the same "
-                          f"study (name, seeds and grid); give a new --out")
+        was = tomllib.loads((out / "config.toml").read_text())["study"]["name"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        was = None
+    if not isinstance(was, str):
+        raise ConfigError(f"--out {out}: its config.toml is not a study config (no study.name): give a new --out")
+    if was != cfg["study"]["name"]:
+        raise ConfigError(f"--out {out} holds the study {was!r}, not {cfg['study']['name']!r}: a re-run resumes only "
+                          f"a study of the same name; give a new --out")
 
 
 def cells(cfg: dict) -> list[dict]:
@@ -381,7 +373,7 @@ def compare(config: str | Path, out: str | Path | None = None, jobs: int | None 
     cell_jobs: cells run at once (joblib loky processes; default 1, so that the timings of one cell are not
     disturbed by another). dask: address of a Dask scheduler (``tcp://host:8786``); cells then go to its workers
     through joblib's ``dask`` backend (``pip install 'drn-cd[dask]'``; OUT must be on storage every worker sees).
-    Everything is validated before OUT is touched; an OUT holding another study (``study_identity``) or files of
+    Everything is validated before OUT is touched; an OUT holding another study (``_check_folder``) or files of
     the names ``compare`` writes without being a study folder is refused; a second ``compare`` on the same OUT stops
     (``OUT/.lock``).
     """

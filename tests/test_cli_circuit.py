@@ -182,4 +182,4 @@ def test_a_node_reached_only_through_a_capacitor_is_floating(tmp_path, capsys):
 @pytest.mark.parametrize("tol", ["1", "1e10", "0", "nan"])
 def test_solve_refuses_a_tolerance_outside_0_1(deck, tmp_path, capsys, tol):
     assert main(["circuit", "solve", str(deck), "--out", str(tmp_path / "s.npz"), "--tol", tol]) == 2
-    assert "tol must be in (0, 1)" in error_line(capsys)
+    assert "tol must be a finite number > 0 and < 1" in error_line(capsys)

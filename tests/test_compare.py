@@ -109,29 +109,31 @@ def snapshot(folder):
 
 
 def test_a_folder_of_another_study_is_refused_and_the_same_study_resumes(ngspice, tmp_path, capsys):
-    """Another name, grid or seeds into a study folder: one line naming what differs, the folder untouched; the
-    same study with other settings (a documented re-run) makes a new cell beside the old one; a folder of cell
-    files alone is resumed."""
+    """Another study's name into a study folder: one line naming both, the folder untouched; the same study with
+    other settings (a documented re-run: other samples, another grid) makes new cells beside the old ones; a
+    folder of cell files alone is resumed."""
     cfg, out = tmp_path / "one.toml", tmp_path / "res"
     cfg.write_text(ONE)
     assert main(["compare", str(cfg), "--out", str(out)]) == 0
     before = snapshot(out)
     other = tmp_path / "amp.toml"
-    for text, diff in [(ONE.replace('name = "tiny"', 'name = "amp"') + 'amplifier = ["A4C1"]\n',
-                        "study.name 'tiny' -> 'amp'; grid.amplifier ['none'] -> ['A4C1']"),
-                       (ONE.replace("width = [5]", "width = [5, 6]"), "grid.width [5] -> [5, 6]"),
-                       (ONE.replace("samples = 2", "samples = 2\nseeds = [1]"), "study.seeds [0] -> [1]")]:
-        other.write_text(text)
-        capsys.readouterr()
-        assert main(["compare", str(other), "--out", str(out)]) == 2
-        err = capsys.readouterr().err
-        assert err == f"drn compare: error: --out {out} holds another study ({diff}): a re-run resumes only the " \
-                      f"same study (name, seeds and grid); give a new --out\n"
-        assert snapshot(out) == before
+    other.write_text(ONE.replace('name = "tiny"', 'name = "amp"') + 'amplifier = ["A4C1"]\n')
+    capsys.readouterr()
+    assert main(["compare", str(other), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"drn compare: error: --out {out} holds the study 'tiny', not 'amp': a " \
+                                      f"re-run resumes only a study of the same name; give a new --out\n"
+    assert snapshot(out) == before
+    (out / "config.toml").write_text("[grid]\n")  # (a damaged config: refused, not overwritten)
+    assert main(["compare", str(cfg), "--out", str(out)]) == 2
+    assert "its config.toml is not a study config (no study.name)" in capsys.readouterr().err
+    (out / "config.toml").write_text(ONE)
     other.write_text(ONE.replace("samples = 2", "samples = 3"))  # other settings: a new cell beside the old one
     assert main(["compare", str(other), "--out", str(out)]) == 0
     assert len(list((out / "cells").glob("*.csv"))) == 2 and (out / "config.toml").read_text() == other.read_text()
     assert len(pd.read_csv(out / "samples.csv", comment="#")) == 3
+    other.write_text(ONE.replace("width = [5]", "width = [5, 6]"))  # a larger grid: its new cell beside the others
+    assert main(["compare", str(other), "--out", str(out)]) == 0
+    assert len(list((out / "cells").glob("*.csv"))) == 3
     curated = tmp_path / "curated"  # a folder of cell files alone (as results/ keeps some) resumes
     shutil.copytree(out / "cells", curated / "cells")
     capsys.readouterr()
