@@ -116,6 +116,8 @@ def check_in(path: str | Path, what: str) -> Path:
     p = Path(path)
     if p.is_dir():
         raise ValidationError(f"{what} file {p} is a folder, not a file")
-    if not p.is_file():
+    if not p.exists():
         raise ValidationError(f"{what} file not found: {p}")
+    if not p.is_file():
+        raise ValidationError(f"{what} file {p} is not a regular file (a device, FIFO or socket)")
     return p

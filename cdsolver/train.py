@@ -336,6 +336,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
         raise ValidationError(f"the state was made for another optimizer or averaging than {cfg.optimizer!r}, "
                               f"average={cfg.average}")
     n_batches = -(-len(tr.x) // cfg.batch_size)
+    stepped = False
     for epoch in range(st.epoch + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         rates = [r * cfg.lr_decay ** (epoch - 1) for r in lr]
@@ -363,7 +364,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
                     grad, free = ep_gradient(net, v0, y, beta=beta, estimator=cfg.estimator, free=free,
                                              tol=cfg.tol, max_sweeps=cfg.max_sweeps)
             except ValidationError as e:  # a network the steps made that the solver refuses (e.g. β no longer
-                if epoch == 1 and k == 0:  # convex); before any step, the user's own network or options
+                if not stepped:  # convex); before this run's first step, the user's own network or options
                     raise
                 raise TrainingDiverged(_diverged(epoch, k, cfg, f"the network it made is refused ({e})")) from None
             for c, s in zip(st.free_cache, free.states):
@@ -376,6 +377,7 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
                 raise TrainingDiverged(_diverged(epoch, k, cfg, "NaN or inf in the states or the gradient"))
             if grad.used is None or grad.used.any():
                 step(cfg, net, grad, rates, st.slots, (epoch - 1) * n_batches + k + 1)
+                stepped = True
             for G in net.G:
                 np.clip(G, cfg.g_min, cfg.g_max, out=G)
             for a, p in zip(st.average, net.G + net.b):

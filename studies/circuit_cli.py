@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
     q.add_argument("--max-rel", type=float, metavar="TOL",
                    help=f"exit 1 if the relative L1 error over the nodes CD solves exceeds TOL (default: "
                         f"{P90_TOL:g}, drn verify's; none with --keep-options, where ngspice's own tolerances "
-                        f"decide its accuracy)")
+                        f"decide its accuracy; decks with ideal diodes are checked by their KKT conditions instead)")
     q.add_argument("--timeout", type=float, default=600.0,
                    help=f"seconds for ngspice, at most {MAX_TIMEOUT:g} (default: 600)")
     _solver_args(q)

@@ -326,9 +326,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CliError(f"--init {args.init} conflicts with --resume, which continues the checkpoint's network "
                            f"(the run started from {_shown_init(run0['init'])}): leave --init out")
         was, now = (_resolved_run(r, len(data["train"].x), net.input_gain) for r in (run0, json_ready(run)))
-        diff = [k for k in RUN_OPTIONS if was[k] != now[k]]
+        diff = [k for k in RUN_OPTIONS if k != "init" and was[k] != now[k]]  # (the checkpoint's network goes on)
         if diff:
-            first = " ".join(_as_option(k, v) for k, v in run0.items() if v is not None and v != default[k])
+            first = " ".join(_as_option(k, v) for k, v in run0.items()
+                             if k != "init" and v is not None and v != default[k])
             raise CliError("--resume: the checkpoint was made with other options (only --epochs may change): "
                            + "; ".join(f"--{k.replace('_', '-')} was {_shown(run0[k], was[k])}, now "
                                        f"{_shown(run[k], now[k])}" for k in diff)
@@ -356,11 +357,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if data["train"].x.shape[1] != net.n_features:
         raise CliError(f"the data has {data['train'].x.shape[1]} features per sample, the network {net.n_features}")
     earlier = [p for p in (ckpt, hist_path) if p.is_file()]
-    if not args.resume and earlier:
-        raise CliError(f"--out {out}: {' and '.join(map(str, earlier))} of an earlier run exist; continue it with "
-                       f"--resume (and more --epochs), or move them away to start afresh")
     record = _training_record(out) if out.exists() else None
-    if out.exists() and not (record is not None and (args.resume or record.get("epochs") == 0)):
+    kept = out.exists() and not (record is not None and (args.resume or record.get("epochs") == 0))
+    if not args.resume and earlier:
+        raise CliError(f"--out {out}: {' and '.join(map(str, [out] * kept + earlier))} of an earlier run exist; "
+                       f"continue it with --resume (and more --epochs), or move them away to start afresh")
+    if kept:
         why = ("and is not a network written by drn train, which --resume would replace" if args.resume else
                "and a fresh run replaces no file (but the network of a run of 0 epochs)")
         raise CliError(f"--out {out} exists {why}: give another name or move it away")

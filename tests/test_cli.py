@@ -154,6 +154,10 @@ def test_resume_compares_resolved_options_and_names_the_first_runs(tmp_path, cap
     assert main(["train", "--out", "r.npz", "--epochs", "3", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "--hidden was [8], now [256]; give the same options as the first run (--hidden 8)" in err
+    started = [*base[:-1], "s.npz", "--init", "i2.npz"]  # a run from --init resumes with or without it
+    assert main([*started, "--epochs", "1"]) == 0
+    assert main([*started[:-2], "--epochs", "2", "--resume"]) == 0
+    assert main([*started, "--epochs", "3", "--resume"]) == 0
     assert main([*base, "--lr", "0.02", "--epochs", "3", "--resume"]) == 2
     assert "--lr was the default [0.01], now [0.02]; give the same options as the first run (--hidden 8)" in \
         capsys.readouterr().err

@@ -171,7 +171,7 @@ def test_train_keeps_an_earlier_run_and_says_what_it_wrote(problem, capsys):
     capsys.readouterr()
     history = (problem / "a.history.csv").read_bytes()
     assert main(common + ["--epochs", "1", "--out", "a.npz"]) == 2
-    one_line_error(capsys, "a.ckpt.npz and a.history.csv of an earlier run exist")
+    one_line_error(capsys, "a.npz and a.ckpt.npz and a.history.csv of an earlier run exist")  # (all, at once)
     assert (problem / "a.history.csv").read_bytes() == history
 
 
