@@ -24,16 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .constants import VT
+from .constants import EPSMIN, VT
 from .validation import ValidationError
 
-__all__ = ["Circuit", "CircuitError", "EPSMIN", "GMIN", "GROUND", "KINDS", "random_circuit", "diode_law",
+__all__ = ["Circuit", "CircuitError", "GMIN", "GROUND", "KINDS", "random_circuit", "diode_law",
            "diode_current", "diode_potential"]
 
 #: ngspice's default gmin across every junction, S.
 GMIN = 1e-12
-#: ngspice's default epsmin, A: it raises a diode model's IS below it to it (``.options epsmin=`` lowers it).
-EPSMIN = 1e-28
 #: ngspice's diode model defaults: saturation current (A), emission coefficient, series resistance (Ω).
 IS_DEFAULT, N_DEFAULT, RS_DEFAULT = 1e-14, 1.0, 0.0
 #: The ground node's name (``gnd`` is read as ``0``, as ngspice does).

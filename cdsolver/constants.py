@@ -3,6 +3,9 @@
 #: Thermal voltage ngspice uses (T = 300.15 K, CODATA 2014 k and q), V.
 VT = 0.025864917007157463
 
+#: ngspice's default epsmin, A: it silently raises a diode model's IS below it to it (``.options epsmin=`` lowers it).
+EPSMIN = 1e-28
+
 #: Switch on-resistance of the nudging branch, Ω.
 R_ON = 1.0
 #: Switch off-resistance of the nudging branch in the free phase, Ω (``inf`` drops the branch).

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .constants import VT
+from .constants import EPSMIN, VT
 from .validation import ValidationError
 
 __all__ = ["Element", "Linear", "LinearPair", "Ideal", "Shockley", "Pwl", "element_from_meta", "spice_number",
@@ -191,6 +191,9 @@ class Shockley(Element):
     def __init__(self, Is: float, Vd: float):
         if not (math.isfinite(Is) and Is > 0):
             raise ValidationError(f"Shockley Is must be a positive finite current in A, got {Is!r}")
+        if Is < EPSMIN:  # (the decks would describe another circuit than CD's)
+            raise ValidationError(f"Shockley Is must be >= {EPSMIN:g} A, ngspice's epsmin (it raises a smaller IS to "
+                                  f"it), got {Is!r}")
         if not (math.isfinite(Vd) and Vd >= VD_MIN):
             raise ValidationError(f"Shockley Vd must be a finite voltage >= {VD_MIN:g} V, got {Vd!r}")
         self.Is = float(Is)

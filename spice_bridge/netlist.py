@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from cdsolver.circuit import EPSMIN, Circuit
+from cdsolver.circuit import Circuit
+from cdsolver.constants import EPSMIN
 from cdsolver.elements import Shockley, rail_node, spice_number as num
 from cdsolver.network import Network
 from cdsolver.topology import Layered

@@ -95,6 +95,7 @@ def test_meta_round_trip(el):
 @pytest.mark.parametrize("meta, msg", [
     ({"kind": "zener"}, "meta.element.kind"),
     ({"kind": "shockley", "Is": -1, "Vd": 0.05}, "meta.element.Is"),
+    ({"kind": "shockley", "Is": 1e-30, "Vd": 0.05}, "ngspice's epsmin"),  # (ngspice would simulate Is = 1e-28)
     ({"kind": "shockley", "Is": 1e-6}, "meta.element.Vd"),
     ({"kind": "pwl"}, "meta.element.table"),
     ({"kind": "pwl", "table": [[0, 1], [1, 0]]}, "non-decreasing"),
