@@ -7,9 +7,9 @@ Fixed values live in ``TRAIN``; the values that depend on the network or the dat
   square root of the batch (the gradient's noise falls as 1/√batch).
 - ``average(batch, n_train)``: the weights' moving average spans about one epoch.
 - ``input_gain(...)``: the input voltage scale that puts the first hidden layer's pre-activation spread (over the
-  training inputs, at initialisation, with the load the next crossbar really puts on it) at the element's scale — the rails for
-  Shockley and pwl elements — and, in a passive network whose hidden nodes are clipped on one side (``stepped``:
-  ideal diodes or Shockley with some node's rail open, as on split rails), a gain that grows with depth
+  training inputs, at initialisation, with the load the next crossbar really puts on it) at the element's scale —
+  the rails for Shockley and pwl elements — and, in a passive network whose hidden nodes are clipped on one side
+  (``stepped``: ideal diodes or Shockley with some node's rail open, as on split rails), a gain that grows with depth
   (``PASSIVE_GAIN_STEP`` per hidden layer after the first) to make up for the signal each layer clips away.
   Nodes bounded on both sides (every rail finite; pwl curves, which saturate by design) would saturate, and
   linear nodes would only scale their outputs past the target: no step.
