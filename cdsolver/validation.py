@@ -83,5 +83,5 @@ def check_tol(tol: Any, name: str = "tol") -> float:
     except (TypeError, ValueError):
         raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {tol!r}") from None
     if not 0 < t < 1:  # (NaN fails too)
-        raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {tol!r}")
+        raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {t:g}")
     return t

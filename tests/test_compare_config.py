@@ -28,7 +28,7 @@ element = ["pwl"]
     (("", "[train]\nlr_decay = 5\n"), "train.lr_decay must be in (0, 1], got 5.0"),
     (("", "[train]\nepochs = 1\nlr = 0.0\n"), "train.lr must be a finite rate > 0"),
     (("", "[train]\ntarget = inf\n"), "train.target must be finite (V), got inf"),
-    (("samples = 2", "samples = 2\ncd_tol = 2.0"), "study.cd_tol must be a finite number > 0 and < 1, got 2.0"),
+    (("samples = 2", "samples = 2\ncd_tol = 2.0"), "study.cd_tol must be a finite number > 0 and < 1, got 2"),
     (("samples = 2", "samples = 2\nseeds = [-1]"), "study.seeds must be a non-empty list of integers >= 0, got [-1]"),
     (("samples = 2", "samples = 2\ndata_seed = -1"), "study.data_seed must be >= 0, got -1"),
     (("element = [\"pwl\"]", "element = [\"pwl\"]\namplifier = [\"A1.2.3C1\"]"), "grid.amplifier: 'A1.2.3C1' is not"),
