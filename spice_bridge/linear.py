@@ -109,6 +109,16 @@ def run_linear(net: Network, v0: np.ndarray, y: np.ndarray, *, runner: str = "ba
     timeout = default_timeout(net) if timeout is None else timeout
     own = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="drn-adjoint-") if own else workdir)
+    try:
+        return _run_linear(net, v0, y, wd, runner, jobs, timeout, chunk)
+    finally:  # (a folder of our own is removed whatever happens, as runners.run's)
+        if own:
+            shutil.rmtree(wd, ignore_errors=True)
+
+
+def _run_linear(net: Network, v0: np.ndarray, y: np.ndarray, wd: Path, runner: str, jobs: int, timeout: float,
+             chunk: int) -> LinearResult:
+    """``run_linear``'s work in the folder ``wd``."""
     wd.mkdir(parents=True, exist_ok=True)
     free = run(net, v0, runner=runner, targets=y, jobs=jobs, timeout=timeout, chunk=chunk, workdir=wd / "op")
     B = len(v0)
@@ -131,7 +141,4 @@ def run_linear(net: Network, v0: np.ndarray, y: np.ndarray, *, runner: str = "ba
                         for l, x in enumerate(resp):
                             response[l][b] = x
             parts = [p[k:k + 1] for p, res in zip(parts, results) for k, (resp, _) in enumerate(res) if resp is None]
-    ok = np.array([x == "" for x in reason])
-    if own and ok.all():
-        shutil.rmtree(wd, ignore_errors=True)
-    return LinearResult(free.states, response, ok, reason)
+    return LinearResult(free.states, response, np.array([x == "" for x in reason]), reason)

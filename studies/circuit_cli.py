@@ -153,7 +153,9 @@ def cmd_check(args) -> int:
     if not own:
         check_out(args.out, folder=True)
         if Path(args.out).is_dir():
-            check_out(str(Path(args.out) / "check.csv"))
+            stem = Path(args.deck).stem
+            for name in ("check.csv", f"{stem}.op.cir", f"{stem}.op.raw"):
+                check_out(str(Path(args.out) / name))
     ckt, sol, cd_s, g = _solve(args)
     if ckt.ideal:
         return _check_kkt(args, sol, g, cd_s)
@@ -265,6 +267,8 @@ def cmd_from_network(args) -> int:
         raise CliError(f"inputs: no samples (shape {x.shape})")
     out = Path(args.out)
     check_no_stale_decks(out, {f"sample{k}.cir" for k in range(len(v0))})
+    for k in range(len(v0)) if out.is_dir() else ():  # (before any is written: a FIFO or device is refused)
+        check_out(out / f"sample{k}.cir")
     out.mkdir(parents=True, exist_ok=True)
     for k, row in enumerate(v0):
         with atomic_write(out / f"sample{k}.cir", "w") as f:

@@ -44,6 +44,10 @@ def load_npy(path: str, what: str) -> np.ndarray:
     from cdsolver.files import check_in
 
     p = check_in(path, what)
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and magic[:2] != b"PK":  # (.npz archives are named by check_inputs)
+        raise CliError(f"{what} file {p} is not a .npy array file (numpy.save writes one)")
     try:
         return np.load(p, allow_pickle=False)
     except Exception as e:
@@ -162,8 +166,10 @@ def cmd_netlist(args: argparse.Namespace) -> int:
     decks = {f"sample{b}.cir": (v0[b], None if targets is None else targets[b], f"drn-cd sample {b}")
              for b in range(len(v0))}
     check_no_stale_decks(out, set(decks))
-    out.mkdir(parents=True, exist_ok=True)
     decks["batch.cir"] = (v0, targets, f"drn-cd: {len(v0)} samples swept by .dc")
+    for name in decks if out.is_dir() else ():  # (before any is written: a FIFO or device is refused, not replaced)
+        check_out(out / name)
+    out.mkdir(parents=True, exist_ok=True)
     for name, (v, y, title) in decks.items():
         with atomic_write(out / name, "w") as f:
             f.write(deck(net, v, beta=args.beta, targets=y, builtin_diode=args.builtin_diode, title=title))
@@ -308,6 +314,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = {k: getattr(args, k) for k in RUN_OPTIONS}
     out = Path(args.out)
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
+    for p in (ckpt, hist_path):  # (written after every epoch: a FIFO or device there is refused now)
+        check_out(p, option="--out's")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
                       optimizer=args.optimizer, momentum=args.momentum, average=args.average,
                       beta=args.beta, estimator=args.estimator, g_min=args.g_min, g_max=args.g_max,

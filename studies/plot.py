@@ -422,6 +422,7 @@ def learning_curves(histories: list[str | Path], out: str | Path | None = None, 
     check_out(out, option="--out" if given else "figure")
     if out.suffix not in (".png", ".pdf"):
         raise ValidationError(f"--out {out}: a learning-curve figure is FIG.png or FIG.pdf (both are written)")
+    check_out(out.with_suffix(".pdf" if out.suffix == ".png" else ".png"), option="--out's")  # (both written)
     diag = all({"v1_spread", "grad1"} <= set(df.columns) for _, df in frames)
     with plt.rc_context(_rc(style)):
         w = STYLES[style]["row"]

@@ -111,6 +111,40 @@ def test_an_output_that_is_no_regular_file_is_refused_and_a_symlink_is_written_t
     assert sorted(p.name for p in (problem / "sub").iterdir()) == ["new.npz", "old.npz"]
 
 
+def test_files_written_beside_or_inside_out_are_checked_before_any_work(problem, capsys):
+    """A FIFO among the files a command writes besides --out (a figure's .pdf, ngspice's deck in check's DIR,
+    training's checkpoint and history, decks in a netlist folder) was written into (a hang) or replaced, or
+    raised a traceback: now one line before any work, the FIFO kept."""
+    fifos = ["fig.pdf", "C/d.op.cir", "t.ckpt.npz", "h.history.csv", "N/sample1.cir", "F/sample0.cir"]
+    for d in ("C", "N", "F"):
+        (problem / d).mkdir()
+    for f in fifos:
+        os.mkfifo(f)
+    (problem / "d.cir").write_text("d\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.end\n")
+    (problem / "h.ckpt.npz").unlink(missing_ok=True)
+    save_network(random_network([16, 8, 4], "shockley", seed=0, input_gain=2.0), "small.npz")
+    train = ["train", "--hidden", "4", "--epochs", "1", "--out"]
+    for args, text in (([*train, "t.npz"], "t.ckpt.npz is not a regular"),
+                       ([*train, "h.npz"], "h.history.csv is not a regular"),
+                       (["netlist", "net.npz", "x.npy", "--out", "N"], "N/sample1.cir is not a regular file"),
+                       (["circuit", "from-network", "small.npz", "x8.npy", "--out", "F"], "F/sample0.cir is not a "),
+                       (["circuit", "check", "d.cir", "--out", "C"], "C/d.op.cir is not a regular file")):
+        np.save("x8.npy", np.random.default_rng(0).uniform(0, 1, (2, 8)))
+        assert main(args) == 2, args
+        one_line_error(capsys, text)
+    assert main(["train", "--hidden", "4", "--epochs", "1", "--out", "ok.npz"]) == 0
+    capsys.readouterr()
+    assert main(["plot", "ok.history.csv", "--out", "fig.png"]) == 2
+    one_line_error(capsys, "fig.pdf is not a regular file")
+    assert all(stat.S_ISFIFO(os.lstat(f).st_mode) for f in fifos) and not (problem / "fig.png").exists()
+
+
+def test_a_file_that_is_no_npy_array_is_named_so(problem, capsys):
+    (problem / "a.cir").write_text("t\nR1 a 0 1\n")
+    assert main(["solve", "net.npz", "a.cir", "--out", "s.npz"]) == 2
+    one_line_error(capsys, "inputs file a.cir is not a .npy array file (numpy.save writes one)")
+
+
 def test_netlist_refuses_a_folder_with_decks_it_would_not_replace(problem, capsys):
     assert main(["netlist", "net.npz", "x.npy", "--out", "D"]) == 0
     np.save("x2.npy", np.load("x.npy")[:2])
