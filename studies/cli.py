@@ -186,6 +186,9 @@ def cmd_spice(args: argparse.Namespace) -> int:
 
     check_jobs(args.jobs, "--jobs")
     check_timeout(args.timeout, "--timeout")
+    if args.runner == "shared" and args.jobs == 1 and args.timeout is not None:
+        print("note: --timeout does not bind --runner shared with --jobs 1 (ngspice runs in this process; with "
+              "--jobs 2 or more each worker's task is limited)", file=sys.stderr)
     net, v0, targets = load_problem(args)
     t0 = time.perf_counter()
     res = run(net, v0, runner=args.runner, beta=args.beta, targets=targets, jobs=args.jobs, timeout=args.timeout,
@@ -643,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "shared: PySpice in process, alter + op (default: batch)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--timeout", type=float, help="seconds one sample's ngspice run may take before it counts as "
-                   f"failed, at most {MAX_TIMEOUT:g} (default: sized to the network, at least 10; docs/reliability.md)")
+                   f"failed, at most {MAX_TIMEOUT:g} (default: sized to the network, at least 10; "
+                   "docs/reliability.md); --runner shared: per worker task, so not with --jobs 1")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
 

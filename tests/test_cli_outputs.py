@@ -295,3 +295,10 @@ def test_usage_errors_are_one_line(problem, capsys, args, text):
         main(args)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith(text) and "--help)" in err and len(err.splitlines()) == 1, err
+
+
+def test_shared_runner_says_its_timeout_does_not_bind_one_job(ngspice, problem, capsys):
+    """``--runner shared --jobs 1 --timeout 0.001`` solved every sample without a word: in one process joblib
+    cannot time ngspice out. A note says so (docs/spice.md)."""
+    assert main(["spice", "net.npz", "x.npy", "--out", "s.npz", "--runner", "shared", "--timeout", "0.001"]) in (0, 3)
+    assert "note: --timeout does not bind --runner shared with --jobs 1" in capsys.readouterr().err
