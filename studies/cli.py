@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cdsolver.network import Amplifier, Network
+    from cdsolver.train import TrainConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
@@ -250,22 +251,12 @@ def _write_history(rows: list[dict], path: Path) -> None:
 
 def _check_train_args(args: argparse.Namespace) -> None:
     """Ranges argparse does not check (one line naming the option, before any work)."""
-    import math
-
     from cdsolver.defaults import RAILLESS
 
-    checks = [("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1, ">= 1"),
-              ("--max-sweeps", args.max_sweeps, args.max_sweeps >= 1, ">= 1"),
-              ("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
-              ("--epochs", args.epochs, args.epochs >= 0, ">= 0"),
-              ("--seed", args.seed, args.seed >= 0, ">= 0"),
+    # (the training settings are TrainConfig's to check: _train_config)
+    checks = [("--hidden", args.hidden, all(h >= 1 for h in args.hidden), "sizes >= 1"),
               ("--input-gain", args.input_gain, args.input_gain is None or 0 < args.input_gain <= MAX_INPUT_GAIN,
-               f"a finite number > 0 and <= {MAX_INPUT_GAIN:g} V (beyond, ngspice fails to check the network)"),
-              ("--tol", args.tol, 0 < args.tol < 1, "a finite number > 0 and < 1"),
-              ("--beta", args.beta, math.isfinite(args.beta) and args.beta > 0, "a finite number > 0"),
-              ("--target", args.target, math.isfinite(args.target), "finite"),
-              ("--g-min/--g-max", (args.g_min, args.g_max), 0 <= args.g_min < args.g_max < math.inf,
-               "0 <= g_min < g_max < inf")]
+               f"a finite number > 0 and <= {MAX_INPUT_GAIN:g} V (beyond, ngspice fails to check the network)")]
     for name, val, ok, want in checks:
         if not ok:
             raise CliError(f"{name} must be {want}, got {val}")
@@ -278,6 +269,26 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.rails is not None and args.element in RAILLESS and not args.resume:  # (a checkpoint may record it)
         why = "a pwl curve saturates by its own table" if args.element == "pwl" else "linear nodes are not clipped"
         raise CliError(f"--rails: {args.element} nodes have no rails ({why})")
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The training settings of ``drn train``'s options, checked by ``TrainConfig`` (its messages begin with the
+    fields' names, here given as the options': ``batch_size`` → ``--batch-size``)."""
+    import dataclasses
+    import re
+
+    from cdsolver.train import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        return TrainConfig(**{k: getattr(args, k) for k in names if hasattr(args, k)})
+    except ValidationError as e:
+        msg = str(e)
+        m = re.match(r"[a-z_ ]+?(?= must | >= )", msg)  # the leading field names, e.g. "g_min and g_max"
+        if m is None:
+            raise CliError(msg) from None
+        head = re.sub(r"[a-z_]+", lambda w: "--" + w[0].replace("_", "-") if w[0] in names else w[0], m[0])
+        raise CliError(head + msg[m.end():]) from None
 
 
 def _init_network(args: argparse.Namespace, n_inputs: int, amp: Amplifier | None) -> Network:
@@ -308,7 +319,7 @@ def _init_network(args: argparse.Namespace, n_inputs: int, amp: Amplifier | None
 def cmd_train(args: argparse.Namespace) -> int:
     from cdsolver import defaults
     from cdsolver.network import Amplifier, save_network
-    from cdsolver.train import TrainConfig, TrainState, evaluate, load_checkpoint, save_checkpoint, train
+    from cdsolver.train import TrainState, evaluate, load_checkpoint, save_checkpoint, train
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
@@ -319,11 +330,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
     for p in (ckpt, hist_path):  # (written after every epoch: a FIFO or device there is refused now)
         check_out(p, option="--out's")
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                      optimizer=args.optimizer, momentum=args.momentum, average=args.average,
-                      beta=args.beta, estimator=args.estimator, g_min=args.g_min, g_max=args.g_max,
-                      target=args.target, tol=args.tol, max_sweeps=args.max_sweeps, gradient=args.gradient,
-                      seed=args.seed)
+    cfg = _train_config(args)
     if args.resume and not ckpt.is_file():
         raise CliError(f"--resume: no checkpoint {ckpt} (it is written after every epoch of a run with --out {out})")
     data = _train_data(args)

@@ -91,7 +91,7 @@ def test_help_explains(capsys):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--tol", "1"], "--tol must be a finite number > 0 and < 1, got 1.0"),
+    (["--tol", "1"], "--tol must be a finite number > 0 and < 1, got 1"),
     (["--tol", "1e10"], "--tol must be a finite number > 0 and < 1"),
     (["--input-gain", "1e300"], "--input-gain must be a finite number > 0 and <= 1e+06 V"),
 ])

@@ -163,7 +163,7 @@ def test_netlist_refuses_a_folder_with_decks_it_would_not_replace(problem, capsy
     (["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--method", "ep", "--beta", "1", "--out", "g.npz"],
      "keeps this network convex only for beta <"),
     (["spice", "net.npz", "x.npy", "--timeout", "1e7", "--out", "s.npz"], "expected seconds in (0, 86400]"),
-    (["train", "--seed", "-1", "--out", "t.npz"], "--seed must be >= 0"),
+    (["train", "--seed", "-1", "--out", "t.npz"], "--seed >= 0 is required"),
     (["train", "--amplifier", "1e300", "1", "--out", "t.npz"], "--amplifier A C: A must be a number in (0, 1e+06]"),
     (["train", "--input-gain", "inf", "--out", "t.npz"], "--input-gain must be a finite number > 0"),
     (["solve", "net.npz", "x.npy", "--anderson", "-1", "--out", "s.npz"], "--anderson must be in [0, 100]"),

@@ -185,7 +185,7 @@ def test_drn_train_writes_a_valid_network_and_history(tmp_path, capsys):
     assert main(["train", "--hidden", "8", "8", "--lr", "0.1", "0.1", "--epochs", "1", "--out", str(out)]) == 2
     assert "lr must be one positive rate or 3" in capsys.readouterr().err
     assert main(["train", "--hidden", "8", "--lr-decay", "0", "--epochs", "1", "--out", str(out)]) == 2
-    assert "lr_decay must be in (0, 1]" in capsys.readouterr().err
+    assert "--lr-decay must be in (0, 1]" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("opt", [dict(optimizer="momentum", average=0.0),
@@ -285,7 +285,7 @@ def test_drn_train_adam_with_average_saves_the_averaged_model(tmp_path, capsys):
         assert not np.array_equal(model, w)
     assert evaluate(net, load_digits(seed=0)["test"], TrainConfig())[0] == pytest.approx(test_err, abs=5e-5)
     assert main(["train", "--hidden", "8", "--average", "1", "--out", str(out)]) == 2
-    assert "momentum and average must be in [0, 1)" in capsys.readouterr().err
+    assert "--momentum and --average must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_drn_train_config_file(tmp_path, capsys):

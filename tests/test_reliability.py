@@ -426,11 +426,11 @@ def test_resume_from_a_nan_checkpoint_exits_2(tmp_path, capsys):
 
 # ---- 6, 7: values that were accepted silently or ended in a traceback
 @pytest.mark.parametrize("args, msg", [
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--batch-size", "-5"], "--batch-size must be >= 1"),
+    (["--batch-size", "0"], "--batch-size >= 1 is required"),
+    (["--batch-size", "-5"], "--batch-size >= 1 is required"),
     (["--hidden", "0"], "--hidden must be sizes >= 1"),
     (["--tol", "inf"], "--tol must be a finite number > 0"),
-    (["--g-min", "5", "--g-max", "1"], "--g-min/--g-max must be 0 <= g_min < g_max"),
+    (["--g-min", "5", "--g-max", "1"], "--g-min and --g-max must be 0 <= g_min < g_max"),
     (["--beta", "nan"], "--beta must be a finite number > 0"),
     (["--element", "linear", "--rails", "split"], "--rails: linear nodes have no rails"),
     (["--element", "pwl", "--rails", "both"], "--rails: pwl nodes have no rails"),
