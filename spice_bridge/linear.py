@@ -11,8 +11,6 @@ One ``ngspice -b`` process per chunk of samples: ``alter`` the sources, ``ac``, 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from cdsolver.ep import cost_current
 from cdsolver.network import Network
 
 from . import netlist
-from .runners import _errors, _parallel, _run_process, default_timeout, parse_raw, run
+from .runners import _errors, _parallel, _run_process, _work_folder, default_timeout, parse_raw, run
 
 __all__ = ["LinearResult", "run_linear", "FREQ_HZ"]
 
@@ -107,38 +105,27 @@ def run_linear(net: Network, v0: np.ndarray, y: np.ndarray, *, runner: str = "ba
     ``.ac`` process) and ``workdir`` as in ``runners.run``; ``timeout``: s per sample (default: ``default_timeout``
     of ``net``, as ``runners.run``)."""
     timeout = default_timeout(net) if timeout is None else timeout
-    own = workdir is None
-    wd = Path(tempfile.mkdtemp(prefix="drn-adjoint-") if own else workdir)
-    try:
-        return _run_linear(net, v0, y, wd, runner, jobs, timeout, chunk)
-    finally:  # (a folder of our own is removed whatever happens, as runners.run's)
-        if own:
-            shutil.rmtree(wd, ignore_errors=True)
-
-
-def _run_linear(net: Network, v0: np.ndarray, y: np.ndarray, wd: Path, runner: str, jobs: int, timeout: float,
-             chunk: int) -> LinearResult:
-    """``run_linear``'s work in the folder ``wd``."""
-    wd.mkdir(parents=True, exist_ok=True)
-    free = run(net, v0, runner=runner, targets=y, jobs=jobs, timeout=timeout, chunk=chunk, workdir=wd / "op")
-    B = len(v0)
-    response = [np.full((B, n), np.nan) for n in net.sizes[1:]]
-    reason = list(free.reason)
-    todo = np.flatnonzero(free.ok)
-    if todo.size:
-        r = cost_current(net, [s[todo] for s in free.states], y[todo])
-        (wd / "net.cir").write_text("\n".join(["* network body, free phase", *netlist.body(net), ""]))
-        parts = np.array_split(np.arange(todo.size), -(-todo.size // chunk))
-        for retry in (False, True):  # a sample whose .ac operating point failed is re-run alone, Newton
-            # starting from its pass-1 operating point (.nodeset)
-            results = list(_parallel(jobs, None)(delayed(_ac_part)(
-                str(wd), f"{'r' * retry}{k}", net, todo[p], v0[todo[p]], y[todo[p]], r[p], timeout,
-                [s[todo[p[0]]] for s in free.states] if retry else None) for k, p in enumerate(parts)))
-            for p, res in zip(parts, results):
-                for b, (resp, why) in zip(todo[p], res):
-                    reason[b] = why
-                    if resp is not None:
-                        for l, x in enumerate(resp):
-                            response[l][b] = x
-            parts = [p[k:k + 1] for p, res in zip(parts, results) for k, (resp, _) in enumerate(res) if resp is None]
-    return LinearResult(free.states, response, np.array([x == "" for x in reason]), reason)
+    with _work_folder(workdir, "drn-adjoint-") as wd:
+        free = run(net, v0, runner=runner, targets=y, jobs=jobs, timeout=timeout, chunk=chunk, workdir=wd / "op")
+        B = len(v0)
+        response = [np.full((B, n), np.nan) for n in net.sizes[1:]]
+        reason = list(free.reason)
+        todo = np.flatnonzero(free.ok)
+        if todo.size:
+            r = cost_current(net, [s[todo] for s in free.states], y[todo])
+            (wd / "net.cir").write_text("\n".join(["* network body, free phase", *netlist.body(net), ""]))
+            parts = np.array_split(np.arange(todo.size), -(-todo.size // chunk))
+            for retry in (False, True):  # a sample whose .ac operating point failed is re-run alone, Newton
+                # starting from its pass-1 operating point (.nodeset)
+                results = list(_parallel(jobs, None)(delayed(_ac_part)(
+                    str(wd), f"{'r' * retry}{k}", net, todo[p], v0[todo[p]], y[todo[p]], r[p], timeout,
+                    [s[todo[p[0]]] for s in free.states] if retry else None) for k, p in enumerate(parts)))
+                for p, res in zip(parts, results):
+                    for b, (resp, why) in zip(todo[p], res):
+                        reason[b] = why
+                        if resp is not None:
+                            for l, x in enumerate(resp):
+                                response[l][b] = x
+                parts = [p[k:k + 1] for p, res in zip(parts, results)
+                         for k, (resp, _) in enumerate(res) if resp is None]
+        return LinearResult(free.states, response, np.array([x == "" for x in reason]), reason)

@@ -12,6 +12,7 @@ finished so far (``SpiceResult.interrupted``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -322,47 +324,42 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     wall, iters = np.zeros(B), np.full(B, -1, dtype=np.int64)
     reason = [_INTERRUPTED] * B
     fallback = np.zeros(B, dtype=bool)
-    own = workdir is None
-    wd = Path(tempfile.mkdtemp(prefix="drn-spice-") if own else workdir)
-    try:
-        wd.mkdir(parents=True, exist_ok=True)
-        body = netlist.body(net, beta=beta, builtin_diode=builtin_diode)
-        (wd / "net.cir").write_text("\n".join(["* network body (included by the sample decks)", *body, ""]))
-        if runner == "shared":
-            parts = np.array_split(np.arange(B), max(1, min(jobs, B)))
-            results = _parallel(jobs, timeout)(delayed(_shared_part)(net, beta, builtin_diode, v0[p], y[p])
-                                               for p in parts)
-            for i, res in enumerate(results):
-                for k, (vec, t, why, it) in zip(parts[i], res):
-                    _store(out, net, k, vec, t, why, it, wall, reason, iters)
-        else:
-            todo, charges = np.arange(B), []
-            if runner == "batch":
-                parts = np.array_split(todo, -(-B // chunk))
-                results = _parallel(jobs, None)(delayed(_batch_part)(str(wd), k, net, v0[p], y[p], beta, timeout)
-                                                for k, p in enumerate(parts))
-                for i, (res, charge) in enumerate(results):
-                    for k, (vec, t, it, why) in zip(parts[i], res):
+    with _work_folder(workdir, "drn-spice-") as wd:
+        try:
+            body = netlist.body(net, beta=beta, builtin_diode=builtin_diode)
+            (wd / "net.cir").write_text("\n".join(["* network body (included by the sample decks)", *body, ""]))
+            if runner == "shared":
+                parts = np.array_split(np.arange(B), max(1, min(jobs, B)))
+                results = _parallel(jobs, timeout)(delayed(_shared_part)(net, beta, builtin_diode, v0[p], y[p])
+                                                   for p in parts)
+                for i, res in enumerate(results):
+                    for k, (vec, t, why, it) in zip(parts[i], res):
                         _store(out, net, k, vec, t, why, it, wall, reason, iters)
-                    charges += [(parts[i][a:b], t) for a, b, t in charge]
-                todo = np.flatnonzero([r != "" for r in reason])
-                fallback[todo] = True
-                for k in todo:
-                    reason[k] = _INTERRUPTED
-            srcs = [netlist.sources(net, v0[k], beta=beta, targets=y[k]) for k in todo]
-            results = _parallel(jobs, None)(delayed(_op_one)(str(wd), int(k), s, timeout)
-                                            for k, s in zip(todo, srcs))
-            for i, (vec, t, why, it) in enumerate(results):
-                _store(out, net, todo[i], vec, t, why, it, wall, reason, iters)
-            for ks, t in charges:  # a killed sweep's time: to the points that hung it
-                failed = [k for k in ks if reason[k] != ""] or list(ks)
-                wall[failed] += t / len(failed)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if own:
-            shutil.rmtree(wd, ignore_errors=True)
-    if own:  # the decks are gone: a reason names its deck by file name
+            else:
+                todo, charges = np.arange(B), []
+                if runner == "batch":
+                    parts = np.array_split(todo, -(-B // chunk))
+                    results = _parallel(jobs, None)(delayed(_batch_part)(str(wd), k, net, v0[p], y[p], beta, timeout)
+                                                    for k, p in enumerate(parts))
+                    for i, (res, charge) in enumerate(results):
+                        for k, (vec, t, it, why) in zip(parts[i], res):
+                            _store(out, net, k, vec, t, why, it, wall, reason, iters)
+                        charges += [(parts[i][a:b], t) for a, b, t in charge]
+                    todo = np.flatnonzero([r != "" for r in reason])
+                    fallback[todo] = True
+                    for k in todo:
+                        reason[k] = _INTERRUPTED
+                srcs = [netlist.sources(net, v0[k], beta=beta, targets=y[k]) for k in todo]
+                results = _parallel(jobs, None)(delayed(_op_one)(str(wd), int(k), s, timeout)
+                                                for k, s in zip(todo, srcs))
+                for i, (vec, t, why, it) in enumerate(results):
+                    _store(out, net, todo[i], vec, t, why, it, wall, reason, iters)
+                for ks, t in charges:  # a killed sweep's time: to the points that hung it
+                    failed = [k for k in ks if reason[k] != ""] or list(ks)
+                    wall[failed] += t / len(failed)
+        except KeyboardInterrupt:
+            pass
+    if workdir is None:  # the decks are gone: a reason names its deck by file name
         reason = [r.replace(f"{wd}{os.sep}", "") for r in reason]
     ok = np.array([r == "" for r in reason])
     return SpiceResult(out, wall, ok, reason, iters, fallback, runner, CLOCKS[runner],
@@ -388,6 +385,20 @@ def _store(out, net, k, vec, t, why, it, wall, reason, iters):
     for l, s in enumerate(states):
         out[l][k] = s
     reason[k] = ""
+
+
+@contextlib.contextmanager
+def _work_folder(workdir: str | Path | None, prefix: str) -> Iterator[Path]:
+    """``workdir`` (created if missing, and kept), or a new temporary folder ``<prefix>*`` that is removed when the
+    block ends, whatever happens (success, failure, Ctrl-C, an exception)."""
+    own = workdir is None
+    wd = Path(tempfile.mkdtemp(prefix=prefix) if own else workdir)
+    try:
+        wd.mkdir(parents=True, exist_ok=True)
+        yield wd
+    finally:
+        if own:
+            shutil.rmtree(wd, ignore_errors=True)
 
 
 def _parallel(jobs: int, timeout: float | None) -> Parallel:
