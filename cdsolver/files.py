@@ -13,7 +13,7 @@ from typing import IO, Iterable, Iterator
 
 from .validation import ValidationError
 
-__all__ = ["atomic_write", "check_in", "check_out"]
+__all__ = ["atomic_write", "check_in", "check_out", "numpy_kind"]
 
 
 def _read_umask() -> int:
@@ -121,3 +121,11 @@ def check_in(path: str | Path, what: str) -> Path:
     if not p.is_file():
         raise ValidationError(f"{what} file {p} is not a regular file (a device, FIFO or socket)")
     return p
+
+
+def numpy_kind(path: str | Path) -> str | None:
+    """``"npz"`` (a zip archive, ``numpy.savez``), ``"npy"`` (``numpy.save``) or None, by the file's first bytes:
+    ``np.load`` would read any other file as an .npy array or a pickle. OSError where it cannot be read."""
+    with open(path, "rb") as f:
+        start = f.read(6)
+    return "npz" if start.startswith(b"PK\x03\x04") else "npy" if start == b"\x93NUMPY" else None

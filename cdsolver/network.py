@@ -19,7 +19,7 @@ import numpy as np
 
 from .constants import MAX_GAIN, OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
-from .files import atomic_write
+from .files import atomic_write, numpy_kind
 from .topology import Layered
 from .validation import ValidationError
 
@@ -267,13 +267,12 @@ def load_network(path: str | Path) -> Network:
     """Read a ``drn/1`` network file; a malformed file raises NetworkFormatError naming the key."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            start = f.read(4)
+        kind = numpy_kind(path)
     except FileNotFoundError:
         raise
     except OSError as e:
         raise NetworkFormatError(f"{path}: cannot read ({e.strerror or e})") from None
-    if start != b"PK\x03\x04":  # np.load would read any other file as an .npy array or a pickle
+    if kind != "npz":
         raise NetworkFormatError(f"{path}: not a network file (a drn/1 network is a NumPy .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as f:

@@ -42,12 +42,10 @@ def load_npy(path: str, what: str) -> np.ndarray:
     """An array from a ``.npy`` file; errors name the file and what it should hold."""
     import numpy as np
 
-    from cdsolver.files import check_in
+    from cdsolver.files import check_in, numpy_kind
 
     p = check_in(path, what)
-    with open(p, "rb") as f:
-        magic = f.read(6)
-    if magic != b"\x93NUMPY" and magic[:2] != b"PK":  # (.npz archives are named by check_inputs)
+    if numpy_kind(p) is None:  # (an .npz archive is named by check_inputs)
         raise CliError(f"{what} file {p} is not a .npy array file (numpy.save writes one)")
     try:
         return np.load(p, allow_pickle=False)

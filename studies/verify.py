@@ -135,7 +135,7 @@ def load_their_states(path: str | Path, sizes: Sequence[int], batch: int) -> tup
     (``v1..vL``, samples it marks ``converged == False``, 0 without that array). Raises VerifyInputError."""
     import numpy as np
 
-    from cdsolver.files import check_in
+    from cdsolver.files import check_in, numpy_kind
     from cdsolver.solver import load_states
     from cdsolver.validation import check_array
 
@@ -144,11 +144,10 @@ def load_their_states(path: str | Path, sizes: Sequence[int], batch: int) -> tup
     except ValidationError as e:
         raise VerifyInputError(str(e)) from None
     try:
-        with open(p, "rb") as f:
-            start = f.read(4)
+        kind = numpy_kind(p)
     except OSError as e:
         raise VerifyInputError(f"states file {p}: cannot read ({e.strerror or e})") from None
-    if start != b"PK\x03\x04":  # np.load would read any other file as an .npy array (or refuse a pickle)
+    if kind != "npz":
         raise VerifyInputError(f"states file {p} is not an .npz archive: --states must be an .npz with arrays "
                                f"v1..vL (numpy.savez)")
     try:
