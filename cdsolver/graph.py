@@ -181,7 +181,7 @@ class Graph:
         bad = np.flatnonzero(lab[:n] != lab[n])
         if bad.size:
             raise CircuitError(f"node {self.node_of(bad[0])} has no DC path to ground or a voltage source "
-                               f"(floating{f'; {bad.size} coordinates in all' if bad.size > 1 else ''})")
+                               f"(floating{f'; {bad.size} nodes in all have none' if bad.size > 1 else ''})")
         zero = np.flatnonzero(self.a <= 0)
         if zero.size:
             raise CircuitError(f"node {self.node_of(zero[0])} is connected only through diodes and gmin = 0: "

@@ -21,7 +21,7 @@ from cdsolver.ep import cost_current
 from cdsolver.network import Network
 
 from . import netlist
-from .runners import _errors, _parallel, _run_process, _work_folder, default_timeout, parse_raw, run
+from .runners import _errors, _parallel, _decks_named, _run_process, _work_folder, default_timeout, parse_raw, run
 
 __all__ = ["LinearResult", "run_linear", "FREQ_HZ"]
 
@@ -128,4 +128,5 @@ def run_linear(net: Network, v0: np.ndarray, y: np.ndarray, *, runner: str = "ba
                                 response[l][b] = x
                 parts = [p[k:k + 1] for p, res in zip(parts, results)
                          for k, (resp, _) in enumerate(res) if resp is None]
-        return LinearResult(free.states, response, np.array([x == "" for x in reason]), reason)
+    reason = _decks_named(reason, wd, workdir)
+    return LinearResult(free.states, response, np.array([x == "" for x in reason]), reason)

@@ -119,6 +119,8 @@ def _read(path: Path, title: bool, seen: tuple[Path, ...], origin: _Line | None)
     """Logical lines of a deck file (comments, continuations, control blocks and includes resolved)."""
     if path.resolve() in seen:
         raise origin.error(f"{path} includes itself")
+    if origin is not None and path.exists() and not path.is_file():  # (a FIFO would block the read)
+        raise origin.error(f"included file {path} is not a regular file (a folder, device, FIFO or socket)")
     try:
         raw = path.read_text(errors="replace").splitlines()
     except OSError as e:

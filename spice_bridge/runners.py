@@ -359,8 +359,7 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
                     wall[failed] += t / len(failed)
         except KeyboardInterrupt:
             pass
-    if workdir is None:  # the decks are gone: a reason names its deck by file name
-        reason = [r.replace(f"{wd}{os.sep}", "") for r in reason]
+    reason = _decks_named(reason, wd, workdir)
     ok = np.array([r == "" for r in reason])
     return SpiceResult(out, wall, ok, reason, iters, fallback, runner, CLOCKS[runner],
                        interrupted=_INTERRUPTED in reason)
@@ -399,6 +398,12 @@ def _work_folder(workdir: str | Path | None, prefix: str) -> Iterator[Path]:
     finally:
         if own:
             shutil.rmtree(wd, ignore_errors=True)
+
+
+def _decks_named(reason: list[str], wd: Path, workdir: str | Path | None) -> list[str]:
+    """``reason`` with the decks named by file name where ``wd`` was the run's own temporary folder (``workdir``
+    None: the decks are gone), else unchanged (full paths into the kept folder)."""
+    return [r.replace(f"{wd}{os.sep}", "") for r in reason] if workdir is None else reason
 
 
 def _parallel(jobs: int, timeout: float | None) -> Parallel:

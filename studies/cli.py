@@ -104,6 +104,7 @@ def load_problem(args: argparse.Namespace, nudged: bool = True):
     targets = None
     if args.targets is not None:
         targets = check_array(load_npy(args.targets, "targets"), "targets", (len(v0), net.n_classes))
+    args.beta += 0.0  # (-0 is 0, shown as 0 in reports)
     net.g_nudge(args.beta)  # (ValidationError where the nudge is undefined: before any work)
     if nudged and args.beta != 0 and targets is None:
         print("note: --beta without --targets nudges the outputs towards 0 V", file=sys.stderr)

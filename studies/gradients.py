@@ -232,9 +232,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "propagation from CD's free and nudged phases; spice-ep: the same from ngspice's phases; "
                         "spice-linear: ngspice's operating point and its .ac response to the cost's derivative at the "
                         "outputs (the circuit's own linearisation) (default: implicit)")
-    p.add_argument("--beta", type=float, default=BETA, help=f"EP nudging strength β > 0, S; with the negative or "
+    p.add_argument("--beta", type=float, help=f"EP nudging strength β > 0, S; with the negative or "
                    f"centered estimator below the network's convexity limit (cdsolver.ep.beta_limit) (default: {BETA})")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="centered", help="EP estimator (default: centered)")
+    p.add_argument("--estimator", choices=ESTIMATORS, help="EP estimator (default: centered)")
     p.add_argument("--runner", choices=["op", "batch", "shared"],
                    help="ngspice runner of the spice methods' operating points (default: batch)")
     p.add_argument("--jobs", type=int, help="ngspice worker processes of the spice methods, 1..4 per core "
@@ -258,6 +258,8 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     given = [k for k, v in {"--runner": args.runner, "--jobs": args.jobs, "--timeout": args.timeout}.items()
              if v is not None]
     args.runner, args.jobs = args.runner or "batch", check_jobs(1 if args.jobs is None else args.jobs, "--jobs")
+    nudge = [k for k, v in {"--beta": args.beta, "--estimator": args.estimator}.items() if v is not None]
+    args.beta, args.estimator = BETA if args.beta is None else args.beta, args.estimator or "centered"
     if args.method in ("ep", "spice-ep") and not args.beta > 0:
         raise ValidationError(f"--beta must be > 0 for --method {args.method} (the estimator sets the signs), "
                          f"got {args.beta}")
@@ -269,6 +271,8 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     net, v0, y = load_problem(args, nudged=False)  # (--beta is EP's, the targets the cost's)
     if given and not args.method.startswith("spice"):
         print(f"note: --method {args.method} runs no ngspice: {', '.join(given)} not used", file=sys.stderr)
+    if nudge and args.method not in ("ep", "spice-ep"):
+        print(f"note: --method {args.method} nudges nothing (no EP): {', '.join(nudge)} not used", file=sys.stderr)
     if args.method in ("ep", "spice-ep") and args.estimator != "positive":
         from cdsolver.ep import beta_limit
 

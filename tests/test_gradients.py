@@ -170,7 +170,8 @@ def test_study_gradients_adds_percentiles_and_a_figure(ngspice, tmp_path):
 
 def test_the_adjoint_runs_temporary_folder_is_removed_when_ngspice_fails(ngspice, tmp_path, monkeypatch):
     """``run_linear`` kept its temporary folder (decks, raw files) whenever a sample failed, and after an
-    exception: /tmp filled with drn-adjoint-* folders. Now it is removed whatever happens, as ``runners.run``'s."""
+    exception: /tmp filled with drn-adjoint-* folders. Now it is removed whatever happens, as ``runners.run``'s,
+    and the reasons name the decks by their names in it, not by paths that no longer exist."""
     import tempfile
 
     from spice_bridge.linear import run_linear
@@ -180,3 +181,15 @@ def test_the_adjoint_runs_temporary_folder_is_removed_when_ngspice_fails(ngspice
     v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (2, 4)))
     res = run_linear(net, v0, np.zeros((2, 2)), timeout=1e-4)
     assert not res.ok.any() and not list(tmp_path.glob("drn-adjoint-*"))
+    assert all("op/sample" in r and str(tmp_path) not in r for r in res.reason), res.reason
+
+
+def test_gradient_notes_ep_options_a_method_without_ep_does_not_use(files, capsys, monkeypatch):
+    """``--beta`` and ``--estimator`` are EP's: ``--method implicit`` used to take them silently."""
+    monkeypatch.chdir(files)
+    assert main(["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--beta", "0.5", "--estimator", "positive",
+                 "--out", "g.npz"]) == 0
+    assert capsys.readouterr().err == "note: --method implicit nudges nothing (no EP): --beta, --estimator not used\n"
+    assert main(["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--method", "ep", "--beta", "1e-4",
+                 "--out", "g.npz"]) == 0
+    assert capsys.readouterr().err == ""

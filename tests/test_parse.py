@@ -1,6 +1,8 @@
 """The SPICE DC-subset parser: every card, suffixes, continuations, parameters, subcircuits, includes, and
 every error with its file and line number."""
 
+import os
+
 import pytest
 
 from cdsolver.circuit import Circuit
@@ -115,6 +117,15 @@ def test_errors_name_file_line_and_text(tmp_path, body, line, words):
     msg = str(e.value)
     assert msg.startswith(f"{deck}:{line}: ") and words in msg, msg
     assert "'" in msg  # the offending text is quoted
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_an_include_that_is_no_regular_file_is_refused_not_read(tmp_path, kind):
+    """Reading a FIFO blocks until something writes to it: the parser waited for ever."""
+    (os.mkfifo if kind == "fifo" else os.mkdir)(tmp_path / "inc")
+    (tmp_path / "top.cir").write_text("t\nR1 a 0 1k\n.include inc\n")
+    with pytest.raises(DeckError, match=r":3: included file .*inc is not a regular file"):
+        parse_deck(tmp_path / "top.cir")
 
 
 def test_error_inside_include_names_the_included_file(tmp_path):
