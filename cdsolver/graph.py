@@ -42,6 +42,7 @@ _COARSE_MIN = 16  # aggregation rounds stop at this many aggregates
 _COARSE_STALL = 2000  # no two-level correction when the coarsest aggregation level keeps more aggregates
 _LU_BUDGET = 4.0  # the coarse LU factors may hold this many times the nonzeros of the fine graph (W and diagonal)
 _REFRESH = 0.05  # refactorise the coarse matrix when a junction conductance moved by this part of its node's total
+_FORWARD_MAX = 600.0  # a coarse correction that biases a junction (no RS) beyond this many vte is not taken
 
 
 class _UnionFind:
@@ -125,8 +126,13 @@ class Graph:
         op, oq = self.off[bp], self.off[bq]
         keep = (cp != cq) & (bg > 0)
         cp, cq, op, oq, bg = cp[keep], cq[keep], op[keep], oq[keep], bg[keep]
-        self.a = np.bincount(cp, bg, n + 1)[:n] + np.bincount(cq, bg, n + 1)[:n]
-        b = np.bincount(cp, bg * (oq - op), n + 1) + np.bincount(cq, bg * (op - oq), n + 1)
+        def at(i, x):  # sums of x at coordinates i (float64 also without branches: numpy's bincount of none is int)
+            return np.bincount(i, x, n + 1).astype(np.float64)
+
+        self.a = at(cp, bg)[:n] + at(cq, bg)[:n]
+        tp, tq = cq == n, cp == n  # branches to a fixed potential
+        self.a_fixed = at(cp[tp], bg[tp])[:n] + at(cq[tq], bg[tq])[:n]
+        b = at(cp, bg * (oq - op)) + at(cq, bg * (op - oq))
         for _, p, m, amps in ckt.isources:  # leaves p, enters m
             b[self.coord[p]] -= amps
             b[self.coord[m]] += amps
@@ -150,6 +156,7 @@ class Graph:
         self.terminals = tuple(q[t] for q in (own, other, s, *law, d))
         self._check_paths(cA[jk], cK[jk], cp, cq)
         self.lo, self.hi = self._bounds()
+        self._check_conductance()
         ia, ik = ckt.ideal_table()
         ca_, ck_ = self.coord[ia], self.coord[ik]
         moves = np.flatnonzero(ca_ != ck_)  # the ideal diodes whose v(anode) - v(cathode) an unknown sets
@@ -172,7 +179,7 @@ class Graph:
         return A
 
     def _check_paths(self, cA, cK, cp, cq) -> None:
-        """Every coordinate needs a DC path (resistor or junction) to a fixed potential, and a conductance."""
+        """Every coordinate needs a DC path (resistor or junction) to a fixed potential."""
         n = self.n
         i = np.concatenate([cp, cA])
         j = np.concatenate([cq, cK])
@@ -182,10 +189,19 @@ class Graph:
         if bad.size:
             raise CircuitError(f"node {self.node_of(bad[0])} has no DC path to ground or a voltage source "
                                f"(floating{f'; {bad.size} nodes in all have none' if bad.size > 1 else ''})")
+
+    def _check_conductance(self) -> None:
+        """A coordinate without a linear conductance (``a = 0``: only diodes with RS, each one branch with its
+        junction's gmin inside) is updated from a bracket of its neighbours (``_Block``) where gmin > 0 and no
+        ideal diode bounds it; elsewhere it is an error."""
         zero = np.flatnonzero(self.a <= 0)
-        if zero.size:
+        if zero.size and self.circuit.gmin <= 0:
             raise CircuitError(f"node {self.node_of(zero[0])} is connected only through diodes and gmin = 0: "
                                f"CD needs a conductance at every node (set .options gmin > 0 or add a resistor)")
+        boxed = zero[np.isfinite(self.lo[zero]) | np.isfinite(self.hi[zero])]
+        if boxed.size:
+            raise CircuitError(f"node {self.node_of(boxed[0])} is connected only through diodes with RS and ideal "
+                               f"diodes: CD needs a conductance there (add a resistor)")
 
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds (V) of each coordinate from the ideal diodes: one terminal fixed (or both in one group) makes
@@ -212,6 +228,14 @@ class Graph:
             raise CircuitError(f"ideal diodes hold node {self.node_of(c)} above {lo[c]:.6g} V and below "
                                f"{hi[c]:.6g} V: a loop of ideal diodes and sources with unbounded current")
         return lo[:n], hi[:n]
+
+    def bounded_bias(self, x: np.ndarray) -> bool:
+        """Whether coordinates ``x`` are finite and bias no junction without RS forward by ``_FORWARD_MAX·vte`` or
+        more (its current, ``e^600·Is``, would overflow in the node update's Newton steps)."""
+        own, other, s, _, vte, rs, d = self.terminals
+        xe = np.append(x, 0.0)
+        k = rs == 0
+        return bool(np.isfinite(x).all() and np.all(s[k] * (xe[own[k]] - xe[other[k]] - d[k]) < _FORWARD_MAX * vte[k]))
 
     def node_of(self, c: int) -> str:
         """A deck node name of coordinate ``c``."""
@@ -250,11 +274,14 @@ class Graph:
         return (f, dJ) if slopes else f
 
     def kcl_scale(self, x: np.ndarray) -> float:
-        """Largest sum of the absolute terms of a coordinate's KCL (A): its rounding scale."""
+        """Largest sum of the absolute terms of a coordinate's KCL (A): its rounding scale. A junction's current
+        ``Is·(e^x - 1)`` counts as ``|J| + 2·Is``, its two terms before they cancel (near 0 V, with a large
+        ``Is``, ``|J|`` alone put the scale below the rounding of the terms, and CD ran to its sweep cap)."""
         own, other, s, Is, vte, rs, d = self.terminals
         xe = np.append(x, 0.0)
         J = _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
-        S = self.a * np.abs(x) + np.abs(self.b) + self.W @ np.abs(x) + np.bincount(own, np.abs(J), self.n)  # W >= 0
+        S = (self.a * np.abs(x) + np.abs(self.b) + self.W @ np.abs(x)  # (W >= 0)
+             + np.bincount(own, np.abs(J) + 2.0 * Is, self.n))
         return float(S.max(initial=0.0))
 
     def i_ref(self, x: np.ndarray) -> float:
@@ -361,13 +388,19 @@ class _Block:
         self.t_pos = np.searchsorted(self.dn, loc)  # terminal -> row of dn
         self.other, self.s, self.Is, self.vte, self.rs, self.d = (q[on][order] for q in (other, s, Is, vte, rs, d))
         self.vmin = np.minimum.reduceat(self.vte, starts) if starts.size else np.zeros(0)
+        # nodes without a linear conductance (Graph._check_conductance): their branches' least total slope, each
+        # at least gmin/(1 + RS·gmin), stands in for a in the bracket and in the division below
+        self.bare = self.a[self.dn] <= 0
+        slope = np.add.reduceat(self.gmin / (1.0 + self.rs * self.gmin), starts) if starts.size else np.zeros(0)
+        self.a_div = self.a.copy()
+        self.a_div[self.dn[self.bare]] = slope[self.bare]
         self.box = np.flatnonzero(np.isfinite(g.lo[S]) | np.isfinite(g.hi[S]))
         self.lo, self.hi = g.lo[S][self.box], g.hi[S][self.box]
 
     def update(self, xe: np.ndarray) -> None:
         """Set ``xe[S]`` to the exact minimiser given the other coordinates (``xe[-1] = 0``: fixed)."""
         c = self.b + self.W @ xe[:-1]
-        v = c / self.a
+        v = c / self.a_div
         if self.dn.size:
             v[self.dn] = self._junctions(xe, xe[self.S[self.dn]], self.a[self.dn], c[self.dn])
         if self.box.size:  # ideal diodes: the minimiser of a convex 1-D function on an interval is a clip
@@ -375,13 +408,17 @@ class _Block:
         xe[self.S] = v
 
     def _junctions(self, xe, v, a, c):
-        """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``v``; each
-        node leaves the iteration once its step, its residual or the error its last Newton step leaves is at
-        rounding level (that step taken)."""
+        """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``_dominant``
+        (a node with ``a = 0``: from ``v``), inside ``[min(c/a, w), max(c/a, w)]`` (``a = 0``: the neighbours
+        ``w`` widened by ``c/G``, ``G`` the branches' least total slope: every branch's current grows at least
+        that fast away from its neighbour); each node leaves the iteration once its step, its residual or the
+        error its last Newton step leaves is at rounding level (that step taken)."""
         w = xe[self.other] + self.d
-        lo = np.minimum(c / a, np.minimum.reduceat(w, self.starts))
-        hi = np.maximum(c / a, np.maximum.reduceat(w, self.starts))
-        v = np.clip(self._dominant(v, a, c, w), lo, hi)
+        wlo, whi = np.minimum.reduceat(w, self.starts), np.maximum.reduceat(w, self.starts)
+        bare, x = self.bare, c / self.a_div[self.dn]
+        lo = np.minimum(np.where(bare, wlo + x, x), wlo)
+        hi = np.maximum(np.where(bare, whi + x, x), whi)
+        v = np.clip(np.where(bare, v, self._dominant(v, self.a_div[self.dn], c, w)), lo, hi)
         act = np.arange(v.size)  # nodes still iterating, and their terminals:
         loc, s, Is, vte, rs = self.t_pos, self.s, self.Is, self.vte, self.rs
         for _ in range(_NEWTON_CAP):
@@ -551,14 +588,15 @@ def _aggregates(W: sp.csr_matrix, seed: int = 0):
 class _Coarse:
     """Two-level correction of a sweep: ``x <- x - P Jc^-1 P^T f(x)``, ``P`` the indicator of aggregates
     (``_aggregates`` on the conductance graph), ``Jc = P^T J P`` the aggregated KCL Jacobian (``J = diag(a) - W`` +
-    the junctions' conductances), factorised by scipy's ``splu`` and refactorised only when a junction's conductance
-    has moved by more than ``_REFRESH`` of its node's total. The aggregates are the finest of the matching rounds
-    (from the second on: about 4 coordinates) whose LU factors hold at most ``_LU_BUDGET`` times the fine graph's
-    nonzeros (tried from the coarsest; a level is not tried when the growth from the previous one predicts it
-    over; the coarsest level is used even if over): meshes keep small aggregates, random graphs (large
-    separators: dense LU) get coarse ones; where the matching stalls above ``_COARSE_STALL`` aggregates
-    (``agg`` None) there is no correction. It removes the smooth error modes the node updates damp slowly (long
-    grids); its fixed points are CD's (``f = 0``)."""
+    the junctions' conductances; assembled from the branches between aggregates and to fixed potentials),
+    factorised by scipy's ``splu`` and refactorised only when a junction's conductance has moved by more than
+    ``_REFRESH`` of its node's total. The aggregates are the finest of the matching rounds (from the second on:
+    about 4 coordinates) whose LU factors hold at most ``_LU_BUDGET`` times the fine graph's nonzeros (tried from
+    the coarsest; a level is not tried when the growth from the previous one predicts it over; the coarsest level
+    is used even if over): meshes keep small aggregates, random graphs (large separators: dense LU) get coarse
+    ones; where the matching stalls above ``_COARSE_STALL`` aggregates (``agg`` None) there is no correction. It
+    removes the smooth error modes the node updates damp slowly (long grids); its fixed points are CD's
+    (``f = 0``), and a correction that would bias a junction beyond ``_FORWARD_MAX·vte`` is not taken."""
 
     def __init__(self, g: Graph, dJ: np.ndarray):
         self.g = g
@@ -588,13 +626,17 @@ class _Coarse:
     def _factor(self, agg: np.ndarray, dJ: np.ndarray):
         from scipy.sparse.linalg import splu
 
-        W, g, k = self.W, self.g, self.inner
+        W, g = self.W, self.g
+        wi, wj = agg[W.row], agg[W.col]
         ti, tj = agg[self.own], agg[self.other]
+        w = wi != wj  # (branches inside an aggregate add nothing: summed in and out, a junction conducting 1e27 S
+        t = ~self.inner | (ti != tj)  # left nothing of the rest, and the factor was singular)
+        inner = t & self.inner
         nc = int(agg.max()) + 1
-        rows = np.concatenate([agg, agg[W.row], ti, ti[k]])
-        cols = np.concatenate([agg, agg[W.col], ti, tj[k]])
-        Jc = sp.coo_matrix((np.concatenate([g.a, -W.data, dJ, -dJ[k]]), (rows, cols)), shape=(nc, nc)).tocsc()
-        return splu(Jc)
+        rows = np.concatenate([agg, wi[w], wi[w], ti[t], ti[inner]])
+        cols = np.concatenate([agg, wi[w], wj[w], ti[t], tj[inner]])
+        data = np.concatenate([g.a_fixed, W.data[w], -W.data[w], dJ[t], -dJ[inner]])
+        return splu(sp.coo_matrix((data, (rows, cols)), shape=(nc, nc)).tocsc())
 
     def correct(self, x: np.ndarray, f: np.ndarray, dJ: np.ndarray) -> np.ndarray:
         """``x`` corrected by the coarse Newton step of the residual ``f`` (A), junction conductances ``dJ`` (S)."""
@@ -627,6 +669,8 @@ class _Problem:
                 y = self.coarse.correct(x0, f, dJ)
                 if g.boxed.size:
                     y[g.boxed] = np.clip(y[g.boxed], g.lo[g.boxed], g.hi[g.boxed])
+                if not g.bounded_bias(y):  # (a linearisation far from the solution: the junctions' e^600)
+                    y = x0
         xe = np.append(y, 0.0)
         for blk in g.blocks:
             blk.update(xe)
