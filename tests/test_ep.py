@@ -98,6 +98,18 @@ def test_training_lowers_the_loss_and_is_deterministic(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_evaluation_does_not_see_the_labels():
+    """The free phase with the target sources at the labels (through R_off = 1e12 Ω) decided the argmax where the
+    outputs were otherwise tied: a network whose ten outputs are equal read ~0 % error. At inference the
+    targets are 0 V: every output equal, the argmax is class 0."""
+    data = small_digits()["val"]
+    net = random_network([128, 4, 10], "shockley", seed=0, input_gain=40.0)
+    net.G[-1][:] = 0.1  # (every output node sees the same conductances and bias: ten equal outputs)
+    net.b[-1][:] = 0.0
+    err, _ = evaluate(net, data, TrainConfig())
+    assert err == pytest.approx(np.mean(data.y != 0))
+
+
 def test_adam_first_step_moves_every_parameter_by_rate_times_scale():
     """Adam's first step is ``rate·scale·sign(g)`` (up to ε): 1/n_{l−1} S per unit rate for G_l, 1 A for b_l; two
     steps match the paper's formula; momentum is ``v ← μv − rate·g``."""
