@@ -14,9 +14,7 @@ title. Anything else that would change the DC solution is a ``DeckError``: ``FIL
 
 from __future__ import annotations
 
-import ast
 import math
-import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +42,6 @@ class _Line:
 _COMMENT = re.compile(r";| \$ |\t\$ ")
 _SUFFIX = {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "g": 1e9, "t": 1e12}
 _NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]*)$")
-_NUM_IN_EXPR = re.compile(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]+)?")
 
 
 def _scale(unit: str) -> float:
@@ -63,43 +60,109 @@ def spice_value(token: str) -> float:
     return float(m.group(1)) * _scale(m.group(2))
 
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.Pow: operator.pow}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCS = {"sqrt": math.sqrt, "exp": math.exp, "ln": math.log, "log": math.log, "log10": math.log10,
-          "abs": abs, "min": min, "max": max, "pow": math.pow}
+_FUNCS = {"sqrt": (1, math.sqrt), "exp": (1, math.exp), "ln": (1, math.log), "log": (1, math.log),
+          "log10": (1, math.log10), "abs": (1, abs), "min": (2, min), "max": (2, max), "pow": (2, math.pow),
+          "pwr": (2, lambda x, y: math.pow(abs(x), y))}
+_TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(?P<unit>[a-z_]+)?|(?P<name>[a-z_]\w*)"
+                    r"|(?P<op>\*\*|[-+*/^(),]))")
+_NAME = re.compile(r"(?<![\w.])[a-z_]\w*")
+
+
+def _power(x: float, y: float) -> float:
+    if x < 0:
+        raise ValueError(f"{x:g}^{y:g}: a negative number to a power, which ngspice computes as |x|^y (and "
+                         f"otherwise in its hs and lt modes); write pwr(x, y) for |x|^y or pow(x, y) for x^y")
+    return math.pow(x, y)
 
 
 def _evaluate(expr: str, params: dict[str, float]) -> float:
-    """Arithmetic (``+ - * / ** ^``, parentheses, numbers with suffixes, parameters, a few functions)."""
-    text = _NUM_IN_EXPR.sub(lambda m: repr(float(m.group(1)) * _scale(m.group(2) or "")), expr.replace("^", "**"))
-    text = text.strip()
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError:
-        raise ValueError(f"cannot read expression {{{expr}}}") from None
+    """ngspice's arithmetic (numparam): ``+ - * / ^ **`` left-associative (``2^3^2`` = 64), ``-`` after an
+    operator only before a number, parentheses, numbers with suffixes, parameters, ``_FUNCS``."""
+    toks: list[tuple[str, object]] = []
+    pos, end = 0, len(expr.rstrip())
+    while pos < end:
+        m = _TOKEN.match(expr, pos)
+        if not m:
+            raise ValueError(f"cannot read expression {{{expr}}} at {expr[pos:].strip()!r}")
+        pos = m.end()
+        if m["num"]:
+            toks.append(("num", float(m["num"]) * _scale(m["unit"] or "")))
+        else:
+            toks.append(("name", m["name"]) if m["name"] else (m["op"].replace("**", "^"), None))
+    toks.append(("end", None))
+    at = 0
 
-    def walk(node: ast.AST) -> float:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return float(node.value)
-        if isinstance(node, ast.Name):
-            if node.id not in params:
-                raise ValueError(f"unknown parameter {node.id!r} in {{{expr}}}")
-            return params[node.id]
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](walk(node.left), walk(node.right))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](walk(node.operand))
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
-                and not node.keywords):
-            return float(_FUNCS[node.func.id](*(walk(a) for a in node.args)))
-        raise ValueError(f"unsupported expression {{{expr}}} (arithmetic on numbers and parameters only)")
+    def take(*kinds: str) -> str | None:
+        nonlocal at
+        if toks[at][0] in kinds:
+            at += 1
+            return toks[at - 1][0]
+        return None
+
+    def fail(why: str) -> ValueError:
+        return ValueError(f"cannot read expression {{{expr}}}: {why}")
+
+    def total() -> float:  # a leading sign is ngspice's 0 + ... or 0 - ...: -2^2 = -4
+        val = 0.0 if toks[at][0] in "+-" else product()
+        while op := take("+", "-"):
+            val = val + product() if op == "+" else val - product()
+        return val
+
+    def product() -> float:
+        val = power()
+        while op := take("*", "/"):
+            val = val * power() if op == "*" else val / power()
+        return val
+
+    def power() -> float:
+        val = atom()
+        while take("^"):
+            val = _power(val, atom())
+        return val
+
+    def atom() -> float:
+        kind, v = toks[at]
+        if kind == "end":
+            raise fail("it ends too early")
+        take(kind)
+        if kind == "num":
+            return v
+        if kind == "-" and toks[at][0] == "num":  # ngspice negates a number after an operator: 2*-3^2 = (-3)^2
+            return -atom()
+        if kind == "(":
+            val = total()
+            if not take(")"):
+                raise fail("expected )")
+            return val
+        if kind == "name" and v in _FUNCS:
+            n, f = _FUNCS[v]
+            if not take("("):
+                raise fail(f"function {v} needs (arguments)")
+            args = [total()]
+            while take(","):
+                args.append(total())
+            if not take(")") or len(args) != n:
+                raise fail(f"{v} takes {n} argument{'s' * (n > 1)}")
+            return float(f(*args))
+        if kind == "name":
+            if v not in params:
+                raise ValueError(f"unknown parameter {v!r} in {{{expr}}}")
+            return params[v]
+        if kind in "+-":
+            raise fail(f"{kind} after an operator: ngspice reads only a number there (write 2*(-x), not 2*-x)")
+        raise fail("expected a number, a parameter, a function or (")
 
     try:
-        val = walk(tree)
-    except (ZeroDivisionError, OverflowError, TypeError) as e:
+        val = total()
+        if toks[at][0] != "end":
+            raise fail(f"unexpected {toks[at][1] or toks[at][0]!r}")
+    except RecursionError:
+        raise ValueError(f"expression {{{expr[:40]}...}} is nested too deeply") from None
+    except (ZeroDivisionError, OverflowError) as e:
+        raise ValueError(f"cannot evaluate {{{expr}}}: {e}") from None
+    except ValueError as e:
+        if str(e).startswith(("cannot read", "unknown parameter")):
+            raise
         raise ValueError(f"cannot evaluate {{{expr}}}: {e}") from None
     if not math.isfinite(val):
         raise ValueError(f"{{{expr}}} is not finite")
@@ -390,7 +453,7 @@ class _Deck:
             args = args[1:]
         if not args:
             return 0.0
-        if len(args) > 1 or "(" in args[0]:
+        if len(args) > 1 or ("(" in args[0] and args[0][0] not in "{'"):
             raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
         return self._num(args[0], params, ln)
 

@@ -58,6 +58,36 @@ V1 a 0 1
     assert [1 / g for *_, g in c.resistors] == pytest.approx([2000.0, 500.0, 8.0, 6.0], rel=1e-15)
 
 
+
+def _current(expr: str, params: str = "") -> float:
+    """The value of ``I1 0 a {expr}``."""
+    return parse_text(f"t\n{params}\nR1 a 0 1\nI1 0 a {{{expr}}}\n").isources[0][3]
+
+
+@pytest.mark.parametrize("expr, val", [  # ngspice 39 (.param y={expr}, op, print all) gives these values
+    ("2^3^2", 64.0), ("2**3**2", 64.0), ("2**3^2", 64.0), ("(2^3)^2", 64.0), ("2^(3^2)", 512.0),
+    ("2^-3^2", 1 / 64), ("-2^2", -4.0), ("-(2)^2", -4.0), ("2*3^2", 18.0), ("--2", 2.0), ("2*(-x)", -4.0),
+    ("pwr(-8, 1/3)", 2.0), ("pow(-2, 3)", -8.0), ("log(exp(1))", 1.0)])
+def test_expressions_evaluate_as_ngspice_left_associative_powers(expr, val):
+    """``^`` and ``**`` were right-associative (Python's): 2^3^2 gave 512, ngspice's numparam gives 64."""
+    assert _current(expr, ".param x=2") == pytest.approx(val, rel=1e-15)
+
+
+@pytest.mark.parametrize("expr, words", [
+    ("(-8)**(1/3)", "a negative number to a power"),  # a TypeError traceback; ngspice: 2 (|x|^y)
+    ("(-2)^3", "a negative number to a power"),  # -8; ngspice: 8
+    ("2*-3^2", "a negative number to a power"),  # -18; ngspice: 18 (it negates the 3)
+    ("2*-x+3", "ngspice reads only a number there"),  # 7; ngspice: 1 (2*x + -3)
+    ("2*+3", "ngspice reads only a number there"),  # ngspice: Misplaced operator
+    ("1/0", "division by zero"), ("10^400", "range error"), ("exp(1000)", "range error"),
+    ("sqrt(-1)", "domain error"), ("ln(0)", "domain error"), ("pow(-8, 1/3)", "domain error"),
+    ("1e308*10", "is not finite"), ("max(1)", "max takes 2 arguments"), ("2 3", "unexpected"),
+    ("(" * 500 + "1" + ")" * 500, "nested too deeply")])
+def test_expressions_ngspice_refuses_or_reads_otherwise_are_one_line_errors(expr, words):
+    with pytest.raises(DeckError, match=r"^<deck>:4: ") as e:
+        _current(expr, ".param x=2")
+    assert words in str(e.value)
+
 def test_subcircuits_nested_with_params(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "cells.inc").write_text("""* library
@@ -93,7 +123,7 @@ ERRORS = [  # (deck body after the title, line number, words in the message)
     ("R1 a 0 1k\n.temp 50\n", 3, "card .temp is not in the DC subset"),
     ("R1 a 0 1k\n.options temp=50\n", 3, "option temp is not supported"),
     ("R1 a 0 {unknown*2}\n", 2, "unknown parameter 'unknown'"),
-    ("R1 a 0 {__import__('os')}\n", 2, "unsupported expression"),
+    ("R1 a 0 {__import__('os')}\n", 2, "cannot read expression"),
     ("R1 a 0 1k\nR2 a 0 abc\n", 3, "not a number"),
     ("R1 a 0 -5\n", 2, "resistance must be a positive"),
     ("V1 a 0 PULSE(0 1 1n)\nR1 a 0 1\n", 2, "only a DC value"),
