@@ -39,7 +39,7 @@ class _Line:
         return DeckError(f"{self.file}:{self.no}: {msg}: '{self.text}'")
 
 
-_COMMENT = re.compile(r";| \$ |\t\$ ")
+_COMMENT = re.compile(r";|//|(?<=[ \t,])\$")  # ngspice 39's inp_stripcomments_line (outside .control)
 _SUFFIX = {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "g": 1e9, "t": 1e12}
 _NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]*)$")
 
@@ -199,14 +199,10 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
     for no, text in enumerate(raw, 1):
         if title and no == 1:
             continue
-        s = text.strip()
-        if not s or s.startswith("*"):
+        s = _COMMENT.split(text.strip(), maxsplit=1)[0].rstrip()
+        if not s or s[0] in "*$":
             continue
-        if ";" in s or "$" in s:
-            s = _COMMENT.split(s, maxsplit=1)[0].strip()
-        s = s.lower()
-        if not s:
-            continue
+        case_kept, s = s, s.lower()
         if control:
             control = not s.startswith(".endc")
             continue
@@ -223,7 +219,7 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
             parts = s.split(None, 1)
             if len(parts) < 2:
                 raise line.error(".include needs a file name")
-            name = text.strip().split(None, 1)[1].split(";")[0].strip().strip("'\"")  # keep the case of the path
+            name = case_kept.split(None, 1)[1].strip("'\"")  # keep the case of the path
             inc = (path.parent / name)
             out += _read(inc, False, seen, line)
             continue

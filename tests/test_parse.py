@@ -45,6 +45,21 @@ R9 will not be read
     assert c.shorts == [("l1", 1, 2)]
 
 
+
+def test_inline_comments_as_ngspice():
+    """``$comment`` (no space after ``$``) and ``//`` were refused ("resistor parameters $comment"). ngspice 39
+    (``inp_stripcomments_line``): ``;`` and ``//`` anywhere, ``$`` after a space, tab or comma; ``a$b`` is a name."""
+    c = parse_text("""t
+$ a comment line
+V1 in 0 1 $comment
+R1 in a$b 1k//c
+R2 a$b 0 1k // c
+R3 in c 1k\t$tab
+R4 c 0 3k ;x
+""")
+    assert c.nodes == ["in", "a$b", "c"]
+    assert [1 / g for *_, g in c.resistors] == [1e3, 1e3, 1e3, 3e3]
+
 def test_params_and_expressions():
     c = parse_text("""t
 .param r0=1k gain = {2*r0} half={gain/4}
