@@ -230,13 +230,18 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
 
 
 # ---------------------------------------------------------------- the deck
+_Model = tuple[str, dict[str, str], _Line]  # type, parameter → value text, the .model line
+_Scope = tuple[tuple[dict[str, _Model], dict[str, float]], ...]  # models visible, innermost first, with their params
+
+
 @dataclass
 class _Subckt:
     name: str
     ports: list[str]
-    defaults: list[tuple[str, str]]
+    params: dict[str, tuple[str, _Line]]  # name → (value, its line): params: defaults, then the body's .param
+    line: _Line
+    models: dict[str, _Model] = field(default_factory=dict)
     body: list[_Line] = field(default_factory=list)
-    line: _Line | None = None
 
 
 _IGNORED_CARDS = {".op", ".tran", ".ac", ".dc", ".noise", ".save", ".print", ".plot", ".probe", ".width",
@@ -278,7 +283,7 @@ def _split(text: str) -> list[str]:
 class _Deck:
     def __init__(self, lines: list[_Line]):
         self.params: dict[str, float] = {}
-        self.models: dict[str, tuple[str, dict[str, float], _Line]] = {}
+        self.models: dict[str, _Model] = {}
         self.subckts: dict[str, _Subckt] = {}
         self.circuit = Circuit()
         self.elements: list[_Line] = []
@@ -292,18 +297,24 @@ class _Deck:
                     sub = None
                 elif card == ".subckt":
                     raise ln.error(f"nested .subckt definitions are not supported (inside .subckt {sub.name})")
+                elif card == ".param":  # ngspice moves it onto the .subckt line: an instance may override it
+                    sub.params.update((k, (v, ln)) for k, v in _assignments(tok[1:], ln))
+                elif card == ".model":
+                    self._model(ln, sub.models)
+                elif card.startswith("."):
+                    raise ln.error(f"card {card} inside .subckt {sub.name} is not in the DC subset drn circuit reads")
                 else:
                     sub.body.append(ln)
                 continue
             if card == ".subckt":
-                sub = self._subckt(tok, ln)
+                sub = self._subckt(ln)
             elif card == ".ends":
                 raise ln.error(".ends without .subckt")
             elif card == ".param":
                 for k, v in _assignments(tok[1:], ln):
                     self.params[k] = self._num(v, self.params, ln)
             elif card == ".model":
-                self._model(tok, ln)
+                self._model(ln, self.models)
             elif card in (".options", ".option", ".opt"):
                 self._options(tok, ln)
             elif card in _IGNORED_CARDS:
@@ -315,7 +326,7 @@ class _Deck:
         if sub is not None:
             raise sub.line.error(f".subckt {sub.name} has no .ends")
         for ln in self.elements:
-            self._element(ln, "", {}, self.params, ())
+            self._element(ln, "", {}, self.params, ((self.models, self.params),), ())
 
     def _num(self, token: str, params: dict[str, float], ln: _Line) -> float:
         try:
@@ -323,29 +334,25 @@ class _Deck:
         except ValueError as e:
             raise ln.error(str(e)) from None
 
-    def _subckt(self, tok: list[str], ln: _Line) -> _Subckt:
-        if len(tok) < 2:
+    def _subckt(self, ln: _Line) -> _Subckt:
+        ports, params = _positional(ln)
+        if len(ports) < 2:
             raise ln.error(".subckt needs a name")
-        rest = tok[2:]
-        if "params:" in rest:
-            i = rest.index("params:")
-            ports, defaults = rest[:i], _assignments(rest[i + 1:], ln)
-        else:
-            ports = [t for t in rest if "=" not in t]
-            defaults = _assignments([t for t in rest if "=" in t], ln)
-        s = _Subckt(tok[1], ports, defaults, line=ln)
+        s = _Subckt(ports[1], ports[2:], {k: (v, ln) for k, v in params}, ln)
         if s.name in self.subckts:
             raise ln.error(f".subckt {s.name} is defined twice")
         self.subckts[s.name] = s
         return s
 
-    def _model(self, tok: list[str], ln: _Line) -> None:
-        text = " ".join(tok[1:]).replace("(", " ").replace(")", " ")
-        parts = text.split()
-        if len(parts) < 2:
+    def _model(self, ln: _Line, models: dict[str, _Model]) -> None:
+        parts = _split(_unparen(ln.text))
+        if len(parts) < 3:
             raise ln.error(".model needs a name and a type")
-        name, kind = parts[0], parts[1]
-        self.models[name] = (kind, {k: v for k, v in _assignments(parts[2:], ln)}, ln)
+        name, kind = parts[1], parts[2]
+        if name in models:
+            first = models[name][2]
+            raise ln.error(f".model {name} is defined twice (first at {first.file}:{first.no}, which ngspice uses)")
+        models[name] = (kind, dict(_assignments(parts[3:], ln)), ln)
 
     def _options(self, tok: list[str], ln: _Line) -> None:
         for t in _split(re.sub(r"\s*=\s*", "=", " ".join(tok[1:]))):
@@ -364,10 +371,11 @@ class _Deck:
                 raise ln.error(f"option {k} is not supported (it may change the DC solution); "
                                f"drn circuit reads gmin, epsmin and the tolerance options")
 
-    def _diode_model(self, name: str, ln: _Line, params: dict[str, float]) -> tuple[float, float, float, bool]:
-        if name not in self.models:
+    def _diode_model(self, name: str, ln: _Line, scope: _Scope) -> tuple[float, float, float, bool]:
+        found = [(models[name], params) for models, params in scope if name in models]
+        if not found:
             raise ln.error(f"diode model {name} is not defined (.model {name} D(...))")
-        kind, values, mln = self.models[name]
+        (kind, values, mln), params = found[0]
         if kind != "d":
             raise ln.error(f"model {name} is of type {kind}, a diode needs type D")
         got = {"is": 1e-14, "n": 1.0, "rs": 0.0, "ideal": 0.0}
@@ -383,7 +391,7 @@ class _Deck:
             raise mln.error("an ideal diode (IDEAL=1) takes no IS, N or RS")
         return got["is"], got["n"], got["rs"], bool(got["ideal"])
 
-    def _element(self, ln: _Line, prefix: str, ports: dict[str, str], params: dict[str, float],
+    def _element(self, ln: _Line, prefix: str, ports: dict[str, str], params: dict[str, float], scope: _Scope,
                  stack: tuple[str, ...]) -> None:
         tok = _split(ln.text)
         name = tok[0]
@@ -416,7 +424,7 @@ class _Deck:
                 need(4, "D<name> anode cathode model")
                 if len(tok) > 4:
                     raise ln.error(f"{name}: diode instance parameters {' '.join(tok[4:])} are not supported")
-                Is, N, RS, ideal = self._diode_model(tok[3], ln, params)
+                Is, N, RS, ideal = self._diode_model(tok[3], ln, scope)
                 if ideal:
                     ckt.add_ideal_diode(full, node(tok[1]), node(tok[2]))
                 else:
@@ -434,7 +442,7 @@ class _Deck:
                 need(4, "L<name> n1 n2 value")
                 ckt.add_short(full, node(tok[1]), node(tok[2]))
             elif kind == "x":
-                self._instance(tok, ln, prefix, node, params, stack)
+                self._instance(ln, prefix, node, params, stack)
             else:
                 what = _ELEMENT_KIND.get(kind, "unknown element type")
                 raise ln.error(f"element {name} ({what}) is not supported: drn circuit reads R, D, V, I, C, L, X")
@@ -453,13 +461,12 @@ class _Deck:
             raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
         return self._num(args[0], params, ln)
 
-    def _instance(self, tok, ln, prefix, node, params, stack) -> None:
-        name = tok[0]
-        pos = [t for t in tok[1:] if "=" not in t]
-        over = _assignments([t for t in tok[1:] if "=" in t], ln)
-        if not pos:
+    def _instance(self, ln, prefix, node, params, stack) -> None:
+        pos, over = _positional(ln)
+        name = pos[0]
+        if len(pos) < 2:
             raise ln.error(f"{name}: expected X<name> nodes... subckt")
-        sub_name, actual = pos[-1], pos[:-1]
+        sub_name, actual = pos[-1], pos[1:-1]
         if sub_name not in self.subckts:
             raise ln.error(f"{name}: subcircuit {sub_name} is not defined")
         if sub_name in stack:
@@ -467,16 +474,45 @@ class _Deck:
         sub = self.subckts[sub_name]
         if len(actual) != len(sub.ports):
             raise ln.error(f"{name}: subcircuit {sub_name} has {len(sub.ports)} ports, got {len(actual)} nodes")
-        scope = dict(self.params)
-        for k, v in sub.defaults:
-            scope[k] = self._num(v, scope, sub.line)
+        inner = dict(params)  # ngspice's lookup goes up the chain of instances: X2 in X1 sees X1's parameters
         for k, v in over:
-            if k not in dict(sub.defaults):
+            if k not in sub.params:
                 raise ln.error(f"{name}: subcircuit {sub_name} has no parameter {k}")
-            scope[k] = self._num(v, params, ln)
-        inner = {p: node(a) for p, a in zip(sub.ports, actual)}
+            inner[k] = self._num(v, params, ln)
+        todo = {k: v for k, v in sub.params.items() if k not in {k for k, _ in over}}
+        while todo:  # in the order of their dependencies, as ngspice sorts them
+            k = next((k for k, (v, _) in todo.items() if not set(_NAME.findall(v)) & (todo.keys() - {k})), None)
+            if k is None:
+                raise sub.line.error(f".subckt {sub_name}: parameters {', '.join(todo)} depend on each other")
+            v, vln = todo.pop(k)
+            inner[k] = self._num(v, inner, vln)
+        ports = {p: node(a) for p, a in zip(sub.ports, actual)}
         for body in sub.body:
-            self._element(body, f"{prefix}{name}.", inner, scope, stack + (sub_name,))
+            self._element(body, f"{prefix}{name}.", ports, inner, ((sub.models, inner), (self.models, self.params)),
+                          stack + (sub_name,))
+
+
+def _positional(ln: _Line) -> tuple[list[str], list[tuple[str, str]]]:
+    """A ``.subckt`` or ``X`` line's words before its first ``k=v`` and its ``k=v`` (``params:`` dropped, as
+    ngspice does)."""
+    tok = _split(re.sub(r"\s*=\s*", "=", ln.text.replace("params:", " ", 1)))
+    n = next((i for i, t in enumerate(tok) if "=" in t), len(tok))
+    return tok[:n], _assignments(tok[n:], ln)
+
+
+def _unparen(text: str) -> str:
+    """``text`` with its parentheses outside ``{...}`` and ``'...'`` made spaces: ``D(N={2*(a+b)})`` →
+    ``D N={2*(a+b)} ``."""
+    out, depth, quoted = [], 0, False
+    for ch in text:
+        if ch == "'" and not depth:
+            quoted = not quoted
+        elif ch in "{}" and not quoted:
+            depth += 1 if ch == "{" else -1
+        elif ch in "()" and not depth and not quoted:
+            ch = " "
+        out.append(ch)
+    return "".join(out)
 
 
 def _is_number(t: str) -> bool:

@@ -129,6 +129,45 @@ Xa in 0 two
     assert c.series["d.xa.x1.d1"] == ("xa.x1.m", 5.0)
 
 
+
+def test_model_expressions_keep_their_parentheses():
+    """``( )`` were made spaces before ``.model`` was read: ``N={2*(0.5+0.25)}`` gave 1.25 (ngspice: 1.5) and
+    ``IS={1e-14*(1+1)}`` 1.00000000000001 A."""
+    c = parse_text("t\nV1 a 0 1\nD1 a 0 dm\n.model dm D(IS={1e-14*(1+1)} N={2*(0.5+0.25)} RS='2*(1+1)')\n")
+    assert c.diodes == [("d1", 1, -1, 2e-14, 1.5)] and c.series["d1"] == ("a", 4.0)
+
+
+def test_subcircuit_params_models_and_instance_params_as_ngspice():
+    """``.param``/``.model`` inside ``.subckt`` and ``X ... params:`` were refused; a default depending on an
+    overridden parameter kept the default's value; a nested instance saw only the global parameters. The values
+    are those ngspice 39 solves (``test_circuit.py`` compares the operating point)."""
+    c = parse_text("""t
+.param g=1k r2=500 q=1k
+.model dm D(IS=1e-14)
+.subckt s a b params: r=1k r2={2*r}
+.param r3={r2+g}
+.model dm D(IS=1e-10)
+R1 a b {r3}
+D1 a b dm
+.ends
+.subckt inner a b
+R1 a b {q*2}
+.ends
+.subckt outer a b params: q=3k
+X1 a b inner
+.ends
+X1 m1 0 s r=5k
+X2 m2 0 s
+X3 m3 0 s params: r3=7k
+X4 m4 0 s r={r2}
+X5 m5 0 outer
+D6 m6 0 dm
+""")
+    r = {n: 1 / g for n, a, b, g in c.resistors}
+    assert r == pytest.approx({"r.x1.r1": 11e3, "r.x2.r1": 3e3, "r.x3.r1": 7e3, "r.x4.r1": 2e3, "r.x5.x1.r1": 6e3},
+                              rel=1e-15)
+    assert [d[3] for d in c.diodes] == [1e-10] * 4 + [1e-14]
+
 ERRORS = [  # (deck body after the title, line number, words in the message)
     ("R1 a 0 1k\nE1 a 0 b 0 2\n", 3, "e1 (voltage-controlled voltage source) is not supported"),
     ("R1 a 0 1k\nB1 a 0 I=1\n", 3, "behavioural source"),
@@ -150,6 +189,12 @@ ERRORS = [  # (deck body after the title, line number, words in the message)
     ("D1 a 0 dm 2\n.model dm D\n", 2, "diode instance parameters"),
     ("R1 a 0 1k\n.options epsmin=0\n", 3, "epsmin must be > 0 A"),
     ("D1 a 0 dm\n.model dm D(IS=1e-29)\n", 2, "below epsmin 1e-28 A"),
+    ("D1 a 0 dm\n.model dm D(IS=1e-14)\n.MODEL DM D(IS=1e-10)\n", 4,
+     ".model dm is defined twice (first at {deck}:3, which ngspice uses)"),
+    (".subckt s a\n.model dm D\n.model dm D\n.ends\n", 4, ".model dm is defined twice (first at {deck}:3"),
+    (".subckt s a\n.options gmin=1\n.ends\n", 3, "card .options inside .subckt s is not in the DC subset"),
+    (".subckt s a params: p={q} q={p}\nR1 a 0 {p}\n.ends\nX1 b s\n", 2, "parameters p, q depend on each other"),
+    ("X1 b s q=1\n.subckt s a params: p=1\n.ends\n", 2, "subcircuit s has no parameter q"),
 ]
 
 
@@ -160,7 +205,7 @@ def test_errors_name_file_line_and_text(tmp_path, body, line, words):
     with pytest.raises(DeckError) as e:
         parse_deck(deck)
     msg = str(e.value)
-    assert msg.startswith(f"{deck}:{line}: ") and words in msg, msg
+    assert msg.startswith(f"{deck}:{line}: ") and words.format(deck=deck) in msg, msg
     assert "'" in msg  # the offending text is quoted
 
 
