@@ -3,13 +3,14 @@
 Read: ``R``, ``D`` (``.model NAME D(IS= N= RS=)``; capacitance-only parameters ignored; ``D(IDEAL=1)``: an ideal
 diode, our flag, which ngspice ignores with a warning), ``V``/``I`` (``[DC] value``,
 an ``AC`` part ignored), ``C`` (open at DC: left out), ``L`` (a short), ``X`` instances of ``.subckt`` (flattened:
-inner nodes ``x1.n``, nested ``x1.x2.n``; ``params:`` defaults and instance overrides), ``.param`` (numbers and
-``{expr}``: arithmetic on parameters, evaluated by a whitelist walk of Python's ``ast`` — never ``eval``),
-``.include``/``.inc`` (relative to the including file), ``.options gmin= epsmin=`` (tolerance options accepted),
-``.op`` and other analysis/output cards (ignored), ``.control`` … ``.endc`` (skipped), ``.end``; ``*`` comment
-lines, ``;`` and `` $ `` inline comments, ``+`` continuations, case-insensitive names, magnitude suffixes
-``f p n u m k meg g t mil`` with trailing units ignored (``10kohm`` = 1e4). The first line of the deck is its
-title. Anything else that would change the DC solution is a ``DeckError``: ``FILE:LINE: message: 'text'``.
+inner nodes ``x1.n``, nested ``x1.x2.n``; ``params:`` defaults, ``.param`` and ``.model`` in the body, instance
+overrides, scoped as ngspice), ``.param`` (numbers and ``{expr}``: ngspice's arithmetic on parameters, read by
+``_evaluate`` — never ``eval``), ``.include``/``.inc`` (relative to the including file), ``.options gmin= epsmin=``
+(tolerance options accepted), ``.op`` and other analysis/output cards (ignored), ``.control`` … ``.endc``
+(skipped), ``.end``; ``*`` comment lines, ngspice's inline comments (``;``, ``//``, ``$`` after a space, tab or
+comma), ``+`` continuations, case-insensitive names, magnitude suffixes ``f p n u m k meg g t mil`` with trailing
+units ignored (``10kohm`` = 1e4). The first line of the deck is its title. Anything else that would change the DC
+solution is a ``DeckError``: ``FILE:LINE: message: 'text'``.
 """
 
 from __future__ import annotations
