@@ -69,6 +69,10 @@ _TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(?P<unit>[
 _NAME = re.compile(r"(?<![\w.])[a-z_]\w*")
 
 
+class _Unreadable(ValueError):
+    """An expression that is not ngspice's arithmetic on known parameters."""
+
+
 def _power(x: float, y: float) -> float:
     if x < 0:
         raise ValueError(f"{x:g}^{y:g}: a negative number to a power, which ngspice computes as |x|^y (and "
@@ -84,7 +88,7 @@ def _evaluate(expr: str, params: dict[str, float]) -> float:
     while pos < end:
         m = _TOKEN.match(expr, pos)
         if not m:
-            raise ValueError(f"cannot read expression {{{expr}}} at {expr[pos:].strip()!r}")
+            raise _Unreadable(f"cannot read expression {{{expr}}} at {expr[pos:].strip()!r}")
         pos = m.end()
         if m["num"]:
             toks.append(("num", float(m["num"]) * _scale(m["unit"] or "")))
@@ -100,11 +104,11 @@ def _evaluate(expr: str, params: dict[str, float]) -> float:
             return toks[at - 1][0]
         return None
 
-    def fail(why: str) -> ValueError:
-        return ValueError(f"cannot read expression {{{expr}}}: {why}")
+    def fail(why: str) -> _Unreadable:
+        return _Unreadable(f"cannot read expression {{{expr}}}: {why}")
 
     def total() -> float:  # a leading sign is ngspice's 0 + ... or 0 - ...: -2^2 = -4
-        val = 0.0 if toks[at][0] in "+-" else product()
+        val = 0.0 if toks[at][0] in ("+", "-") else product()
         while op := take("+", "-"):
             val = val + product() if op == "+" else val - product()
         return val
@@ -142,14 +146,16 @@ def _evaluate(expr: str, params: dict[str, float]) -> float:
             args = [total()]
             while take(","):
                 args.append(total())
-            if not take(")") or len(args) != n:
+            if not take(")"):
+                raise fail("expected )")
+            if len(args) != n:
                 raise fail(f"{v} takes {n} argument{'s' * (n > 1)}")
             return float(f(*args))
         if kind == "name":
             if v not in params:
-                raise ValueError(f"unknown parameter {v!r} in {{{expr}}}")
+                raise _Unreadable(f"unknown parameter {v!r} in {{{expr}}}")
             return params[v]
-        if kind in "+-":
+        if kind in ("+", "-"):
             raise fail(f"{kind} after an operator: ngspice reads only a number there (write 2*(-x), not 2*-x)")
         raise fail("expected a number, a parameter, a function or (")
 
@@ -159,11 +165,9 @@ def _evaluate(expr: str, params: dict[str, float]) -> float:
             raise fail(f"unexpected {toks[at][1] or toks[at][0]!r}")
     except RecursionError:
         raise ValueError(f"expression {{{expr[:40]}...}} is nested too deeply") from None
-    except (ZeroDivisionError, OverflowError) as e:
-        raise ValueError(f"cannot evaluate {{{expr}}}: {e}") from None
-    except ValueError as e:
-        if str(e).startswith(("cannot read", "unknown parameter")):
-            raise
+    except _Unreadable:
+        raise
+    except (ZeroDivisionError, OverflowError, ValueError) as e:  # 1/0, exp(1000), sqrt(-1), (-8)^(1/3)
         raise ValueError(f"cannot evaluate {{{expr}}}: {e}") from None
     if not math.isfinite(val):
         raise ValueError(f"{{{expr}}} is not finite")
