@@ -3,20 +3,19 @@
 Read: ``R``, ``D`` (``.model NAME D(IS= N= RS=)``; capacitance-only parameters ignored; ``D(IDEAL=1)``: an ideal
 diode, our flag, which ngspice ignores with a warning), ``V``/``I`` (``[DC] value``,
 an ``AC`` part ignored), ``C`` (open at DC: left out), ``L`` (a short), ``X`` instances of ``.subckt`` (flattened:
-inner nodes ``x1.n``, nested ``x1.x2.n``; ``params:`` defaults and instance overrides), ``.param`` (numbers and
-``{expr}``: arithmetic on parameters, evaluated by a whitelist walk of Python's ``ast`` — never ``eval``),
-``.include``/``.inc`` (relative to the including file), ``.options gmin= epsmin=`` (tolerance options accepted),
-``.op`` and other analysis/output cards (ignored), ``.control`` … ``.endc`` (skipped), ``.end``; ``*`` comment
-lines, ``;`` and `` $ `` inline comments, ``+`` continuations, case-insensitive names, magnitude suffixes
-``f p n u m k meg g t mil`` with trailing units ignored (``10kohm`` = 1e4). The first line of the deck is its
-title. Anything else that would change the DC solution is a ``DeckError``: ``FILE:LINE: message: 'text'``.
+inner nodes ``x1.n``, nested ``x1.x2.n``; ``params:`` defaults, ``.param`` and ``.model`` in the body, instance
+overrides, scoped as ngspice), ``.param`` (numbers and ``{expr}``: ngspice's arithmetic on parameters, read by
+``_evaluate`` — never ``eval``), ``.include``/``.inc`` (relative to the including file), ``.options gmin= epsmin=``
+(tolerance options accepted), ``.op`` and other analysis/output cards (ignored), ``.control`` … ``.endc``
+(skipped), ``.end``; ``*`` comment lines, ngspice's inline comments (``;``, ``//``, ``$`` after a space, tab or
+comma), ``+`` continuations, case-insensitive names, magnitude suffixes ``f p n u m k meg g t mil`` with trailing
+units ignored (``10kohm`` = 1e4). The first line of the deck is its title. Anything else that would change the DC
+solution is a ``DeckError``: ``FILE:LINE: message: 'text'``.
 """
 
 from __future__ import annotations
 
-import ast
 import math
-import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +40,9 @@ class _Line:
         return DeckError(f"{self.file}:{self.no}: {msg}: '{self.text}'")
 
 
-_COMMENT = re.compile(r";| \$ |\t\$ ")
+_COMMENT = re.compile(r";|//|(?<=[ \t,])\$")  # ngspice 39's inp_stripcomments_line (outside .control)
 _SUFFIX = {"f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "g": 1e9, "t": 1e12}
 _NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]*)$")
-_NUM_IN_EXPR = re.compile(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)([a-z_]+)?")
 
 
 def _scale(unit: str) -> float:
@@ -63,43 +61,113 @@ def spice_value(token: str) -> float:
     return float(m.group(1)) * _scale(m.group(2))
 
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.Pow: operator.pow}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCS = {"sqrt": math.sqrt, "exp": math.exp, "ln": math.log, "log": math.log, "log10": math.log10,
-          "abs": abs, "min": min, "max": max, "pow": math.pow}
+_FUNCS = {"sqrt": (1, math.sqrt), "exp": (1, math.exp), "ln": (1, math.log), "log": (1, math.log),
+          "log10": (1, math.log10), "abs": (1, abs), "min": (2, min), "max": (2, max), "pow": (2, math.pow),
+          "pwr": (2, lambda x, y: math.pow(abs(x), y))}
+_TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(?P<unit>[a-z_]+)?|(?P<name>[a-z_]\w*)"
+                    r"|(?P<op>\*\*|[-+*/^(),]))")
+_NAME = re.compile(r"(?<![\w.])[a-z_]\w*")
+
+
+class _Unreadable(ValueError):
+    """An expression that is not ngspice's arithmetic on known parameters."""
+
+
+def _power(x: float, y: float) -> float:
+    if x < 0:
+        raise ValueError(f"{x:g}^{y:g}: a negative number to a power, which ngspice computes as |x|^y (and "
+                         f"otherwise in its hs and lt modes); write pwr(x, y) for |x|^y or pow(x, y) for x^y")
+    return math.pow(x, y)
 
 
 def _evaluate(expr: str, params: dict[str, float]) -> float:
-    """Arithmetic (``+ - * / ** ^``, parentheses, numbers with suffixes, parameters, a few functions)."""
-    text = _NUM_IN_EXPR.sub(lambda m: repr(float(m.group(1)) * _scale(m.group(2) or "")), expr.replace("^", "**"))
-    text = text.strip()
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError:
-        raise ValueError(f"cannot read expression {{{expr}}}") from None
+    """ngspice's arithmetic (numparam): ``+ - * / ^ **`` left-associative (``2^3^2`` = 64), ``-`` after an
+    operator only before a number, parentheses, numbers with suffixes, parameters, ``_FUNCS``."""
+    toks: list[tuple[str, object]] = []
+    pos, end = 0, len(expr.rstrip())
+    while pos < end:
+        m = _TOKEN.match(expr, pos)
+        if not m:
+            raise _Unreadable(f"cannot read expression {{{expr}}} at {expr[pos:].strip()!r}")
+        pos = m.end()
+        if m["num"]:
+            toks.append(("num", float(m["num"]) * _scale(m["unit"] or "")))
+        else:
+            toks.append(("name", m["name"]) if m["name"] else (m["op"].replace("**", "^"), None))
+    toks.append(("end", None))
+    at = 0
 
-    def walk(node: ast.AST) -> float:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return float(node.value)
-        if isinstance(node, ast.Name):
-            if node.id not in params:
-                raise ValueError(f"unknown parameter {node.id!r} in {{{expr}}}")
-            return params[node.id]
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](walk(node.left), walk(node.right))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](walk(node.operand))
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
-                and not node.keywords):
-            return float(_FUNCS[node.func.id](*(walk(a) for a in node.args)))
-        raise ValueError(f"unsupported expression {{{expr}}} (arithmetic on numbers and parameters only)")
+    def take(*kinds: str) -> str | None:
+        nonlocal at
+        if toks[at][0] in kinds:
+            at += 1
+            return toks[at - 1][0]
+        return None
+
+    def fail(why: str) -> _Unreadable:
+        return _Unreadable(f"cannot read expression {{{expr}}}: {why}")
+
+    def total() -> float:  # a leading sign is ngspice's 0 + ... or 0 - ...: -2^2 = -4
+        val = 0.0 if toks[at][0] in ("+", "-") else product()
+        while op := take("+", "-"):
+            val = val + product() if op == "+" else val - product()
+        return val
+
+    def product() -> float:
+        val = power()
+        while op := take("*", "/"):
+            val = val * power() if op == "*" else val / power()
+        return val
+
+    def power() -> float:
+        val = atom()
+        while take("^"):
+            val = _power(val, atom())
+        return val
+
+    def atom() -> float:
+        kind, v = toks[at]
+        if kind == "end":
+            raise fail("it ends too early")
+        take(kind)
+        if kind == "num":
+            return v
+        if kind == "-" and toks[at][0] == "num":  # ngspice negates a number after an operator: 2*-3^2 = (-3)^2
+            return -atom()
+        if kind == "(":
+            val = total()
+            if not take(")"):
+                raise fail("expected )")
+            return val
+        if kind == "name" and v in _FUNCS:
+            n, f = _FUNCS[v]
+            if not take("("):
+                raise fail(f"function {v} needs (arguments)")
+            args = [total()]
+            while take(","):
+                args.append(total())
+            if not take(")"):
+                raise fail("expected )")
+            if len(args) != n:
+                raise fail(f"{v} takes {n} argument{'s' * (n > 1)}")
+            return float(f(*args))
+        if kind == "name":
+            if v not in params:
+                raise _Unreadable(f"unknown parameter {v!r} in {{{expr}}}")
+            return params[v]
+        if kind in ("+", "-"):
+            raise fail(f"{kind} after an operator: ngspice reads only a number there (write 2*(-x), not 2*-x)")
+        raise fail("expected a number, a parameter, a function or (")
 
     try:
-        val = walk(tree)
-    except (ZeroDivisionError, OverflowError, TypeError) as e:
+        val = total()
+        if toks[at][0] != "end":
+            raise fail(f"unexpected {toks[at][1] or toks[at][0]!r}")
+    except RecursionError:
+        raise ValueError(f"expression {{{expr[:40]}...}} is nested too deeply") from None
+    except _Unreadable:
+        raise
+    except (ZeroDivisionError, OverflowError, ValueError) as e:  # 1/0, exp(1000), sqrt(-1), (-8)^(1/3)
         raise ValueError(f"cannot evaluate {{{expr}}}: {e}") from None
     if not math.isfinite(val):
         raise ValueError(f"{{{expr}}} is not finite")
@@ -136,14 +204,10 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
     for no, text in enumerate(raw, 1):
         if title and no == 1:
             continue
-        s = text.strip()
-        if not s or s.startswith("*"):
+        s = _COMMENT.split(text.strip(), maxsplit=1)[0].rstrip()
+        if not s or s[0] in "*$":
             continue
-        if ";" in s or "$" in s:
-            s = _COMMENT.split(s, maxsplit=1)[0].strip()
-        s = s.lower()
-        if not s:
-            continue
+        case_kept, s = s, s.lower()
         if control:
             control = not s.startswith(".endc")
             continue
@@ -160,7 +224,7 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
             parts = s.split(None, 1)
             if len(parts) < 2:
                 raise line.error(".include needs a file name")
-            name = text.strip().split(None, 1)[1].split(";")[0].strip().strip("'\"")  # keep the case of the path
+            name = case_kept.split(None, 1)[1].strip("'\"")  # keep the case of the path
             inc = (path.parent / name)
             out += _read(inc, False, seen, line)
             continue
@@ -171,13 +235,18 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
 
 
 # ---------------------------------------------------------------- the deck
+_Model = tuple[str, dict[str, str], _Line]  # type, parameter → value text, the .model line
+_Scope = tuple[tuple[dict[str, _Model], dict[str, float]], ...]  # models visible, innermost first, with their params
+
+
 @dataclass
 class _Subckt:
     name: str
     ports: list[str]
-    defaults: list[tuple[str, str]]
+    params: dict[str, tuple[str, _Line]]  # name → (value, its line): params: defaults, then the body's .param
+    line: _Line
+    models: dict[str, _Model] = field(default_factory=dict)
     body: list[_Line] = field(default_factory=list)
-    line: _Line | None = None
 
 
 _IGNORED_CARDS = {".op", ".tran", ".ac", ".dc", ".noise", ".save", ".print", ".plot", ".probe", ".width",
@@ -219,7 +288,7 @@ def _split(text: str) -> list[str]:
 class _Deck:
     def __init__(self, lines: list[_Line]):
         self.params: dict[str, float] = {}
-        self.models: dict[str, tuple[str, dict[str, float], _Line]] = {}
+        self.models: dict[str, _Model] = {}
         self.subckts: dict[str, _Subckt] = {}
         self.circuit = Circuit()
         self.elements: list[_Line] = []
@@ -233,18 +302,24 @@ class _Deck:
                     sub = None
                 elif card == ".subckt":
                     raise ln.error(f"nested .subckt definitions are not supported (inside .subckt {sub.name})")
+                elif card == ".param":  # ngspice moves it onto the .subckt line: an instance may override it
+                    sub.params.update((k, (v, ln)) for k, v in _assignments(tok[1:], ln))
+                elif card == ".model":
+                    self._model(ln, sub.models)
+                elif card.startswith("."):
+                    raise ln.error(f"card {card} inside .subckt {sub.name} is not in the DC subset drn circuit reads")
                 else:
                     sub.body.append(ln)
                 continue
             if card == ".subckt":
-                sub = self._subckt(tok, ln)
+                sub = self._subckt(ln)
             elif card == ".ends":
                 raise ln.error(".ends without .subckt")
             elif card == ".param":
                 for k, v in _assignments(tok[1:], ln):
                     self.params[k] = self._num(v, self.params, ln)
             elif card == ".model":
-                self._model(tok, ln)
+                self._model(ln, self.models)
             elif card in (".options", ".option", ".opt"):
                 self._options(tok, ln)
             elif card in _IGNORED_CARDS:
@@ -256,7 +331,7 @@ class _Deck:
         if sub is not None:
             raise sub.line.error(f".subckt {sub.name} has no .ends")
         for ln in self.elements:
-            self._element(ln, "", {}, self.params, ())
+            self._element(ln, "", {}, self.params, ((self.models, self.params),), ())
 
     def _num(self, token: str, params: dict[str, float], ln: _Line) -> float:
         try:
@@ -264,29 +339,25 @@ class _Deck:
         except ValueError as e:
             raise ln.error(str(e)) from None
 
-    def _subckt(self, tok: list[str], ln: _Line) -> _Subckt:
-        if len(tok) < 2:
+    def _subckt(self, ln: _Line) -> _Subckt:
+        ports, params = _positional(ln)
+        if len(ports) < 2:
             raise ln.error(".subckt needs a name")
-        rest = tok[2:]
-        if "params:" in rest:
-            i = rest.index("params:")
-            ports, defaults = rest[:i], _assignments(rest[i + 1:], ln)
-        else:
-            ports = [t for t in rest if "=" not in t]
-            defaults = _assignments([t for t in rest if "=" in t], ln)
-        s = _Subckt(tok[1], ports, defaults, line=ln)
+        s = _Subckt(ports[1], ports[2:], {k: (v, ln) for k, v in params}, ln)
         if s.name in self.subckts:
             raise ln.error(f".subckt {s.name} is defined twice")
         self.subckts[s.name] = s
         return s
 
-    def _model(self, tok: list[str], ln: _Line) -> None:
-        text = " ".join(tok[1:]).replace("(", " ").replace(")", " ")
-        parts = text.split()
-        if len(parts) < 2:
+    def _model(self, ln: _Line, models: dict[str, _Model]) -> None:
+        parts = _split(_unparen(ln.text))
+        if len(parts) < 3:
             raise ln.error(".model needs a name and a type")
-        name, kind = parts[0], parts[1]
-        self.models[name] = (kind, {k: v for k, v in _assignments(parts[2:], ln)}, ln)
+        name, kind = parts[1], parts[2]
+        if name in models:
+            first = models[name][2]
+            raise ln.error(f".model {name} is defined twice (first at {first.file}:{first.no}, which ngspice uses)")
+        models[name] = (kind, dict(_assignments(parts[3:], ln)), ln)
 
     def _options(self, tok: list[str], ln: _Line) -> None:
         for t in _split(re.sub(r"\s*=\s*", "=", " ".join(tok[1:]))):
@@ -305,10 +376,11 @@ class _Deck:
                 raise ln.error(f"option {k} is not supported (it may change the DC solution); "
                                f"drn circuit reads gmin, epsmin and the tolerance options")
 
-    def _diode_model(self, name: str, ln: _Line, params: dict[str, float]) -> tuple[float, float, float, bool]:
-        if name not in self.models:
+    def _diode_model(self, name: str, ln: _Line, scope: _Scope) -> tuple[float, float, float, bool]:
+        found = [(models[name], params) for models, params in scope if name in models]
+        if not found:
             raise ln.error(f"diode model {name} is not defined (.model {name} D(...))")
-        kind, values, mln = self.models[name]
+        (kind, values, mln), params = found[0]
         if kind != "d":
             raise ln.error(f"model {name} is of type {kind}, a diode needs type D")
         got = {"is": 1e-14, "n": 1.0, "rs": 0.0, "ideal": 0.0}
@@ -324,7 +396,7 @@ class _Deck:
             raise mln.error("an ideal diode (IDEAL=1) takes no IS, N or RS")
         return got["is"], got["n"], got["rs"], bool(got["ideal"])
 
-    def _element(self, ln: _Line, prefix: str, ports: dict[str, str], params: dict[str, float],
+    def _element(self, ln: _Line, prefix: str, ports: dict[str, str], params: dict[str, float], scope: _Scope,
                  stack: tuple[str, ...]) -> None:
         tok = _split(ln.text)
         name = tok[0]
@@ -357,7 +429,7 @@ class _Deck:
                 need(4, "D<name> anode cathode model")
                 if len(tok) > 4:
                     raise ln.error(f"{name}: diode instance parameters {' '.join(tok[4:])} are not supported")
-                Is, N, RS, ideal = self._diode_model(tok[3], ln, params)
+                Is, N, RS, ideal = self._diode_model(tok[3], ln, scope)
                 if ideal:
                     ckt.add_ideal_diode(full, node(tok[1]), node(tok[2]))
                 else:
@@ -375,7 +447,7 @@ class _Deck:
                 need(4, "L<name> n1 n2 value")
                 ckt.add_short(full, node(tok[1]), node(tok[2]))
             elif kind == "x":
-                self._instance(tok, ln, prefix, node, params, stack)
+                self._instance(ln, prefix, node, params, stack)
             else:
                 what = _ELEMENT_KIND.get(kind, "unknown element type")
                 raise ln.error(f"element {name} ({what}) is not supported: drn circuit reads R, D, V, I, C, L, X")
@@ -390,17 +462,16 @@ class _Deck:
             args = args[1:]
         if not args:
             return 0.0
-        if len(args) > 1 or "(" in args[0]:
+        if len(args) > 1 or ("(" in args[0] and args[0][0] not in "{'"):
             raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
         return self._num(args[0], params, ln)
 
-    def _instance(self, tok, ln, prefix, node, params, stack) -> None:
-        name = tok[0]
-        pos = [t for t in tok[1:] if "=" not in t]
-        over = _assignments([t for t in tok[1:] if "=" in t], ln)
-        if not pos:
+    def _instance(self, ln, prefix, node, params, stack) -> None:
+        pos, over = _positional(ln)
+        name = pos[0]
+        if len(pos) < 2:
             raise ln.error(f"{name}: expected X<name> nodes... subckt")
-        sub_name, actual = pos[-1], pos[:-1]
+        sub_name, actual = pos[-1], pos[1:-1]
         if sub_name not in self.subckts:
             raise ln.error(f"{name}: subcircuit {sub_name} is not defined")
         if sub_name in stack:
@@ -408,16 +479,45 @@ class _Deck:
         sub = self.subckts[sub_name]
         if len(actual) != len(sub.ports):
             raise ln.error(f"{name}: subcircuit {sub_name} has {len(sub.ports)} ports, got {len(actual)} nodes")
-        scope = dict(self.params)
-        for k, v in sub.defaults:
-            scope[k] = self._num(v, scope, sub.line)
+        inner = dict(params)  # ngspice's lookup goes up the chain of instances: X2 in X1 sees X1's parameters
         for k, v in over:
-            if k not in dict(sub.defaults):
+            if k not in sub.params:
                 raise ln.error(f"{name}: subcircuit {sub_name} has no parameter {k}")
-            scope[k] = self._num(v, params, ln)
-        inner = {p: node(a) for p, a in zip(sub.ports, actual)}
+            inner[k] = self._num(v, params, ln)
+        todo = {k: v for k, v in sub.params.items() if k not in {k for k, _ in over}}
+        while todo:  # in the order of their dependencies, as ngspice sorts them
+            k = next((k for k, (v, _) in todo.items() if not set(_NAME.findall(v)) & (todo.keys() - {k})), None)
+            if k is None:
+                raise sub.line.error(f".subckt {sub_name}: parameters {', '.join(todo)} depend on each other")
+            v, vln = todo.pop(k)
+            inner[k] = self._num(v, inner, vln)
+        ports = {p: node(a) for p, a in zip(sub.ports, actual)}
         for body in sub.body:
-            self._element(body, f"{prefix}{name}.", inner, scope, stack + (sub_name,))
+            self._element(body, f"{prefix}{name}.", ports, inner, ((sub.models, inner), (self.models, self.params)),
+                          stack + (sub_name,))
+
+
+def _positional(ln: _Line) -> tuple[list[str], list[tuple[str, str]]]:
+    """A ``.subckt`` or ``X`` line's words before its first ``k=v`` and its ``k=v`` (``params:`` dropped, as
+    ngspice does)."""
+    tok = _split(re.sub(r"\s*=\s*", "=", ln.text.replace("params:", " ", 1)))
+    n = next((i for i, t in enumerate(tok) if "=" in t), len(tok))
+    return tok[:n], _assignments(tok[n:], ln)
+
+
+def _unparen(text: str) -> str:
+    """``text`` with its parentheses outside ``{...}`` and ``'...'`` made spaces: ``D(N={2*(a+b)})`` →
+    ``D N={2*(a+b)} ``."""
+    out, depth, quoted = [], 0, False
+    for ch in text:
+        if ch == "'" and not depth:
+            quoted = not quoted
+        elif ch in "{}" and not quoted:
+            depth += 1 if ch == "{" else -1
+        elif ch in "()" and not depth and not quoted:
+            ch = " "
+        out.append(ch)
+    return "".join(out)
 
 
 def _is_number(t: str) -> bool:

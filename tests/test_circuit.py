@@ -119,6 +119,39 @@ def test_a_node_without_conductance_is_refused_where_cd_cannot_update_it(body, w
         Graph(parse_text("t\n" + body))
 
 
+def test_deck_features_fixed_in_the_parser_equal_ngspice(ngspice, tmp_path):
+    """Model expressions with parentheses, left-associative powers, '$'/'//' comments, .param/.model inside
+    .subckt (ngspice: instance values override them; models local), X ... params:, defaults that depend on an
+    overridden parameter, a nested instance that sees its parent's parameters: CD equals ngspice's operating point."""
+    deck = tmp_path / "f.cir"
+    deck.write_text("""parser features
+.param g=1k r2=500 q=1k e={2^3^2}
+.model dm D(IS={1e-14*(1+1)} N={2*(0.5+0.25)} RS='2*(1+1)')
+.subckt s a b params: r=1k r2={2*r}
+.param r3={r2+g}
+.model dm D(IS=1e-10)
+R1 a m {r3}
+D1 m b dm
+.ends
+.subckt inner a b
+R1 a b {q*2}
+.ends
+.subckt outer a b params: q=3k
+X1 a b inner
+.ends
+V1 in 0 2 $comment
+R0 in m0 {e*10}//comment
+X1 m0 m1 s r=5k
+X2 m1 m2 s
+X3 m2 m3 s params: r3=7k
+X4 m3 m4 s r={r2}
+X5 m4 0 outer
+D6 m0 0 dm
+.end
+""")
+    v, ref = cd_and_ngspice(deck, tmp_path)
+    assert rel_l1(v, ref) <= 1e-12
+
 def test_layered_network_through_the_general_path_equals_the_layered_solver():
     net = random_network([6, 5, 4, 3], "linear", seed=2, bias=0.1, input_gain=3.0, g_mean=1.0)
     v0 = net.encode(np.random.default_rng(0).uniform(0, 1, (3, 3)))
