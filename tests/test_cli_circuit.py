@@ -203,3 +203,17 @@ def test_check_hands_ngspice_the_circuit_the_parser_read(ngspice, tmp_path, caps
     assert "relative L1 0.000e+00" in capsys.readouterr().out
     kept = (tmp_path / "d.op.cir").read_text()
     assert not any(w in kept for w in ("0.1", "0.2", ".save", ".print", "R9"))
+
+
+@pytest.mark.parametrize("action", ["solve", "check"])
+@pytest.mark.parametrize("option, value, says", [("--max-iter", "0", "--max-iter must be >= 1, got 0"),
+                                                 ("--anderson", "-1", "--anderson must be in [0, 100], got -1"),
+                                                 ("--anderson", "101", "--anderson must be in [0, 100], got 101"),
+                                                 ("--coarse-after", "-2", "--coarse-after must be >= -1"),
+                                                 ("--tol", "0", "--tol must be a finite number > 0 and < 1")])
+def test_solver_options_are_named_as_given_before_the_deck_is_read(tmp_path, capsys, action, option, value, says):
+    """``--max-iter 0`` said ``max_sweeps must be >= 1, anderson in [0, 100] and coarse_after >= -1, got 0, 5,
+    20``, and only after the deck was read (here: a deck that does not exist)."""
+    out = ["--out", str(tmp_path / "s.npz")] if action == "solve" else []
+    assert main(["circuit", action, str(tmp_path / "missing.cir"), *out, option, value]) == 2
+    assert says in error_line(capsys)
