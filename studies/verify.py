@@ -323,12 +323,12 @@ def report_junit(v: Verification) -> str:
 
 
 def write_report(v: Verification, path: str | Path) -> None:
-    """JSON (``.json``) or JUnit XML (``.xml``), written atomically (a temporary file, then renamed)."""
+    """JSON (``.json``, any case) or JUnit XML (``.xml``), written atomically (a temporary file, then renamed)."""
     from cdsolver.files import atomic_write
 
     p = Path(path)
     with atomic_write(p, "w") as f:
-        f.write(json.dumps(report_json(v), indent=2) + "\n" if p.suffix == ".json" else report_junit(v))
+        f.write(json.dumps(report_json(v), indent=2) + "\n" if p.suffix.lower() == ".json" else report_junit(v))
 
 
 # ---------------------------------------------------------------- command line
@@ -377,7 +377,10 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.report is not None:
         from cdsolver.files import check_out
 
-        if Path(args.report).suffix not in REPORT_SUFFIXES:
+        name = Path(args.report).name
+        if name.lower() in REPORT_SUFFIXES:  # (".json" is a hidden file's name to pathlib, with no suffix)
+            raise VerifyInputError(f"--report {args.report}: needs a name before {name}")
+        if Path(name).suffix.lower() not in REPORT_SUFFIXES:
             raise VerifyInputError(f"--report {args.report}: the name must end in .json or .xml")
         try:
             check_out(args.report, option="--report")

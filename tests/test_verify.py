@@ -125,6 +125,9 @@ def test_bad_options_exit_2(files, capsys):
     d, *_ = files
     assert main(args(d, None, "--report", d / "r.txt")) == 2
     assert "must end in .json or .xml" in capsys.readouterr().err
+    for name in (".json", ".XML"):  # (pathlib: a hidden file's name, no suffix: it said "must end in .json")
+        assert main(args(d, None, "--report", d / name)) == 2
+        assert capsys.readouterr().err.endswith(f"--report {d / name}: needs a name before {name}\n")
     assert main(args(d, "missing.npz")) == 2
     assert "states file not found" in capsys.readouterr().err
     from spice_bridge.runners import MAX_JOBS
@@ -171,6 +174,15 @@ def test_spice_failures_over_allowance_exit_3(files, flaky_ngspice, capsys):
     rep = json.loads((d / "r.json").read_text())
     assert rep["ngspice"]["failed"] == 1 and rep["exit_code"] == 0
     assert [c["samples"] for c in rep["comparisons"]] == [5, 5, 6]  # sample 1 left out against ngspice only
+
+
+def test_report_suffixes_are_read_in_any_case(files, ngspice):
+    """``--report R.XML`` was refused (and ``R.JSON`` would have been written as XML)."""
+    d, *_ = files
+    assert main(args(d, "exact.npz", "--report", d / "R.XML")) == 0
+    assert junit(d / "R.XML")[0] == {"tests": 4, "failures": 0, "errors": 0}
+    assert main(args(d, "exact.npz", "--report", d / "R.Json")) == 0
+    assert json.loads((d / "R.Json").read_text())["exit_code"] == 0
 
 
 def test_json_report_round_trips(files, ngspice):
