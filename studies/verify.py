@@ -172,8 +172,12 @@ def load_their_states(path: str | Path, sizes: Sequence[int], batch: int) -> tup
             out.append(check_array(v, f"states file {p}: v{l}", (batch, sizes[l])))
         except ValueError as e:
             raise VerifyInputError(str(e)) from None
-    bad = 0 if conv is None or np.shape(conv) != (batch,) else int((~np.asarray(conv, dtype=bool)).sum())
-    return out, bad
+    if conv is None:
+        return out, 0
+    if conv.shape != (batch,) or conv.dtype != bool:
+        raise VerifyInputError(f"states file {p}: converged is {conv.dtype} {conv.shape}, needs bool ({batch},): "
+                               f"one flag per sample of INPUTS (docs/formats.md#states-files)")
+    return out, int((~conv).sum())
 
 
 @dataclass

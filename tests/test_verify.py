@@ -93,13 +93,17 @@ def test_comparison_numbers_and_worst_node(files):
     ("nan", "NaN/inf not allowed"),
     ("other", "has layers v1..v4, the network has 3 layers"),
     ("batch", "v1 has 5 samples, INPUTS has 6"),
+    ("converged length", "converged is bool (5,), needs bool (6,): one flag per sample of INPUTS"),  # (was ignored)
+    ("converged type", "converged is float64 (6,), needs bool (6,)"),
 ])
 def test_bad_states_exit_2(files, case, message, capsys):
     d, net, x, s = files
     bad = {"sizes": dict(v1=s[0], v2=s[1][:, :4], v3=s[2]), "missing": dict(v1=s[0], v3=s[2]),
            "nan": dict(v1=s[0], v2=np.where(np.eye(6, 5) > 0, np.nan, s[1]), v3=s[2]),
            "other": dict(v1=s[0], v2=s[1], v3=s[2], v4=s[2]),
-           "batch": dict(v1=s[0][:5], v2=s[1][:5], v3=s[2][:5])}[case]
+           "batch": dict(v1=s[0][:5], v2=s[1][:5], v3=s[2][:5]),
+           "converged length": dict(v1=s[0], v2=s[1], v3=s[2], converged=np.zeros(5, dtype=bool)),
+           "converged type": dict(v1=s[0], v2=s[1], v3=s[2], converged=np.full(6, np.nan))}[case]
     np.savez(d / "bad.npz", **bad)
     assert main(args(d, "bad.npz")) == 2
     err = capsys.readouterr().err.strip().splitlines()
