@@ -189,6 +189,23 @@ def test_report_suffixes_are_read_in_any_case(files, ngspice):
     assert json.loads((d / "R.Json").read_text())["exit_code"] == 0
 
 
+def test_ngspice_failing_on_every_allowed_sample_exits_3(files, tmp_path, monkeypatch, capsys):
+    """With ``--allow-spice-failures 6`` and ngspice failing on all 6 samples nothing was compared with it: that
+    exited 1 ("disagreement"); it is a solver failure, exit 3, said in one line."""
+    fake = tmp_path / "bin" / "ngspice"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "doAnalyses: no convergence"\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    d, *_ = files
+    assert main(args(d, "exact.npz", "--allow-spice-failures", "6", "--report", d / "r.xml")) == 3
+    assert "error: ngspice failed on all 6 samples (allowed 6): nothing compared with it, first: sample 0" \
+        in capsys.readouterr().err
+    counts, cases = junit(d / "r.xml")
+    assert counts["errors"] == 1
+    assert "failed on all 6 samples" in cases["ngspice reference"].find("error").get("message")
+
+
 def test_json_report_round_trips(files, ngspice):
     d, net, x, states = files
     theirs = [states[0], states[1] * (1 + 1e-6), states[2]]
