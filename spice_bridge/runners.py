@@ -32,6 +32,7 @@ from cdsolver.validation import ValidationError, check_array, check_timeout
 
 from . import netlist
 from .errors import INSTALL_HINT, NgspiceMissing
+from .parse import _COMMENT
 
 __all__ = ["SpiceResult", "NgspiceMissing", "run", "RUNNERS", "ngspice_version", "parse_raw",
            "default_timeout", "op_deck", "check_jobs", "MAX_JOBS"]
@@ -248,30 +249,37 @@ def _op_one(workdir: str, b: int, src: list[str], timeout: float):
 # ---------------------------------------------------------------- a user's deck
 #: ngspice's own analysis time (``.options acct``).
 _ANALYSIS_TIME = re.compile(r"Total analysis time \(seconds\)\s*=\s*([0-9.eE+-]+)")
-_ANALYSES = (".op", ".tran", ".ac", ".dc", ".noise")
+#: Cards ``op_deck`` drops, with their ``+`` continuation lines: analyses, and output cards (``.save v(b)``
+#: would leave the other nodes' voltages unwritten).
+_DROPPED = {".op", ".tran", ".ac", ".dc", ".noise", ".save", ".print", ".plot", ".probe", ".meas", ".measure",
+            ".four", ".width"}
 
 
 def op_deck(deck: str | Path, workdir: str | Path, *, options: str | None = None,
             timeout: float = 600.0) -> tuple[dict[str, float], float, float, int, str]:
     """The DC operating point of a user's deck, unchanged but for: its ``.include`` paths made absolute, its
-    ``.control`` blocks, analysis cards and ``.end`` dropped, ``options`` (a ``.options`` line) and ``.op``
-    added. Written to ``workdir/<name>.op.cir``. Returns (``v(node)`` etc. at the operating point, ``{}`` if
-    none; process wall s; ngspice's analysis time s (NaN if not printed); Newton iterations; why there is no
-    result, "" if there is one)."""
+    ``.control`` blocks, analysis and output cards (``_DROPPED``, with their continuation lines), ``.end`` and
+    what follows it dropped, ``options`` (a ``.options`` line) and ``.op`` added. Written to
+    ``workdir/<name>.op.cir``. Returns (``v(node)`` etc. at the operating point, ``{}`` if none; process wall s;
+    ngspice's analysis time s (NaN if not printed); Newton iterations; why there is no result, "" if there is
+    one)."""
     deck, wd = Path(deck), Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     lines = deck.read_text(errors="replace").splitlines()
-    out, control = lines[:1], False
+    out, control, dropping = lines[:1], False, False
     for text in lines[1:]:
-        key = text.strip().lower()
+        s = text.strip()
+        key = "" if s.startswith("*") else _COMMENT.split(s, maxsplit=1)[0].strip().lower()  # (as the parser)
         if control or key.startswith(".control"):
             control = not key.startswith(".endc")
             continue
-        if key == ".end":
+        if key.split()[:1] == [".end"]:
             break
-        words = text.split(None, 1)
-        if key.split()[:1] and key.split()[0] in _ANALYSES:
+        if key and not key.startswith("+"):  # a card: comments and control blocks do not end its continuation
+            dropping = key.split()[0] in _DROPPED
+        if key and dropping:
             continue
+        words = text.split(None, 1)
         if key.split()[:1] in ([".include"], [".inc"]) and len(words) == 2:
             name = words[1].split(";")[0].strip().strip("'\"")
             text = f"{words[0]} {(deck.parent / name).resolve()}"

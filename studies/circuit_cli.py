@@ -89,6 +89,23 @@ def _solver_args(q: argparse.ArgumentParser) -> None:
                         f"(default: {CIRCUIT_COARSE_AFTER})")
 
 
+def _check_solver_args(args) -> None:
+    """``--tol``, ``--max-iter``, ``--anderson``, ``--coarse-after``: one line naming the option, before the deck
+    is read."""
+    from cdsolver.constants import MAX_ANDERSON
+    from cdsolver.validation import check_tol
+
+    from .cli import CliError
+
+    check_tol(args.tol, "--tol")
+    if args.max_iter < 1:
+        raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
+    if not 0 <= args.anderson <= MAX_ANDERSON:
+        raise CliError(f"--anderson must be in [0, {MAX_ANDERSON}], got {args.anderson}")
+    if args.coarse_after < -1:
+        raise CliError(f"--coarse-after must be >= -1 (-1 = never), got {args.coarse_after}")
+
+
 def _solve(args):
     """(circuit, solution, CD seconds: graph set-up + sweeps, graph) of the deck."""
     from cdsolver.graph import Graph, solve_circuit
@@ -120,6 +137,7 @@ def cmd_solve(args) -> int:
 
     from .cli import EXIT_NOT_CONVERGED, save_or_rescue
 
+    _check_solver_args(args)
     check_out(args.out, inputs=(args.deck,))
     ckt, sol, wall, _ = _solve(args)
     v = sol.states[0][0, ckt.external]
@@ -149,6 +167,7 @@ def cmd_check(args) -> int:
     limit = args.max_rel if args.max_rel is not None else (None if args.keep_options else P90_TOL)
     if limit is not None and not 0 < limit < math.inf:
         raise CliError(f"--max-rel must be a positive number, got {limit:g}")
+    _check_solver_args(args)
     own = args.out is None
     if not own:
         check_out(args.out, folder=True)

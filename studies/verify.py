@@ -9,8 +9,8 @@ of the comparisons against it (and counted). Samples whose states are NaN or inf
 compared: they are left out of the numbers and fail the comparison, named.
 
 Exit status: 0 every comparison within ``p90`` (and ``max``, if given); 1 some comparison outside (named, with
-its worst layer); 2 bad input (the CLI's error path); 3 a solver failed: ngspice on more samples than allowed, or
-CD (NaN or inf states) on any (checked before the thresholds).
+its worst layer); 2 bad input (the CLI's error path); 3 a solver failed: ngspice on more samples than allowed or on
+all (nothing compared with it), or CD (NaN or inf states) on any (checked before the thresholds).
 """
 
 from __future__ import annotations
@@ -172,8 +172,12 @@ def load_their_states(path: str | Path, sizes: Sequence[int], batch: int) -> tup
             out.append(check_array(v, f"states file {p}: v{l}", (batch, sizes[l])))
         except ValueError as e:
             raise VerifyInputError(str(e)) from None
-    bad = 0 if conv is None or np.shape(conv) != (batch,) else int((~np.asarray(conv, dtype=bool)).sum())
-    return out, bad
+    if conv is None:
+        return out, 0
+    if conv.shape != (batch,) or conv.dtype != bool:
+        raise VerifyInputError(f"states file {p}: converged is {conv.dtype} {conv.shape}, needs bool ({batch},): "
+                               f"one flag per sample of INPUTS (docs/formats.md#states-files)")
+    return out, int((~conv).sum())
 
 
 @dataclass
@@ -194,14 +198,15 @@ class Verification:
     info: dict[str, Any] = field(default_factory=dict)  # network, inputs, states file, beta (for the report)
 
     @property
-    def spice_over(self) -> bool:
-        """ngspice failed on more samples than allowed."""
-        return len(self.spice_failed) > self.allow_spice_failures
+    def spice_error(self) -> bool:
+        """ngspice failed on more samples than allowed, or on all of them (nothing was compared with it)."""
+        nf = len(self.spice_failed)
+        return nf > self.allow_spice_failures or nf == self.samples
 
     @property
     def solver_failed(self) -> bool:
-        """ngspice failed on more samples than allowed, or CD on any (NaN or inf states)."""
-        return self.spice_over or bool(self.cd_failed)
+        """ngspice failed (``spice_error``), or CD on any sample (NaN or inf states)."""
+        return self.spice_error or bool(self.cd_failed)
 
 
 def verify(net: Network, v0: np.ndarray, *, theirs: Sequence[np.ndarray] | None = None, runner: str = "batch",
@@ -235,7 +240,8 @@ def verify(net: Network, v0: np.ndarray, *, theirs: Sequence[np.ndarray] | None 
 
 
 def exit_code(v: Verification) -> int:
-    """3 if ngspice failed on too many samples or CD on any, else 1 if some comparison is outside, else 0."""
+    """3 if ngspice failed on too many samples (or all) or CD on any, else 1 if some comparison is outside, else
+    0."""
     if v.solver_failed:
         return EXIT_SOLVER_FAILED
     return EXIT_OUTSIDE if any(not c.passed for c in v.comparisons) else 0
@@ -290,9 +296,17 @@ def _numbers(c: Comparison) -> str:
     return "\n".join(lines)
 
 
+def _spice_failures(v: Verification) -> str:
+    """``ngspice failed on N samples (allowed K)``; on all of them, that nothing was compared with it."""
+    nf = len(v.spice_failed)
+    if nf == v.samples:
+        return f"ngspice failed on all {nf} samples (allowed {v.allow_spice_failures}): nothing compared with it"
+    return f"ngspice failed on {nf} samples (allowed {v.allow_spice_failures})"
+
+
 def report_junit(v: Verification) -> str:
     """JUnit XML: one test case per comparison (a ``<failure>`` with its numbers when outside the thresholds)
-    and one for the ngspice run (an ``<error>`` when it failed on more samples than allowed)."""
+    and one for the ngspice run (an ``<error>`` when it failed on more samples than allowed, or on all)."""
     cases = []
     for c in v.comparisons:
         tc = ET.Element("testcase", classname="drn.verify", name=c.name, time="0")
@@ -304,14 +318,13 @@ def report_junit(v: Verification) -> str:
         cases.append(tc)
     tc = ET.Element("testcase", classname="drn.verify", name="ngspice reference", time=f"{v.spice_s:.3f}")
     text = "\n".join(f"sample {k}: {r}" for k, r in v.spice_failed)
-    if v.spice_over:
-        ET.SubElement(tc, "error", type="ngspice", message=f"ngspice failed on {len(v.spice_failed)} samples, "
-                      f"allowed {v.allow_spice_failures}").text = text
+    if v.spice_error:
+        ET.SubElement(tc, "error", type="ngspice", message=_spice_failures(v)).text = text
     elif text:
         ET.SubElement(tc, "system-out").text = text
     cases.append(tc)
     counts = {"tests": str(len(cases)), "failures": str(sum(not c.passed for c in v.comparisons)),
-              "errors": str(int(v.spice_over)), "skipped": "0", "time": f"{v.spice_s + v.cd_s:.3f}"}
+              "errors": str(int(v.spice_error)), "skipped": "0", "time": f"{v.spice_s + v.cd_s:.3f}"}
     root = ET.Element("testsuites", **counts)
     suite = ET.SubElement(root, "testsuite", name="drn verify", **counts)
     props = ET.SubElement(suite, "properties")
@@ -323,12 +336,12 @@ def report_junit(v: Verification) -> str:
 
 
 def write_report(v: Verification, path: str | Path) -> None:
-    """JSON (``.json``) or JUnit XML (``.xml``), written atomically (a temporary file, then renamed)."""
+    """JSON (``.json``, any case) or JUnit XML (``.xml``), written atomically (a temporary file, then renamed)."""
     from cdsolver.files import atomic_write
 
     p = Path(path)
     with atomic_write(p, "w") as f:
-        f.write(json.dumps(report_json(v), indent=2) + "\n" if p.suffix == ".json" else report_junit(v))
+        f.write(json.dumps(report_json(v), indent=2) + "\n" if p.suffix.lower() == ".json" else report_junit(v))
 
 
 # ---------------------------------------------------------------- command line
@@ -343,7 +356,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "(P50/P90/max, overall and per layer), max |dv| (V), worst sample and node. "
                                    "Exit 0 within the thresholds, 1 outside (naming the comparison and its worst "
                                    "layer), 2 bad input, 3 a solver failed: ngspice on more samples than "
-                                   "allowed, or CD (NaN or inf states) on any.",
+                                   "allowed or on all, or CD (NaN or inf states) on any.",
                        epilog="docs/verify.md: the CI step, a GitHub Actions job, writing a states file.")
     _add_problem_args(p)
     p.add_argument("--states", metavar="THEIRS.npz", help="your states: arrays v1..vL, (batch, n_l), V")
@@ -354,7 +367,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max", type=float, dest="max_tol", metavar="TOL",
                    help="largest allowed relative L1 error of any sample (default: no limit)")
     p.add_argument("--allow-spice-failures", type=int, default=0, metavar="K",
-                   help="exit 3 if ngspice fails on more than K samples (default: 0)")
+                   help="exit 3 if ngspice fails on more than K samples, or on all (default: 0)")
     p.add_argument("--report", metavar="FILE.json|FILE.xml",
                    help="write a JSON report or a JUnit XML report (one test case per comparison)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="ngspice worker processes (default: 1)")
@@ -377,7 +390,10 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.report is not None:
         from cdsolver.files import check_out
 
-        if Path(args.report).suffix not in REPORT_SUFFIXES:
+        name = Path(args.report).name
+        if name.lower() in REPORT_SUFFIXES:  # (".json" is a hidden file's name to pathlib, with no suffix)
+            raise VerifyInputError(f"--report {args.report}: needs a name before {name}")
+        if Path(name).suffix.lower() not in REPORT_SUFFIXES:
             raise VerifyInputError(f"--report {args.report}: the name must end in .json or .xml")
         try:
             check_out(args.report, option="--report")
@@ -405,9 +421,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for c in v.comparisons:
         print(("PASS " if c.passed else "FAIL ") + _numbers(c))
     if nf:
-        print(f"{'error' if v.spice_over else 'note'}: ngspice failed on {nf} samples (allowed "
-              f"{v.allow_spice_failures}), first: sample {v.spice_failed[0][0]}: {v.spice_failed[0][1]}",
-              file=sys.stderr)
+        print(f"{'error' if v.spice_error else 'note'}: {_spice_failures(v)}, first: sample {v.spice_failed[0][0]}: "
+              f"{v.spice_failed[0][1]}", file=sys.stderr)
     if v.cd_failed:
         print(f"error: CD's states are NaN or inf on {len(v.cd_failed)} samples, first: sample {v.cd_failed[0]} "
               f"(CD failed on them: they are not compared)", file=sys.stderr)

@@ -183,3 +183,37 @@ def test_a_node_reached_only_through_a_capacitor_is_floating(tmp_path, capsys):
 def test_solve_refuses_a_tolerance_outside_0_1(deck, tmp_path, capsys, tol):
     assert main(["circuit", "solve", str(deck), "--out", str(tmp_path / "s.npz"), "--tol", tol]) == 2
     assert "tol must be a finite number > 0 and < 1" in error_line(capsys)
+
+
+DROPPED = {
+    "a continued analysis card": "t\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.dc V1 0 1\n* a comment inside the card\n"
+                                 "+ 0.1\n.control\nrun\n.endc\n+ 0.2\n.end\n",
+    ".save of one node": "t\nV1 a 0 1\nR1 a b 1k\nR2 b c 1k\nR3 c 0 1k\n.save v(b)\n.print dc v(c)\n.op\n.end\n",
+    ".end with a comment": "t\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.end ; nothing after it is read\nR9 b 0 1\n",
+}
+
+
+@pytest.mark.parametrize("text", DROPPED.values(), ids=DROPPED.keys())
+def test_check_hands_ngspice_the_circuit_the_parser_read(ngspice, tmp_path, capsys, text):
+    """``check`` drops analysis and output cards from ngspice's deck: it kept a dropped card's ``+`` lines (ngspice
+    read ``R2 b 0 1k 0.1``: exit 1, DISAGREE), kept ``.save v(b)`` (no voltage for a and c: exit 2), and read
+    on after ``.end ; comment`` (ngspice solved R9 too)."""
+    (tmp_path / "d.cir").write_text(text)
+    assert main(["circuit", "check", str(tmp_path / "d.cir"), "--out", str(tmp_path)]) == 0
+    assert "relative L1 0.000e+00" in capsys.readouterr().out
+    kept = (tmp_path / "d.op.cir").read_text()
+    assert not any(w in kept for w in ("0.1", "0.2", ".save", ".print", "R9"))
+
+
+@pytest.mark.parametrize("action", ["solve", "check"])
+@pytest.mark.parametrize("option, value, says", [("--max-iter", "0", "--max-iter must be >= 1, got 0"),
+                                                 ("--anderson", "-1", "--anderson must be in [0, 100], got -1"),
+                                                 ("--anderson", "101", "--anderson must be in [0, 100], got 101"),
+                                                 ("--coarse-after", "-2", "--coarse-after must be >= -1"),
+                                                 ("--tol", "0", "--tol must be a finite number > 0 and < 1")])
+def test_solver_options_are_named_as_given_before_the_deck_is_read(tmp_path, capsys, action, option, value, says):
+    """``--max-iter 0`` said ``max_sweeps must be >= 1, anderson in [0, 100] and coarse_after >= -1, got 0, 5,
+    20``, and only after the deck was read (here: a deck that does not exist)."""
+    out = ["--out", str(tmp_path / "s.npz")] if action == "solve" else []
+    assert main(["circuit", action, str(tmp_path / "missing.cir"), *out, option, value]) == 2
+    assert says in error_line(capsys)

@@ -244,7 +244,7 @@ def test_circuit_solve_keeps_its_deck_and_an_unreadable_network_is_one_line(prob
     one_line_error(capsys, "is also an input of this command")
     assert (problem / "G" / "sample0.cir").read_text() == deck
     assert main(["circuit", "solve", "G/sample0.cir", "--anderson", "101", "--out", "s.npz"]) == 2
-    one_line_error(capsys, "anderson in [0, 100]")
+    one_line_error(capsys, "--anderson must be in [0, 100]")
     real_open = open
 
     def refuse(path, *a, **k):

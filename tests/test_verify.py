@@ -93,13 +93,17 @@ def test_comparison_numbers_and_worst_node(files):
     ("nan", "NaN/inf not allowed"),
     ("other", "has layers v1..v4, the network has 3 layers"),
     ("batch", "v1 has 5 samples, INPUTS has 6"),
+    ("converged length", "converged is bool (5,), needs bool (6,): one flag per sample of INPUTS"),  # (was ignored)
+    ("converged type", "converged is float64 (6,), needs bool (6,)"),
 ])
 def test_bad_states_exit_2(files, case, message, capsys):
     d, net, x, s = files
     bad = {"sizes": dict(v1=s[0], v2=s[1][:, :4], v3=s[2]), "missing": dict(v1=s[0], v3=s[2]),
            "nan": dict(v1=s[0], v2=np.where(np.eye(6, 5) > 0, np.nan, s[1]), v3=s[2]),
            "other": dict(v1=s[0], v2=s[1], v3=s[2], v4=s[2]),
-           "batch": dict(v1=s[0][:5], v2=s[1][:5], v3=s[2][:5])}[case]
+           "batch": dict(v1=s[0][:5], v2=s[1][:5], v3=s[2][:5]),
+           "converged length": dict(v1=s[0], v2=s[1], v3=s[2], converged=np.zeros(5, dtype=bool)),
+           "converged type": dict(v1=s[0], v2=s[1], v3=s[2], converged=np.full(6, np.nan))}[case]
     np.savez(d / "bad.npz", **bad)
     assert main(args(d, "bad.npz")) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -125,6 +129,9 @@ def test_bad_options_exit_2(files, capsys):
     d, *_ = files
     assert main(args(d, None, "--report", d / "r.txt")) == 2
     assert "must end in .json or .xml" in capsys.readouterr().err
+    for name in (".json", ".XML"):  # (pathlib: a hidden file's name, no suffix: it said "must end in .json")
+        assert main(args(d, None, "--report", d / name)) == 2
+        assert capsys.readouterr().err.endswith(f"--report {d / name}: needs a name before {name}\n")
     assert main(args(d, "missing.npz")) == 2
     assert "states file not found" in capsys.readouterr().err
     from spice_bridge.runners import MAX_JOBS
@@ -171,6 +178,32 @@ def test_spice_failures_over_allowance_exit_3(files, flaky_ngspice, capsys):
     rep = json.loads((d / "r.json").read_text())
     assert rep["ngspice"]["failed"] == 1 and rep["exit_code"] == 0
     assert [c["samples"] for c in rep["comparisons"]] == [5, 5, 6]  # sample 1 left out against ngspice only
+
+
+def test_report_suffixes_are_read_in_any_case(files, ngspice):
+    """``--report R.XML`` was refused (and ``R.JSON`` would have been written as XML)."""
+    d, *_ = files
+    assert main(args(d, "exact.npz", "--report", d / "R.XML")) == 0
+    assert junit(d / "R.XML")[0] == {"tests": 4, "failures": 0, "errors": 0}
+    assert main(args(d, "exact.npz", "--report", d / "R.Json")) == 0
+    assert json.loads((d / "R.Json").read_text())["exit_code"] == 0
+
+
+def test_ngspice_failing_on_every_allowed_sample_exits_3(files, tmp_path, monkeypatch, capsys):
+    """With ``--allow-spice-failures 6`` and ngspice failing on all 6 samples nothing was compared with it: that
+    exited 1 ("disagreement"); it is a solver failure, exit 3, said in one line."""
+    fake = tmp_path / "bin" / "ngspice"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "doAnalyses: no convergence"\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    d, *_ = files
+    assert main(args(d, "exact.npz", "--allow-spice-failures", "6", "--report", d / "r.xml")) == 3
+    assert "error: ngspice failed on all 6 samples (allowed 6): nothing compared with it, first: sample 0" \
+        in capsys.readouterr().err
+    counts, cases = junit(d / "r.xml")
+    assert counts["errors"] == 1
+    assert "failed on all 6 samples" in cases["ngspice reference"].find("error").get("message")
 
 
 def test_json_report_round_trips(files, ngspice):
