@@ -26,6 +26,8 @@ __all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_grad
            "response_gradient", "cost_current", "kcl_diagonal", "loss", "ESTIMATORS", "beta_eff", "beta_limit",
            "over_samples", "safe_beta"]
 
+#: EP's nudge must exceed the free phase's leak to the targets (``1/R_off``) this many times (``ep_phases``).
+NUDGE_OVER_LEAK = 1e3
 #: The negative phase may take at most this fraction of the convexity bound (``beta_limit``).
 BETA_MARGIN = 0.5
 
@@ -109,7 +111,7 @@ def ep_gradient(net: Network, v0: np.ndarray, y: np.ndarray, *, beta: float, est
     Nudged phases start from the free state. ``solve_kw`` go to ``solve`` (``tol``, ``max_sweeps``, ...).
     A sample any of whose phases did not converge is left out of the mean (``Gradient.used``; all left out: zero).
     """
-    phases = ep_phases(estimator, beta)
+    phases = ep_phases(net, estimator, beta)
     if free is None:
         free = solve(net, v0, targets=y, **solve_kw)
     states, used = {0.0: free.states}, free.converged.copy()
@@ -134,12 +136,20 @@ def over_samples(net: Network, used: np.ndarray, mean_gradient: Callable[[np.nda
     return g
 
 
-def ep_phases(estimator: str, beta: float) -> tuple[float, float]:
-    """The two phases ``(β_a, β_b)`` (S) an estimator compares (0 = the free phase)."""
+def ep_phases(net: Network, estimator: str, beta: float) -> tuple[float, float]:
+    """The two phases ``(β_a, β_b)`` (S) an estimator compares (0 = the free phase) on ``net``. ``β`` must be at
+    least ``NUDGE_OVER_LEAK`` times the free phase's leak ``g(0) = 1/R_off``: at ``β ≈ 1/R_off`` the two
+    phases are one circuit, and the estimate is noise (``β = 1e-12`` S gave 4e7 times the true gradient, smaller
+    ones 0 or a division by zero)."""
     if estimator not in ESTIMATORS:
         raise ValidationError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if not beta > 0:
         raise ValidationError(f"beta must be > 0 (the estimator chooses the signs), got {beta}")
+    leak = net.g_nudge(0.0)
+    if not beta >= NUDGE_OVER_LEAK * leak:
+        raise ValidationError(f"beta = {beta:g} S barely nudges: the free phase's outputs leak {leak:g} S to their "
+                              f"targets (1/R_off), and EP needs beta >= {NUDGE_OVER_LEAK * leak:g} S "
+                              f"({NUDGE_OVER_LEAK:g}x that)")
     return {"positive": (beta, 0.0), "negative": (0.0, -beta), "centered": (beta, -beta)}[estimator]
 
 

@@ -77,7 +77,7 @@ def _ep(net: Network, v0: np.ndarray, beta: float, estimator: str,
     """EP from the phases ``phase(β) -> (states, ok, reason)`` of any engine."""
     from cdsolver.ep import ep_estimate, ep_phases
 
-    a, b = ep_phases(estimator, beta)
+    a, b = ep_phases(net, estimator, beta)
     (sa, oka, ra), (sb, okb, rb) = phase(a), phase(b)
     return oka & okb, [x or z for x, z in zip(ra, rb)], \
         lambda r: ep_estimate(net, v0[r], _take(sa, r), _take(sb, r), a, b)
@@ -93,7 +93,7 @@ def _prepare(net: Network, v0: np.ndarray, y: np.ndarray, method: str, beta: flo
     if method not in METHODS:
         raise ValidationError(f"method must be one of {METHODS}, got {method!r}")
     if method in ("ep", "spice-ep"):
-        ep_phases(estimator, beta)  # validates before any work
+        ep_phases(net, estimator, beta)  # validates before any work
     kw = {} if tol is None else {"tol": tol}
     if method in ("implicit", "ep"):
         free = solve(net, v0, targets=y, **kw)

@@ -127,6 +127,9 @@ def test_gradient_command_writes_every_method(files, ngspice, capsys):
     (["--targets", "ybad.npy"], "targets: expected shape (3, 3), got (3, 2)"),
     (["--targets", "y.npy", "--method", "ep", "--beta", "0"], "--beta must be > 0 for --method ep"),
     (["--targets", "y.npy", "--method", "spice-ep", "--beta", "-0.1"], "--beta must be > 0 for --method spice-ep"),
+    # (β near the free phase's leak 1/R_off: 4e7 times the true gradient, 0, or a ZeroDivisionError traceback)
+    (["--targets", "y.npy", "--method", "ep", "--beta", "1e-12", "--estimator", "positive"], "EP needs beta >= 1e-09"),
+    (["--targets", "y.npy", "--method", "spice-ep", "--beta", "1e-30"], "beta = 1e-30 S barely nudges"),
     (["--targets", "y.npy", "--method", "spice-linear", "NOPATH"], "ngspice not found on PATH"),
     (["--targets", "y.npy", "--method", "spice-ep", "--jobs", "0"], "--jobs must be 1.."),
     (["--targets", "y.npy", "--method", "spice-linear", "--jobs", "-3"], "--jobs must be 1.."),
