@@ -38,8 +38,10 @@ __all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "ener
            "load_states"]
 
 
-# An accelerated step whose residual exceeds _GUARD times the sample's best is rejected.
+# An accelerated step whose residual exceeds _GUARD times the sample's best is rejected, and a sample whose best
+# residual has not fallen for _STALL sweeps restarts the same way (Anderson can circle without a bad step)
 _GUARD = 100.0
+_STALL = 20
 
 
 class NotConvergedError(RuntimeError):
@@ -437,10 +439,12 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
     rows = np.arange(B)  # batch rows still being solved
     # safeguard of the accelerated steps: each sample's best residual and the CD step from that state
     r_best, g_best = np.full(B, np.inf), np.full_like(x, np.nan)  # (NaN: no best state yet)
+    stall = np.zeros(B, dtype=np.int64)  # sweeps since the best residual last fell
     with np.errstate(over="ignore", invalid="ignore"):  # a wild extrapolation is caught by the safeguard
         for sweep in range(1, int(max_sweeps) + 1):
             gx, r, state = P.sweep(x, rows)
-            rejected = ~(r <= _GUARD * r_best)  # NaN included
+            stall = np.where(r < r_best, 0, stall + 1)
+            rejected = ~(r <= _GUARD * r_best) | (stall >= _STALL)  # NaN included
             # the step a further sweep would make (V), max|x| (V); the best residual and its CD step, updated
             dx, xmax = _step_and_best(x, gx, r, r_best, g_best)
             small = np.ones(len(rows), bool) if step_tol is None else dx <= step_tol * xmax
@@ -463,13 +467,14 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
                 keep = ~done
                 if not keep.any():
                     break
-                rows, x, gx, r_best, g_best, rejected = (q[keep] for q in (rows, x, gx, r_best, g_best, rejected))
+                rows, x, gx, r_best, g_best, rejected, stall = (q[keep] for q in (rows, x, gx, r_best, g_best,
+                                                                                 rejected, stall))
                 acc.keep(keep)
             x = acc(x, gx)
             P.project(x)  # an extrapolation may leave an ideal diode's rails
             if anderson and rejected.any():  # restart from a plain CD step out of the best state
                 x[rejected] = g_best[rejected]
-                r_best[rejected] = np.inf
+                r_best[rejected], stall[rejected] = np.inf, 0
                 acc.restart(rejected)
     return iters, res, iref, step, conv
 

@@ -102,6 +102,16 @@ def test_non_converged_phases_are_excluded_and_counted():
     assert hist[0]["excluded"] > 0  # the true gradient, too, only over the samples whose free phase converged
 
 
+def test_anderson_that_circles_restarts_and_every_phase_converges():
+    """128-1-10 on Digits, the defaults, one epoch: a negative phase (β = -0.046 S, inside the convexity limit
+    0.055 S) hit the 1,000-sweep cap, Anderson's residual circling at 0.14-0.21 A without a step bad enough for
+    the safeguard (plain CD: 79 sweeps); the sample was left out. A sample whose best residual stalls restarts."""
+    d = load_digits(seed=0)
+    net = defaults.network(d["train"].x, [1], 10, "shockley")
+    hist = train(net, d, TrainConfig(epochs=1).resolved(len(d["train"].x)))
+    assert hist[0]["excluded"] == 0
+
+
 def test_implicit_gradient_trainer_first_step_is_the_implicit_gradient():
     """--gradient implicit: SGD without momentum, one batch of the whole set, moves θ by −rate × the implicit
     gradient at the free state (a control for EP's bias)."""
