@@ -605,7 +605,7 @@ class _Version(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     from cdsolver.constants import MAX_GAIN
     from cdsolver.constants import OSANA_VOFF as VOFF
-    from cdsolver.defaults import PASSIVE_GAIN_STEP
+    from cdsolver.defaults import NARROW_WIDTH, PASSIVE_GAIN_STEP
     from cdsolver.defaults import TRAIN as T
 
     ap = _Parser(
@@ -695,8 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-gain", type=float, help=f"V per unit feature, in (0, {MAX_INPUT_GAIN:g}] (larger gains "
                    "leave ngspice without an operating point, so the network could not be checked) (default: set "
                    "from the training data so that the first hidden layer's pre-activations spread over the "
-                   "element's scale, times "
-                   f"{PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network of ideal or Shockley nodes "
+                   f"element's scale (less where that layer has fewer than {NARROW_WIDTH} nodes: width/"
+                   f"{NARROW_WIDTH} of it), times {PASSIVE_GAIN_STEP:g} per extra hidden layer of a passive network "
+                   "of ideal or Shockley nodes "
                    "with a rail open (e.g. --rails split); printed at the start; cdsolver/defaults.py). A new "
                    "network's first hidden layer also gets bias currents that make its mean drive over the training "
                    "data 0 V (the middle of +-0.8 V rails; on split rails, the rail)")
