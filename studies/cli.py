@@ -680,7 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: digits)")
     p.add_argument("--data-dir", help="folder with the four IDX files (gz or not) or mnist.npz; needed for mnist, "
                    "optional for fashion-mnist (default: /usr/share/datasets/fashion-mnist)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer sizes (default: 256)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[256],
+                   help="hidden layer sizes, one number per layer (--hidden 64 64: two layers of 64 nodes) "
+                        "(default: 256)")
     p.add_argument("--element", choices=["ideal", "linear", "pwl", "shockley"], default="shockley",
                    help="node element (default: shockley, Is=1e-6 A, Vd=0.05 V)")
     p.add_argument("--rails", choices=["both", "split"], help=f"ideal and shockley nodes: both: every node [-{VOFF:g}, "
@@ -703,7 +705,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "data 0 V (the middle of +-0.8 V rails; on split rails, the rail)")
     p.add_argument("--outputs", choices=["single", "paired"], default="single",
                    help="paired: two output nodes per class, prediction and cost on v+ - v-, the nudging branch "
-                        "between the pair (Kendall et al.) (default: single)")
+                        "between the pair (Kendall et al.); on Fashion-MNIST it learns faster, and the shipped "
+                        "configs use it (docs/training.md) (default: single)")
     p.add_argument("--epochs", type=int, default=T["epochs"], help="passes over the training data (0: "
                    f"evaluate the initial network only) (default: {T['epochs']}; with --resume: the new total)")
     p.add_argument("--batch-size", type=int, help="(default: training samples / 128, clipped to [8, 128]: Digits 8, "
