@@ -167,7 +167,7 @@ def input_gain(x: np.ndarray, net, element: str) -> float:
         return 1.0
     step = PASSIVE_GAIN_STEP ** max(net.depth - 2, 0) if net.amplifier is None and stepped(element, net.lo, net.hi) \
         else 1.0
-    narrow = 1.0 if element == "linear" else min(1.0, net.sizes[1] / NARROW_WIDTH)
+    narrow = 1.0 if element == "linear" or net.depth < 2 else min(1.0, net.sizes[1] / NARROW_WIDTH)
     return SPREAD[element] / sigma * step * narrow
 
 

@@ -652,7 +652,7 @@ class _Problem:
 
     def __init__(self, g: Graph, tol: float, coarse_after: int):
         self.g, self.tol, self.after = g, tol, coarse_after
-        self.x, self.last, self.count = None, 0.0, 0
+        self.x, self.last, self.floor, self.count = None, 0.0, 0.0, 0
         self.coarse = None
 
     def sweep(self, x, rows):
@@ -677,15 +677,17 @@ class _Problem:
         return xe[None, :-1], np.array([r]), x0
 
     def i_upper(self, rows, state, near):
-        """4x the last reference current (inf before one is known): ``I_ref`` is computed only when the residual
-        could pass the test — a reference that grew faster than that merely delays the stop by some sweeps."""
-        return np.array([4.0 * self.last if self.last > 0 else np.inf])
+        """4x the last reference current, floor included (inf before one is known): ``I_ref`` is computed only when
+        the residual could pass the test — a reference that grew faster than that merely delays the stop by some
+        sweeps. (Without the floor, a deck whose floor set ``I_ref`` never came near: 10,000 sweeps.)"""
+        last = max(self.last, self.floor)
+        return np.array([4.0 * last if last > 0 else np.inf])
 
     def i_ref(self, rows, state, near):
         """The largest branch current, or the float64 floor ``32·eps·S/tol`` if larger (``S``: the largest sum of
         absolute terms in a node's KCL; float64 potentials cannot bring the residual below ~eps·S)."""
-        self.last = self.g.i_ref(state)
-        return np.array([max(self.last, 32 * _EPS * self.g.kcl_scale(state) / self.tol)])
+        self.last, self.floor = self.g.i_ref(state), 32 * _EPS * self.g.kcl_scale(state) / self.tol
+        return np.array([max(self.last, self.floor)])
 
     def store(self, idx, state, done):
         self.x = state.copy()

@@ -90,8 +90,9 @@ def _evaluate(expr: str, params: dict[str, float]) -> float:
         if not m:
             raise _Unreadable(f"cannot read expression {{{expr}}} at {expr[pos:].strip()!r}")
         pos = m.end()
-        if m["num"]:
-            toks.append(("num", float(m["num"]) * _scale(m["unit"] or "")))
+        if m["num"]:  # (numparam reads 'mil' as milli: 3mil is 3e-3 in an expression, 7.62e-5 outside)
+            unit = m["unit"] or ""
+            toks.append(("num", float(m["num"]) * (1e-3 if unit.startswith("mil") else _scale(unit))))
         else:
             toks.append(("name", m["name"]) if m["name"] else (m["op"].replace("**", "^"), None))
     toks.append(("end", None))

@@ -268,8 +268,8 @@ def op_deck(deck: str | Path, workdir: str | Path, *, options: str | None = None
     lines = deck.read_text(errors="replace").splitlines()
     out, control, dropping = lines[:1], False, False
     for text in lines[1:]:
-        s = text.strip()
-        key = "" if s.startswith("*") else _COMMENT.split(s, maxsplit=1)[0].strip().lower()  # (as the parser)
+        s = _COMMENT.split(text.strip(), maxsplit=1)[0].strip()  # (as the parser: comments, then '*' and '$' lines)
+        key = "" if s[:1] in ("*", "$") else s.lower()
         if control or key.startswith(".control"):
             control = not key.startswith(".endc")
             continue
@@ -279,9 +279,9 @@ def op_deck(deck: str | Path, workdir: str | Path, *, options: str | None = None
             dropping = key.split()[0] in _DROPPED
         if key and dropping:
             continue
-        words = text.split(None, 1)
+        words = s.split(None, 1)
         if key.split()[:1] in ([".include"], [".inc"]) and len(words) == 2:
-            name = words[1].split(";")[0].strip().strip("'\"")
+            name = words[1].strip("'\"")  # (the case kept, the comment gone, as the parser reads it)
             text = f"{words[0]} {(deck.parent / name).resolve()}"
         out.append(text)
     path, raw = wd / f"{deck.stem}.op.cir", wd / f"{deck.stem}.op.raw"

@@ -259,8 +259,10 @@ def cmd_gradient(args: argparse.Namespace) -> int:
              if v is not None]
     args.runner, args.jobs = args.runner or "batch", check_jobs(1 if args.jobs is None else args.jobs, "--jobs")
     nudge = [k for k, v in {"--beta": args.beta, "--estimator": args.estimator}.items() if v is not None]
-    args.beta, args.estimator = BETA if args.beta is None else args.beta, args.estimator or "centered"
-    if args.method in ("ep", "spice-ep") and not args.beta > 0:
+    ep = args.method in ("ep", "spice-ep")
+    args.beta = (BETA if args.beta is None else args.beta) if ep else 0.0  # (other methods nudge nothing)
+    args.estimator = args.estimator or "centered"
+    if ep and not args.beta > 0:
         raise ValidationError(f"--beta must be > 0 for --method {args.method} (the estimator sets the signs), "
                          f"got {args.beta}")
     if args.threads < 1:
@@ -271,9 +273,9 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     net, v0, y = load_problem(args, nudged=False)  # (--beta is EP's, the targets the cost's)
     if given and not args.method.startswith("spice"):
         print(f"note: --method {args.method} runs no ngspice: {', '.join(given)} not used", file=sys.stderr)
-    if nudge and args.method not in ("ep", "spice-ep"):
+    if nudge and not ep:
         print(f"note: --method {args.method} nudges nothing (no EP): {', '.join(nudge)} not used", file=sys.stderr)
-    if args.method in ("ep", "spice-ep") and args.estimator != "positive":
+    if ep and args.estimator != "positive":
         from cdsolver.ep import beta_limit
 
         limit = beta_limit(net, margin=1.0)

@@ -98,6 +98,15 @@ def test_a_current_source_into_diodes_with_rs_only():
     assert np.abs(g.kcl(g.coordinates(sol.states[0][0]))).max() <= 1e-16  # A, against the source's 1 mA
 
 
+@pytest.mark.parametrize("tol", [1e-12, 1e-13])
+def test_a_deck_whose_rounding_floor_sets_i_ref_stops(tol):
+    """Where the float64 floor set ``I_ref``, the bound that decides when to compute it left the floor out: it was
+    never computed before the cap, and the solve ran 10,000 sweeps (here 11)."""
+    ckt = parse_text("t\nV1 a 0 1\nR1 a b 1k\nD1 b c dm\nD2 c d dm\nD4 d 0 dm\n.model dm D(RS=10)\n")
+    sol = solve_circuit(ckt, tol=tol)
+    assert sol.converged.all() and sol.iterations[0] <= 30
+
+
 @pytest.mark.parametrize("volts, Is", [(1e-5, 1e-5), (1e-4, 1e-3), (0.01, 0.01)])
 def test_a_large_is_near_0_v_converges_at_the_default_tolerance(ngspice, tmp_path, volts, Is):
     """``Is·(e^x - 1)`` near 0 V: the rounding of its two terms (``Is``) is far above the current it leaves,

@@ -190,6 +190,7 @@ DROPPED = {
                                  "+ 0.1\n.control\nrun\n.endc\n+ 0.2\n.end\n",
     ".save of one node": "t\nV1 a 0 1\nR1 a b 1k\nR2 b c 1k\nR3 c 0 1k\n.save v(b)\n.print dc v(c)\n.op\n.end\n",
     ".end with a comment": "t\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.end ; nothing after it is read\nR9 b 0 1\n",
+    "a $ line inside a dropped card": "t\nV1 a 0 1\nR1 a b 1k\n.save v(a)\n$ note\n+ v(b)\nR2 b 0 1k\n.end\n",
 }
 
 
@@ -203,6 +204,14 @@ def test_check_hands_ngspice_the_circuit_the_parser_read(ngspice, tmp_path, caps
     assert "relative L1 0.000e+00" in capsys.readouterr().out
     kept = (tmp_path / "d.op.cir").read_text()
     assert not any(w in kept for w in ("0.1", "0.2", ".save", ".print", "R9"))
+
+
+def test_check_reads_an_include_as_the_parser_does(ngspice, tmp_path, capsys):
+    """``.include 'm.lib' $ the models``: ngspice's deck got the path ``…/m.lib' $ the models`` (exit 2)."""
+    (tmp_path / "m.lib").write_text("R2 b 0 1k\n")
+    (tmp_path / "d.cir").write_text("t\nV1 a 0 1\nR1 a b 1k\n.include 'm.lib' $ the models\n.end\n")
+    assert main(["circuit", "check", str(tmp_path / "d.cir"), "--out", str(tmp_path)]) == 0
+    assert "relative L1 0.000e+00" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("action", ["solve", "check"])

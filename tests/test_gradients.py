@@ -193,6 +193,9 @@ def test_gradient_notes_ep_options_a_method_without_ep_does_not_use(files, capsy
     assert main(["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--beta", "0.5", "--estimator", "positive",
                  "--out", "g.npz"]) == 0
     assert capsys.readouterr().err == "note: --method implicit nudges nothing (no EP): --beta, --estimator not used\n"
+    assert main(["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--beta", "-2", "--out", "g.npz"]) == 0
+    assert capsys.readouterr().err == "note: --method implicit nudges nothing (no EP): --beta not used\n"  # (not
+    # refused as a nudge beyond the network's limit)
     assert main(["gradient", "net.npz", "x.npy", "--targets", "y.npy", "--method", "ep", "--beta", "1e-4",
                  "--out", "g.npz"]) == 0
     assert capsys.readouterr().err == ""

@@ -73,7 +73,6 @@ V1 a 0 1
     assert [1 / g for *_, g in c.resistors] == pytest.approx([2000.0, 500.0, 8.0, 6.0], rel=1e-15)
 
 
-
 def _current(expr: str, params: str = "") -> float:
     """The value of ``I1 0 a {expr}``."""
     return parse_text(f"t\n{params}\nR1 a 0 1\nI1 0 a {{{expr}}}\n").isources[0][3]
@@ -82,7 +81,8 @@ def _current(expr: str, params: str = "") -> float:
 @pytest.mark.parametrize("expr, val", [  # ngspice 39 (.param y={expr}, op, print all) gives these values
     ("2^3^2", 64.0), ("2**3**2", 64.0), ("2**3^2", 64.0), ("(2^3)^2", 64.0), ("2^(3^2)", 512.0),
     ("2^-3^2", 1 / 64), ("-2^2", -4.0), ("-(2)^2", -4.0), ("2*3^2", 18.0), ("--2", 2.0), ("2*(-x)", -4.0),
-    ("pwr(-8, 1/3)", 2.0), ("pow(-2, 3)", -8.0), ("log(exp(1))", 1.0)])
+    ("pwr(-8, 1/3)", 2.0), ("pow(-2, 3)", -8.0), ("log(exp(1))", 1.0),
+    ("3mil*1", 3e-3), ("1.5e3mil", 1.5)])  # (numparam: 'mil' is milli inside an expression, 25.4e-6 outside)
 def test_expressions_evaluate_as_ngspice_left_associative_powers(expr, val):
     """``^`` and ``**`` were right-associative (Python's): 2^3^2 gave 512, ngspice's numparam gives 64."""
     assert _current(expr, ".param x=2") == pytest.approx(val, rel=1e-15)

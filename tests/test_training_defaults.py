@@ -12,6 +12,7 @@ from cdsolver.ep import beta_limit, ep_gradient, implicit_gradient, safe_beta
 from cdsolver.network import Amplifier
 from cdsolver.topology import Layered
 from cdsolver.train import TrainConfig, train
+from cdsolver.validation import ValidationError
 from studies.cli import main
 
 SHAPES = [[8, 6, 4], [8, 6, 5, 4], [8, 6, 5, 5, 4], [8, 12, 3]]
@@ -121,6 +122,22 @@ def test_a_narrow_first_hidden_layer_gets_less_gain_and_learns():
     assert 40 < net.input_gain < 55  # V (the full rule: 188)
     hist = train(net, d, TrainConfig(epochs=5).resolved(len(d["train"].x)))
     assert hist[-1]["val_error"] < 0.4
+
+
+def test_a_network_without_hidden_layers_takes_the_full_gain():
+    d = load_digits(seed=0)
+    net = defaults.network(d["train"].x, [], 10, "shockley")  # (the narrow rule is for a first hidden layer)
+    assert net.input_gain > 80  # V (89.1; 27.9 when the rule took the 10 outputs for a narrow hidden layer)
+
+
+def test_beta_lowered_below_eps_floor_by_the_convexity_rule_says_so():
+    """Output conductances of 1e-10 S (a g_min far below the default): the convexity rule lowers β to 8e-10 S,
+    which EP refuses (``ep.ep_phases``); the message names the β the user gave and why it fell."""
+    d = load_digits(seed=0)
+    net = defaults.network(d["train"].x, [16], 10, "shockley")
+    net.G[-1][:] = 1e-10
+    with pytest.raises(ValidationError, match="lowered beta from 0.1 to 8e-10 S, below EP's floor 1e-09 S"):
+        train(net, d, TrainConfig(epochs=1, g_min=1e-12).resolved(len(d["train"].x)))
 
 
 def test_implicit_gradient_trainer_first_step_is_the_implicit_gradient():
