@@ -230,7 +230,9 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
             out += _read(inc, False, seen, line)
             continue
         if s.split()[0] == ".end":
-            break
+            if title:  # (ngspice reads past an included file's .end)
+                break
+            continue
         out.append(line)
     return out
 
@@ -295,6 +297,8 @@ class _Deck:
         self.elements: list[_Line] = []
         self.names: set[str] = set()
         sub: _Subckt | None = None
+        defs: dict[str, tuple[str, _Line]] = {}
+        options: list[tuple[list[str], _Line]] = []
         for ln in lines:
             tok = _split(ln.text)
             card = tok[0]
@@ -316,13 +320,12 @@ class _Deck:
                 sub = self._subckt(ln)
             elif card == ".ends":
                 raise ln.error(".ends without .subckt")
-            elif card == ".param":
-                for k, v in _assignments(tok[1:], ln):
-                    self.params[k] = self._num(v, self.params, ln)
+            elif card == ".param":  # (ngspice: the last definition of a name holds for every use)
+                defs.update((k, (v, ln)) for k, v in _assignments(tok[1:], ln))
             elif card == ".model":
                 self._model(ln, self.models)
             elif card in (".options", ".option", ".opt"):
-                self._options(tok, ln)
+                options.append((tok, ln))
             elif card in _IGNORED_CARDS:
                 continue
             elif card.startswith("."):
@@ -331,8 +334,34 @@ class _Deck:
                 self.elements.append(ln)
         if sub is not None:
             raise sub.line.error(f".subckt {sub.name} has no .ends")
+        self._in_order(defs, self.params, "parameters")
+        for tok, ln in options:
+            self._options(tok, ln)
         for ln in self.elements:
-            self._element(ln, "", {}, self.params, ((self.models, self.params),), ())
+            try:
+                self._element(ln, "", {}, self.params, ((self.models, self.params),), ())
+            except RecursionError:
+                raise ln.error("subcircuits nested too deeply (ngspice itself stops at about 20 levels)") from None
+
+    def _in_order(self, defs: dict[str, tuple[str, _Line]], into: dict[str, float], what: str) -> None:
+        """Evaluate parameter definitions ``defs`` (name → value text, its line) into ``into`` in the order of
+        their dependencies, as ngspice sorts them (a definition may use one that comes later)."""
+        todo = dict(defs)
+        while todo:
+            k = next((k for k, (v, _) in todo.items() if not set(_NAME.findall(v)) & (todo.keys() - {k})), None)
+            if k is None:
+                raise next(iter(todo.values()))[1].error(f"{what} {', '.join(todo)} depend on each other")
+            v, vln = todo.pop(k)
+            into[k] = self._param(v, into, vln)
+
+    def _param(self, token: str, params: dict[str, float], ln: _Line) -> float:
+        """A parameter's value as ngspice's numparam reads it: an expression, braces or quotes optional
+        (``.param a=1+2``; ``1mil`` is milli there)."""
+        inner = token[1:-1] if token[:1] + token[-1:] in ("{}", "''") else token
+        try:
+            return _evaluate(inner, params)
+        except ValueError as e:
+            raise ln.error(str(e)) from None
 
     def _num(self, token: str, params: dict[str, float], ln: _Line) -> float:
         try:
@@ -365,8 +394,8 @@ class _Deck:
             k, _, v = t.partition("=")
             if k == "gmin":
                 g = self._num(v, self.params, ln)
-                if not (g >= 0):
-                    raise ln.error(f"gmin must be >= 0 S, got {g}")
+                if not (0 <= g < math.inf):
+                    raise ln.error(f"gmin must be finite and >= 0 S, got {g}")
                 self.circuit.gmin = g
             elif k == "epsmin":
                 e = self._num(v, self.params, ln)
@@ -456,20 +485,30 @@ class _Deck:
             raise ln.error(str(e)) from None
 
     def _source_value(self, args: list[str], name: str, ln: _Line, params: dict[str, float]) -> float:
-        if "ac" in args:
-            i = args.index("ac")
-            args = args[:i] + ([] if i + 1 >= len(args) else [a for a in args[i + 2:] if not _is_number(a)])
-        if args and args[0] == "dc":
-            args = args[1:]
-        if not args:
-            return 0.0
-        if len(args) > 1 or ("(" in args[0] and args[0][0] not in "{'"):
-            raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
-        return self._num(args[0], params, ln)
+        """The DC value of a source's words after its nodes: ``[DC] v``, ``DC=v``, an ``AC mag [phase]`` part
+        anywhere (ignored), the last DC value holding (as ngspice); 0 without one."""
+        words = [w for a in args for w in (a.split("=", 1) if a.startswith("dc=") else [a])]
+        value, i = None, 0
+        while i < len(words):
+            w = words[i]
+            if "(" in w and w[0] not in "{'":  # (a transient or AC function: PULSE(...), SIN(...))
+                raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
+            if w == "dc":
+                value, i = (words[i + 1], i + 2) if i + 1 < len(words) else (value, i + 1)
+            elif w == "ac":  # magnitude and phase, where given
+                i += 1
+                for _ in range(2):
+                    if i < len(words) and words[i] not in ("dc", "ac") and "(" not in words[i]:
+                        i += 1
+            elif value is None:
+                value, i = w, i + 1
+            else:
+                raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
+        return 0.0 if value is None else self._num(value, params, ln)
 
     def _instance(self, ln, prefix, node, params, stack) -> None:
         pos, over = _positional(ln)
-        name = pos[0]
+        name = pos[0] if pos else ln.text.split()[0]
         if len(pos) < 2:
             raise ln.error(f"{name}: expected X<name> nodes... subckt")
         sub_name, actual = pos[-1], pos[1:-1]
@@ -484,14 +523,9 @@ class _Deck:
         for k, v in over:
             if k not in sub.params:
                 raise ln.error(f"{name}: subcircuit {sub_name} has no parameter {k}")
-            inner[k] = self._num(v, params, ln)
-        todo = {k: v for k, v in sub.params.items() if k not in {k for k, _ in over}}
-        while todo:  # in the order of their dependencies, as ngspice sorts them
-            k = next((k for k, (v, _) in todo.items() if not set(_NAME.findall(v)) & (todo.keys() - {k})), None)
-            if k is None:
-                raise sub.line.error(f".subckt {sub_name}: parameters {', '.join(todo)} depend on each other")
-            v, vln = todo.pop(k)
-            inner[k] = self._num(v, inner, vln)
+            inner[k] = self._param(v, params, ln)
+        self._in_order({k: v for k, v in sub.params.items() if k not in {k for k, _ in over}}, inner,
+                       f".subckt {sub_name}: parameters")
         ports = {p: node(a) for p, a in zip(sub.ports, actual)}
         for body in sub.body:
             self._element(body, f"{prefix}{name}.", ports, inner, ((sub.models, inner), (self.models, self.params)),
@@ -519,10 +553,6 @@ def _unparen(text: str) -> str:
             ch = " "
         out.append(ch)
     return "".join(out)
-
-
-def _is_number(t: str) -> bool:
-    return bool(_NUMBER.match(t))
 
 
 def parse_deck(path: str | Path) -> Circuit:

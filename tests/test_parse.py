@@ -218,6 +218,37 @@ def test_an_include_that_is_no_regular_file_is_refused_not_read(tmp_path, kind):
         parse_deck(tmp_path / "top.cir")
 
 
+@pytest.mark.parametrize("body, source", [  # the value ngspice 39 solves (helper-50's decks, 2026-12-01)
+    (".param x=1\n.param y={x}\n.param x=2\nV1 a 0 {y}\n", 2.0),  # the last definition holds for every use
+    (".param x=1 y={x} x=2\nV1 a 0 {y*10+x}\n", 22.0),
+    (".param b={a*2}\n.param a=1\nV1 a 0 {b}\n", 2.0),  # definitions sorted by their dependencies
+    (".param a=1+2\nV1 a 0 {a}\n", 3.0),  # a .param value is an expression, braces or not
+    (".param w=1mil\nV1 a 0 {w*1k}\n", 1.0),  # (numparam: milli)
+    ("V1 a 0 AC 1 0 DC 2\n", 2.0), ("V1 a 0 ac 1 dc 2\n", 2.0), ("V1 a 0 dc=2\n", 2.0),
+    ("V1 a 0 DC 2 DC 3\n", 3.0), ("V1 a 0 2 AC 1\n", 2.0)])
+def test_parameters_and_source_values_as_ngspice(body, source):
+    """Parameters were evaluated line by line (a later redefinition ignored, a forward reference refused, a value
+    without braces 'not a number'), and a source's DC value after its AC part was dropped (0 V): silently wrong."""
+    assert parse_text("t\n" + body + "R1 a 0 1\n").vsources[0][3] == pytest.approx(source, rel=1e-15)
+
+
+def test_an_included_files_end_is_read_past(tmp_path):
+    """ngspice ignores ``.end`` in an included file; the parser stopped reading the file there."""
+    (tmp_path / "end.inc").write_text("R1 a b 3k\n.end\nR9 b 0 1k\n")
+    c = parse_text("t\nV1 a 0 1\n.include end.inc\nR2 b 0 1k\n", directory=tmp_path)
+    assert sorted(r[0] for r in c.resistors) == ["r1", "r2", "r9"]
+
+
+@pytest.mark.parametrize("body, words", [
+    ("x=1\n", "x=1: expected X<name> nodes... subckt"),  # (an IndexError traceback)
+    ("R1 a 0 1\n.options gmin=1e400\n", "gmin must be finite"),  # (an IndexError in the solver)
+    ("".join(f".subckt s{i} a b\nX1 a b s{i - 1}\n.ends\n" for i in range(1, 600))
+     + ".subckt s0 a b\nR1 a b 1\n.ends\nV1 a 0 1\nX1 a 0 s599\n", "nested too deeply")])  # (RecursionError)
+def test_decks_that_raised_a_traceback_are_one_line_errors(body, words):
+    with pytest.raises(DeckError, match=words):
+        parse_text("t\n" + body)
+
+
 def test_error_inside_include_names_the_included_file(tmp_path):
     (tmp_path / "inc.cir").write_text("R1 a 0 1k\nG1 a 0 a 0 1\n")
     (tmp_path / "top.cir").write_text("t\n.include inc.cir\n")
