@@ -153,6 +153,8 @@ def _evaluate(expr: str, params: dict[str, float]) -> float:
                 raise fail(f"{v} takes {n} argument{'s' * (n > 1)}")
             return float(f(*args))
         if kind == "name":
+            if toks[at][0] == "(" and v not in params:
+                raise _Unreadable(f"function {v}() in {{{expr}}} is not supported (drn reads {', '.join(_FUNCS)})")
             if v not in params:
                 raise _Unreadable(f"unknown parameter {v!r} in {{{expr}}}")
             return params[v]
