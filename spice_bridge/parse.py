@@ -430,7 +430,7 @@ class _Deck:
 
     def _element(self, ln: _Line, prefix: str, ports: dict[str, str], params: dict[str, float], scope: _Scope,
                  stack: tuple[str, ...]) -> None:
-        tok = _split(ln.text)
+        tok = _split(re.sub(r"\s*=\s*", "=", ln.text))  # (R1 a b r = 3k, V1 a 0 dc = 2: as ngspice)
         name = tok[0]
         full = f"{name[0]}.{prefix}{name}" if prefix else name
         if full in self.names:

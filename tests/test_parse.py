@@ -226,11 +226,16 @@ def test_an_include_that_is_no_regular_file_is_refused_not_read(tmp_path, kind):
     (".param a=1+2\nV1 a 0 {a}\n", 3.0),  # a .param value is an expression, braces or not
     (".param w=1mil\nV1 a 0 {w*1k}\n", 1.0),  # (numparam: milli)
     ("V1 a 0 AC 1 0 DC 2\n", 2.0), ("V1 a 0 ac 1 dc 2\n", 2.0), ("V1 a 0 dc=2\n", 2.0),
-    ("V1 a 0 DC 2 DC 3\n", 3.0), ("V1 a 0 2 AC 1\n", 2.0)])
+    ("V1 a 0 DC 2 DC 3\n", 3.0), ("V1 a 0 2 AC 1\n", 2.0), ("V1 a 0 dc = 2\n", 2.0)])
 def test_parameters_and_source_values_as_ngspice(body, source):
     """Parameters were evaluated line by line (a later redefinition ignored, a forward reference refused, a value
     without braces 'not a number'), and a source's DC value after its AC part was dropped (0 V): silently wrong."""
     assert parse_text("t\n" + body + "R1 a 0 1\n").vsources[0][3] == pytest.approx(source, rel=1e-15)
+
+
+def test_spaces_around_an_elements_equals_sign():
+    """``R1 a b r = 3k`` (ngspice: 3 kΩ) was refused: resistor parameters = 3k are not supported."""
+    assert parse_text("t\nV1 a 0 1\nR1 a 0 r = 3k\n").resistors[0][3] == pytest.approx(1 / 3e3, rel=1e-15)
 
 
 def test_an_included_files_end_is_read_past(tmp_path):
