@@ -543,15 +543,15 @@ def _positional(ln: _Line) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _unparen(text: str) -> str:
-    """``text`` with its parentheses outside ``{...}`` and ``'...'`` made spaces: ``D(N={2*(a+b)})`` →
-    ``D N={2*(a+b)} ``."""
+    """``text`` with its parentheses and commas outside ``{...}`` and ``'...'`` made spaces: ``D(N={2*(a+b)},
+    RS=1)`` → ``D N={2*(a+b)}  RS=1 ``."""
     out, depth, quoted = [], 0, False
     for ch in text:
         if ch == "'" and not depth:
             quoted = not quoted
         elif ch in "{}" and not quoted:
             depth += 1 if ch == "{" else -1
-        elif ch in "()" and not depth and not quoted:
+        elif ch in "()," and not depth and not quoted:
             ch = " "
         out.append(ch)
     return "".join(out)

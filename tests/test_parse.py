@@ -233,6 +233,12 @@ def test_parameters_and_source_values_as_ngspice(body, source):
     assert parse_text("t\n" + body + "R1 a 0 1\n").vsources[0][3] == pytest.approx(source, rel=1e-15)
 
 
+def test_model_parameters_separated_by_commas():
+    """``.model dm D(IS=1e-12, N=1.5, RS=10)`` (ngspice reads it) was refused: not a number: '1e-12,'."""
+    c = parse_text("t\nV1 a 0 1\nD1 a 0 dm\n.model dm D(IS=1e-12, N={max(1.5, 1)}, RS=10)\n")
+    assert c.diodes[0][3] == 1e-12 and c.diodes[0][4] == 1.5 and c.series["d1"][1] == 10.0
+
+
 def test_spaces_around_an_elements_equals_sign():
     """``R1 a b r = 3k`` (ngspice: 3 kΩ) was refused: resistor parameters = 3k are not supported."""
     assert parse_text("t\nV1 a 0 1\nR1 a 0 r = 3k\n").resistors[0][3] == pytest.approx(1 / 3e3, rel=1e-15)
