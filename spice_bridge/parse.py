@@ -348,13 +348,22 @@ class _Deck:
     def _in_order(self, defs: dict[str, tuple[str, _Line]], into: dict[str, float], what: str) -> None:
         """Evaluate parameter definitions ``defs`` (name → value text, its line) into ``into`` in the order of
         their dependencies, as ngspice sorts them (a definition may use one that comes later)."""
-        todo = dict(defs)
-        while todo:
-            k = next((k for k, (v, _) in todo.items() if not set(_NAME.findall(v)) & (todo.keys() - {k})), None)
-            if k is None:
-                raise next(iter(todo.values()))[1].error(f"{what} {', '.join(todo)} depend on each other")
-            v, vln = todo.pop(k)
+        needs = {k: set(_NAME.findall(v)) & defs.keys() - {k} for k, (v, _) in defs.items()}  # (k itself: outer)
+        users: dict[str, list[str]] = {}
+        for k, ns in needs.items():
+            for n in ns:
+                users.setdefault(n, []).append(k)
+        ready = [k for k in defs if not needs[k]]
+        for k in ready:  # (grows while it is walked: Kahn's order, each definition once)
+            v, vln = defs[k]
             into[k] = self._param(v, into, vln)
+            for u in users.get(k, ()):
+                needs[u].discard(k)
+                if not needs[u]:
+                    ready.append(u)
+        if len(ready) < len(defs):
+            left = [k for k in defs if needs[k]]
+            raise defs[left[0]][1].error(f"{what} {', '.join(left)} depend on each other")
 
     def _param(self, token: str, params: dict[str, float], ln: _Line) -> float:
         """A parameter's value as ngspice's numparam reads it: an expression, braces or quotes optional
