@@ -218,6 +218,8 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
             control = True
             continue
         if s.startswith("+"):
+            if not out and title:  # (it continues the title, as in ngspice)
+                continue
             if not out:
                 raise DeckError(f"{path}:{no}: continuation line with nothing to continue: '{s}'")
             out[-1].text += " " + s[1:].strip()

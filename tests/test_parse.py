@@ -239,6 +239,11 @@ def test_model_parameters_separated_by_commas():
     assert c.diodes[0][3] == 1e-12 and c.diodes[0][4] == 1.5 and c.series["d1"][1] == 10.0
 
 
+def test_a_continuation_of_the_title():
+    """``+ more title`` on line 2 continues the title in ngspice; it was refused (nothing to continue)."""
+    assert parse_text("a title\n+ more of it\nV1 a 0 1\nR1 a 0 1\n").vsources[0][3] == 1.0
+
+
 def test_spaces_around_an_elements_equals_sign():
     """``R1 a b r = 3k`` (ngspice: 3 kΩ) was refused: resistor parameters = 3k are not supported."""
     assert parse_text("t\nV1 a 0 1\nR1 a 0 r = 3k\n").resistors[0][3] == pytest.approx(1 / 3e3, rel=1e-15)
