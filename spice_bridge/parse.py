@@ -441,7 +441,7 @@ class _Deck:
 
     def _element(self, ln: _Line, prefix: str, ports: dict[str, str], params: dict[str, float], scope: _Scope,
                  stack: tuple[str, ...]) -> None:
-        tok = _split(re.sub(r"\s*=\s*", "=", ln.text))  # (R1 a b r = 3k, V1 a 0 dc = 2: as ngspice)
+        tok = _split(re.sub(r"(?<=\s)(r|dc)\s*=\s*", r"\1=", ln.text))  # (R1 a b r = 3k, V1 a 0 dc = 2)
         name = tok[0]
         full = f"{name[0]}.{prefix}{name}" if prefix else name
         if full in self.names:
@@ -450,6 +450,8 @@ class _Deck:
         kind = name[0]
 
         def node(t: str) -> str:
+            if "=" in t:  # (ngspice reads 'V1 a =0 2' as another circuit than a node named '=0')
+                raise ln.error(f"{name}: node name {t!r} holds '=' (parameters go after the nodes and value)")
             if t in ("0", "gnd"):
                 return "0"
             return ports.get(t, prefix + t)

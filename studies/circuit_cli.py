@@ -43,7 +43,8 @@ def add_parser(sub) -> None:
                                   "CD; prints relative L1 (over all nodes, and over the nodes CD solves: without "
                                   "those voltage sources fix), max |dv|, both times and the speed-up; appends a CSV "
                                   "row to DIR/check.csv (--out) or prints it; exits 1 if the two disagree (--max-rel), "
-                                  "3 if CD did not converge. A deck with ideal diodes (D(IDEAL=1)) "
+                                  "3 if CD did not converge or ngspice found no operating point (with the tight "
+                                  "tolerances, try --keep-options). A deck with ideal diodes (D(IDEAL=1)) "
                                   "cannot be compared with ngspice: its KKT conditions are checked instead (exit 1 "
                                   "if they fail).")
     q.add_argument("deck", metavar="DECK.cir", help="the SPICE deck to solve with CD and ngspice")
@@ -186,8 +187,13 @@ def cmd_check(args) -> int:
         if own:
             shutil.rmtree(wd, ignore_errors=True)
         raise
-    if why:
+    if why and "could not read deck" in why:
         raise CliError(why)  # it names ngspice's deck: kept, in a temporary folder too
+    if why:  # ngspice failed on the circuit: a solver's failure, not the user's input (exit 3)
+        hint = "" if args.keep_options else (f"; ngspice ran with check's tight options ({CHECK_OPTIONS[9:]}): "
+                                             "--keep-options runs it with the deck's own")
+        print(f"{args.deck}: ngspice failed, nothing compared: {why}{hint}", file=sys.stderr)
+        return EXIT_NOT_CONVERGED
     if own:
         shutil.rmtree(wd)
     names = ckt.node_names()

@@ -206,6 +206,16 @@ def test_check_hands_ngspice_the_circuit_the_parser_read(ngspice, tmp_path, caps
     assert not any(w in kept for w in ("0.1", "0.2", ".save", ".print", "R9"))
 
 
+def test_ngspice_failing_under_checks_tight_options_exits_3_and_points_to_keep_options(ngspice, tmp_path, capsys):
+    """A diode with RS = 25.4 µΩ: ngspice 39 finds no operating point at reltol=1e-12 (its own defaults do). That
+    exited 2, as if the deck were bad input, without a word on ``--keep-options``."""
+    (tmp_path / "d.cir").write_text("t\nV1 a 0 1\nR9 a d 1k\nD1 d 0 dm\n.model dm d(is=1e-14 rs=25.4u)\n.end\n")
+    assert main(["circuit", "check", str(tmp_path / "d.cir"), "--out", str(tmp_path / "o")]) == 3
+    err = capsys.readouterr().err
+    assert "ngspice failed, nothing compared: ngspice found no operating point" in err and "--keep-options" in err
+    assert main(["circuit", "check", str(tmp_path / "d.cir"), "--out", str(tmp_path / "k"), "--keep-options"]) == 0
+
+
 def test_check_reads_an_include_as_the_parser_does(ngspice, tmp_path, capsys):
     """``.include 'm.lib' $ the models``: ngspice's deck got the path ``…/m.lib' $ the models`` (exit 2)."""
     (tmp_path / "m.lib").write_text("R2 b 0 1k\n")

@@ -177,6 +177,8 @@ ERRORS = [  # (deck body after the title, line number, words in the message)
     ("R1 a 0 1k\n.temp 50\n", 3, "card .temp is not in the DC subset"),
     ("R1 a 0 1k\n.options temp=50\n", 3, "option temp is not supported"),
     ("R1 a 0 {unknown*2}\n", 2, "unknown parameter 'unknown'"),
+    ("V1 a =0 2\nR1 a 0 1\n", 2, "node name '=0' holds '='"),  # (was solved as a node '=0': a = 0 V, ngspice 2 V)
+    ("V1 a 0 = 1\nR1 a 0 1\n", 2, "only a DC value (and an AC part) is supported, got = 1"),  # (node '0=1': 0 V)
     ("R1 a 0 {sin(1)}\n", 2, "function sin() in {{sin(1)}} is not supported (drn reads sqrt"),  # (was: unknown param.)
     ("R1 a 0 {__import__('os')}\n", 2, "cannot read expression"),
     ("R1 a 0 1k\nR2 a 0 abc\n", 3, "not a number"),
