@@ -233,9 +233,7 @@ def _logical(raw: list[str], path: Path, title: bool, seen: tuple[Path, ...]) ->
             inc = (path.parent / name)
             out += _read(inc, False, seen, line)
             continue
-        if s.split()[0] == ".end":
-            if title:  # (ngspice reads past an included file's .end)
-                break
+        if s.split()[0] == ".end":  # (ngspice 39 reads past .end, in the deck as in an included file)
             continue
         out.append(line)
     return out
@@ -350,7 +348,7 @@ class _Deck:
     def _in_order(self, defs: dict[str, tuple[str, _Line]], into: dict[str, float], what: str) -> None:
         """Evaluate parameter definitions ``defs`` (name → value text, its line) into ``into`` in the order of
         their dependencies, as ngspice sorts them (a definition may use one that comes later)."""
-        needs = {k: set(_NAME.findall(v)) & defs.keys() - {k} for k, (v, _) in defs.items()}  # (k itself: outer)
+        needs = {k: {n for n in _NAME.findall(v) if n in defs and n != k} for k, (v, _) in defs.items()}  # (k: outer)
         users: dict[str, list[str]] = {}
         for k, ns in needs.items():
             for n in ns:
@@ -500,23 +498,27 @@ class _Deck:
             raise ln.error(str(e)) from None
 
     def _source_value(self, args: list[str], name: str, ln: _Line, params: dict[str, float]) -> float:
-        """The DC value of a source's words after its nodes: ``[DC] v``, ``DC=v``, an ``AC mag [phase]`` part
-        anywhere (ignored), the last DC value holding (as ngspice); 0 without one."""
-        words = [w for a in args for w in (a.split("=", 1) if a.startswith("dc=") else [a])]
-        value, i = None, 0
+        """The DC value of a source's words after its nodes, as ngspice 39 reads them: a value right after the
+        nodes holds whatever follows; else the last ``DC v`` (or ``DC=v``); an ``AC [mag [phase]]`` part anywhere
+        is skipped; 0 without a value. Anything else (a transient function, a stray word) is refused."""
+        words = [w for a in args for w in (a.split("=", 1) if a.startswith(("dc=", "ac=")) else [a])]
+        value, first, i = None, False, 0
         while i < len(words):
             w = words[i]
             if "(" in w and w[0] not in "{'":  # (a transient or AC function: PULSE(...), SIN(...))
                 raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
             if w == "dc":
-                value, i = (words[i + 1], i + 2) if i + 1 < len(words) else (value, i + 1)
+                given = i + 1 < len(words) and words[i + 1] not in ("dc", "ac")
+                if given and not first:
+                    value = words[i + 1]
+                i += 2 if given else 1
             elif w == "ac":  # magnitude and phase, where given
                 i += 1
                 for _ in range(2):
-                    if i < len(words) and words[i] not in ("dc", "ac") and "(" not in words[i]:
+                    if i < len(words) and words[i] not in ("dc", "ac"):
                         i += 1
-            elif value is None:
-                value, i = w, i + 1
+            elif i == 0:
+                value, first, i = w, True, 1
             else:
                 raise ln.error(f"{name}: only a DC value (and an AC part) is supported, got {' '.join(args)}")
         return 0.0 if value is None else self._num(value, params, ln)

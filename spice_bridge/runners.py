@@ -181,7 +181,8 @@ def _run_process(deck_path: Path, raw_path: Path | None, limit: float) -> tuple[
 
 
 _DECK_ERROR = re.compile(r"PTerror|syntax error|Error on line|unknown (device|parameter|subckt)|"
-                         r"could not find|Unable to find definition", re.I)
+                         r"could not find|Unable to find definition|"
+                         r"level depth greater|Undefined parameter|Formula\(\) error", re.I)  # (numparam's)
 
 
 def _deck_errors(log: str) -> str:
@@ -273,8 +274,8 @@ def op_deck(deck: str | Path, workdir: str | Path, *, options: str | None = None
         if control or key.startswith(".control"):
             control = not key.startswith(".endc")
             continue
-        if key.split()[:1] == [".end"]:
-            break
+        if key.split()[:1] == [".end"]:  # (ngspice 39 reads past it, as the parser does; ours goes last)
+            continue
         if key and not key.startswith("+"):  # a card: comments and control blocks do not end its continuation
             dropping = key.split()[0] in _DROPPED
         if key and dropping:

@@ -189,7 +189,7 @@ DROPPED = {
     "a continued analysis card": "t\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.dc V1 0 1\n* a comment inside the card\n"
                                  "+ 0.1\n.control\nrun\n.endc\n+ 0.2\n.end\n",
     ".save of one node": "t\nV1 a 0 1\nR1 a b 1k\nR2 b c 1k\nR3 c 0 1k\n.save v(b)\n.print dc v(c)\n.op\n.end\n",
-    ".end with a comment": "t\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.end ; nothing after it is read\nR9 b 0 1\n",
+    ".end with a comment": "t\nV1 a 0 1\nR1 a b 1k\nR2 b 0 1k\n.end ; ngspice reads on\nR9 b 0 1k\n",
     "a $ line inside a dropped card": "t\nV1 a 0 1\nR1 a b 1k\n.save v(a)\n$ note\n+ v(b)\nR2 b 0 1k\n.end\n",
 }
 
@@ -198,12 +198,13 @@ DROPPED = {
 def test_check_hands_ngspice_the_circuit_the_parser_read(ngspice, tmp_path, capsys, text):
     """``check`` drops analysis and output cards from ngspice's deck: it kept a dropped card's ``+`` lines (ngspice
     read ``R2 b 0 1k 0.1``: exit 1, DISAGREE), kept ``.save v(b)`` (no voltage for a and c: exit 2), and read
-    on after ``.end ; comment`` (ngspice solved R9 too)."""
+    on after ``.end ; comment`` — ngspice 39 reads past ``.end`` (its listing holds R9), and so do the parser and
+    the check deck now, ours going last."""
     (tmp_path / "d.cir").write_text(text)
     assert main(["circuit", "check", str(tmp_path / "d.cir"), "--out", str(tmp_path)]) == 0
     assert "relative L1 0.000e+00" in capsys.readouterr().out
     kept = (tmp_path / "d.op.cir").read_text()
-    assert not any(w in kept for w in ("0.1", "0.2", ".save", ".print", "R9"))
+    assert not any(w in kept for w in ("0.1", "0.2", ".save", ".print", "; ngspice reads on"))
 
 
 def test_ngspice_failing_under_checks_tight_options_exits_3_and_points_to_keep_options(ngspice, tmp_path, capsys):
@@ -214,6 +215,16 @@ def test_ngspice_failing_under_checks_tight_options_exits_3_and_points_to_keep_o
     err = capsys.readouterr().err
     assert "ngspice failed, nothing compared: ngspice found no operating point" in err and "--keep-options" in err
     assert main(["circuit", "check", str(tmp_path / "d.cir"), "--out", str(tmp_path / "k"), "--keep-options"]) == 0
+
+
+def test_a_deck_ngspice_cannot_read_exits_2(ngspice, tmp_path, capsys):
+    """ngspice refuses chains of more than 1,000 dependent parameters ("A level depth greater 1000 …"); its
+    numparam messages were not known as deck errors, and check exited 3, "no operating point … --keep-options"."""
+    n = 1100
+    (tmp_path / "d.cir").write_text("t\n" + "".join(f".param p{i}={{p{i + 1}+1}}\n" for i in range(n))
+                                    + f".param p{n}=0\nV1 a 0 {{p0}}\nR1 a b 1k\nR2 b 0 1k\n.end\n")
+    assert main(["circuit", "check", str(tmp_path / "d.cir"), "--out", str(tmp_path / "o")]) == 2
+    assert "ngspice could not read deck" in error_line(capsys)
 
 
 def test_check_reads_an_include_as_the_parser_does(ngspice, tmp_path, capsys):

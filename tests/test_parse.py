@@ -36,10 +36,11 @@ R3 out gnd 3k
 bogus command
 .endc
 .end
-R9 will not be read
+R9 out 0 9k
 """)
     assert c.nodes == ["in", "mid", "out"] and c.gmin == 1e-10
-    assert c.resistors == [("r1", 0, 1, 1e-3), ("r2", 1, -1, 5e-4), ("r3", 2, -1, 1 / 3e3)]
+    assert c.resistors == [("r1", 0, 1, 1e-3), ("r2", 1, -1, 5e-4), ("r3", 2, -1, 1 / 3e3), ("r9", 2, -1, 1 / 9e3)]
+    # (ngspice 39 reads past .end: its listing holds R9)
     assert c.diodes == [("d1", 1, -1, 1e-14, 1.5)]
     assert c.vsources == [("v1", 0, -1, 2.0)] and c.isources == [("i1", -1, 1, 1e-3)]
     assert c.shorts == [("l1", 1, 2)]
@@ -179,6 +180,7 @@ ERRORS = [  # (deck body after the title, line number, words in the message)
     ("R1 a 0 {unknown*2}\n", 2, "unknown parameter 'unknown'"),
     ("V1 a =0 2\nR1 a 0 1\n", 2, "node name '=0' holds '='"),  # (was solved as a node '=0': a = 0 V, ngspice 2 V)
     ("V1 a 0 = 1\nR1 a 0 1\n", 2, "only a DC value (and an AC part) is supported, got = 1"),  # (node '0=1': 0 V)
+    ("V1 a 0 ac 1 2 3\nR1 a 0 1\n", 2, "only a DC value (and an AC part) is supported"),  # (ngspice: Error on line)
     ("R1 a 0 {sin(1)}\n", 2, "function sin() in {{sin(1)}} is not supported (drn reads sqrt"),  # (was: unknown param.)
     ("R1 a 0 {__import__('os')}\n", 2, "cannot read expression"),
     ("R1 a 0 1k\nR2 a 0 abc\n", 3, "not a number"),
@@ -228,7 +230,9 @@ def test_an_include_that_is_no_regular_file_is_refused_not_read(tmp_path, kind):
     (".param a=1+2\nV1 a 0 {a}\n", 3.0),  # a .param value is an expression, braces or not
     (".param w=1mil\nV1 a 0 {w*1k}\n", 1.0),  # (numparam: milli)
     ("V1 a 0 AC 1 0 DC 2\n", 2.0), ("V1 a 0 ac 1 dc 2\n", 2.0), ("V1 a 0 dc=2\n", 2.0),
-    ("V1 a 0 DC 2 DC 3\n", 3.0), ("V1 a 0 2 AC 1\n", 2.0), ("V1 a 0 dc = 2\n", 2.0)])
+    ("V1 a 0 DC 2 DC 3\n", 3.0), ("V1 a 0 2 AC 1\n", 2.0), ("V1 a 0 dc = 2\n", 2.0),
+    ("V1 a 0 4 dc 1\n", 4.0), ("V1 a 0 4 ac 1 dc=1\n", 4.0),  # (a value right after the nodes holds: helper-52)
+    ("V1 a 0 dc 4 dc=1\n", 1.0), ("V1 a 0 dc ac 1\n", 0.0)])
 def test_parameters_and_source_values_as_ngspice(body, source):
     """Parameters were evaluated line by line (a later redefinition ignored, a forward reference refused, a value
     without braces 'not a number'), and a source's DC value after its AC part was dropped (0 V): silently wrong."""
@@ -252,7 +256,7 @@ def test_spaces_around_an_elements_equals_sign():
 
 
 def test_an_included_files_end_is_read_past(tmp_path):
-    """ngspice ignores ``.end`` in an included file; the parser stopped reading the file there."""
+    """ngspice 39 reads past ``.end``, in an included file as in the deck; the parser stopped reading there."""
     (tmp_path / "end.inc").write_text("R1 a b 3k\n.end\nR9 b 0 1k\n")
     c = parse_text("t\nV1 a 0 1\n.include end.inc\nR2 b 0 1k\n", directory=tmp_path)
     assert sorted(r[0] for r in c.resistors) == ["r1", "r2", "r9"]
