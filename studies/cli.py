@@ -686,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--element", choices=["ideal", "linear", "pwl", "shockley"], default="shockley",
                    help="node element (default: shockley, Is=1e-6 A, Vd=0.05 V)")
     p.add_argument("--rails", choices=["both", "split"], help=f"ideal and shockley nodes: both: every node [-{VOFF:g}, "
-                   f"{VOFF:g}] V (default for shockley); split: half [0, inf), half (-inf, 0] (default for ideal)")
+                   f"{VOFF:g}] V (default for shockley, and for ideal with a hidden layer narrower than "
+                   f"{NARROW_WIDTH}); split: half [0, inf), half (-inf, 0] (default for ideal)")
     p.add_argument("--amplifier", type=float, nargs=2, metavar=("A", "C"), help="bidirectional amplifiers after every "
                    f"hidden node: forward voltage gain A and current pull-back C, each in (0, {MAX_GAIN:g}] (default: "
                    "none, a passive network; e.g. 4 1)")

@@ -124,6 +124,18 @@ def test_a_narrow_first_hidden_layer_gets_less_gain_and_learns():
     assert hist[-1]["val_error"] < 0.4
 
 
+def test_narrow_ideal_diode_networks_default_to_rails_on_both_sides_and_learn():
+    """Split rails give a narrow layer too few nodes of each sign: 128-8-10 ideal diodes stayed at 51 %
+    validation error after 5 epochs (48 % test error after 20); on ±0.8 V rails it reaches 20 % (12.5 %)."""
+    d = load_digits(seed=0)
+    wide = defaults.network(d["train"].x, [32], 10, "ideal")
+    assert np.isinf(wide.hi[0]).any() and np.isinf(wide.lo[0]).any()  # (split: half [0, inf), half (-inf, 0])
+    net = defaults.network(d["train"].x, [8], 10, "ideal")
+    assert np.isfinite(net.lo[0]).all() and np.isfinite(net.hi[0]).all()
+    hist = train(net, d, TrainConfig(epochs=5).resolved(len(d["train"].x)))
+    assert hist[-1]["val_error"] < 0.35
+
+
 def test_a_network_without_hidden_layers_takes_the_full_gain():
     d = load_digits(seed=0)
     net = defaults.network(d["train"].x, [], 10, "shockley")  # (the narrow rule is for a first hidden layer)
@@ -276,10 +288,11 @@ def test_unstepped_passive_networks_start_sparser_and_five_hidden_layers_learn()
     layers on, not 4, every node of the layer below feeding one node above (equal widths: chains): a narrow 5 × 32
     double-Shockley network learns with the defaults (validation error 0.22 after 5 epochs; with 2 inputs per node
     0.66, and 27–31 % test error after 20; 5 × 64 with 4 inputs: 52.8 %).
-    Two hidden layers keep 4, and so do ideal diodes and Shockley nodes on split rails, which get the step."""
+    Two hidden layers keep 4, and so do ideal diodes and Shockley nodes on split rails (16 nodes: ideal diodes
+    take ±0.8 V rails by default, ``defaults.rails``), which get the step."""
     x = load_digits(seed=0)["train"].x
     fans = {}
-    for el, r in (("shockley", None), ("pwl", None), ("shockley", "split"), ("ideal", None), ("linear", None)):
+    for el, r in (("shockley", None), ("pwl", None), ("shockley", "split"), ("ideal", "split"), ("linear", None)):
         for d in (3, 4):
             net = defaults.network(x[:50], [16] * d, 10, el, rails_=r)
             fans[el, r, d] = {int(n) for G in net.G[1:] for n in (G > 0).sum(axis=0)}
