@@ -91,18 +91,11 @@ def _solver_args(q: argparse.ArgumentParser) -> None:
 
 
 def _check_solver_args(args) -> None:
-    """``--tol``, ``--max-iter``, ``--anderson``, ``--coarse-after``: one line naming the option, before the deck
-    is read."""
-    from cdsolver.constants import MAX_ANDERSON
-    from cdsolver.validation import check_tol
+    """``--tol``, ``--max-iter``, ``--anderson`` (``cli.check_solver_options``, as ``drn solve``) and
+    ``--coarse-after``: one line naming the option, before the deck is read."""
+    from .cli import CliError, check_solver_options
 
-    from .cli import CliError
-
-    check_tol(args.tol, "--tol")
-    if args.max_iter < 1:
-        raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
-    if not 0 <= args.anderson <= MAX_ANDERSON:
-        raise CliError(f"--anderson must be in [0, {MAX_ANDERSON}], got {args.anderson}")
+    check_solver_options(args)
     if args.coarse_after < -1:
         raise CliError(f"--coarse-after must be >= -1 (-1 = never), got {args.coarse_after}")
 

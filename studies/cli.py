@@ -124,18 +124,25 @@ def _add_problem_args(p: argparse.ArgumentParser) -> None:
                    "(batch, n_L/2), targets of v+ - v- (default: 0 V)")
 
 
-def cmd_solve(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from cdsolver import kernels
+def check_solver_options(args: argparse.Namespace) -> None:
+    """``--tol``, ``--max-iter`` and ``--anderson`` of ``drn solve`` and ``drn circuit``: one line naming the
+    option, before any file is read."""
     from cdsolver.constants import MAX_ANDERSON
-    from cdsolver.solver import solve
 
     check_tol(args.tol, "--tol")
     if args.max_iter < 1:
         raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
     if not 0 <= args.anderson <= MAX_ANDERSON:
         raise CliError(f"--anderson must be in [0, {MAX_ANDERSON}], got {args.anderson}")
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cdsolver import kernels
+    from cdsolver.solver import solve
+
+    check_solver_options(args)
     net, v0, targets = load_problem(args)
     kernels.backend()  # numba's import and the kernels' load: once per process, outside the solve's clock
     t0 = time.perf_counter()
