@@ -23,8 +23,8 @@ from .topology import Layered
 from .validation import ValidationError
 
 __all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_gradient", "adjoint_solve",
-           "response_gradient", "cost_current", "kcl_diagonal", "loss", "ESTIMATORS", "beta_eff", "beta_limit",
-           "over_samples", "safe_beta"]
+           "response_gradient", "cost_current", "kcl_diagonal", "loss", "ESTIMATORS", "beta_eff", "beta_floor",
+           "beta_limit", "over_samples", "safe_beta"]
 
 #: EP's nudge must exceed the free phase's leak to the targets (``1/R_off``) this many times (``ep_phases``).
 NUDGE_OVER_LEAK = 1e3
@@ -136,6 +136,11 @@ def over_samples(net: Network, used: np.ndarray, mean_gradient: Callable[[np.nda
     return g
 
 
+def beta_floor(net: Network) -> float:
+    """The smallest β (S) EP takes on ``net``: ``NUDGE_OVER_LEAK`` times the free phase's leak ``1/R_off``."""
+    return NUDGE_OVER_LEAK * net.g_nudge(0.0)
+
+
 def ep_phases(net: Network, estimator: str, beta: float) -> tuple[float, float]:
     """The two phases ``(β_a, β_b)`` (S) an estimator compares (0 = the free phase) on ``net``. ``β`` must be at
     least ``NUDGE_OVER_LEAK`` times the free phase's leak ``g(0) = 1/R_off``: at ``β ≈ 1/R_off`` the two
@@ -145,10 +150,9 @@ def ep_phases(net: Network, estimator: str, beta: float) -> tuple[float, float]:
         raise ValidationError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if not beta > 0:
         raise ValidationError(f"beta must be > 0 (the estimator chooses the signs), got {beta}")
-    leak = net.g_nudge(0.0)
-    if not beta >= NUDGE_OVER_LEAK * leak:
-        raise ValidationError(f"beta = {beta:g} S barely nudges: the free phase's outputs leak {leak:g} S to their "
-                              f"targets (1/R_off), and EP needs beta >= {NUDGE_OVER_LEAK * leak:g} S "
+    if not beta >= beta_floor(net):
+        raise ValidationError(f"beta = {beta:g} S barely nudges: the free phase's outputs leak {net.g_nudge(0.0):g} S "
+                              f"to their targets (1/R_off), and EP needs beta >= {beta_floor(net):g} S "
                               f"({NUDGE_OVER_LEAK:g}x that)")
     return {"positive": (beta, 0.0), "negative": (0.0, -beta), "centered": (beta, -beta)}[estimator]
 

@@ -20,7 +20,7 @@ from . import defaults
 from .datasets import Split
 from .defaults import TRAIN
 from .constants import ESTIMATORS
-from .ep import NUDGE_OVER_LEAK, Gradient, ep_gradient, implicit_gradient, loss, over_samples, safe_beta
+from .ep import Gradient, beta_floor, ep_gradient, implicit_gradient, loss, over_samples, safe_beta
 from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
 from .validation import ValidationError, check_tol
@@ -352,9 +352,9 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
         diag = _Diagnostics(net)
         # β for the epoch: convex negative phase (ep.beta_limit, one dense solve per layer: once per epoch)
         beta = safe_beta(net, cfg.beta) if cfg.estimator != "positive" else cfg.beta
-        if cfg.gradient == "ep" and beta < cfg.beta and not beta >= NUDGE_OVER_LEAK * net.g_nudge(0.0):
+        if cfg.gradient == "ep" and beta < cfg.beta and not beta >= beta_floor(net):
             why = (f"the convexity rule (ep.beta_limit) lowered beta from {cfg.beta:g} to {beta:.3g} S, below EP's "
-                   f"floor {NUDGE_OVER_LEAK * net.g_nudge(0.0):g} S: the output crossbar's conductances are that "
+                   f"floor {beta_floor(net):g} S (ep.beta_floor): the output crossbar's conductances are that "
                    f"small (a larger g_min keeps them up)")
             raise TrainingDiverged(f"in epoch {epoch}: {why}") if stepped else ValidationError(why)
         for k in batches:
