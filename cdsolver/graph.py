@@ -229,13 +229,19 @@ class Graph:
                                f"{hi[c]:.6g} V: a loop of ideal diodes and sources with unbounded current")
         return lo[:n], hi[:n]
 
+    def bias(self, x: np.ndarray) -> np.ndarray:
+        """Each junction terminal's branch voltage ``v(anode) − v(cathode)`` (V, the outer anode for RS diodes) at
+        coordinates ``x``."""
+        own, other, s, *_, d = self.terminals
+        xe = np.append(x, 0.0)
+        return s * (xe[own] - xe[other] - d)
+
     def bounded_bias(self, x: np.ndarray) -> bool:
         """Whether coordinates ``x`` are finite and bias no junction without RS forward by ``_FORWARD_MAX·vte`` or
         more (its current, ``e^600·Is``, would overflow in the node update's Newton steps)."""
-        own, other, s, _, vte, rs, d = self.terminals
-        xe = np.append(x, 0.0)
+        vte, rs = self.terminals[4:6]
         k = rs == 0
-        return bool(np.isfinite(x).all() and np.all(s[k] * (xe[own[k]] - xe[other[k]] - d[k]) < _FORWARD_MAX * vte[k]))
+        return bool(np.isfinite(x).all() and np.all(self.bias(x)[k] < _FORWARD_MAX * vte[k]))
 
     def node_of(self, c: int) -> str:
         """A deck node name of coordinate ``c``."""
@@ -263,9 +269,8 @@ class Graph:
         ``a*(x - clip(x - f/a, lo, hi))`` of its ideal diodes' complementarity, as ``elements.Ideal``; not with
         ``bounds=False``: the current leaving through the other elements); with ``slopes``, also each junction
         terminal's conductance (S)."""
-        own, other, s, Is, vte, rs, d = self.terminals
-        xe = np.append(x, 0.0)
-        J, dJ = _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)
+        own, _, s, Is, vte, rs, _ = self.terminals
+        J, dJ = _law(self.bias(x), Is, vte, rs, self.circuit.gmin)
         J *= s
         f = self.a * x - self.b - self.W @ x + np.bincount(own, J, self.n)
         if bounds and self.boxed.size:  # natural residual of the bounds: 0 iff KCL holds with diode currents >= 0
@@ -277,9 +282,8 @@ class Graph:
         """Largest sum of the absolute terms of a coordinate's KCL (A): its rounding scale. A junction's current
         ``Is·(e^x - 1)`` counts as ``|J| + 2·Is``, its two terms before they cancel (near 0 V, with a large
         ``Is``, ``|J|`` alone put the scale below the rounding of the terms, and CD ran to its sweep cap)."""
-        own, other, s, Is, vte, rs, d = self.terminals
-        xe = np.append(x, 0.0)
-        J = _law(s * (xe[own] - xe[other] - d), Is, vte, rs, self.circuit.gmin)[0]
+        own, _, _, Is, vte, rs, _ = self.terminals
+        J = _law(self.bias(x), Is, vte, rs, self.circuit.gmin)[0]
         S = (self.a * np.abs(x) + np.abs(self.b) + self.W @ np.abs(x)  # (W >= 0)
              + np.bincount(own, np.abs(J) + 2.0 * Is, self.n))
         return float(S.max(initial=0.0))
@@ -394,6 +398,7 @@ class _Block:
         slope = np.add.reduceat(self.gmin / (1.0 + self.rs * self.gmin), starts) if starts.size else np.zeros(0)
         self.a_div = self.a.copy()
         self.a_div[self.dn[self.bare]] = slope[self.bare]
+        self.S_dn, self.a_dn, self.a_div_dn = S[self.dn], self.a[self.dn], self.a_div[self.dn]  # (once, not per update)
         self.box = np.flatnonzero(np.isfinite(g.lo[S]) | np.isfinite(g.hi[S]))
         self.lo, self.hi = g.lo[S][self.box], g.hi[S][self.box]
 
@@ -402,23 +407,23 @@ class _Block:
         c = self.b + self.W @ xe[:-1]
         v = c / self.a_div
         if self.dn.size:
-            v[self.dn] = self._junctions(xe, xe[self.S[self.dn]], self.a[self.dn], c[self.dn])
+            v[self.dn] = self._junctions(xe, xe[self.S_dn], c[self.dn])
         if self.box.size:  # ideal diodes: the minimiser of a convex 1-D function on an interval is a clip
             v[self.box] = np.clip(v[self.box], self.lo, self.hi)
         xe[self.S] = v
 
-    def _junctions(self, xe, v, a, c):
+    def _junctions(self, xe, v, c):
         """Safeguarded Newton on ``a*v - c + Σ s*J(s*(v - w)) = 0`` per node (1-D arrays), from ``_dominant``
         (a node with ``a = 0``: from ``v``), inside ``[min(c/a, w), max(c/a, w)]`` (``a = 0``: the neighbours
         ``w`` widened by ``c/G``, ``G`` the branches' least total slope: every branch's current grows at least
         that fast away from its neighbour); each node leaves the iteration once its step, its residual or the
         error its last Newton step leaves is at rounding level (that step taken)."""
-        w = xe[self.other] + self.d
+        a, w = self.a_dn, xe[self.other] + self.d
         wlo, whi = np.minimum.reduceat(w, self.starts), np.maximum.reduceat(w, self.starts)
-        bare, x = self.bare, c / self.a_div[self.dn]
+        bare, x = self.bare, c / self.a_div_dn
         lo = np.minimum(np.where(bare, wlo + x, x), wlo)
         hi = np.maximum(np.where(bare, whi + x, x), whi)
-        v = np.clip(np.where(bare, v, self._dominant(v, self.a_div[self.dn], c, w)), lo, hi)
+        v = np.clip(np.where(bare, v, self._dominant(v, self.a_div_dn, c, w)), lo, hi)
         act = np.arange(v.size)  # nodes still iterating, and their terminals:
         loc, s, Is, vte, rs = self.t_pos, self.s, self.Is, self.vte, self.rs
         for _ in range(_NEWTON_CAP):
