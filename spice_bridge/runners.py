@@ -259,8 +259,9 @@ _DROPPED = {".op", ".tran", ".ac", ".dc", ".noise", ".save", ".print", ".plot", 
 def op_deck(deck: str | Path, workdir: str | Path, *, options: str | None = None,
             timeout: float = 600.0) -> tuple[dict[str, float], float, float, int, str]:
     """The DC operating point of a user's deck, unchanged but for: its ``.include`` paths made absolute, its
-    ``.control`` blocks, analysis and output cards (``_DROPPED``, with their continuation lines), ``.end`` and
-    what follows it dropped, ``options`` (a ``.options`` line) and ``.op`` added. Written to
+    ``.control`` blocks, analysis and output cards (``_DROPPED``, with their continuation lines) and ``.end``
+    lines dropped (ngspice 39 reads past them, as the parser does), ``options`` (a ``.options`` line), ``.op``
+    and ``.end`` added. Written to
     ``workdir/<name>.op.cir``. Returns (``v(node)`` etc. at the operating point, ``{}`` if none; process wall s;
     ngspice's analysis time s (NaN if not printed); Newton iterations; why there is no result, "" if there is
     one)."""
