@@ -208,21 +208,20 @@ def _larger_exponent(v, lnk, lo, hi, Vd, quotient):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _newton_step(v, a, c1, Is, Vd, ef, er, quotient):
+def _newton_step(v, a, c1, Is, Vd, ef, er):
     """One Newton step on ``f(v) = a*v - c1 + Is*(ef - er)`` (``ef``, ``er``: the exponentials): (new v, f(v),
     the error left after the step (V) by Newton's quadratic term ``|f''| step² / (2 f')``, the same with
     ``|f''|`` bounded over the whole step — for steps below ``_WARM_STEP*Vd``, or below ``Vd`` and ``|v - step| +
     Vd/1000`` where the diodes' conductance is under ``1e-3*a``; ``inf`` otherwise — and the step). Where the
     slope overflows (``Is/Vd*exp``; exp itself may not have), ``f/slope = 0`` is no step: NaN, with ``inf``
-    errors. Without branches. The step is ``f/slope`` where ``quotient``; else ``f·(1/slope)``, one division fewer
-    (the closed form's step, a small correction to ``v``: its extra rounding, an ulp of the step, is far below an
-    ulp of ``v``; a warm step can be much larger than ``v``, where the weak-diode rule accepts it, and there the
-    product moved ``v`` by up to 3e-13 relative)."""
+    errors. Without branches. The step is the quotient ``f/slope``: a warm step can be much larger than ``v``,
+    where the weak-diode rule accepts it, and there ``f·(1/slope)`` moved ``v`` by up to 3e-13 relative (the
+    closed form's step, a small correction, is ``_closed_form_step``)."""
     d, e2 = ef - er, ef + er
     slope = a + e2 * (Is / Vd)
     f = a * v - c1 + Is * d
     inv = 1.0 / slope
-    step = f / slope if quotient else f * inv
+    step = f / slope
     q = (Is / (2.0 * Vd * Vd)) * step * step * inv
     s = abs(step)
     # |ef - er| grows by at most (ef + er)*|step|/Vd over a short step (first order); for a weak diode, f' >= a
@@ -235,11 +234,32 @@ def _newton_step(v, a, c1, Is, Vd, ef, er, quotient):
             bound if finite else math.inf, step if finite else math.nan)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _closed_form_step(v, a, c1, Is, Vd, big, kq, up):
+    """The closed form's Newton step, ``_newton_step``'s (new v, the error it leaves) for a small correction of a
+    start within 2e-9·Vd, from the larger side's exponential ``big`` (the upper side's where ``up``) and ``kq``,
+    the two sides' product (``kp``; 0 where the smaller side is negligible), with one division where
+    ``_newton_step`` takes three (the smaller side ``kq/big``, ``1/slope``, ``f/slope``): ``f`` and the slope are
+    taken times ``s = big`` (1 where ``big`` is 0), so that ``s·small = kq``, and the step is a product (its
+    extra rounding, an ulp of a step within ~1e-9 of ``v``, is far below an ulp of ``v``). Where ``big²``
+    overflows (``big`` > 1e154: ``ln(Is/(a·Vd))`` below -340), NaN with ``inf`` error: the node is redone
+    alone."""
+    pos = big > 0.0
+    s = big if pos else 1.0
+    sb, ss = big * big, kq if pos else 0.0  # s·big, s·small
+    sd = sb - ss
+    R = 1.0 / (s * a + (sb + ss) * (Is / Vd))  # 1/(s·slope)
+    step = (s * (a * v - c1) + Is * (sd if up else -sd)) * R  # s·f/(s·slope)
+    err = abs(sd) * R * (Is / (2.0 * Vd * Vd)) * step * step  # |f''| step²/(2 f'): |d|·s/(s·slope)·...
+    finite = sb < math.inf and R > 0.0
+    return (v - step if finite else math.nan), (err if finite else math.inf)
+
+
 @njit(cache=True, error_model="numpy")
 def _shockley_newton(v, a, c1, lo, hi, Is, Vd, lnk):
     """``_newton_step`` at ``v``, one node."""
     xf, xr = _newton_exponents(v, lnk, lo, hi, Vd)
-    return _newton_step(v, a, c1, Is, Vd, _exp(xf), _exp(xr), True)
+    return _newton_step(v, a, c1, Is, Vd, _exp(xf), _exp(xr))
 
 
 @njit(cache=True, error_model="numpy")
@@ -275,14 +295,11 @@ def _exponents_pass(m, v, lnk, lo, hi, Vd, ef, er):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
-    """``_shockley_newton`` at the first ``m`` nodes of a row, from their exponents in ``ef``, ``er``
-    (``_exponents_pass``; ``ef`` is then scratch), in loops without branches or calls (vectorised): ``v`` (V)
-    becomes the step's result; with ``warm``, ``f`` (A) and ``bound`` (V) as there, else ``err`` (V). Each pass
-    stores only what its caller reads: LLVM then drops the rest's arithmetic (not storing ``bound`` from the
-    closed form saved ~6 % of the kernel at 2 x 1024; ``f``, ``err`` and the maximum ~2 % more). Returns (with
-    ``warm``, the largest ``|f|`` (A), else 0; how many nodes the step leaves above ``_ERR*(|v| + Vd/1000)`` by
-    ``bound`` (``warm``) or ``err``; NaN counts).
+def _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, bound):
+    """The warm step: ``_shockley_newton`` at the first ``m`` nodes of a row, from their exponents in ``ef``,
+    ``er`` (``_exponents_pass``; ``ef`` is then scratch), in loops without branches or calls (vectorised): ``v``
+    (V) becomes the step's result, ``f`` (A) and ``bound`` (V) as there. Returns (the largest ``|f|`` (A), how
+    many nodes the step leaves above ``_ERR*(|v| + Vd/1000)`` by ``bound``; NaN counts).
     Short loops, so that the exponentials of many nodes are in flight at once; one per node, where the scalar
     step takes two: the two exponents sum to ``(lo - hi)/Vd``, so the smaller side's exponential is
     ``kp/exp(larger)`` (``kp = exp((lo - hi)/Vd)``;
@@ -295,15 +312,10 @@ def _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, warm):
         big = ef[j]
         small = 0.0 if er[j] == -math.inf or big == 0.0 else kp[j] / big
         up = v[j] - hi[j] >= lo[j] - v[j]
-        vj, fj, ej, b, _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small, small if up else big,
-                                         warm)
-        v[j] = vj
-        if warm:
-            f[j], bound[j] = fj, b
-            rbits = max(rbits, _bits(abs(fj)))  # (the maximum taken on the bits, as in _step_and_best_row)
-        else:
-            err[j] = ej
-        left += not _final(b if warm else ej, vj, Vd)  # (True for NaN)
+        vj, fj, _e, b, _s = _newton_step(v[j], a[j], c1[j], Is, Vd, big if up else small, small if up else big)
+        v[j], f[j], bound[j] = vj, fj, b
+        rbits = max(rbits, _bits(abs(fj)))  # (the maximum taken on the bits, as in _step_and_best_row)
+        left += not _final(b, vj, Vd)  # (True for NaN)
     return _float(rbits), left
 
 
@@ -337,31 +349,35 @@ def _shockley_node(c1, a, lnk, lo, hi, Is, Vd):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _closed_form_pass(m, c1, a, ia, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
+def _closed_form_pass(m, c1, a, ia, lnk, kp, lo, hi, Is, Vd, v, ef, er, err):
     """The first ``m`` nodes of a row from scratch, vectorised: ``v`` (V) from ``_closed_form`` (``c'/a`` as
     ``c'·ia``, ``ia = 1/a``: a product, within an ulp; the step corrects it), ln ω read from the grids, then one
-    Newton step (``_newton_pass``). ``t`` (``_beyond_rails``) is kept: the grids hold ln ω only
-    below ``_LNW_END``. Returns 0 where every node is final, else a positive count (nodes beyond the grids plus
-    nodes whose step's ``err`` is too large: a node can count twice)."""
+    Newton step (``_closed_form_step``), whose error goes to ``err`` (V); ``ef``, ``er``: scratch. Where ``t``
+    (``_beyond_rails``) is beyond the grids, ``v`` is NaN, so the node is not final. Returns how many nodes the
+    step leaves above ``_ERR*(|v| + Vd/1000)`` (NaN counts). Four loops, each vectorised: the table reads (with
+    them, the start's loop was not vectorised), the start and the step's exponents (``t`` again: cheaper than a
+    pass that stores it), the exponential (in a loop of its own, many in flight at once: 4 % faster than in the
+    start's loop), the step."""
     ivd = 1.0 / Vd
-    on = far = 0
+    lnw = err  # (scratch: ln ω here)
     for i in range(m):
-        v[i] = c1[i] * ia[i]
-        tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
-        t[i] = max(tf, tr)
-        on += t[i] > _LNZ_CUTOFF
-        far += not t[i] < _LNW_END
-    if on:
-        lnw = f  # (scratch: ln ω here)
-        for i in range(m):  # (the table reads in a loop of their own: with them, the first loop was not vectorised)
-            lnw[i] = _ln_omega_hermite(t[i])
-        for i in range(m):  # (the Newton step's exponents here too: v, lnk and the rails read once)
-            tf, tr = _beyond_rails(v[i], lnk[i], lo[i], hi[i], ivd)
-            v[i] = _closed_form(v[i], tf, tr, lnw[i], lnk[i], lo[i], hi[i], Vd)
-            ef[i], er[i] = _larger_exponent(v[i], lnk[i], lo[i], hi[i], Vd, False)
-    else:  # (no diode conducts anywhere in the row: the start is c'/a throughout)
-        _exponents_pass(m, v, lnk, lo, hi, Vd, ef, er)
-    return far + _newton_pass(m, v, c1, a, kp, lo, hi, Is, Vd, ef, er, f, err, err, False)[1]  # (no bound)
+        tf, tr = _beyond_rails(c1[i] * ia[i], lnk[i], lo[i], hi[i], ivd)
+        lnw[i] = _ln_omega_hermite(max(tf, tr))
+    for i in range(m):
+        x = c1[i] * ia[i]
+        tf, tr = _beyond_rails(x, lnk[i], lo[i], hi[i], ivd)
+        vi = _closed_form(x, tf, tr, lnw[i], lnk[i], lo[i], hi[i], Vd)
+        vi = vi if max(tf, tr) < _LNW_END else math.nan
+        xb, xs = _larger_exponent(vi, lnk[i], lo[i], hi[i], Vd, False)
+        v[i], ef[i], er[i] = vi, xb, 0.0 if xs == -math.inf else kp[i]  # (er: the step's kq)
+    for i in range(m):
+        ef[i] = _exp(ef[i])
+    left = 0
+    for i in range(m):
+        vi, e = _closed_form_step(v[i], a[i], c1[i], Is, Vd, ef[i], er[i], v[i] - hi[i] >= lo[i] - v[i])
+        v[i], err[i] = vi, e
+        left += not _final(e, vi, Vd)  # (True for NaN)
+    return left
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -369,7 +385,7 @@ def _shockley_block(c, a, ia, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
     """Shockley nodes of a block of samples, ``width`` nodes each, one after the other (``elements.Shockley``):
     ``v`` (V) from drives ``c`` (A: ``c'``, the -1 terms of ``I`` moved to the drive); with ``warm``, ``v``
     holds the previous voltages on entry, and ``rmax[q]`` becomes sample ``q``'s max |KCL| (A) at them (``width``
-    divides ``n = c.size``; ``rmax`` holds ``n // width`` at least). ``s``: scratch, (14, n) at least. Returns the
+    divides ``n = c.size``; ``rmax`` holds ``n // width`` at least). ``s``: scratch, (13, n) at least. Returns the
     number of nodes whose safeguarded Newton failed.
 
     In vectorised passes over the block: with ``warm``, one Newton step from the previous voltages, kept where
@@ -381,12 +397,12 @@ def _shockley_block(c, a, ia, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
     n = c.size
     # scratch rows, taken by index: rows unpacked from a 2-D array (``a, b = x``) are typed strided, and loops
     # over them were not vectorised
-    ef, er, f, err, bound, t, vp, cp, ap, iap, lnkp, lop, hip, kpp = (s[0], s[1], s[2], s[3], s[4], s[5], s[6],
-                                                                      s[7], s[8], s[9], s[10], s[11], s[12], s[13])
+    ef, er, f, err, bound, vp, cp, ap, iap, lnkp, lop, hip, kpp = (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+                                                                   s[8], s[9], s[10], s[11], s[12])
     m = n
     if warm:  # Newton from the previous voltage: accepted where provably exact
         _exponents_pass(n, v, lnk, lo, hi, Vd, ef, er)
-        rmax[0], m = _newton_pass(n, v, c, a, kp, lo, hi, Is, Vd, ef, er, f, err, bound, True)
+        rmax[0], m = _newton_pass(n, v, c, a, kp, lo, hi, Is, Vd, ef, er, f, bound)
         if n > width:  # each sample's maximum, from the residuals f at v (on the bits, as _newton_pass)
             for q in range(n // width):
                 most = 0
@@ -395,9 +411,9 @@ def _shockley_block(c, a, ia, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
                 rmax[q] = _float(most)
     bad = 0
     if m == n:  # every node from the closed form, straight into v
-        if _closed_form_pass(n, c, a, ia, lnk, kp, lo, hi, Is, Vd, v, t, ef, er, f, err):
+        if _closed_form_pass(n, c, a, ia, lnk, kp, lo, hi, Is, Vd, v, ef, er, err):
             for j in range(n):
-                if not (t[j] < _LNW_END and _final(err[j], v[j], Vd)):
+                if not _final(err[j], v[j], Vd):
                     v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
                     bad += not ok
     elif m:  # the nodes the warm step left, packed (a node is left where its bound is not final)
@@ -406,11 +422,11 @@ def _shockley_block(c, a, ia, lnk, kp, lo, hi, Is, Vd, warm, v, s, width, rmax):
             if not _final(bound[j], v[j], Vd):
                 cp[i], ap[i], iap[i], lnkp[i], lop[i], hip[i], kpp[i] = c[j], a[j], ia[j], lnk[j], lo[j], hi[j], kp[j]
                 i += 1
-        _closed_form_pass(m, cp, ap, iap, lnkp, kpp, lop, hip, Is, Vd, vp, t, ef, er, f, err)  # (m = i: the same test)
+        _closed_form_pass(m, cp, ap, iap, lnkp, kpp, lop, hip, Is, Vd, vp, ef, er, err)  # (m = i: the same test)
         i = 0
         for j in range(n):
             if not _final(bound[j], v[j], Vd):  # (v[j] is still the warm step's here, as when packing)
-                if t[i] < _LNW_END and _final(err[i], vp[i], Vd):
+                if _final(err[i], vp[i], Vd):
                     v[j] = vp[i]
                 else:
                     v[j], ok = _shockley_node(c[j], a[j], lnk[j], lo[j], hi[j], Is, Vd)
@@ -476,11 +492,11 @@ def _shockley_rows(b0, b1, c, c2, fixed, a, ia, lnk, kp, shift, lo, hi, Is, Vd, 
     n = c.shape[1]
     per = max(1, min(_BLOCK // max(n, 1), b1 - b0))  # samples per block (no more than there are)
     M = per * n
-    s = np.empty((21, M))
-    cb = s[14]  # (0-13: _shockley_block's)
+    s = np.empty((20, M))
+    cb = s[13]  # (0-12: _shockley_block's)
     A, IA, LNK, KP, LO, HI = a, ia, lnk, kp, lo, hi
     if per > 1:  # the node constants, once for each sample of a block
-        A, IA, LNK, KP, LO, HI = s[15], s[16], s[17], s[18], s[19], s[20]
+        A, IA, LNK, KP, LO, HI = s[14], s[15], s[16], s[17], s[18], s[19]
         for q in range(per):
             for j in range(n):
                 i = q * n + j
