@@ -122,7 +122,14 @@ class Network:
 
         x = check_inputs(x, self.n_features, "inputs")
         v0 = np.concatenate([x, -x], axis=1) if self.encoding == "pair" else x.copy()
-        return self.input_gain * v0
+        with np.errstate(over="ignore"):
+            v0 *= self.input_gain
+        if not np.all(np.isfinite(v0)):  # (x is finite: the product overflowed)
+            i, j = (int(k) for k in np.argwhere(~np.isfinite(v0))[0])
+            j %= self.n_features
+            raise ValidationError(f"inputs: entry [{i}, {j}] = {x[i, j]:g} times input_gain {self.input_gain:g} is "
+                                  f"beyond float64 (no finite input voltage)")
+        return v0
 
     @property
     def n_classes(self) -> int:

@@ -711,3 +711,22 @@ def test_ruff_finds_nothing():
     root = Path(__file__).parent.parent
     p = subprocess.run([sys.executable, "-m", "ruff", "check", str(root)], capture_output=True, text=True, cwd=root)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+# ---- 12: the library and the commands called as in a notebook: numbers at the edge of float64, odd arguments
+def test_inputs_whose_voltages_overflow_are_refused(problem, capsys):
+    """x = 1e308 with input_gain 3: ``encode`` overflowed to inf with a RuntimeWarning, and ``drn netlist`` wrote
+    decks holding ``DC inf`` (exit 0)."""
+    from cdsolver.validation import ValidationError
+
+    d, files = problem
+    np.save(d / "big.npy", np.full((2, 4), 1e308))
+    for command in ("solve", "netlist"):
+        assert main([command, files[0], str(d / "big.npy"), "--out", str(d / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"drn {command}: error: inputs: entry [0, 0] = 1e+308 times input_gain 3 is beyond float64 "
+                       f"(no finite input voltage)\n"), err
+    assert not (d / "o").exists()
+    net = random_network([8, 5, 3], "shockley", seed=0, input_gain=3.0, encoding="identity")
+    with pytest.raises(ValidationError, match=r"entry \[1, 6\] = -1e\+308 times input_gain 3"):
+        net.encode(np.where((np.arange(2)[:, None] == 1) & (np.arange(8) == 6), -1e308, 0.5))
