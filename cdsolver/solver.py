@@ -32,7 +32,7 @@ from .elements import Linear, LinearPair
 from .files import atomic_write
 from .network import Network
 from .topology import Layered
-from .validation import ValidationError, check_array, check_tol
+from .validation import ValidationError, check_array, check_int, check_tol
 
 __all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current",
            "load_states"]
@@ -382,12 +382,10 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
         if len(init) != net.depth:
             raise ValidationError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
         init = [check_array(s, f"init v{l}", (B, n[l])) for l, s in enumerate(init, 1)]
-    check_tol(tol)
-    if int(max_sweeps) < 1:
-        raise ValidationError(f"max_sweeps must be >= 1, got {max_sweeps}")
-    if not 0 <= int(anderson) <= MAX_ANDERSON:
-        raise ValidationError(f"anderson (history depth) must be in [0, {MAX_ANDERSON}], got {anderson}")
-    return v0, targets, init
+    tol = check_tol(tol)
+    max_sweeps = check_int(max_sweeps, "max_sweeps", 1)
+    anderson = check_int(anderson, "anderson (history depth)", 0, MAX_ANDERSON)
+    return v0, targets, init, tol, max_sweeps, anderson
 
 
 def solve(
@@ -414,7 +412,8 @@ def solve(
     same ``Network`` object if its crossbars and amplifier are unchanged (checked; it is kept while the network
     lives: docs/solver.md, "Set-up").
     """
-    v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
+    v0, targets, init, tol, max_sweeps, anderson = _validate(network, v0, beta, targets, init, tol, max_sweeps,
+                                                             anderson)
     P = _Layers(network, v0, beta, targets, None if reuse is None else reuse.setup)
     x = P.start(v0, init)
     stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson, step_tol=STEP_PER_TOL * tol)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from cdsolver.constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
 from cdsolver.files import check_out
-from cdsolver.validation import MAX_TIMEOUT, ValidationError, check_tol
+from cdsolver.validation import MAX_TIMEOUT, ValidationError, check_int, check_tol
 from spice_bridge.errors import NgspiceMissing
 
 from . import circuit_cli
@@ -130,10 +130,8 @@ def check_solver_options(args: argparse.Namespace) -> None:
     from cdsolver.constants import MAX_ANDERSON
 
     check_tol(args.tol, "--tol")
-    if args.max_iter < 1:
-        raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
-    if not 0 <= args.anderson <= MAX_ANDERSON:
-        raise CliError(f"--anderson must be in [0, {MAX_ANDERSON}], got {args.anderson}")
+    check_int(args.max_iter, "--max-iter", 1)
+    check_int(args.anderson, "--anderson", 0, MAX_ANDERSON)
 
 
 def cmd_solve(args: argparse.Namespace) -> int:

@@ -730,3 +730,34 @@ def test_inputs_whose_voltages_overflow_are_refused(problem, capsys):
     net = random_network([8, 5, 3], "shockley", seed=0, input_gain=3.0, encoding="identity")
     with pytest.raises(ValidationError, match=r"entry \[1, 6\] = -1e\+308 times input_gain 3"):
         net.encode(np.where((np.arange(2)[:, None] == 1) & (np.arange(8) == 6), -1e308, 0.5))
+
+
+def test_solver_counts_and_tolerances_of_the_wrong_type_are_validation_errors():
+    """``solve(..., max_sweeps=1.7)`` ran 1 sweep; ``inf``, ``nan``, ``"abc"``, ``None`` raised OverflowError,
+    ValueError, TypeError; ``tol="1e-3"`` passed the check and then raised TypeError in the solver (and
+    ``TrainConfig(tol="1e-3")`` was accepted). One check of whole numbers (``validation.check_int``) for the
+    solvers and the command line."""
+    from cdsolver.circuit import random_circuit
+    from cdsolver.graph import solve_circuit
+    from cdsolver.train import TrainConfig
+    from cdsolver.validation import ValidationError
+
+    net, v0 = small(2)
+    for kw, says in [({"max_sweeps": 1.7}, "max_sweeps must be >= 1 (a whole number), got 1.7"),
+                     ({"max_sweeps": float("inf")}, "max_sweeps must be >= 1 (a whole number), got inf"),
+                     ({"max_sweeps": "abc"}, "max_sweeps must be >= 1 (a whole number), got 'abc'"),
+                     ({"max_sweeps": None}, "max_sweeps must be >= 1 (a whole number), got None"),
+                     ({"max_sweeps": True}, "max_sweeps must be >= 1 (a whole number), got True"),
+                     ({"max_sweeps": 0}, "max_sweeps must be >= 1, got 0"),
+                     ({"anderson": float("nan")}, "anderson (history depth) must be in [0, 100] (a whole number), "
+                                                  "got nan"),
+                     ({"anderson": 101}, "anderson (history depth) must be in [0, 100], got 101"),
+                     ({"tol": "1e-3"}, "tol must be a finite number > 0 and < 1, got '1e-3'")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            solve(net, v0, **kw)
+    s = solve(net, v0, max_sweeps=np.int64(200), anderson=np.int32(3), tol=np.float32(1e-6))
+    assert s.converged.all() and type(s.tol) is float
+    with pytest.raises(ValidationError, match=re.escape("tol must be a finite number > 0 and < 1, got '1e-3'")):
+        TrainConfig(tol="1e-3")
+    with pytest.raises(ValidationError, match=re.escape("max_sweeps must be >= 1 (a whole number), got 2.5")):
+        solve_circuit(random_circuit("graph", 10), max_sweeps=2.5)
