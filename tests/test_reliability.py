@@ -761,3 +761,38 @@ def test_solver_counts_and_tolerances_of_the_wrong_type_are_validation_errors():
         TrainConfig(tol="1e-3")
     with pytest.raises(ValidationError, match=re.escape("max_sweeps must be >= 1 (a whole number), got 2.5")):
         solve_circuit(random_circuit("graph", 10), max_sweeps=2.5)
+
+
+def test_dataset_splits_and_files_that_would_mislead_are_refused(tmp_path):
+    """``load_mnist(D, n_val=0)`` (or ``n_val`` >= the training images, as the default 5000 on a small file) gave an
+    empty training set and every image to validation; ``load_digits(n_test=-5)`` a test set overlapping the
+    training set; pixels already scaled to [0, 1] were divided by 255 again, float labels cut to class 0."""
+    from cdsolver.datasets import DatasetError, load_digits, load_mnist
+    from cdsolver.validation import ValidationError
+
+    rng = np.random.default_rng(0)
+    files = dict(x_train=rng.integers(0, 256, (20, 2, 2)), y_train=rng.integers(0, 10, 20),
+                 x_test=rng.integers(0, 256, (5, 2, 2)), y_test=rng.integers(0, 10, 5))
+    np.savez(tmp_path / "mnist.npz", **files)
+    for n_val, says in [(0, "n_val must be >= 1, got 0"), (-3, "n_val must be >= 1, got -3"),
+                        (20, f"n_val must be < 20 (the training images in {tmp_path}: some must be left to train on), "
+                             f"got 20"),
+                        (5000, "n_val must be < 20"), (2.5, "n_val must be >= 1 (a whole number), got 2.5")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            load_mnist(tmp_path, n_val=n_val)
+    assert {k: len(s.x) for k, s in load_mnist(tmp_path, n_val=19).items()} == {"train": 1, "val": 19, "test": 5}
+    for kw, says in [({"n_test": -5}, "n_test must be >= 1, got -5"), ({"n_val": 0}, "n_val must be >= 1, got 0"),
+                     ({"n_val": 1000, "n_test": 797}, "n_val + n_test must be < 1797 (Digits' images: some must be "
+                                                      "left to train on), got 1000 + 797"),
+                     ({"seed": -1}, "seed must be >= 0, got -1")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            load_digits(**kw)
+    for key, value, says in [("x_train", files["x_train"] / 255.0, "train: pixels must be bytes 0..255, found "
+                                                                   "float64 0..1 (integers needed)"),
+                             ("x_test", files["x_test"] * 1000, "test: pixels must be bytes 0..255, found 13000.."),
+                             ("y_train", rng.random(20), "train: labels must be classes 0..9, found float64 "),
+                             ("y_test", np.array(["3"] * 5), "test: labels must be classes 0..9, found <U1 "
+                                                             "(integers needed)")]:
+        np.savez(tmp_path / "mnist.npz", **dict(files, **{key: value}))
+        with pytest.raises(DatasetError, match=re.escape(says)):
+            load_mnist(tmp_path, n_val=5)
