@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import ValidationError, check_int
+from .validation import ValidationError, check_inputs, check_int
 
-__all__ = ["Split", "DatasetError", "load_digits", "load_mnist", "load_fashion_mnist", "read_idx", "FASHION_DIR"]
+__all__ = ["Split", "check_split", "DatasetError", "load_digits", "load_mnist", "load_fashion_mnist", "read_idx",
+           "FASHION_DIR"]
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files (``dpkg -L dataset-fashion-mnist``).
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -22,6 +23,24 @@ class Split:
 
     x: np.ndarray
     y: np.ndarray
+
+
+def check_split(split: Split, name: str, n_features: int, n_classes: int) -> None:
+    """ValidationError naming ``name`` unless ``split`` holds at least one sample, features ``(n, n_features)``
+    (finite) and ``n`` labels, integers ``0..n_classes-1`` (a label -1 trained towards the last class, labels of
+    shape ``(n, 1)`` counted 5.5 errors per sample, an empty split divided by zero)."""
+    if not isinstance(split, Split):
+        raise ValidationError(f"{name}: expected a cdsolver.datasets.Split (x, y), got {type(split).__name__}")
+    x = check_inputs(split.x, n_features, f"{name}.x")
+    y = np.asarray(split.y)
+    if len(x) == 0:
+        raise ValidationError(f"{name}: no samples")
+    if y.shape != (len(x),):
+        raise ValidationError(f"{name}.y: expected {len(x)} labels, shape ({len(x)},), got shape {y.shape}")
+    if not (y.dtype.kind in "iu" and y.min() >= 0 and y.max() < n_classes):
+        span = f"{y.min():g}..{y.max():g}" if y.dtype.kind in "iuf" else ""
+        raise ValidationError(f"{name}.y: labels must be integers 0..{n_classes - 1} (the network's {n_classes} "
+                              f"classes), found {y.dtype} {span}".rstrip())
 
 
 def load_digits(seed: int = 0, n_val: int = 360, n_test: int = 360) -> dict[str, Split]:

@@ -796,3 +796,40 @@ def test_dataset_splits_and_files_that_would_mislead_are_refused(tmp_path):
         np.savez(tmp_path / "mnist.npz", **dict(files, **{key: value}))
         with pytest.raises(DatasetError, match=re.escape(says)):
             load_mnist(tmp_path, n_val=5)
+
+
+def test_training_data_with_labels_the_network_cannot_have_is_refused():
+    """``train`` with labels -1 trained every sample towards the last class (exit 0); labels of shape (n, 1) gave
+    ``train_error`` 5.5; float labels, an empty split, x and y of different lengths or no ``"val"`` split raised
+    IndexError, ValueError, ZeroDivisionError or KeyError. ``datasets.check_split``, for ``train`` and
+    ``evaluate``."""
+    from cdsolver.datasets import Split
+    from cdsolver.train import TrainConfig, evaluate, train
+    from cdsolver.validation import ValidationError
+
+    net = random_network([8, 4, 3], "shockley", seed=0, input_gain=2.0)
+    rng = np.random.default_rng(0)
+
+    def split(n, y=None):
+        return Split(rng.random((n, 4)), rng.integers(0, 3, n) if y is None else np.asarray(y))
+
+    cfg = TrainConfig(epochs=1)
+    for data, says in [({"train": split(8, [-1] * 8), "val": split(4)},
+                        "data['train'].y: labels must be integers 0..2 (the network's 3 classes), found int64 -1..-1"),
+                       ({"train": split(8, [[1]] * 8), "val": split(4)},
+                        "data['train'].y: expected 8 labels, shape (8,), got shape (8, 1)"),
+                       ({"train": split(8, [1.0] * 8), "val": split(4)}, "found float64 1..1"),
+                       ({"train": split(8, [3] * 8), "val": split(4)}, "labels must be integers 0..2"),
+                       ({"train": split(8), "val": split(0)}, "data['val']: no samples"),
+                       ({"train": Split(rng.random((8, 4)), np.zeros(6, int)), "val": split(4)},
+                        "expected 8 labels, shape (8,), got shape (6,)"),
+                       ({"train": Split(rng.random((8, 5)), np.zeros(8, int)), "val": split(4)},
+                        "data['train'].x: expected shape (batch, 4), got (8, 5)"),
+                       ({"train": split(8)}, "data must be a dict with splits 'train' and 'val', got ['train']")]:
+        before = [g.copy() for g in net.G]
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            train(net, data, cfg)
+        assert all(np.array_equal(a, b) for a, b in zip(before, net.G))
+    for data, says in [(split(0), "data: no samples"), (split(4, [-1] * 4), "data.y: labels must be integers 0..2")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            evaluate(net, data, cfg)
