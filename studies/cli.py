@@ -658,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--timeout", type=float, help="seconds one sample's ngspice run may take before it counts as "
                    f"failed, at most {MAX_TIMEOUT:g} (default: sized to the network, at least 10; "
-                   "docs/reliability.md); --runner shared: per worker task, so not with --jobs 1")
+                   "docs/reliability.md); --runner shared: a worker task of n samples gets n times it, so none "
+                   "with --jobs 1")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
 

@@ -833,3 +833,19 @@ def test_training_data_with_labels_the_network_cannot_have_is_refused():
     for data, says in [(split(0), "data: no samples"), (split(4, [-1] * 4), "data.y: labels must be integers 0..2")]:
         with pytest.raises(ValidationError, match=re.escape(says)):
             evaluate(net, data, cfg)
+
+
+def test_a_shared_worker_task_over_its_time_limit_fails_its_samples_not_the_run(ngspice, problem, capsys):
+    """``drn spice --runner shared --jobs 2 --timeout 1e-9``: joblib's TimeoutError came out as a traceback (exit
+    1) and no sample was kept. The limit of a worker task is the timeout times its samples."""
+    net, v0 = small(3)
+    res = run(net, v0, runner="shared", jobs=2, timeout=1e-9)
+    assert not res.ok.any() and not res.interrupted and np.isnan(res.states[0]).all()
+    assert res.reason[0] == ("ngspice (shared) timed out: its worker task of 2 samples took more than 2e-09 s "
+                             "(1e-09 s per sample)"), res.reason
+    assert "task of 1 samples" in res.reason[2]
+    d, files = problem
+    assert main(["spice", *files, "--out", str(d / "s.npz"), "--runner", "shared", "--jobs", "2",
+                 "--timeout", "1e-9"]) == 3
+    assert "ngspice (shared) timed out" in capsys.readouterr().err
+    assert np.isnan(np.load(d / "s.npz")["v1"]).all()
