@@ -28,8 +28,9 @@ def _no_archive(x: Any, name: str) -> None:
                               f"give a .npy file (numpy.save)")
 
 
-def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
-    """Return ``x`` as a C-contiguous finite float64 array of ``shape`` (``None`` = any length)."""
+def check_array(x: Any, name: str, shape: tuple[int | None, ...], finite: bool = True) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float64 array of ``shape`` (``None`` = any length), finite unless ``finite``
+    is False (NaN and inf allowed: diagnostics of states such as a failed ngspice sample's)."""
     import numpy as np
 
     _no_archive(x, name)
@@ -44,7 +45,7 @@ def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
     if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
         raise ValidationError(f"{name}: expected shape {want}, got {a.shape}")
     a = np.ascontiguousarray(a)  # (after the shape test: it makes a 0-d array 1-d)
-    if not np.all(np.isfinite(a)):
+    if finite and not np.all(np.isfinite(a)):
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
         raise ValidationError(f"{name}: entry {list(idx)} is {a[idx]} (NaN/inf not allowed)")
     return a

@@ -849,3 +849,33 @@ def test_a_shared_worker_task_over_its_time_limit_fails_its_samples_not_the_run(
                  "--timeout", "1e-9"]) == 3
     assert "ngspice (shared) timed out" in capsys.readouterr().err
     assert np.isnan(np.load(d / "s.npz")["v1"]).all()
+
+
+def test_diagnostics_of_states_of_another_shape_are_refused_not_broadcast():
+    """``energy(net, v0, states of 1 sample)`` with 3 samples of inputs gave 3 energies, ``kcl`` residuals of
+    shapes (3, n1) and (1, n2), ``implicit_gradient`` with a ``(n_classes,)`` target a gradient (broadcast over the
+    samples) — all without a word; ``max_branch_current`` an IndexError, and for a NaN state a finite current
+    (Python's ``max`` drops NaN). NaN states (a failed ngspice sample) are still allowed in the diagnostics."""
+    from cdsolver import energy, kcl, max_branch_current
+    from cdsolver.ep import implicit_gradient
+    from cdsolver.validation import ValidationError
+
+    net, v0 = small(3)
+    s = solve(net, v0).check().states
+    one = [x[:1] for x in s]
+    for f in (energy, kcl, max_branch_current):
+        with pytest.raises(ValidationError, match=re.escape("states v1: expected shape (3, 5), got (1, 5)")):
+            f(net, v0, one)
+        with pytest.raises(ValidationError, match=re.escape("states: expected 2 state arrays v1..v2, got 1")):
+            f(net, v0, s[:1])
+    with pytest.raises(ValidationError, match=re.escape("targets: expected shape (3, 3), got (3,)")):
+        kcl(net, v0, s, beta=0.1, targets=np.zeros(3))
+    with pytest.raises(ValidationError, match=re.escape("y (targets): expected shape (3, 3), got (3,)")):
+        implicit_gradient(net, v0, s, np.zeros(3))
+    with pytest.raises(ValidationError, match=re.escape("free_states v2: expected shape (3, 3), got (3, 5)")):
+        implicit_gradient(net, v0, [s[0], s[0]], np.zeros((3, 3)))
+    with pytest.raises(ValidationError, match=re.escape("init: expected 2 state arrays v1..v2, got int")):
+        solve(net, v0, init=5)
+    nan = [x.copy() for x in s]
+    nan[0][1] = np.nan
+    assert np.isnan(max_branch_current(net, v0, nan)[1]) and np.isfinite(energy(net, v0, nan)[[0, 2]]).all()
