@@ -879,3 +879,26 @@ def test_diagnostics_of_states_of_another_shape_are_refused_not_broadcast():
     nan = [x.copy() for x in s]
     nan[0][1] = np.nan
     assert np.isnan(max_branch_current(net, v0, nan)[1]) and np.isfinite(energy(net, v0, nan)[[0, 2]]).all()
+
+
+def test_a_pwl_table_whose_slope_overflows_is_refused(problem, capsys):
+    """``Pwl([[0, -1e300], [1e-10, 1e300]])``: the slope 2e310 S overflowed to inf (a RuntimeWarning), and every
+    sample ran to the sweep cap with NaN states (exit 3, "hit --max-iter"); a table of text raised ValueError."""
+    import json
+
+    from cdsolver import Pwl
+    from cdsolver.validation import ValidationError
+
+    says = "pwl table: the slope between points 0 and 1 (0 V, -1e+300 A) and (1e-10 V, 1e+300 A) is beyond float64"
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Pwl([[0, -1e300], [1e-10, 1e300]])
+    with pytest.raises(ValidationError, match=re.escape("pwl table must hold numbers, [v, i] pairs")):
+        Pwl([["a", "b"], ["c", "d"]])
+    d, files = problem
+    f = dict(np.load(files[0]))
+    f["meta"] = np.array(json.dumps(dict(json.loads(str(f["meta"])), element={"kind": "pwl", "table": [
+        [0, -1e300], [1e-10, 1e300]]})))
+    np.savez(d / "pwl.npz", **f)
+    assert main(["solve", str(d / "pwl.npz"), files[1], "--out", str(d / "s.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"drn solve: error: {d / 'pwl.npz'}: meta.element.table: {says}\n", err
