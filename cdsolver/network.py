@@ -50,6 +50,7 @@ class Amplifier:
 
     def __post_init__(self):
         for name in ("A", "C"):
+            object.__setattr__(self, name, _plain(getattr(self, name)))
             val = getattr(self, name)
             if not (_number(val) and 0 < val <= MAX_GAIN):
                 raise NetworkFormatError(f"meta.amplifier.{name} must be a number in (0, {MAX_GAIN:g}], got {val!r}")
@@ -84,6 +85,7 @@ class Network:
         self.b = [_float_array(x, f"b{l}", 1) for l, x in enumerate(self.b, 1)]
         self.lo = [_float_array(x, f"lo{l}", 1, allow_inf=True) for l, x in enumerate(self.lo, 1)]
         self.hi = [_float_array(x, f"hi{l}", 1, allow_inf=True) for l, x in enumerate(self.hi, 1)]
+        self.input_gain, self.r_on, self.r_off = (_plain(x) for x in (self.input_gain, self.r_on, self.r_off))
         self._validate()
 
     # ---- structure ----
@@ -235,6 +237,12 @@ class Network:
             raise NetworkFormatError(f"meta.switch.R_on must be a finite number >= 0 Ω, got {self.r_on!r}")
         if not (_number(self.r_off) and self.r_off > 0):
             raise NetworkFormatError(f"meta.switch.R_off must be > 0 Ω or null (infinite), got {self.r_off!r}")
+
+
+def _plain(x: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (``np.float32(40)``, ``np.int64(2)`` were refused as "not a
+    number", and JSON cannot write them); anything else unchanged."""
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def _number(x: Any) -> bool:

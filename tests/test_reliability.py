@@ -902,3 +902,19 @@ def test_a_pwl_table_whose_slope_overflows_is_refused(problem, capsys):
     assert main(["solve", str(d / "pwl.npz"), files[1], "--out", str(d / "s.npz")]) == 2
     err = capsys.readouterr().err
     assert err == f"drn solve: error: {d / 'pwl.npz'}: meta.element.table: {says}\n", err
+
+
+def test_numpy_scalars_are_numbers_in_a_network(tmp_path):
+    """``random_network(..., input_gain=np.float32(40))``, ``r_on=np.int64(1)``, ``Amplifier(np.int64(4), 1)``:
+    ``meta.input_gain must be a finite number, got np.float32(40.0)`` (np.float64 passed, being a float)."""
+    from cdsolver import Amplifier, load_network
+    from cdsolver.network import NetworkFormatError
+
+    net = random_network([8, 5, 3], "shockley", seed=0, input_gain=np.float32(40), r_on=np.int64(1),
+                         amplifier=Amplifier(np.int64(4), np.float32(0.5)))
+    assert (type(net.input_gain), type(net.r_on), type(net.amplifier.A)) == (float, int, int)
+    save_network(net, tmp_path / "n.npz")
+    back = load_network(tmp_path / "n.npz")
+    assert (back.input_gain, back.r_on, back.A, back.C) == (40.0, 1, 4, 0.5)
+    with pytest.raises(NetworkFormatError, match=re.escape("meta.input_gain must be a finite number, got True")):
+        random_network([8, 5, 3], "shockley", input_gain=np.bool_(True))
