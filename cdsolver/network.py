@@ -153,6 +153,8 @@ class Network:
     def g_nudge(self, beta: float) -> float:
         """Conductance (S) of each nudging branch (output to its target source; paired: ``v+`` to ``v−`` plus
         target): ``1/(1/β + R_on)`` when nudged (β ≠ 0), ``1/R_off`` (0 if ``R_off = inf``) in the free phase."""
+        if not _number(_plain(beta)):  # (a string or None raised TypeError in math.isfinite)
+            raise ValidationError(f"beta must be a number (S), got {beta!r}")
         if not math.isfinite(beta) or beta * self.r_on <= -1:
             limit = 1 / self.r_on if self.r_on else math.inf
             raise ValidationError(f"beta = {beta:g} S: a nudge needs a finite beta, and a negative one |beta| < "

@@ -918,3 +918,14 @@ def test_numpy_scalars_are_numbers_in_a_network(tmp_path):
     assert (back.input_gain, back.r_on, back.A, back.C) == (40.0, 1, 4, 0.5)
     with pytest.raises(NetworkFormatError, match=re.escape("meta.input_gain must be a finite number, got True")):
         random_network([8, 5, 3], "shockley", input_gain=np.bool_(True))
+
+
+def test_a_beta_that_is_no_number_is_a_validation_error():
+    """``solve(net, v0, beta="0.1")`` or ``beta=None``: TypeError from ``math.isfinite``."""
+    from cdsolver.validation import ValidationError
+
+    net, v0 = small(2)
+    for beta in ("0.1", None, True):
+        with pytest.raises(ValidationError, match=re.escape(f"beta must be a number (S), got {beta!r}")):
+            solve(net, v0, beta=beta)
+    assert solve(net, v0, beta=np.float32(0.1)).converged.all()
