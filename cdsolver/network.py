@@ -422,6 +422,17 @@ def random_network(
     ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode); default split for ideal, both otherwise.
     ``outputs="paired"``: ``sizes[-1]`` is the number of classes and the output layer gets two nodes per class.
     """
+    from .validation import check_int
+
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence | np.ndarray):
+        raise ValidationError(f"sizes must be a list of layer sizes [n_0, ..., n_L], got {sizes!r}")
+    sizes = [check_int(_plain(n), f"sizes[{k}]", 1) for k, n in enumerate(sizes)]
+    for name, val, low in (("g_mean", g_mean, "> 0"), ("bias", bias, ">= 0")):
+        val = _plain(val)
+        if val is not None and not (_number(val) and math.isfinite(val) and (val > 0 if low == "> 0" else val >= 0)):
+            raise ValidationError(f"{name} must be a finite number {low}, got {val!r}")
+    if isinstance(_plain(seed), int):  # (or None, or a Generator)
+        check_int(_plain(seed), "seed", 0)
     rng = np.random.default_rng(seed)
     if isinstance(element, str):
         kinds = {

@@ -929,3 +929,21 @@ def test_a_beta_that_is_no_number_is_a_validation_error():
         with pytest.raises(ValidationError, match=re.escape(f"beta must be a number (S), got {beta!r}")):
             solve(net, v0, beta=beta)
     assert solve(net, v0, beta=np.float32(0.1)).converged.all()
+
+
+def test_random_network_arguments_are_checked():
+    """``random_network([8, 0, 3])``, ``[8, -1, 3]``, ``[8, 2.5, 3]``, ``"843"``, ``seed=-1``, ``g_mean=-1`` or NaN,
+    ``bias=nan``: ZeroDivisionError, ValueError, TypeError or OverflowError from NumPy."""
+    from cdsolver.validation import ValidationError
+
+    for args, kw, says in [(([8, 0, 3],), {}, "sizes[1] must be >= 1, got 0"),
+                           (([8, -1, 3],), {}, "sizes[1] must be >= 1, got -1"),
+                           (([8, 2.5, 3],), {}, "sizes[1] must be >= 1 (a whole number), got 2.5"),
+                           (("843",), {}, "sizes must be a list of layer sizes [n_0, ..., n_L], got '843'"),
+                           (([8, 4, 3],), {"seed": -1}, "seed must be >= 0, got -1"),
+                           (([8, 4, 3],), {"g_mean": -1}, "g_mean must be a finite number > 0, got -1"),
+                           (([8, 4, 3],), {"g_mean": float("nan")}, "g_mean must be a finite number > 0, got nan"),
+                           (([8, 4, 3],), {"bias": float("nan")}, "bias must be a finite number >= 0, got nan")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            random_network(*args, **kw)
+    assert random_network(np.array([8, 4, 3]), seed=np.int64(1), g_mean=np.float32(0.5)).sizes == [8, 4, 3]
