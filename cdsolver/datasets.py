@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import ValidationError
+from .validation import ValidationError, check_inputs, check_int
 
-__all__ = ["Split", "DatasetError", "load_digits", "load_mnist", "load_fashion_mnist", "read_idx", "FASHION_DIR"]
+__all__ = ["Split", "check_split", "DatasetError", "load_digits", "load_mnist", "load_fashion_mnist", "read_idx",
+           "FASHION_DIR"]
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files (``dpkg -L dataset-fashion-mnist``).
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -24,21 +25,50 @@ class Split:
     y: np.ndarray
 
 
+def check_split(split: Split, name: str, n_features: int, n_classes: int) -> None:
+    """ValidationError naming ``name`` unless ``split`` holds at least one sample, features ``(n, n_features)``
+    (finite) and ``n`` labels, integers ``0..n_classes-1`` (a label -1 trained towards the last class, labels of
+    shape ``(n, 1)`` counted 5.5 errors per sample, an empty split divided by zero)."""
+    if not isinstance(split, Split):
+        raise ValidationError(f"{name}: expected a cdsolver.datasets.Split (x, y), got {type(split).__name__}")
+    x = check_inputs(split.x, n_features, f"{name}.x")
+    y = np.asarray(split.y)
+    if len(x) == 0:
+        raise ValidationError(f"{name}: no samples")
+    if y.shape != (len(x),):
+        raise ValidationError(f"{name}.y: expected {len(x)} labels, shape ({len(x)},), got shape {y.shape}")
+    if not (y.dtype.kind in "iu" and y.min() >= 0 and y.max() < n_classes):
+        span = f"{y.min():g}..{y.max():g}" if y.dtype.kind in "iuf" else ""
+        raise ValidationError(f"{name}.y: labels must be integers 0..{n_classes - 1} (the network's {n_classes} "
+                              f"classes), found {y.dtype} {span}".rstrip())
+
+
 def load_digits(seed: int = 0, n_val: int = 360, n_test: int = 360) -> dict[str, Split]:
     """Digits (1797 images 8x8, values /16): a fixed random train/val/test split given by ``seed``."""
     from sklearn.datasets import load_digits as _load
 
     d = _load()
     x, y = d.data.astype(np.float64) / 16.0, d.target.astype(np.int64)
-    if n_val + n_test >= len(x):
-        raise ValidationError(f"n_val + n_test must be < {len(x)}, got {n_val} + {n_test}")
-    idx = np.random.default_rng(seed).permutation(len(x))
+    idx = _permutation(len(x), seed, "Digits' images", n_val=n_val, n_test=n_test)
     parts = {"test": idx[:n_test], "val": idx[n_test:n_test + n_val], "train": idx[n_test + n_val:]}
     return {k: Split(x[i], y[i]) for k, i in parts.items()}
 
 
 class DatasetError(ValidationError):
     """A data file is missing or malformed; the message says which and what is expected."""
+
+
+def _permutation(n: int, seed: int, of: str, **held_out: int) -> np.ndarray:
+    """The seeded permutation of ``n`` samples (``of``: what they are) that a split takes its parts from, after
+    checking the sizes of the parts ``held_out`` (``n_val``, ``n_test``): each a whole number >= 1, leaving >= 1
+    sample for training (a negative size made test and training samples overlap; ``load_mnist``'s ``n_val = 0``
+    left no training set)."""
+    for key, k in held_out.items():
+        check_int(k, key, 1)
+    if sum(held_out.values()) >= n:
+        raise ValidationError(f"{' + '.join(held_out)} must be < {n} ({of}: some must be left to train on), got "
+                              f"{' + '.join(str(k) for k in held_out.values())}")
+    return np.random.default_rng(check_int(seed, "seed", 0)).permutation(n)
 
 
 _IDX = {  # split: (images, labels) file stems
@@ -113,10 +143,14 @@ def load_mnist(data_dir, n_val: int = 5000, seed: int = 0) -> dict[str, Split]:
             raise DatasetError(f"{split}: {len(x)} images but {len(y)} labels")
         if y.ndim != 1 or x.ndim < 2 or len(y) == 0:
             raise DatasetError(f"{split}: expected images (n, rows, cols) and labels (n,), got {x.shape} and {y.shape}")
-        if y.min() < 0 or y.max() > 9:
-            raise DatasetError(f"{split}: labels must be classes 0..9, found {int(y.min())}..{int(y.max())}")
+        for a, what, top in ((y, "labels must be classes", 9), (x, "pixels must be bytes", 255)):  # (pixels: /255)
+            whole = a.dtype.kind in "iu"
+            if not (whole and a.min() >= 0 and a.max() <= top):
+                span = f"{a.min():g}..{a.max():g}" if a.dtype.kind in "iuf" else ""
+                found = span if whole else f"{a.dtype} {span}".rstrip() + " (integers needed)"
+                raise DatasetError(f"{split}: {what} 0..{top}, found {found}")
         out[split] = Split(x.reshape(len(x), -1).astype(np.float64) / 255.0, y.astype(np.int64))
-    perm = np.random.default_rng(seed).permutation(len(out["train"].x))
+    perm = _permutation(len(out["train"].x), seed, f"the training images in {d}", n_val=n_val)
     tr, va = perm[:-n_val], perm[-n_val:]
     x, y = out["train"].x, out["train"].y
     out["train"], out["val"] = Split(x[tr], y[tr]), Split(x[va], y[va])

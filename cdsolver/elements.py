@@ -316,7 +316,10 @@ class Pwl(Element):
     kind = "pwl"
 
     def __init__(self, table):
-        t = np.asarray(table, dtype=float)
+        try:
+            t = np.asarray(table, dtype=float)
+        except (TypeError, ValueError) as e:
+            raise ValidationError(f"pwl table must hold numbers, [v, i] pairs ({e})") from None
         if t.ndim != 2 or t.shape[1] != 2 or t.shape[0] < 2:
             raise ValidationError(f"pwl table must be a list of at least 2 [v, i] pairs, got shape {t.shape}")
         if not np.all(np.isfinite(t)):
@@ -327,7 +330,13 @@ class Pwl(Element):
             raise ValidationError("pwl table currents must be non-decreasing (the element must be passive, monotone)")
         self.vk = t[:, 0].copy()
         self.ik = t[:, 1].copy()
-        self.sk = np.diff(self.ik) / np.diff(self.vk)
+        with np.errstate(over="ignore"):
+            self.sk = np.diff(self.ik) / np.diff(self.vk)
+        if not np.all(np.isfinite(self.sk)):  # (else NaN states after max_sweeps sweeps)
+            k = int(np.argmax(~np.isfinite(self.sk)))
+            raise ValidationError(f"pwl table: the slope between points {k} and {k + 1} ({self.vk[k]:g} V, "
+                                  f"{self.ik[k]:g} A) and ({self.vk[k + 1]:g} V, {self.ik[k + 1]:g} A) is beyond "
+                                  f"float64")
         # potential at the breakpoints, P(v_0) = 0
         self.pk = np.concatenate([[0.0], np.cumsum(0.5 * (self.ik[1:] + self.ik[:-1]) * np.diff(self.vk))])
 

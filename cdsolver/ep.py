@@ -18,9 +18,9 @@ import numpy as np
 
 from .constants import ESTIMATORS
 from .network import Network
-from .solver import Solution, solve
+from .solver import Solution, check_states, solve
 from .topology import Layered
-from .validation import ValidationError
+from .validation import ValidationError, check_array
 
 __all__ = ["Gradient", "ep_gradient", "ep_estimate", "ep_phases", "implicit_gradient", "adjoint_solve",
            "response_gradient", "cost_current", "kcl_diagonal", "loss", "ESTIMATORS", "beta_eff", "beta_floor",
@@ -269,5 +269,8 @@ def implicit_gradient(net: Network, v0: np.ndarray, free_states: Sequence[np.nda
     """True gradient of the loss at the free equilibrium by implicit differentiation: ``ds = −J⁻¹ r`` (``r``:
     ``cost_current``, the linearised circuit driven by the cost; ``adjoint_solve``), then ``response_gradient``
     along ``ds``. Exact to rounding; 0.3-0.7 s per sample at 3 × 1024 hidden nodes (docs/gradients.md)."""
+    v0 = check_array(v0, "v0 (input voltages)", (None, net.sizes[0]))
+    free_states = check_states(net, free_states, len(v0), "free_states")
+    y = check_array(y, "y (targets)", (len(v0), net.n_classes))  # (a (n_classes,) y broadcast silently)
     x = adjoint_solve(net, free_states, cost_current(net, free_states, y))
     return response_gradient(net, v0, free_states, [-s for s in x])

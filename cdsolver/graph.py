@@ -31,7 +31,7 @@ from scipy.special import wrightomega
 from .circuit import Circuit, CircuitError, diode_law
 from .constants import ANDERSON, CIRCUIT_COARSE_AFTER, CIRCUIT_MAX_SWEEPS, CIRCUIT_TOL, MAX_ANDERSON, STEP_PER_TOL
 from .solver import Solution, fixed_point
-from .validation import ValidationError, check_tol
+from .validation import check_int, check_tol
 
 __all__ = ["Graph", "solve_circuit", "colouring"]
 
@@ -715,10 +715,10 @@ def solve_circuit(circuit: Circuit | Graph, *, init: np.ndarray | None = None, t
     before the two-level correction (``_Coarse``) joins each sweep (-1: never). Ideal diodes between two unknown
     nodes: ``active_set.solve_active`` (CD on each sub-problem, ``setup`` holds its ``ActiveSet`` record)."""
     g = circuit if isinstance(circuit, Graph) else Graph(circuit)
-    check_tol(tol)
-    if int(max_sweeps) < 1 or not 0 <= int(anderson) <= MAX_ANDERSON or int(coarse_after) < -1:
-        raise ValidationError(f"max_sweeps must be >= 1, anderson in [0, {MAX_ANDERSON}] and coarse_after >= -1, got "
-                              f"{max_sweeps}, {anderson}, {coarse_after}")
+    tol = check_tol(tol)
+    max_sweeps = check_int(max_sweeps, "max_sweeps", 1)
+    anderson = check_int(anderson, "anderson", 0, MAX_ANDERSON)
+    coarse_after = check_int(coarse_after, "coarse_after", -1)
     run = partial(_solve, tol=tol, max_sweeps=max_sweeps, anderson=anderson, coarse_after=coarse_after)
     if g.coupled.size:
         from .active_set import solve_active

@@ -50,6 +50,7 @@ class Amplifier:
 
     def __post_init__(self):
         for name in ("A", "C"):
+            object.__setattr__(self, name, _plain(getattr(self, name)))
             val = getattr(self, name)
             if not (_number(val) and 0 < val <= MAX_GAIN):
                 raise NetworkFormatError(f"meta.amplifier.{name} must be a number in (0, {MAX_GAIN:g}], got {val!r}")
@@ -84,6 +85,7 @@ class Network:
         self.b = [_float_array(x, f"b{l}", 1) for l, x in enumerate(self.b, 1)]
         self.lo = [_float_array(x, f"lo{l}", 1, allow_inf=True) for l, x in enumerate(self.lo, 1)]
         self.hi = [_float_array(x, f"hi{l}", 1, allow_inf=True) for l, x in enumerate(self.hi, 1)]
+        self.input_gain, self.r_on, self.r_off = (_plain(x) for x in (self.input_gain, self.r_on, self.r_off))
         self._validate()
 
     # ---- structure ----
@@ -122,7 +124,14 @@ class Network:
 
         x = check_inputs(x, self.n_features, "inputs")
         v0 = np.concatenate([x, -x], axis=1) if self.encoding == "pair" else x.copy()
-        return self.input_gain * v0
+        with np.errstate(over="ignore"):
+            v0 *= self.input_gain
+        if not np.all(np.isfinite(v0)):  # (x is finite: the product overflowed)
+            i, j = (int(k) for k in np.argwhere(~np.isfinite(v0))[0])
+            j %= self.n_features
+            raise ValidationError(f"inputs: entry [{i}, {j}] = {x[i, j]:g} times input_gain {self.input_gain:g} is "
+                                  f"beyond float64 (no finite input voltage)")
+        return v0
 
     @property
     def n_classes(self) -> int:
@@ -144,6 +153,8 @@ class Network:
     def g_nudge(self, beta: float) -> float:
         """Conductance (S) of each nudging branch (output to its target source; paired: ``v+`` to ``v−`` plus
         target): ``1/(1/β + R_on)`` when nudged (β ≠ 0), ``1/R_off`` (0 if ``R_off = inf``) in the free phase."""
+        if not _number(_plain(beta)):  # (a string or None raised TypeError in math.isfinite)
+            raise ValidationError(f"beta must be a number (S), got {beta!r}")
         if not math.isfinite(beta) or beta * self.r_on <= -1:
             limit = 1 / self.r_on if self.r_on else math.inf
             raise ValidationError(f"beta = {beta:g} S: a nudge needs a finite beta, and a negative one |beta| < "
@@ -228,6 +239,12 @@ class Network:
             raise NetworkFormatError(f"meta.switch.R_on must be a finite number >= 0 Ω, got {self.r_on!r}")
         if not (_number(self.r_off) and self.r_off > 0):
             raise NetworkFormatError(f"meta.switch.R_off must be > 0 Ω or null (infinite), got {self.r_off!r}")
+
+
+def _plain(x: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (``np.float32(40)``, ``np.int64(2)`` were refused as "not a
+    number", and JSON cannot write them); anything else unchanged."""
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def _number(x: Any) -> bool:
@@ -405,6 +422,17 @@ def random_network(
     ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode); default split for ideal, both otherwise.
     ``outputs="paired"``: ``sizes[-1]`` is the number of classes and the output layer gets two nodes per class.
     """
+    from .validation import check_int
+
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence | np.ndarray):
+        raise ValidationError(f"sizes must be a list of layer sizes [n_0, ..., n_L], got {sizes!r}")
+    sizes = [check_int(_plain(n), f"sizes[{k}]", 1) for k, n in enumerate(sizes)]
+    for name, val, low in (("g_mean", g_mean, "> 0"), ("bias", bias, ">= 0")):
+        val = _plain(val)
+        if val is not None and not (_number(val) and math.isfinite(val) and (val > 0 if low == "> 0" else val >= 0)):
+            raise ValidationError(f"{name} must be a finite number {low}, got {val!r}")
+    if isinstance(_plain(seed), int):  # (or None, or a Generator)
+        check_int(_plain(seed), "seed", 0)
     rng = np.random.default_rng(seed)
     if isinstance(element, str):
         kinds = {

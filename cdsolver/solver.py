@@ -32,7 +32,7 @@ from .elements import Linear, LinearPair
 from .files import atomic_write
 from .network import Network
 from .topology import Layered
-from .validation import ValidationError, check_array, check_tol
+from .validation import ValidationError, check_array, check_int, check_tol
 
 __all__ = ["solve", "fixed_point", "Solution", "NotConvergedError", "kcl", "energy", "max_branch_current",
            "load_states"]
@@ -369,6 +369,32 @@ def _remember(net: Network, parts: dict) -> None:
     _RECENT[key] = (weakref.ref(net, lambda _ref: _RECENT.pop(key, None)), parts)
 
 
+def check_states(net: Network, states, batch: int, name: str, finite: bool = True) -> list[np.ndarray]:
+    """``states`` as the float64 arrays ``v1..vL`` of ``batch`` samples of ``net``, ValidationError naming ``name``
+    otherwise (finite unless ``finite`` is False)."""
+    try:
+        k = len(states)
+    except TypeError:
+        k = type(states).__name__
+    if k != net.depth:
+        raise ValidationError(f"{name}: expected {net.depth} state arrays v1..v{net.depth}, got {k}")
+    sizes = net.sizes[1:]
+    return [check_array(s, f"{name} v{l}", (batch, n), finite) for l, (s, n) in enumerate(zip(states, sizes), 1)]
+
+
+def _diagnosed(net: Network, v0, states, targets=None):
+    """(v0, states, targets) of ``kcl``, ``energy`` and ``max_branch_current``, checked: shapes that broadcast
+    gave numbers of another problem (states of one sample against inputs of three: three energies); NaN and inf
+    states are allowed (a failed sample's)."""
+    if not isinstance(net, Network):
+        raise TypeError(f"network must be a cdsolver.Network, got {type(net).__name__}")
+    v0 = check_array(v0, "v0 (input voltages)", (None, net.sizes[0]))
+    states = check_states(net, states, len(v0), "states", finite=False)
+    if targets is not None:
+        targets = check_array(targets, "targets", (len(v0), net.n_classes))
+    return v0, states, targets
+
+
 def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
     if not isinstance(net, Network):
         raise TypeError(f"network must be a cdsolver.Network, got {type(net).__name__}")
@@ -379,15 +405,11 @@ def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
     if targets is not None:
         targets = check_array(targets, "targets", (B, net.n_classes))
     if init is not None:
-        if len(init) != net.depth:
-            raise ValidationError(f"init: expected {net.depth} state arrays v1..v{net.depth}, got {len(init)}")
-        init = [check_array(s, f"init v{l}", (B, n[l])) for l, s in enumerate(init, 1)]
-    check_tol(tol)
-    if int(max_sweeps) < 1:
-        raise ValidationError(f"max_sweeps must be >= 1, got {max_sweeps}")
-    if not 0 <= int(anderson) <= MAX_ANDERSON:
-        raise ValidationError(f"anderson (history depth) must be in [0, {MAX_ANDERSON}], got {anderson}")
-    return v0, targets, init
+        init = check_states(net, init, B, "init")
+    tol = check_tol(tol)
+    max_sweeps = check_int(max_sweeps, "max_sweeps", 1)
+    anderson = check_int(anderson, "anderson (history depth)", 0, MAX_ANDERSON)
+    return v0, targets, init, tol, max_sweeps, anderson
 
 
 def solve(
@@ -414,7 +436,8 @@ def solve(
     same ``Network`` object if its crossbars and amplifier are unchanged (checked; it is kept while the network
     lives: docs/solver.md, "Set-up").
     """
-    v0, targets, init = _validate(network, v0, beta, targets, init, tol, max_sweeps, anderson)
+    v0, targets, init, tol, max_sweeps, anderson = _validate(network, v0, beta, targets, init, tol, max_sweeps,
+                                                             anderson)
     P = _Layers(network, v0, beta, targets, None if reuse is None else reuse.setup)
     x = P.start(v0, init)
     stats = fixed_point(P, x, tol=tol, max_sweeps=max_sweeps, anderson=anderson, step_tol=STEP_PER_TOL * tol)
@@ -596,7 +619,8 @@ def kcl(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, beta:
         targets: np.ndarray | None = None) -> list[np.ndarray]:
     """KCL residual (A) of every hidden and output node, per layer ``(batch, n_l)``: the current leaving the
     node (ideal diodes: the natural residual, see ``elements.Ideal``)."""
-    P = _Layers(network, np.asarray(v0, dtype=np.float64), beta, targets)
+    v0, states, targets = _diagnosed(network, v0, states, targets)
+    P = _Layers(network, v0, beta, targets)
     v = _as_dict(states)
     rows = slice(None)
     return [P.residual(l, v[l], P.drive(l, v, rows)) for l in range(1, P.L + 1)]
@@ -604,11 +628,11 @@ def kcl(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, beta:
 
 def max_branch_current(network: Network, v0: np.ndarray, states: Sequence[np.ndarray]) -> np.ndarray:
     """Exact largest crossbar-resistor current ``max_ij |G_ij (v_j - u_i)|`` (A) per sample (O(batch·n·m))."""
-    v0, states = np.asarray(v0, dtype=np.float64), [np.asarray(s, dtype=np.float64) for s in states]
+    v0, states, _ = _diagnosed(network, v0, states)
     best = np.zeros(len(v0))
     for u, vl, G in zip(Layered(network).drives(v0, states), states, network.G):
         for b in range(len(v0)):
-            best[b] = max(best[b], np.max(G * np.abs(vl[b][None, :] - u[b][:, None])))
+            best[b] = np.maximum(best[b], np.max(G * np.abs(vl[b][None, :] - u[b][:, None])))  # (NaN stays NaN)
     return best
 
 
@@ -618,9 +642,8 @@ def energy(network: Network, v0: np.ndarray, states: Sequence[np.ndarray], *, be
     ``E_l = ½ Σ G (u - v)² + Σ P(v) - b·v`` and ``½ g_nudge Σ (decode(v_L) - y)²`` at the output (weighted
     like layer L).
     CD minimises it exactly per layer; its gradient is the KCL residual scaled by the layer weight."""
-    v0 = np.asarray(v0, dtype=np.float64)
+    v0, states, targets = _diagnosed(network, v0, states, targets)
     P = _Layers(network, v0, beta, targets)  # checks β and gives each layer's element and rails
-    states = [np.asarray(s, dtype=np.float64) for s in states]
     y = 0.0 if targets is None else targets
     E = np.zeros(len(v0))
     for l, (u, vl, G) in enumerate(zip(P.topo.drives(v0, states), states, network.G), 1):

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import defaults
-from .datasets import Split
+from .datasets import Split, check_split
 from .defaults import TRAIN
 from .constants import ESTIMATORS
 from .ep import Gradient, beta_floor, ep_gradient, implicit_gradient, loss, over_samples, safe_beta
@@ -188,6 +188,7 @@ def evaluate(net: Network, data: Split, cfg: TrainConfig, batch: int = 512) -> t
     """(error rate, mean loss) of the free phase on ``data`` (strict tolerance ``cfg.eval_tol``), as at
     inference: the target sources at 0 V, not at the labels (through ``R_off`` the labels leak into the outputs:
     where those were otherwise tied, an untrained 128-1-10 network read 33.9 % test error instead of 87.2 %)."""
+    check_split(data, "data", net.n_features, net.n_classes)
     errs, losses = 0, 0.0
     for k in range(0, len(data.x), batch):
         x, lab = data.x[k:k + batch], data.y[k:k + batch]
@@ -323,14 +324,15 @@ def train(net: Network, data: dict[str, Split], cfg: TrainConfig, on_epoch: Call
     trained model afterwards, or a run to continue (``load_checkpoint``) — the result is bit for bit that of an
     uninterrupted run; ``checkpoint(state)`` is called after every epoch. Returns the history, one dict per epoch
     (epoch, train_error, train_loss, val_error, val_loss, seconds)."""
+    if not (isinstance(data, dict) and "train" in data and "val" in data):
+        raise ValidationError(f"data must be a dict with splits 'train' and 'val', got "
+                              f"{sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    for name, split in data.items():
+        check_split(split, f"data[{name!r}]", net.n_features, net.n_classes)
     tr = data["train"]
     cfg = cfg.resolved(len(tr.x))
     lr = cfg.rates(net)
     st = state or TrainState.start(net, len(tr.x), cfg)
-    for split in data.values():
-        if split.y.max() >= net.n_classes:
-            raise ValidationError(f"the data has labels up to {split.y.max()} but the network has {net.n_classes} "
-                                  f"classes")
     if len(st.free_cache[0]) != len(tr.x):
         raise ValidationError(f"the state was made with {len(st.free_cache[0])} training samples, the data has "
                               f"{len(tr.x)}")

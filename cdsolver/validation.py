@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
     import numpy as np
 
-__all__ = ["ValidationError", "check_array", "check_inputs", "check_timeout", "check_tol", "MAX_TIMEOUT"]
+__all__ = ["ValidationError", "check_array", "check_inputs", "check_int", "check_timeout", "check_tol", "MAX_TIMEOUT"]
 
 #: The longest time limit (s) one ngspice run accepts: a day (a ``.dc`` sweep of n samples gets up to 21 times it).
 MAX_TIMEOUT = 86400.0
@@ -28,8 +28,9 @@ def _no_archive(x: Any, name: str) -> None:
                               f"give a .npy file (numpy.save)")
 
 
-def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
-    """Return ``x`` as a C-contiguous finite float64 array of ``shape`` (``None`` = any length)."""
+def check_array(x: Any, name: str, shape: tuple[int | None, ...], finite: bool = True) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float64 array of ``shape`` (``None`` = any length), finite unless ``finite``
+    is False (NaN and inf allowed: diagnostics of states such as a failed ngspice sample's)."""
     import numpy as np
 
     _no_archive(x, name)
@@ -44,7 +45,7 @@ def check_array(x: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
     if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
         raise ValidationError(f"{name}: expected shape {want}, got {a.shape}")
     a = np.ascontiguousarray(a)  # (after the shape test: it makes a 0-d array 1-d)
-    if not np.all(np.isfinite(a)):
+    if finite and not np.all(np.isfinite(a)):
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
         raise ValidationError(f"{name}: entry {list(idx)} is {a[idx]} (NaN/inf not allowed)")
     return a
@@ -75,13 +76,34 @@ def check_timeout(t: float | None, name: str = "timeout") -> float | None:
     return t
 
 
+def _real(x: Any) -> bool:
+    """A real number, Python's or NumPy's (not a bool, not a string that holds one)."""
+    import numbers
+
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def check_int(x: Any, name: str, low: int, high: int | None = None) -> int:
+    """A whole number (Python's or NumPy's, not a bool or a float) in ``[low, high]`` (``high`` None: no upper
+    bound), as an int; else ValidationError naming ``name`` (a float such as 1.7 was cut to 1, inf or NaN raised
+    OverflowError or ValueError)."""
+    import numbers
+
+    rule = f"{name} must be >= {low}" if high is None else f"{name} must be in [{low}, {high}]"
+    if not isinstance(x, numbers.Integral) or isinstance(x, bool):
+        raise ValidationError(f"{rule} (a whole number), got {x!r}")
+    if not (low <= x and (high is None or x <= high)):
+        raise ValidationError(f"{rule}, got {x}")
+    return int(x)
+
+
 def check_tol(tol: Any, name: str = "tol") -> float:
     """A solver's relative tolerance: a number in (0, 1) (at 1 or more the stop accepts a KCL residual as large as
-    ``I_ref`` itself: states 9 % off were reported converged), else ValidationError naming ``name``."""
-    try:
-        t = float(tol)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {tol!r}") from None
+    ``I_ref`` itself: states 9 % off were reported converged), as a float; else ValidationError naming ``name``
+    (a string is not a number: ``"1e-3"`` passed this check, then broke the solver)."""
+    if not _real(tol):
+        raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {tol!r}")
+    t = float(tol)
     if not 0 < t < 1:  # (NaN fails too)
         raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {t:g}")
     return t

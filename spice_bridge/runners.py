@@ -13,6 +13,7 @@ finished so far (``SpiceResult.interrupted``).
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import re
 import shutil
@@ -313,8 +314,9 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
     """ngspice steady states of ``net`` for input voltages ``v0`` (V, ``(batch, n_0)``).
 
     jobs: worker processes (joblib loky), 1..``MAX_JOBS``. timeout: seconds one sample's ngspice run may take
-    (``op``, the ``batch`` fallback; a sweep of n points gets ``timeout·(1 + n/20)``; ``shared``: per worker
-    task), default ``default_timeout(net)``. chunk: samples per ``.dc`` deck (``batch``). workdir: where decks
+    (``op``, the ``batch`` fallback; a sweep of n points gets ``timeout·(1 + n/20)``; ``shared``: a worker task
+    of n samples gets ``timeout·n``, and where it takes longer its samples fail; none with ``jobs=1``), default
+    ``default_timeout(net)``. chunk: samples per ``.dc`` deck (``batch``). workdir: where decks
     and raw files go, kept (the reasons name the decks in it); default: a temporary folder, removed whatever
     happens (the reasons then name a deck by its file name).
     Ctrl-C stops the run and returns what is finished, ``interrupted=True``.
@@ -338,13 +340,22 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
         try:
             body = netlist.body(net, beta=beta, builtin_diode=builtin_diode)
             (wd / "net.cir").write_text("\n".join(["* network body (included by the sample decks)", *body, ""]))
-            if runner == "shared":
+            if runner == "shared":  # a worker task's time limit: timeout per sample of the task
                 parts = np.array_split(np.arange(B), max(1, min(jobs, B)))
-                results = _parallel(jobs, timeout)(delayed(_shared_part)(net, beta, builtin_diode, v0[p], y[p])
-                                                   for p in parts)
-                for i, res in enumerate(results):
-                    for k, (vec, t, why, it) in zip(parts[i], res):
-                        _store(out, net, k, vec, t, why, it, wall, reason, iters)
+                limit = timeout * max(len(p) for p in parts)
+                results = _parallel(jobs, limit)(delayed(_shared_part)(net, beta, builtin_diode, v0[p], y[p])
+                                                 for p in parts)
+                done = 0
+                try:
+                    for i, res in enumerate(results):
+                        for k, (vec, t, why, it) in zip(parts[i], res):
+                            _store(out, net, k, vec, t, why, it, wall, reason, iters)
+                        done = i + 1
+                except multiprocessing.TimeoutError:  # joblib stops every worker: the unfinished tasks fail
+                    for p in parts[done:]:
+                        for k in p:
+                            reason[k] = (f"ngspice (shared) timed out: its worker task of {len(p)} samples took "
+                                         f"more than {limit:.3g} s ({timeout:.3g} s per sample)")
             else:
                 todo, charges = np.arange(B), []
                 if runner == "batch":

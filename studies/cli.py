@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from cdsolver.constants import ANDERSON, MAX_SWEEPS, STEP_PER_TOL, TOL
 from cdsolver.files import check_out
-from cdsolver.validation import MAX_TIMEOUT, ValidationError, check_tol
+from cdsolver.validation import MAX_TIMEOUT, ValidationError, check_int, check_tol
 from spice_bridge.errors import NgspiceMissing
 
 from . import circuit_cli
@@ -130,10 +130,8 @@ def check_solver_options(args: argparse.Namespace) -> None:
     from cdsolver.constants import MAX_ANDERSON
 
     check_tol(args.tol, "--tol")
-    if args.max_iter < 1:
-        raise CliError(f"--max-iter must be >= 1, got {args.max_iter}")
-    if not 0 <= args.anderson <= MAX_ANDERSON:
-        raise CliError(f"--anderson must be in [0, {MAX_ANDERSON}], got {args.anderson}")
+    check_int(args.max_iter, "--max-iter", 1)
+    check_int(args.anderson, "--anderson", 0, MAX_ANDERSON)
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -660,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--timeout", type=float, help="seconds one sample's ngspice run may take before it counts as "
                    f"failed, at most {MAX_TIMEOUT:g} (default: sized to the network, at least 10; "
-                   "docs/reliability.md); --runner shared: per worker task, so not with --jobs 1")
+                   "docs/reliability.md); --runner shared: a worker task of n samples gets n times it, so none "
+                   "with --jobs 1")
     p.add_argument("--builtin-diode", action="store_true", help="use ngspice's D model (see drn netlist --help)")
     p.set_defaults(func=cmd_spice)
 

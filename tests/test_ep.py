@@ -227,7 +227,8 @@ def test_resume_continues_bit_for_bit(tmp_path, opt):
     other = TrainConfig(**{**cfg.__dict__, "optimizer": "momentum" if cfg.optimizer == "adam" else "adam"})
     with pytest.raises(ValidationError, match="made for another optimizer"):
         train(back, data, other, state=state)
-    with pytest.raises(ValidationError, match=r"labels up to 9 but the network has 3 classes"):
+    with pytest.raises(ValidationError, match=r"labels must be integers 0..2 \(the network's 3 classes\), found int64 "
+                                              r"0..9"):
         train(random_network([128, 4, 3], "shockley", seed=0), data, cfg)
     assert load_network(tmp_path / "c.npz").sizes == [128, 16, 20]  # a checkpoint is a valid drn/1 network file
     old = load_network(tmp_path / "c.npz")  # a checkpoint of the previous format: momentum buffers "ckpt_velocity"

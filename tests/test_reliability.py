@@ -711,3 +711,239 @@ def test_ruff_finds_nothing():
     root = Path(__file__).parent.parent
     p = subprocess.run([sys.executable, "-m", "ruff", "check", str(root)], capture_output=True, text=True, cwd=root)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+# ---- 12: the library and the commands called as in a notebook: numbers at the edge of float64, odd arguments
+def test_inputs_whose_voltages_overflow_are_refused(problem, capsys):
+    """x = 1e308 with input_gain 3: ``encode`` overflowed to inf with a RuntimeWarning, and ``drn netlist`` wrote
+    decks holding ``DC inf`` (exit 0)."""
+    from cdsolver.validation import ValidationError
+
+    d, files = problem
+    np.save(d / "big.npy", np.full((2, 4), 1e308))
+    for command in ("solve", "netlist"):
+        assert main([command, files[0], str(d / "big.npy"), "--out", str(d / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"drn {command}: error: inputs: entry [0, 0] = 1e+308 times input_gain 3 is beyond float64 "
+                       f"(no finite input voltage)\n"), err
+    assert not (d / "o").exists()
+    net = random_network([8, 5, 3], "shockley", seed=0, input_gain=3.0, encoding="identity")
+    with pytest.raises(ValidationError, match=r"entry \[1, 6\] = -1e\+308 times input_gain 3"):
+        net.encode(np.where((np.arange(2)[:, None] == 1) & (np.arange(8) == 6), -1e308, 0.5))
+
+
+def test_solver_counts_and_tolerances_of_the_wrong_type_are_validation_errors():
+    """``solve(..., max_sweeps=1.7)`` ran 1 sweep; ``inf``, ``nan``, ``"abc"``, ``None`` raised OverflowError,
+    ValueError, TypeError; ``tol="1e-3"`` passed the check and then raised TypeError in the solver (and
+    ``TrainConfig(tol="1e-3")`` was accepted). One check of whole numbers (``validation.check_int``) for the
+    solvers and the command line."""
+    from cdsolver.circuit import random_circuit
+    from cdsolver.graph import solve_circuit
+    from cdsolver.train import TrainConfig
+    from cdsolver.validation import ValidationError
+
+    net, v0 = small(2)
+    for kw, says in [({"max_sweeps": 1.7}, "max_sweeps must be >= 1 (a whole number), got 1.7"),
+                     ({"max_sweeps": float("inf")}, "max_sweeps must be >= 1 (a whole number), got inf"),
+                     ({"max_sweeps": "abc"}, "max_sweeps must be >= 1 (a whole number), got 'abc'"),
+                     ({"max_sweeps": None}, "max_sweeps must be >= 1 (a whole number), got None"),
+                     ({"max_sweeps": True}, "max_sweeps must be >= 1 (a whole number), got True"),
+                     ({"max_sweeps": 0}, "max_sweeps must be >= 1, got 0"),
+                     ({"anderson": float("nan")}, "anderson (history depth) must be in [0, 100] (a whole number), "
+                                                  "got nan"),
+                     ({"anderson": 101}, "anderson (history depth) must be in [0, 100], got 101"),
+                     ({"tol": "1e-3"}, "tol must be a finite number > 0 and < 1, got '1e-3'")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            solve(net, v0, **kw)
+    s = solve(net, v0, max_sweeps=np.int64(200), anderson=np.int32(3), tol=np.float32(1e-6))
+    assert s.converged.all() and type(s.tol) is float
+    with pytest.raises(ValidationError, match=re.escape("tol must be a finite number > 0 and < 1, got '1e-3'")):
+        TrainConfig(tol="1e-3")
+    with pytest.raises(ValidationError, match=re.escape("max_sweeps must be >= 1 (a whole number), got 2.5")):
+        solve_circuit(random_circuit("graph", 10), max_sweeps=2.5)
+
+
+def test_dataset_splits_and_files_that_would_mislead_are_refused(tmp_path):
+    """``load_mnist(D, n_val=0)`` (or ``n_val`` >= the training images, as the default 5000 on a small file) gave an
+    empty training set and every image to validation; ``load_digits(n_test=-5)`` a test set overlapping the
+    training set; pixels already scaled to [0, 1] were divided by 255 again, float labels cut to class 0."""
+    from cdsolver.datasets import DatasetError, load_digits, load_mnist
+    from cdsolver.validation import ValidationError
+
+    rng = np.random.default_rng(0)
+    files = dict(x_train=rng.integers(0, 256, (20, 2, 2)), y_train=rng.integers(0, 10, 20),
+                 x_test=rng.integers(0, 256, (5, 2, 2)), y_test=rng.integers(0, 10, 5))
+    np.savez(tmp_path / "mnist.npz", **files)
+    for n_val, says in [(0, "n_val must be >= 1, got 0"), (-3, "n_val must be >= 1, got -3"),
+                        (20, f"n_val must be < 20 (the training images in {tmp_path}: some must be left to train on), "
+                             f"got 20"),
+                        (5000, "n_val must be < 20"), (2.5, "n_val must be >= 1 (a whole number), got 2.5")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            load_mnist(tmp_path, n_val=n_val)
+    assert {k: len(s.x) for k, s in load_mnist(tmp_path, n_val=19).items()} == {"train": 1, "val": 19, "test": 5}
+    for kw, says in [({"n_test": -5}, "n_test must be >= 1, got -5"), ({"n_val": 0}, "n_val must be >= 1, got 0"),
+                     ({"n_val": 1000, "n_test": 797}, "n_val + n_test must be < 1797 (Digits' images: some must be "
+                                                      "left to train on), got 1000 + 797"),
+                     ({"seed": -1}, "seed must be >= 0, got -1")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            load_digits(**kw)
+    for key, value, says in [("x_train", files["x_train"] / 255.0, "train: pixels must be bytes 0..255, found "
+                                                                   "float64 0..1 (integers needed)"),
+                             ("x_test", files["x_test"] * 1000, "test: pixels must be bytes 0..255, found 13000.."),
+                             ("y_train", rng.random(20), "train: labels must be classes 0..9, found float64 "),
+                             ("y_test", np.array(["3"] * 5), "test: labels must be classes 0..9, found <U1 "
+                                                             "(integers needed)")]:
+        np.savez(tmp_path / "mnist.npz", **dict(files, **{key: value}))
+        with pytest.raises(DatasetError, match=re.escape(says)):
+            load_mnist(tmp_path, n_val=5)
+
+
+def test_training_data_with_labels_the_network_cannot_have_is_refused():
+    """``train`` with labels -1 trained every sample towards the last class (exit 0); labels of shape (n, 1) gave
+    ``train_error`` 5.5; float labels, an empty split, x and y of different lengths or no ``"val"`` split raised
+    IndexError, ValueError, ZeroDivisionError or KeyError. ``datasets.check_split``, for ``train`` and
+    ``evaluate``."""
+    from cdsolver.datasets import Split
+    from cdsolver.train import TrainConfig, evaluate, train
+    from cdsolver.validation import ValidationError
+
+    net = random_network([8, 4, 3], "shockley", seed=0, input_gain=2.0)
+    rng = np.random.default_rng(0)
+
+    def split(n, y=None):
+        return Split(rng.random((n, 4)), rng.integers(0, 3, n) if y is None else np.asarray(y))
+
+    cfg = TrainConfig(epochs=1)
+    for data, says in [({"train": split(8, [-1] * 8), "val": split(4)},
+                        "data['train'].y: labels must be integers 0..2 (the network's 3 classes), found int64 -1..-1"),
+                       ({"train": split(8, [[1]] * 8), "val": split(4)},
+                        "data['train'].y: expected 8 labels, shape (8,), got shape (8, 1)"),
+                       ({"train": split(8, [1.0] * 8), "val": split(4)}, "found float64 1..1"),
+                       ({"train": split(8, [3] * 8), "val": split(4)}, "labels must be integers 0..2"),
+                       ({"train": split(8), "val": split(0)}, "data['val']: no samples"),
+                       ({"train": Split(rng.random((8, 4)), np.zeros(6, int)), "val": split(4)},
+                        "expected 8 labels, shape (8,), got shape (6,)"),
+                       ({"train": Split(rng.random((8, 5)), np.zeros(8, int)), "val": split(4)},
+                        "data['train'].x: expected shape (batch, 4), got (8, 5)"),
+                       ({"train": split(8)}, "data must be a dict with splits 'train' and 'val', got ['train']")]:
+        before = [g.copy() for g in net.G]
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            train(net, data, cfg)
+        assert all(np.array_equal(a, b) for a, b in zip(before, net.G))
+    for data, says in [(split(0), "data: no samples"), (split(4, [-1] * 4), "data.y: labels must be integers 0..2")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            evaluate(net, data, cfg)
+
+
+def test_a_shared_worker_task_over_its_time_limit_fails_its_samples_not_the_run(ngspice, problem, capsys):
+    """``drn spice --runner shared --jobs 2 --timeout 1e-9``: joblib's TimeoutError came out as a traceback (exit
+    1) and no sample was kept. The limit of a worker task is the timeout times its samples."""
+    net, v0 = small(3)
+    res = run(net, v0, runner="shared", jobs=2, timeout=1e-9)
+    assert not res.ok.any() and not res.interrupted and np.isnan(res.states[0]).all()
+    assert res.reason[0] == ("ngspice (shared) timed out: its worker task of 2 samples took more than 2e-09 s "
+                             "(1e-09 s per sample)"), res.reason
+    assert "task of 1 samples" in res.reason[2]
+    d, files = problem
+    assert main(["spice", *files, "--out", str(d / "s.npz"), "--runner", "shared", "--jobs", "2",
+                 "--timeout", "1e-9"]) == 3
+    assert "ngspice (shared) timed out" in capsys.readouterr().err
+    assert np.isnan(np.load(d / "s.npz")["v1"]).all()
+
+
+def test_diagnostics_of_states_of_another_shape_are_refused_not_broadcast():
+    """``energy(net, v0, states of 1 sample)`` with 3 samples of inputs gave 3 energies, ``kcl`` residuals of
+    shapes (3, n1) and (1, n2), ``implicit_gradient`` with a ``(n_classes,)`` target a gradient (broadcast over the
+    samples) — all without a word; ``max_branch_current`` an IndexError, and for a NaN state a finite current
+    (Python's ``max`` drops NaN). NaN states (a failed ngspice sample) are still allowed in the diagnostics."""
+    from cdsolver import energy, kcl, max_branch_current
+    from cdsolver.ep import implicit_gradient
+    from cdsolver.validation import ValidationError
+
+    net, v0 = small(3)
+    s = solve(net, v0).check().states
+    one = [x[:1] for x in s]
+    for f in (energy, kcl, max_branch_current):
+        with pytest.raises(ValidationError, match=re.escape("states v1: expected shape (3, 5), got (1, 5)")):
+            f(net, v0, one)
+        with pytest.raises(ValidationError, match=re.escape("states: expected 2 state arrays v1..v2, got 1")):
+            f(net, v0, s[:1])
+    with pytest.raises(ValidationError, match=re.escape("targets: expected shape (3, 3), got (3,)")):
+        kcl(net, v0, s, beta=0.1, targets=np.zeros(3))
+    with pytest.raises(ValidationError, match=re.escape("y (targets): expected shape (3, 3), got (3,)")):
+        implicit_gradient(net, v0, s, np.zeros(3))
+    with pytest.raises(ValidationError, match=re.escape("free_states v2: expected shape (3, 3), got (3, 5)")):
+        implicit_gradient(net, v0, [s[0], s[0]], np.zeros((3, 3)))
+    with pytest.raises(ValidationError, match=re.escape("init: expected 2 state arrays v1..v2, got int")):
+        solve(net, v0, init=5)
+    nan = [x.copy() for x in s]
+    nan[0][1] = np.nan
+    assert np.isnan(max_branch_current(net, v0, nan)[1]) and np.isfinite(energy(net, v0, nan)[[0, 2]]).all()
+
+
+def test_a_pwl_table_whose_slope_overflows_is_refused(problem, capsys):
+    """``Pwl([[0, -1e300], [1e-10, 1e300]])``: the slope 2e310 S overflowed to inf (a RuntimeWarning), and every
+    sample ran to the sweep cap with NaN states (exit 3, "hit --max-iter"); a table of text raised ValueError."""
+    import json
+
+    from cdsolver import Pwl
+    from cdsolver.validation import ValidationError
+
+    says = "pwl table: the slope between points 0 and 1 (0 V, -1e+300 A) and (1e-10 V, 1e+300 A) is beyond float64"
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Pwl([[0, -1e300], [1e-10, 1e300]])
+    with pytest.raises(ValidationError, match=re.escape("pwl table must hold numbers, [v, i] pairs")):
+        Pwl([["a", "b"], ["c", "d"]])
+    d, files = problem
+    f = dict(np.load(files[0]))
+    f["meta"] = np.array(json.dumps(dict(json.loads(str(f["meta"])), element={"kind": "pwl", "table": [
+        [0, -1e300], [1e-10, 1e300]]})))
+    np.savez(d / "pwl.npz", **f)
+    assert main(["solve", str(d / "pwl.npz"), files[1], "--out", str(d / "s.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"drn solve: error: {d / 'pwl.npz'}: meta.element.table: {says}\n", err
+
+
+def test_numpy_scalars_are_numbers_in_a_network(tmp_path):
+    """``random_network(..., input_gain=np.float32(40))``, ``r_on=np.int64(1)``, ``Amplifier(np.int64(4), 1)``:
+    ``meta.input_gain must be a finite number, got np.float32(40.0)`` (np.float64 passed, being a float)."""
+    from cdsolver import Amplifier, load_network
+    from cdsolver.network import NetworkFormatError
+
+    net = random_network([8, 5, 3], "shockley", seed=0, input_gain=np.float32(40), r_on=np.int64(1),
+                         amplifier=Amplifier(np.int64(4), np.float32(0.5)))
+    assert (type(net.input_gain), type(net.r_on), type(net.amplifier.A)) == (float, int, int)
+    save_network(net, tmp_path / "n.npz")
+    back = load_network(tmp_path / "n.npz")
+    assert (back.input_gain, back.r_on, back.A, back.C) == (40.0, 1, 4, 0.5)
+    with pytest.raises(NetworkFormatError, match=re.escape("meta.input_gain must be a finite number, got True")):
+        random_network([8, 5, 3], "shockley", input_gain=np.bool_(True))
+
+
+def test_a_beta_that_is_no_number_is_a_validation_error():
+    """``solve(net, v0, beta="0.1")`` or ``beta=None``: TypeError from ``math.isfinite``."""
+    from cdsolver.validation import ValidationError
+
+    net, v0 = small(2)
+    for beta in ("0.1", None, True):
+        with pytest.raises(ValidationError, match=re.escape(f"beta must be a number (S), got {beta!r}")):
+            solve(net, v0, beta=beta)
+    assert solve(net, v0, beta=np.float32(0.1)).converged.all()
+
+
+def test_random_network_arguments_are_checked():
+    """``random_network([8, 0, 3])``, ``[8, -1, 3]``, ``[8, 2.5, 3]``, ``"843"``, ``seed=-1``, ``g_mean=-1`` or NaN,
+    ``bias=nan``: ZeroDivisionError, ValueError, TypeError or OverflowError from NumPy."""
+    from cdsolver.validation import ValidationError
+
+    for args, kw, says in [(([8, 0, 3],), {}, "sizes[1] must be >= 1, got 0"),
+                           (([8, -1, 3],), {}, "sizes[1] must be >= 1, got -1"),
+                           (([8, 2.5, 3],), {}, "sizes[1] must be >= 1 (a whole number), got 2.5"),
+                           (("843",), {}, "sizes must be a list of layer sizes [n_0, ..., n_L], got '843'"),
+                           (([8, 4, 3],), {"seed": -1}, "seed must be >= 0, got -1"),
+                           (([8, 4, 3],), {"g_mean": -1}, "g_mean must be a finite number > 0, got -1"),
+                           (([8, 4, 3],), {"g_mean": float("nan")}, "g_mean must be a finite number > 0, got nan"),
+                           (([8, 4, 3],), {"bias": float("nan")}, "bias must be a finite number >= 0, got nan")]:
+        with pytest.raises(ValidationError, match=re.escape(says)):
+            random_network(*args, **kw)
+    assert random_network(np.array([8, 4, 3]), seed=np.int64(1), g_mean=np.float32(0.5)).sizes == [8, 4, 3]
