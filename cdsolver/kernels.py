@@ -61,6 +61,9 @@ def _numba():
             from numba import __version__ as version, njit  # noqa: F401  (an empty `numba` directory imports too)
         except ImportError:
             _compiled = False
+        except ValueError as e:  # (numba refuses some of its settings while it loads: NUMBA_NUM_THREADS=0)
+            raise ValidationError(f"numba did not load: {e} (environment: NUMBA_NUM_THREADS="
+                                  f"{os.environ.get('NUMBA_NUM_THREADS', '(unset)')})") from None
         else:
             try:
                 from . import _numba_kernels

@@ -21,7 +21,7 @@ from .constants import MAX_GAIN, OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
 from .files import atomic_write, numpy_kind
 from .topology import Layered
-from .validation import ValidationError
+from .validation import ValidationError, check_inputs, check_int
 
 __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
 
@@ -120,8 +120,6 @@ class Network:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Input-source voltages ``v0`` (V), shape ``(batch, n_0)``, from features ``x`` (batch, n_features)."""
-        from .validation import check_inputs
-
         x = check_inputs(x, self.n_features, "inputs")
         v0 = np.concatenate([x, -x], axis=1) if self.encoding == "pair" else x.copy()
         with np.errstate(over="ignore"):
@@ -422,8 +420,6 @@ def random_network(
     ``"both"`` (every node ``[-v_off, v_off]``: Osana's double diode); default split for ideal, both otherwise.
     ``outputs="paired"``: ``sizes[-1]`` is the number of classes and the output layer gets two nodes per class.
     """
-    from .validation import check_int
-
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence | np.ndarray):
         raise ValidationError(f"sizes must be a list of layer sizes [n_0, ..., n_L], got {sizes!r}")
     sizes = [check_int(_plain(n), f"sizes[{k}]", 1) for k, n in enumerate(sizes)]

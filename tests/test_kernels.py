@@ -482,6 +482,18 @@ def test_bad_backend_name_is_a_one_line_cli_error(ngspice, monkeypatch, capsys):
     assert "DRN_KERNELS" in err and len(err.strip().splitlines()) == 1
 
 
+def test_numba_settings_it_refuses_are_a_one_line_cli_error(tmp_path):
+    """NUMBA_NUM_THREADS=0 makes numba raise ValueError while it loads: ``drn doctor`` printed numba's traceback
+    (hostile test, helper-53); it is bad user input, one line and exit 2."""
+    env = dict(os.environ, NUMBA_NUM_THREADS="0", DRN_KERNELS="numba")
+    out = subprocess.run([sys.executable, "-m", "studies.cli", "doctor"], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [
+        "drn doctor: error: numba did not load: Number of threads specified must be > 0. (environment: "
+        "NUMBA_NUM_THREADS=0)"]
+
+
 NETWORKS = {
     "shockley-3-inv": dict(sizes=[20, 30, 30, 30, 4], element="shockley", amplifier=Amplifier(4.0, 1.0, "half")),
     "shockley-1": dict(sizes=[20, 60, 4], element="shockley"),
