@@ -447,7 +447,8 @@ def solve(
 def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int, step_tol: float | None = None):
     """The sweep loop shared by every topology: iterate ``x -> T(x)`` per sample (rows of ``x``), plain or
     Anderson-accelerated with the safeguard, until ``max|KCL| <= tol * I_ref`` (and, given ``step_tol``,
-    ``max|T(x) - x| <= step_tol * max|x|``) or ``max_sweeps``.
+    ``max|T(x) - x| <= step_tol * max|x|``) or ``max_sweeps``; a sample whose start has a NaN residual stops
+    after one sweep, not converged.
 
     ``P`` supplies ``sweep(x, rows) -> (T(x), max|KCL| per row, state)``, ``i_upper(rows, state, near)`` (an upper
     bound of the reference current of rows ``near``, A), ``i_ref(rows, state, near)`` (that current, A),
@@ -481,7 +482,9 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
             if near.any():
                 i_ref[near] = P.i_ref(rows, state, near)
             ok = small & (r <= tol * i_ref)
-            done = ok | cap
+            # a NaN residual at the start (finite voltages) means non-finite drives, e.g. currents beyond float64:
+            # no sweep can mend it (it ran to max_sweeps)
+            done = ok | cap | (sweep == 1) & np.isnan(r)
             if done.any():
                 idx = rows[done]
                 P.store(idx, state, done)

@@ -153,8 +153,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
           f"{int(sol.converged.sum())} converged; sweeps mean {sol.iterations.mean():.1f} max {sol.iterations.max()}; "
           f"max residual/I_ref {rel.max():.2e}; {1e3 * wall / len(v0):.3f} ms/sample; wrote {args.out}")
     if not sol.converged.all():
-        print(f"warning: {int((~sol.converged).sum())} samples hit --max-iter {args.max_iter} "
-              f"(states written, marked converged=False)", file=sys.stderr)
+        nan = int(np.isnan(sol.residual).sum())
+        capped = int((~sol.converged).sum()) - nan
+        for count, why in ((capped, f"hit --max-iter {args.max_iter}"),
+                           (nan, "have a NaN KCL residual (non-finite currents: inputs times conductances beyond "
+                                 "float64?)")):
+            if count:
+                print(f"warning: {count} samples {why} (states written, marked converged=False)", file=sys.stderr)
         return EXIT_NOT_CONVERGED
     return 0
 

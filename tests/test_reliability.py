@@ -732,6 +732,23 @@ def test_inputs_whose_voltages_overflow_are_refused(problem, capsys):
         net.encode(np.where((np.arange(2)[:, None] == 1) & (np.arange(8) == 6), -1e308, 0.5))
 
 
+def test_samples_whose_currents_overflow_stop_at_once_and_are_named(tmp_path, capsys):
+    """A network file with input_gain 1e308 (helper-53): the crossbar's sums overflow, and a sample with a NaN
+    residual ran all --max-iter sweeps and was reported as "hit --max-iter"; it now stops after the first sweep,
+    not converged, and the warning says why. The other samples are solved as before."""
+    net = random_network([4, 6, 3], "shockley", seed=0, input_gain=1e308)
+    save_network(net, tmp_path / "big.npz")
+    x = np.array([[1.0, 0.5], [0.0, 0.0]])
+    np.save(tmp_path / "x.npy", x)
+    sol = solve(net, net.encode(x))
+    assert sol.converged.tolist() == [False, True] and sol.iterations[0] == 1 and np.isnan(sol.residual[0])
+    assert main(["solve", str(tmp_path / "big.npz"), str(tmp_path / "x.npy"), "--out", str(tmp_path / "s.npz"),
+                 "--max-iter", "50"]) == 3
+    err = capsys.readouterr().err
+    assert err == ("warning: 1 samples have a NaN KCL residual (non-finite currents: inputs times conductances "
+                   "beyond float64?) (states written, marked converged=False)\n"), err
+
+
 def test_solver_counts_and_tolerances_of_the_wrong_type_are_validation_errors():
     """``solve(..., max_sweeps=1.7)`` ran 1 sweep; ``inf``, ``nan``, ``"abc"``, ``None`` raised OverflowError,
     ValueError, TypeError; ``tol="1e-3"`` passed the check and then raised TypeError in the solver (and
