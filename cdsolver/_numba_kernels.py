@@ -50,14 +50,16 @@ def _omega_step(t, w):
     return w + w * r * (q - r) / (wp1 * (q - 2.0 * r))
 
 
-# ln ω(t) for the closed form's start, for t beyond a node's cut-off (below it no diode conducts): cubic Hermite
-# on a grid of step 1/16 over [_LNZ_CUTOFF, 64) and of step 1 over [64, _LNW_END), where d⁴ ln ω/dt⁴ ~ 6/t⁴ is
-# small; above, the asymptotic series of ln ω to (ln t/t)³ (one logarithm). The grids hold ln ω only: its slope
-# d ln ω/dt = 1/(1 + ω) follows from the value, ω = t − ln ω, so a node reads two values (gathers in the
-# vectorised pass; with four reads, values and slopes, the pass took 1.28x as long on AVX-512). Within 2e-9
-# of ln ω everywhere (tests/test_kernels.py), so the node voltage starts within 2e-9·Vd and the Newton step that
-# follows leaves ~2e-18·Vd: at most one transcendental before it. (The diode current at the solution is
-# a·Vd·ω ≈ a·Vd·t: most hidden nodes of a trained Fashion-MNIST network sit at t = 40-600.)
+# ln ω(t) for the closed form's start, for t beyond a node's cut-off (below it no diode conducts): read from a
+# grid of step 1/16 over [_LNZ_CUTOFF, 64] and of step 1 over [64, _LNW_END], where d⁴ ln ω/dt⁴ ~ 6/t⁴ is small;
+# above, the asymptotic series of ln ω to (ln t/t)³ (one logarithm). The grids hold ln ω only; a node reads the
+# nearest grid point's value (one gather in the vectorised pass) and steps from it by the Taylor polynomial of
+# degree 3, whose derivatives follow from the value: ω = t₀ − ln ω, d ln ω/dt = 1/(1 + ω), then −ω/(1 + ω)³ and
+# ω(2ω − 1)/(1 + ω)⁵ (the cubic Hermite interpolant it replaced read two points, and a second gather costs
+# 0.5-0.8 ns per node on Zen 4: the read took 1.2-1.35x as long). Within 2e-9 of ln ω everywhere (1.81e-9 at
+# most, tests/test_kernels.py), so the node voltage starts within 2e-9·Vd and the Newton step that follows leaves
+# ~2e-18·Vd: at most one transcendental before it. (The diode current at the solution is a·Vd·ω ≈ a·Vd·t: most
+# hidden nodes of a trained Fashion-MNIST network sit at t = 40-600.)
 _LNW_MID, _LNW_END = 64.0, 1088.0
 _LNW_H = 1.0 / 16.0  # the near grid's step
 
@@ -82,26 +84,24 @@ _LNW_VAL = np.concatenate((_ln_omega_grid(_LNZ_CUTOFF, _LNW_H, _LNW_N), _ln_omeg
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _ln_omega_hermite(t):
+def _ln_omega_read(t):
     """ln ω(t) from the grids, for ``_LNZ_CUTOFF < t < _LNW_END`` (elsewhere a finite value of no meaning), without
-    branches (so a loop over nodes is vectorised): the cubic Hermite interpolant on the near grid (steps of 1/16)
-    where its step count ``u`` is below its last point, else on the far grid (steps of 1, ``u`` at least 0). The
-    slopes times the step, ``h/(1 + ω)`` at the interval's ends, come from one division."""
-    u = (t - _LNZ_CUTOFF) * (1.0 / _LNW_H)
-    near = u < _LNW_N - 1
-    u = u if near else min(t - _LNW_MID, _LNW_FAR_N - 1.0)
+    branches (so a loop over nodes is vectorised): the Taylor polynomial of degree 3 about the nearest point of the
+    near grid (steps of 1/16) where its step count is below its last point, else of the far grid (steps of 1),
+    the derivatives from the point's value through one division."""
+    u = (t - _LNZ_CUTOFF) * (1.0 / _LNW_H) + 0.5  # (the nearest point: u rounded down)
+    near = u < _LNW_N - 0.5
+    u = u if near else min(t - _LNW_MID + 0.5, _LNW_FAR_N - 0.5)
     u = u if u > 0.0 else 0.0  # (and NaN: 0)
     k = np.int32(u)
-    k = k if near else min(k, _LNW_FAR_N - 2)  # (the far grid's last point: its last interval at s = 1)
-    s = u - k
     i = k if near else k + _LNW_N
-    h = _LNW_H if near else 1.0
     t0 = _LNZ_CUTOFF + _LNW_H * k if near else _LNW_MID + 1.0 * k  # the grid point (exact, as in _ln_omega_grid)
-    y0, y1 = _LNW_VAL[i], _LNW_VAL[i + 1]
-    p0, p1 = 1.0 + (t0 - y0), 1.0 + ((t0 + h) - y1)  # 1 + ω at the interval's ends
-    r = h / (p0 * p1)
-    s1 = 1.0 - s
-    return s1 * s1 * ((1.0 + 2.0 * s) * y0 + s * (r * p1)) + s * s * ((3.0 - 2.0 * s) * y1 - s1 * (r * p0))
+    y0 = _LNW_VAL[i]
+    w = t0 - y0  # ω at the point
+    p = 1.0 / (1.0 + w)
+    p3 = p * p * p
+    d = t - t0
+    return y0 + d * (p + d * (-0.5 * w * p3 + d * ((w * (2.0 * w - 1.0) * (1.0 / 6.0)) * p3 * (p * p))))
 
 
 @njit(cache=True, error_model="numpy")
@@ -109,7 +109,7 @@ def _ln_omega(t):
     """ln ω(t) (ω + ln ω = t) to 2e-9 absolute, for ``t > _LNZ_CUTOFF`` (NaN for NaN and inf): the grids below
     ``_LNW_END``, above it the asymptotic series of ln ω to (ln t/t)³ (one logarithm)."""
     if t < _LNW_END:
-        return _ln_omega_hermite(t)
+        return _ln_omega_read(t)
     L = math.log(t)
     r = 1.0 / t
     return L - L * r * (1.0 + r * (0.5 * (L - 2.0) + r * (L * (2.0 * L - 9.0) + 6.0) / 6.0))
@@ -362,7 +362,7 @@ def _closed_form_pass(m, c1, a, ia, lnk, kp, lo, hi, Is, Vd, v, ef, er, err):
     lnw = err  # (scratch: ln ω here)
     for i in range(m):
         tf, tr = _beyond_rails(c1[i] * ia[i], lnk[i], lo[i], hi[i], ivd)
-        lnw[i] = _ln_omega_hermite(max(tf, tr))
+        lnw[i] = _ln_omega_read(max(tf, tr))
     for i in range(m):
         x = c1[i] * ia[i]
         tf, tr = _beyond_rails(x, lnk[i], lo[i], hi[i], ivd)

@@ -190,7 +190,8 @@ def test_warm_start_is_taken_near_the_solution(numba_backend):
 
 
 def test_closed_form_starts_within_2e_9_of_ln_omega(numba_backend):
-    """The cold Shockley update starts conducting nodes from ln ω(t): cubic Hermite on two grids below t = 1088,
+    """The cold Shockley update starts conducting nodes from ln ω(t): a Taylor step from the nearest point of two
+    grids below t = 1088,
     an asymptotic series above; within 2e-9 absolute of ``log(wrightomega(t))`` everywhere (the node voltage starts
     within 2e-9·Vd and its one Newton step is final)."""
     from scipy.special import wrightomega
@@ -213,7 +214,7 @@ def test_ln_omega_grids_are_read_within_bounds_at_their_ends(tmp_path):
             "        if x > -12.0:\n"
             "            print(nk._ln_omega(x))\n"
             "for x in (np.nan, np.inf, -np.inf, -12.0, -1e308, 1e308, 0.0, 2000.0):\n"
-            "    nk._ln_omega_hermite(x)  # (the vectorised pass reads the grids at every t)\n")
+            "    nk._ln_omega_read(x)  # (the vectorised pass reads the grids at every t)\n")
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
