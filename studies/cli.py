@@ -601,6 +601,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Once(argparse.Action):
+    """An option that may be given once (a second value would be silently the one read)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)}, {values}): give one")
+        setattr(namespace, self.dest, values)
+
+
 class _Version(argparse.Action):
     """``--version``: the installed package's version (read only when asked: ``drn --help`` stays fast)."""
 
@@ -685,7 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="--config FILE.toml sets any of these options (keys = option names, e.g. lr = [0.01, "
                               "0.002], input_gain = 40); options on the command line win. Ctrl-C keeps the last "
                               "checkpoint valid.")
-    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (keys = option names)")
+    p.add_argument("--config", metavar="FILE.toml", action=_Once,
+                   help="read options from a TOML file (keys = option names); one file")
     p.add_argument("--dataset", choices=["digits", "fashion-mnist", "mnist"], default="digits",
                    help="digits: scikit-learn's 8x8 digits; fashion-mnist, mnist: 28x28 images from --data-dir "
                         "(default: digits)")
@@ -809,20 +820,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _config_options(argv: list[str]) -> list[str]:
-    """``drn train --config FILE.toml``: the file's keys become options placed before the command line's own
-    (which therefore win). Unknown keys and wrong types are errors naming the file. A value is one option's
-    value, never more command-line words: scalars are passed as ``--key=value``, lists may hold numbers only."""
-    if argv[:1] == ["train"]:  # --config=FILE is --config FILE
-        argv = [w for a in argv for w in (["--config", a[9:]] if a.startswith("--config=") else [a])]
-    if not argv or argv[0] != "train" or "--config" not in argv:
-        return argv
+def _config_options(config: str) -> list[str]:
+    """``drn train --config FILE.toml`` (also ``--config=FILE``, or an abbreviation argparse accepts): the file's
+    keys as options, to be placed before the command line's own (which therefore win). Unknown keys and wrong types
+    are errors naming the file. A value is one option's value, never more command-line words: scalars are passed as
+    ``--key=value``, lists may hold numbers only."""
     import tomllib
 
-    i = argv.index("--config")
-    if i + 1 >= len(argv):
-        raise CliError("--config needs a file name")
-    path = Path(argv[i + 1])
+    path = Path(config)
     try:
         cfg = tomllib.loads(path.read_text())
     except OSError as e:
@@ -843,18 +848,21 @@ def _config_options(argv: list[str]) -> list[str]:
             opts.append(f"{flag}={val}")
         else:
             raise CliError(f"--config {path}: {key} must be a number, a string or a list of numbers, got {val!r}")
-    return [argv[0], *opts, *argv[1:i], *argv[i + 2:]]
+    return opts
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = build_parser()
-    try:
-        argv = _config_options(argv)
-    except CliError as e:  # (only drn train reads a --config)
-        print(f"drn train: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     args, extra = ap.parse_known_args(argv)
+    if args.command == "train" and args.config is not None:  # --config: the file's options, then argv's again
+        try:
+            opts = _config_options(args.config)
+        except CliError as e:
+            print(f"drn train: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        i = argv.index(args.command) + 1
+        args, extra = ap.parse_known_args([*argv[:i], *opts, *argv[i:]])
     if extra:  # named by the command's parser: "drn solve: error: unrecognized arguments"
         ap.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -537,6 +537,24 @@ def test_train_config_with_equals_sign_is_read(tmp_path, capsys):
     assert "--hidden must be sizes >= 1" in capsys.readouterr().err
 
 
+def test_train_config_abbreviated_or_given_twice_is_never_ignored(tmp_path, capsys):
+    bad, good = tmp_path / "bad.toml", tmp_path / "good.toml"
+    bad.write_text("seed = -1\n")
+    good.write_text("hidden = [2]\n")
+    run = ["train", "--epochs", "0", "--hidden", "2", "--out", str(tmp_path / "n.npz")]
+    for flag in ("--conf", "--c"):  # argparse's abbreviations of --config: read, not silently dropped
+        assert main([*run, flag, str(bad)]) == 2
+        assert "--seed >= 0 is required" in capsys.readouterr().err
+        assert main([*run, f"{flag}={bad}"]) == 2
+        assert "--seed >= 0 is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # (a usage error: argparse's exit)
+        main([*run, "--config", str(good), "--config", str(bad)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (f"drn train: error: --config given twice ({good}, {bad}): give one (see drn "
+                                       f"train --help)\n")
+    assert not (tmp_path / "n.npz").exists()
+
+
 # ---- 10: internal errors are not user errors
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     import cdsolver.solver
