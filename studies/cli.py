@@ -362,9 +362,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                                        f"{_shown(run[k], now[k])}" for k in diff)
                            + f"; give the same options as the first run ({first or 'the defaults'})")
         run = run0  # (the checkpoints keep the first run's record)
-        if state.epoch >= args.epochs:
+        if state.epoch > args.epochs or (state.epoch == args.epochs and out.exists()):
             raise CliError(f"--resume: the checkpoint has {state.epoch} epochs done; ask for more with --epochs")
-        print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
+        print(f"resuming {ckpt} after epoch {state.epoch}" + (" (all epochs done: the network was not written; "
+              "evaluating and writing it)" if state.epoch == args.epochs else ""), flush=True)
     else:
         try:
             amp = None if args.amplifier is None else Amplifier(*args.amplifier, args.invert)
@@ -418,11 +419,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from threadpoolctl import threadpool_limits
 
+    done = state.epoch
     try:
         with threadpool_limits(args.threads, user_api="blas"):
             train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty(), state=state, checkpoint=checkpoint)
             net = state.model(net)
             test_err, test_loss = evaluate(net, data["test"], cfg)
+        net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
+                                      "batch_size": cfg.batch_size, "gradient": cfg.gradient,
+                                      "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
+                                      "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
+                                      "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
+        save_or_rescue(lambda p: save_network(net, p), str(out))  # (--resume writes it again: the run is done)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
               file=sys.stderr)
@@ -430,13 +438,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except OSError as e:  # a checkpoint write failed (full disk): the previous checkpoint is whole
         raise CliError(f"cannot write {e.filename or ckpt} ({e.strerror or e}); {ckpt} holds the last epoch "
                        f"written, --resume continues from it") from None
-    net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
-                                  "batch_size": cfg.batch_size, "gradient": cfg.gradient,
-                                  "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
-                                  "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
-                                  "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
-    save_network(net, out)
-    written = f"{out}, {hist_path} and {ckpt}" if state.history else f"{out} (no epoch run: no history or checkpoint)"
+    written = (f"{out} (no epoch run: no history or checkpoint)" if not state.history else
+               f"{out}, {hist_path} and {ckpt}" if state.epoch > done else
+               f"{out} ({hist_path} and {ckpt} as they were)")
     print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {written}")
     if state.history and state.history[-1]["excluded"] >= n_train:
         print(f"error: every training sample of the last epoch was left out of the gradient (a phase hit "
@@ -770,7 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
                    "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; "
                    "docs/performance.md#training)")
-    p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")
+    p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more "
+                   "--epochs; the same --epochs where the run's NET.npz was not written: writes it)")
     p.add_argument("--init", metavar="NET.npz", help="start from this trained network's weights (and its rails and "
                    "input gain) instead of a random one, with a fresh optimizer: e.g. a finished run continued at a "
                    "lower --lr; the structure options must describe it")

@@ -5,6 +5,7 @@ import re
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -642,6 +643,37 @@ def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
     assert "No space left on device" in err and "--resume continues" in err
     assert tr.load_checkpoint(tmp_path / "n.ckpt.npz")[1].epoch == 1
 
+
+
+def test_a_run_whose_network_was_not_written_finishes_with_resume(tmp_path, capsys, monkeypatch):
+    """The final write of NET.npz failed (a full disk; or Ctrl-C after the last checkpoint): a traceback, and
+    --resume refused the finished checkpoint ("ask for more with --epochs"). Now the network goes to a rescue
+    folder, and --resume with the same options evaluates and writes it."""
+    import errno
+
+    import cdsolver.network as nw
+    from cdsolver.network import load_network
+
+    out, real = tmp_path / "n.npz", nw.save_network
+
+    def full_at_out(net, path):
+        if Path(path) == out:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(net, path)
+
+    monkeypatch.setattr(nw, "save_network", full_at_out)
+    run = ["train", "--hidden", "4", "--batch-size", "200", "--epochs", "1", "--out", str(out)]
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    rescued = Path(re.search(r"the results are in (\S+)$", err.strip())[1])
+    assert err.startswith(f"drn train: error: cannot write {out} (No space left on device)") and not out.exists()
+    monkeypatch.setattr(nw, "save_network", real)
+    assert main([*run, "--resume"]) == 0
+    assert "all epochs done" in capsys.readouterr().out
+    a, b = load_network(out), load_network(rescued)
+    assert all(np.array_equal(x, y) for x, y in zip(a.G + a.b, b.G + b.b))
+    assert main([*run, "--resume"]) == 2  # (written: more epochs are needed now)
+    assert "ask for more with --epochs" in capsys.readouterr().err
 
 # ---- 7: inputs that are not real numbers, empty batches, conductances without a finite resistance
 def test_complex_datetime_and_empty_inputs_are_refused(problem, capsys):
