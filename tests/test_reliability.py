@@ -245,6 +245,12 @@ def test_changed_training_settings_make_a_new_network(tmp_path):
     (lambda t: t.replace("samples = 6", "samples = 6\ncd_tol = inf"), "study.cd_tol must be a finite number > 0"),
     (lambda t: t.replace("samples = 6", "samples = 6\njobs = 1000"), "study.jobs must be 1.."),
     (lambda t: t + "[train]\nepochs = 1\nbatch_size = 0\n", "train.batch_size >= 1"),
+    # the same grid value, seed or runner twice: each cell's rows were in samples.csv twice (summary: 12 samples of 6)
+    (lambda t: t.replace("width = [5]", "width = [5, 5]"), "grid.width lists 5 more than once"),
+    (lambda t: t.replace("samples = 6", "samples = 6\nseeds = [0, 0]"), "study.seeds lists 0 more than once"),
+    (lambda t: t.replace('["batch", "op"]', '["op", "op"]'), "study.runners lists 'op' more than once"),
+    (lambda t: t + 'amplifier = ["none", "none"]\n', "grid.amplifier lists 'none' more than once"),
+    (lambda t: t.replace("depth = [1]", "depth = [true]"), "grid.depth has invalid values [True]"),  # (was 1)
 ])
 def test_bad_study_settings_fail_before_any_work(tmp_path, capsys, change, msg):
     cfg, out = tmp_path / "one.toml", tmp_path / "res"
