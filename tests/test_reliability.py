@@ -562,6 +562,32 @@ def test_train_config_abbreviated_or_given_twice_is_never_ignored(tmp_path, caps
     assert not (tmp_path / "n.npz").exists()
 
 
+def test_plot_of_a_folder_of_cells_alone_never_pools_two_runs_of_a_cell(tmp_path, capsys):
+    """A study folder without summary.csv (a run that crashed or was interrupted) whose cells/ holds one cell of
+    two runs with other settings (--max-samples 1, then 3): drn plot summarised them as one cell of 4 samples."""
+    import pandas as pd
+
+    from studies.compare import COLUMNS, write_csv
+
+    res = tmp_path / "res"
+    (res / "cells").mkdir(parents=True)
+    for digest, n in (("1b6397ae", 1), ("5acb6b18", 3)):
+        cid = f"d1_w4_shockley-double_none_s0-{digest}"
+        rows = [dict(depth=1, width=4, element="shockley-double", amplifier="none", seed=0, runner="batch", sample=i,
+                     rel_l1=1e-15, max_abs_V=1e-15, cd_sweeps=7, cd_converged=True, cd_s=1e-4, spice_s=1e-3,
+                     spice_iterations=3, spice_ok=True, spice_fallback=False, spice_reason="", cell_id=cid)
+                for i in range(n)]
+        write_csv(pd.DataFrame(rows, columns=COLUMNS), res / "cells" / f"{cid}.batch.csv", {"study": "one"})
+    assert main(["plot", str(res)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"drn plot: error: {res}: no summary.csv, and cells/ holds runs of other settings of one "
+                          f"cell (d1_w4_shockley-double_none_s0-1b6397ae, d1_w4_shockley-double_none_s0-5acb6b18)")
+    assert not (res / "summary.md").exists()
+    (res / "cells" / "d1_w4_shockley-double_none_s0-1b6397ae.batch.csv").unlink()  # one run: summarised
+    assert main(["plot", str(res)]) == 0
+    assert "| 1 | 4 | shockley-double | none | batch | 3 |" in (res / "summary.md").read_text()
+
+
 # ---- 10: internal errors are not user errors
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     import cdsolver.solver
