@@ -280,9 +280,10 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise CliError(f"--rails: {args.element} nodes have no rails ({why})")
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """The training settings of ``drn train``'s options, checked by ``TrainConfig`` (its messages begin with the
-    fields' names, here given as the options': ``batch_size`` → ``--batch-size``)."""
+def _train_config(args: argparse.Namespace, n_train: int | None = None) -> TrainConfig:
+    """The training settings of ``drn train``'s options (for ``n_train`` training samples: resolved), checked by
+    ``TrainConfig`` and its ``resolved`` (their messages begin with the fields' names, here given as the options':
+    ``batch_size`` → ``--batch-size``)."""
     import dataclasses
     import re
 
@@ -290,7 +291,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     try:
-        return TrainConfig(**{k: getattr(args, k) for k in names if hasattr(args, k)})
+        cfg = TrainConfig(**{k: getattr(args, k) for k in names if hasattr(args, k)})
+        return cfg if n_train is None else cfg.resolved(n_train)
     except ValidationError as e:
         msg = str(e)
         m = re.match(r"[a-z_ ]+?(?= must | >= )", msg)  # the leading field names, e.g. "g_min and g_max"
@@ -339,11 +341,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
     for p in (ckpt, hist_path):  # (written after every epoch: a FIFO or device there is refused now)
         check_out(p, option="--out's")
-    cfg = _train_config(args)
+    _train_config(args)  # (checked before the data are read)
     if args.resume and not ckpt.is_file():
         raise CliError(f"--resume: no checkpoint {ckpt} (it is written after every epoch of a run with --out {out})")
     data = _train_data(args)
-    cfg = cfg.resolved(len(data["train"].x))
+    cfg = _train_config(args, len(data["train"].x))
     if args.resume:
         net, state, run0 = load_checkpoint(ckpt)
         default = vars(build_parser().parse_args(["train", "--out", str(out)]))  # options newer than the checkpoint

@@ -170,6 +170,11 @@ def load_config(path: str | Path) -> dict:
         twice = [v for i, v in enumerate(cfg[sec][key]) if v in cfg[sec][key][:i]]
         if twice:  # (the same cell or runner twice: its rows would be counted twice in samples.csv and summary.csv)
             raise ConfigError(f"{p}: {sec}.{key} lists {twice[0]!r} more than once: give each value once")
+    if cfg["train"]["epochs"] > 0:  # the checks that need the training split (a batch no larger than it)
+        try:
+            TrainConfig(**cfg["train"]).resolved(len(load_digits(seed=st["data_seed"])["train"].x))
+        except ValidationError as e:
+            raise ConfigError(f"{p}: train.{e}") from None
     cfg["hash"] = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
     return cfg
 

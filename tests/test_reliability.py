@@ -251,6 +251,7 @@ def test_changed_training_settings_make_a_new_network(tmp_path):
     (lambda t: t.replace('["batch", "op"]', '["op", "op"]'), "study.runners lists 'op' more than once"),
     (lambda t: t + 'amplifier = ["none", "none"]\n', "grid.amplifier lists 'none' more than once"),
     (lambda t: t.replace("depth = [1]", "depth = [true]"), "grid.depth has invalid values [True]"),  # (was 1)
+    (lambda t: t + "[train]\nepochs = 1\nbatch_size = 2000\n", "train.batch_size must be <= the 1077 training"),
 ])
 def test_bad_study_settings_fail_before_any_work(tmp_path, capsys, change, msg):
     cfg, out = tmp_path / "one.toml", tmp_path / "res"
@@ -441,6 +442,8 @@ def test_resume_from_a_nan_checkpoint_exits_2(tmp_path, capsys):
     (["--beta", "nan"], "--beta must be a finite number > 0"),
     (["--element", "linear", "--rails", "split"], "--rails: linear nodes have no rails"),
     (["--element", "pwl", "--rails", "both"], "--rails: pwl nodes have no rails"),
+    # batches of 1077 printed as "batch 5000", Adam's default rate 0.25 for 5000 (0.116 for a batch of all 1077)
+    (["--batch-size", "5000"], "--batch-size must be <= the 1077 training samples (one batch of all of them: 1077)"),
 ])
 def test_bad_training_options_exit_2(tmp_path, capsys, args, msg):
     assert main(["train", *args, "--out", str(tmp_path / "n.npz")]) == 2
