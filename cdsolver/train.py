@@ -115,7 +115,12 @@ class TrainConfig:
         check_tol(self.eval_tol, "eval_tol")
 
     def resolved(self, n_train: int) -> "TrainConfig":
-        """A copy with the data-dependent defaults (``None``) set for ``n_train`` training samples."""
+        """A copy with the data-dependent defaults (``None``) set for ``n_train`` training samples; a
+        ``batch_size`` larger than ``n_train`` is refused (the batches would hold ``n_train``, the defaults of
+        ``lr`` and ``average`` would follow the larger number)."""
+        if self.batch_size is not None and self.batch_size > n_train:
+            raise ValidationError(f"batch_size must be <= the {n_train} training samples (one batch of all of them: "
+                                  f"{n_train}), got {self.batch_size}")
         bs = self.batch_size if self.batch_size is not None else defaults.batch_size(n_train)
         return replace(self, batch_size=bs, lr=self.lr if self.lr is not None else defaults.lr(bs),
                        average=self.average if self.average is not None else defaults.average(bs, n_train))

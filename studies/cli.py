@@ -280,9 +280,10 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise CliError(f"--rails: {args.element} nodes have no rails ({why})")
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """The training settings of ``drn train``'s options, checked by ``TrainConfig`` (its messages begin with the
-    fields' names, here given as the options': ``batch_size`` → ``--batch-size``)."""
+def _train_config(args: argparse.Namespace, n_train: int | None = None) -> TrainConfig:
+    """The training settings of ``drn train``'s options (for ``n_train`` training samples: resolved), checked by
+    ``TrainConfig`` and its ``resolved`` (their messages begin with the fields' names, here given as the options':
+    ``batch_size`` → ``--batch-size``)."""
     import dataclasses
     import re
 
@@ -290,7 +291,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     try:
-        return TrainConfig(**{k: getattr(args, k) for k in names if hasattr(args, k)})
+        cfg = TrainConfig(**{k: getattr(args, k) for k in names if hasattr(args, k)})
+        return cfg if n_train is None else cfg.resolved(n_train)
     except ValidationError as e:
         msg = str(e)
         m = re.match(r"[a-z_ ]+?(?= must | >= )", msg)  # the leading field names, e.g. "g_min and g_max"
@@ -339,11 +341,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     ckpt, hist_path = out.with_suffix(".ckpt.npz"), out.with_suffix(".history.csv")
     for p in (ckpt, hist_path):  # (written after every epoch: a FIFO or device there is refused now)
         check_out(p, option="--out's")
-    cfg = _train_config(args)
+    _train_config(args)  # (checked before the data are read)
     if args.resume and not ckpt.is_file():
         raise CliError(f"--resume: no checkpoint {ckpt} (it is written after every epoch of a run with --out {out})")
     data = _train_data(args)
-    cfg = cfg.resolved(len(data["train"].x))
+    cfg = _train_config(args, len(data["train"].x))
     if args.resume:
         net, state, run0 = load_checkpoint(ckpt)
         default = vars(build_parser().parse_args(["train", "--out", str(out)]))  # options newer than the checkpoint
@@ -362,9 +364,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                                        f"{_shown(run[k], now[k])}" for k in diff)
                            + f"; give the same options as the first run ({first or 'the defaults'})")
         run = run0  # (the checkpoints keep the first run's record)
-        if state.epoch >= args.epochs:
+        if state.epoch > args.epochs or (state.epoch == args.epochs and out.exists()):
             raise CliError(f"--resume: the checkpoint has {state.epoch} epochs done; ask for more with --epochs")
-        print(f"resuming {ckpt} after epoch {state.epoch}", flush=True)
+        print(f"resuming {ckpt} after epoch {state.epoch}" + (" (all epochs done: the network was not written; "
+              "evaluating and writing it)" if state.epoch == args.epochs else ""), flush=True)
     else:
         try:
             amp = None if args.amplifier is None else Amplifier(*args.amplifier, args.invert)
@@ -418,11 +421,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from threadpoolctl import threadpool_limits
 
+    done = state.epoch
     try:
         with threadpool_limits(args.threads, user_api="blas"):
             train(net, data, cfg, on_epoch=on_epoch, progress=sys.stderr.isatty(), state=state, checkpoint=checkpoint)
             net = state.model(net)
             test_err, test_loss = evaluate(net, data["test"], cfg)
+        net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
+                                      "batch_size": cfg.batch_size, "gradient": cfg.gradient,
+                                      "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
+                                      "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
+                                      "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
+        save_or_rescue(lambda p: save_network(net, p), str(out))  # (--resume writes it again: the run is done)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
               file=sys.stderr)
@@ -430,13 +440,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except OSError as e:  # a checkpoint write failed (full disk): the previous checkpoint is whole
         raise CliError(f"cannot write {e.filename or ckpt} ({e.strerror or e}); {ckpt} holds the last epoch "
                        f"written, --resume continues from it") from None
-    net.extra_meta["training"] = {"dataset": args.dataset, "epochs": cfg.epochs, "lr": cfg.lr,
-                                  "batch_size": cfg.batch_size, "gradient": cfg.gradient,
-                                  "optimizer": cfg.optimizer, "average": cfg.average, "beta": cfg.beta,
-                                  "estimator": cfg.estimator, "target_V": cfg.target, "seed": cfg.seed,
-                                  "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
-    save_network(net, out)
-    written = f"{out}, {hist_path} and {ckpt}" if state.history else f"{out} (no epoch run: no history or checkpoint)"
+    written = (f"{out} (no epoch run: no history or checkpoint)" if not state.history else
+               f"{out}, {hist_path} and {ckpt}" if state.epoch > done else
+               f"{out} ({hist_path} and {ckpt} as they were)")
     print(f"test error {test_err:.4f} (loss {test_loss:.5f}); wrote {written}")
     if state.history and state.history[-1]["excluded"] >= n_train:
         print(f"error: every training sample of the last epoch was left out of the gradient (a phase hit "
@@ -601,6 +607,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Once(argparse.Action):
+    """An option that may be given once (a second value would be silently the one read)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)}, {values}): give one")
+        setattr(namespace, self.dest, values)
+
+
 class _Version(argparse.Action):
     """``--version``: the installed package's version (read only when asked: ``drn --help`` stays fast)."""
 
@@ -685,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="--config FILE.toml sets any of these options (keys = option names, e.g. lr = [0.01, "
                               "0.002], input_gain = 40); options on the command line win. Ctrl-C keeps the last "
                               "checkpoint valid.")
-    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (keys = option names)")
+    p.add_argument("--config", metavar="FILE.toml", action=_Once,
+                   help="read options from a TOML file (keys = option names); one file")
     p.add_argument("--dataset", choices=["digits", "fashion-mnist", "mnist"], default="digits",
                    help="digits: scikit-learn's 8x8 digits; fashion-mnist, mnist: 28x28 images from --data-dir "
                         "(default: digits)")
@@ -759,7 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default: 1 — 2 threads were no faster for "
                    "mini-batches of this size on the 2-core reference machine, and 1 leaves a core free; "
                    "docs/performance.md#training)")
-    p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more --epochs)")
+    p.add_argument("--resume", action="store_true", help="continue from NET.ckpt.npz (same options, more "
+                   "--epochs; the same --epochs where the run's NET.npz was not written: writes it)")
     p.add_argument("--init", metavar="NET.npz", help="start from this trained network's weights (and its rails and "
                    "input gain) instead of a random one, with a fresh optimizer: e.g. a finished run continued at a "
                    "lower --lr; the structure options must describe it")
@@ -809,20 +827,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _config_options(argv: list[str]) -> list[str]:
-    """``drn train --config FILE.toml``: the file's keys become options placed before the command line's own
-    (which therefore win). Unknown keys and wrong types are errors naming the file. A value is one option's
-    value, never more command-line words: scalars are passed as ``--key=value``, lists may hold numbers only."""
-    if argv[:1] == ["train"]:  # --config=FILE is --config FILE
-        argv = [w for a in argv for w in (["--config", a[9:]] if a.startswith("--config=") else [a])]
-    if not argv or argv[0] != "train" or "--config" not in argv:
-        return argv
+def _config_options(config: str) -> list[str]:
+    """``drn train --config FILE.toml`` (also ``--config=FILE``, or an abbreviation argparse accepts): the file's
+    keys as options, to be placed before the command line's own (which therefore win). Unknown keys and wrong types
+    are errors naming the file. A value is one option's value, never more command-line words: scalars are passed as
+    ``--key=value``, lists may hold numbers only."""
     import tomllib
 
-    i = argv.index("--config")
-    if i + 1 >= len(argv):
-        raise CliError("--config needs a file name")
-    path = Path(argv[i + 1])
+    path = Path(config)
     try:
         cfg = tomllib.loads(path.read_text())
     except OSError as e:
@@ -843,18 +855,21 @@ def _config_options(argv: list[str]) -> list[str]:
             opts.append(f"{flag}={val}")
         else:
             raise CliError(f"--config {path}: {key} must be a number, a string or a list of numbers, got {val!r}")
-    return [argv[0], *opts, *argv[1:i], *argv[i + 2:]]
+    return opts
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = build_parser()
-    try:
-        argv = _config_options(argv)
-    except CliError as e:  # (only drn train reads a --config)
-        print(f"drn train: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     args, extra = ap.parse_known_args(argv)
+    if args.command == "train" and args.config is not None:  # --config: the file's options, then argv's again
+        try:
+            opts = _config_options(args.config)
+        except CliError as e:
+            print(f"drn train: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        i = argv.index(args.command) + 1
+        args, extra = ap.parse_known_args([*argv[:i], *opts, *argv[i:]])
     if extra:  # named by the command's parser: "drn solve: error: unrecognized arguments"
         ap.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -145,8 +145,11 @@ def load_config(path: str | Path) -> dict:
     bad = [r for r in st["runners"] if r not in RUNNERS]
     if bad or not st["runners"]:
         raise ConfigError(f"{p}: study.runners must be a non-empty list of {RUNNERS}, got {st['runners']}")
-    for key, ok in (("depth", lambda d: isinstance(d, int) and 1 <= d <= 8),
-                    ("width", lambda w: isinstance(w, int) and w >= 1),
+    def integer(x: object) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    for key, ok in (("depth", lambda d: integer(d) and 1 <= d <= 8),
+                    ("width", lambda w: integer(w) and w >= 1),
                     ("element", lambda e: isinstance(e, str) and e in ELEMENTS)):
         bad = [v for v in gr[key] if not ok(v)]
         if bad or not gr[key]:
@@ -159,10 +162,19 @@ def load_config(path: str | Path) -> dict:
             raise ConfigError(f"{p}: {e}") from None
         except ValidationError as e:  # gains out of range (Amplifier)
             raise ConfigError(f"{p}: grid.amplifier {a!r}: {str(e).removeprefix('meta.amplifier.')}") from None
-    if not st["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in st["seeds"]):
+    if not st["seeds"] or not all(integer(s) and s >= 0 for s in st["seeds"]):
         raise ConfigError(f"{p}: study.seeds must be a non-empty list of integers >= 0, got {st['seeds']}")
     if st["data_seed"] < 0:
         raise ConfigError(f"{p}: study.data_seed must be >= 0, got {st['data_seed']}")
+    for sec, key in (*(("grid", k) for k in SCHEMA["grid"]), ("study", "seeds"), ("study", "runners")):
+        twice = [v for i, v in enumerate(cfg[sec][key]) if v in cfg[sec][key][:i]]
+        if twice:  # (the same cell or runner twice: its rows would be counted twice in samples.csv and summary.csv)
+            raise ConfigError(f"{p}: {sec}.{key} lists {twice[0]!r} more than once: give each value once")
+    if cfg["train"]["epochs"] > 0:  # the checks that need the training split (a batch no larger than it)
+        try:
+            TrainConfig(**cfg["train"]).resolved(len(load_digits(seed=st["data_seed"])["train"].x))
+        except ValidationError as e:
+            raise ConfigError(f"{p}: train.{e}") from None
     cfg["hash"] = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
     return cfg
 

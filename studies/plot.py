@@ -341,6 +341,15 @@ def _load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, Path]:
     if not cells:
         raise ValidationError(f"{folder}: neither summary.csv nor cells/*.csv: run `drn compare CONFIG --out "
                               f"{folder}` first")
+    runs: dict[tuple[str, str], list[str]] = {}  # (grid point, runner): cell ids, `<grid point>-<settings digest>`
+    for c in cells:
+        cid, _, runner = c.name.removesuffix(".csv").rpartition(".")
+        runs.setdefault((cid.rpartition("-")[0], runner), []).append(cid)
+    mixed = next((ids for ids in runs.values() if len(ids) > 1), None)
+    if mixed:  # (summarised together they would be one cell of both runs' samples)
+        raise ValidationError(f"{folder}: no summary.csv, and cells/ holds runs of other settings of one cell "
+                              f"({', '.join(mixed)}): the same drn compare command writes summary.csv of its own "
+                              f"cells (finished ones are skipped); or move the other runs' cells away")
     samples = pd.concat([_read_csv(c, "drn compare cell file", CELL_COLUMNS, TEXT) for c in cells],
                         ignore_index=True)
     for c in ("test_error", "train_epochs", "train_s"):  # not in cell files older than trained studies (untrained)

@@ -5,6 +5,7 @@ import re
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,6 +245,13 @@ def test_changed_training_settings_make_a_new_network(tmp_path):
     (lambda t: t.replace("samples = 6", "samples = 6\ncd_tol = inf"), "study.cd_tol must be a finite number > 0"),
     (lambda t: t.replace("samples = 6", "samples = 6\njobs = 1000"), "study.jobs must be 1.."),
     (lambda t: t + "[train]\nepochs = 1\nbatch_size = 0\n", "train.batch_size >= 1"),
+    # the same grid value, seed or runner twice: each cell's rows were in samples.csv twice (summary: 12 samples of 6)
+    (lambda t: t.replace("width = [5]", "width = [5, 5]"), "grid.width lists 5 more than once"),
+    (lambda t: t.replace("samples = 6", "samples = 6\nseeds = [0, 0]"), "study.seeds lists 0 more than once"),
+    (lambda t: t.replace('["batch", "op"]', '["op", "op"]'), "study.runners lists 'op' more than once"),
+    (lambda t: t + 'amplifier = ["none", "none"]\n', "grid.amplifier lists 'none' more than once"),
+    (lambda t: t.replace("depth = [1]", "depth = [true]"), "grid.depth has invalid values [True]"),  # (was 1)
+    (lambda t: t + "[train]\nepochs = 1\nbatch_size = 2000\n", "train.batch_size must be <= the 1077 training"),
 ])
 def test_bad_study_settings_fail_before_any_work(tmp_path, capsys, change, msg):
     cfg, out = tmp_path / "one.toml", tmp_path / "res"
@@ -434,6 +442,8 @@ def test_resume_from_a_nan_checkpoint_exits_2(tmp_path, capsys):
     (["--beta", "nan"], "--beta must be a finite number > 0"),
     (["--element", "linear", "--rails", "split"], "--rails: linear nodes have no rails"),
     (["--element", "pwl", "--rails", "both"], "--rails: pwl nodes have no rails"),
+    # batches of 1077 printed as "batch 5000", Adam's default rate 0.25 for 5000 (0.116 for a batch of all 1077)
+    (["--batch-size", "5000"], "--batch-size must be <= the 1077 training samples (one batch of all of them: 1077)"),
 ])
 def test_bad_training_options_exit_2(tmp_path, capsys, args, msg):
     assert main(["train", *args, "--out", str(tmp_path / "n.npz")]) == 2
@@ -537,6 +547,50 @@ def test_train_config_with_equals_sign_is_read(tmp_path, capsys):
     assert "--hidden must be sizes >= 1" in capsys.readouterr().err
 
 
+def test_train_config_abbreviated_or_given_twice_is_never_ignored(tmp_path, capsys):
+    bad, good = tmp_path / "bad.toml", tmp_path / "good.toml"
+    bad.write_text("seed = -1\n")
+    good.write_text("hidden = [2]\n")
+    run = ["train", "--epochs", "0", "--hidden", "2", "--out", str(tmp_path / "n.npz")]
+    for flag in ("--conf", "--c"):  # argparse's abbreviations of --config: read, not silently dropped
+        assert main([*run, flag, str(bad)]) == 2
+        assert "--seed >= 0 is required" in capsys.readouterr().err
+        assert main([*run, f"{flag}={bad}"]) == 2
+        assert "--seed >= 0 is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # (a usage error: argparse's exit)
+        main([*run, "--config", str(good), "--config", str(bad)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (f"drn train: error: --config given twice ({good}, {bad}): give one (see drn "
+                                       f"train --help)\n")
+    assert not (tmp_path / "n.npz").exists()
+
+
+def test_plot_of_a_folder_of_cells_alone_never_pools_two_runs_of_a_cell(tmp_path, capsys):
+    """A study folder without summary.csv (a run that crashed or was interrupted) whose cells/ holds one cell of
+    two runs with other settings (--max-samples 1, then 3): drn plot summarised them as one cell of 4 samples."""
+    import pandas as pd
+
+    from studies.compare import COLUMNS, write_csv
+
+    res = tmp_path / "res"
+    (res / "cells").mkdir(parents=True)
+    for digest, n in (("1b6397ae", 1), ("5acb6b18", 3)):
+        cid = f"d1_w4_shockley-double_none_s0-{digest}"
+        rows = [dict(depth=1, width=4, element="shockley-double", amplifier="none", seed=0, runner="batch", sample=i,
+                     rel_l1=1e-15, max_abs_V=1e-15, cd_sweeps=7, cd_converged=True, cd_s=1e-4, spice_s=1e-3,
+                     spice_iterations=3, spice_ok=True, spice_fallback=False, spice_reason="", cell_id=cid)
+                for i in range(n)]
+        write_csv(pd.DataFrame(rows, columns=COLUMNS), res / "cells" / f"{cid}.batch.csv", {"study": "one"})
+    assert main(["plot", str(res)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"drn plot: error: {res}: no summary.csv, and cells/ holds runs of other settings of one "
+                          f"cell (d1_w4_shockley-double_none_s0-1b6397ae, d1_w4_shockley-double_none_s0-5acb6b18)")
+    assert not (res / "summary.md").exists()
+    (res / "cells" / "d1_w4_shockley-double_none_s0-1b6397ae.batch.csv").unlink()  # one run: summarised
+    assert main(["plot", str(res)]) == 0
+    assert "| 1 | 4 | shockley-double | none | batch | 3 |" in (res / "summary.md").read_text()
+
+
 # ---- 10: internal errors are not user errors
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     import cdsolver.solver
@@ -624,6 +678,37 @@ def test_a_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
     assert "No space left on device" in err and "--resume continues" in err
     assert tr.load_checkpoint(tmp_path / "n.ckpt.npz")[1].epoch == 1
 
+
+
+def test_a_run_whose_network_was_not_written_finishes_with_resume(tmp_path, capsys, monkeypatch):
+    """The final write of NET.npz failed (a full disk; or Ctrl-C after the last checkpoint): a traceback, and
+    --resume refused the finished checkpoint ("ask for more with --epochs"). Now the network goes to a rescue
+    folder, and --resume with the same options evaluates and writes it."""
+    import errno
+
+    import cdsolver.network as nw
+    from cdsolver.network import load_network
+
+    out, real = tmp_path / "n.npz", nw.save_network
+
+    def full_at_out(net, path):
+        if Path(path) == out:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(net, path)
+
+    monkeypatch.setattr(nw, "save_network", full_at_out)
+    run = ["train", "--hidden", "4", "--batch-size", "200", "--epochs", "1", "--out", str(out)]
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    rescued = Path(re.search(r"the results are in (\S+)$", err.strip())[1])
+    assert err.startswith(f"drn train: error: cannot write {out} (No space left on device)") and not out.exists()
+    monkeypatch.setattr(nw, "save_network", real)
+    assert main([*run, "--resume"]) == 0
+    assert "all epochs done" in capsys.readouterr().out
+    a, b = load_network(out), load_network(rescued)
+    assert all(np.array_equal(x, y) for x, y in zip(a.G + a.b, b.G + b.b))
+    assert main([*run, "--resume"]) == 2  # (written: more epochs are needed now)
+    assert "ask for more with --epochs" in capsys.readouterr().err
 
 # ---- 7: inputs that are not real numbers, empty batches, conductances without a finite resistance
 def test_complex_datetime_and_empty_inputs_are_refused(problem, capsys):
