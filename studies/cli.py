@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as the shell reports a tool killed by a closed pipe
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class CliError(ValidationError):
@@ -211,7 +212,7 @@ def cmd_spice(args: argparse.Namespace) -> int:
     if res.interrupted:
         print(f"\ninterrupted: {int(res.ok.sum())} finished samples written to {args.out}, the others marked "
               f"'interrupted'", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if not res.ok.all():
         bad = np.flatnonzero(~res.ok)
         print(f"warning: {bad.size} samples failed (states NaN), first: sample {bad[0]}: {res.reason[bad[0]]}",
@@ -434,9 +435,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                       "outputs": net.outputs, "test_error": test_err, "test_loss": test_loss}
         save_or_rescue(lambda p: save_network(net, p), str(out))  # (--resume writes it again: the run is done)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume",
-              file=sys.stderr)
-        return 130
+        print(f"\ninterrupted: {ckpt} holds the last finished epoch; continue with the same command and --resume"
+              if ckpt.is_file() else "\ninterrupted before the first epoch finished: nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except OSError as e:  # a checkpoint write failed (full disk): the previous checkpoint is whole
         raise CliError(f"cannot write {e.filename or ckpt} ({e.strerror or e}); {ckpt} holds the last epoch "
                        f"written, --resume continues from it") from None
@@ -510,7 +511,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     except KeyboardInterrupt:
         print("\ninterrupted: finished cells and runners are kept; the same command resumes", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     cols = ["depth", "width", "element", "amplifier", "runner", "spice_failed", "rel_l1_p90", "speedup_median"]
     print(summ[cols].to_string(index=False))
     out = summ.attrs["out"]
@@ -882,6 +883,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of stdout left (drn doctor | head): stop without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:  # Ctrl-C where a command keeps nothing (spice, train, compare keep their work)
+        print(f"drn {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # run the package's module, so that errors raised by command modules are caught

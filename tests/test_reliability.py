@@ -834,6 +834,34 @@ def test_samples_whose_currents_overflow_stop_at_once_and_are_named(tmp_path, ca
                    "beyond float64?) (states written, marked converged=False)\n"), err
 
 
+def test_ctrl_c_outside_a_command_s_own_handler_is_one_line_and_130(monkeypatch, capsys):
+    """Ctrl-C while a command loads its libraries (helper-54), or in one that keeps nothing (drn solve), printed
+    Python's KeyboardInterrupt traceback (exit 1 from the shell's view of a crash); it is one line and 130."""
+    import studies.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_doctor", interrupted)
+    assert main(["doctor"]) == 130
+    assert capsys.readouterr().err == "drn doctor: interrupted\n"
+
+
+def test_ctrl_c_before_the_first_epoch_says_nothing_was_written(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before a fresh run's first epoch finished said a checkpoint held the last finished epoch, which did
+    not exist (helper-54)."""
+    import cdsolver.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cdsolver.train, "train", interrupted)
+    assert main(["train", "--hidden", "4", "--epochs", "1", "--out", str(tmp_path / "t.npz")]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == ("interrupted before the first epoch finished: "
+                                                                "nothing written")
+    assert not any(tmp_path.iterdir())
+
+
 def test_solver_counts_and_tolerances_of_the_wrong_type_are_validation_errors():
     """``solve(..., max_sweeps=1.7)`` ran 1 sweep; ``inf``, ``nan``, ``"abc"``, ``None`` raised OverflowError,
     ValueError, TypeError; ``tol="1e-3"`` passed the check and then raised TypeError in the solver (and
