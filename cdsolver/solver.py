@@ -447,8 +447,8 @@ def solve(
 def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int, step_tol: float | None = None):
     """The sweep loop shared by every topology: iterate ``x -> T(x)`` per sample (rows of ``x``), plain or
     Anderson-accelerated with the safeguard, until ``max|KCL| <= tol * I_ref`` (and, given ``step_tol``,
-    ``max|T(x) - x| <= step_tol * max|x|``) or ``max_sweeps``; a sample whose start has a NaN residual stops
-    after one sweep, not converged.
+    ``max|T(x) - x| <= step_tol * max|x|``) or ``max_sweeps``; a sample whose start has a NaN residual and whose
+    first sweep is not finite stops after it, not converged.
 
     ``P`` supplies ``sweep(x, rows) -> (T(x), max|KCL| per row, state)``, ``i_upper(rows, state, near)`` (an upper
     bound of the reference current of rows ``near``, A), ``i_ref(rows, state, near)`` (that current, A),
@@ -482,9 +482,10 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
             if near.any():
                 i_ref[near] = P.i_ref(rows, state, near)
             ok = small & (r <= tol * i_ref)
-            # a NaN residual at the start (finite voltages) means non-finite drives, e.g. currents beyond float64:
-            # no sweep can mend it (it ran to max_sweeps)
-            done = ok | cap | (sweep == 1) & np.isnan(r)
+            # a NaN residual at the start whose sweep is not finite either: non-finite drives, e.g. currents beyond
+            # float64, that no sweep can mend (it ran to max_sweeps). (A start's residual can be NaN where the sweep
+            # is finite: two junctions forward-biased far beyond 18 V at a general circuit's start, +inf and -inf.)
+            done = ok | cap | (sweep == 1) & np.isnan(r) & ~np.isfinite(gx).all(axis=1)
             if done.any():
                 idx = rows[done]
                 P.store(idx, state, done)
@@ -498,8 +499,9 @@ def fixed_point(P, x: np.ndarray, *, tol: float, max_sweeps: int, anderson: int,
                 acc.keep(keep)
             x = acc(x, gx)
             P.project(x)  # an extrapolation may leave an ideal diode's rails
-            if anderson and rejected.any():  # restart from a plain CD step out of the best state
-                x[rejected] = g_best[rejected]
+            if anderson and rejected.any():  # restart from a plain CD step out of the best state (if none yet,
+                # the residual never finite: out of this sweep's)
+                x[rejected] = np.where(np.isfinite(r_best)[rejected, None], g_best[rejected], gx[rejected])
                 r_best[rejected], stall[rejected] = np.inf, 0
                 acc.restart(rejected)
     return iters, res, iref, step, conv

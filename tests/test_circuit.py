@@ -86,6 +86,26 @@ def test_nodes_joined_only_by_diodes_with_rs_equal_ngspice(ngspice, tmp_path, bo
     assert rel_l1(v, ref) <= 1e-12
 
 
+@pytest.mark.parametrize("anderson, tol", [(0, 1e-12), (None, TOL)])  # (plain CD stalls at 1.07e-13 here)
+def test_a_start_whose_residual_is_nan_is_solved_as_ngspice_solves_it(ngspice, tmp_path, anderson, tol):
+    """A floating 30 V source between two diodes (review helper-55): at the all-zero start the two junctions are
+    forward-biased by 30 V, +inf and -inf at one node, so the start's KCL residual is NaN though the sweep is
+    finite. The layered solver's stop for samples with non-finite drives stopped it after one sweep (states at
+    the start, not converged); Anderson's restart took its 'best state', NaN, and raised IndexError."""
+    deck = tmp_path / "d.cir"
+    deck.write_text("floating source\nV1 p q 30\nV3 z 0 30\nD1 p m1 dm\nD2 z q dm\nR1 m1 0 1k\n.model dm D\n.end\n")
+    ckt = parse_deck(deck)
+    g = Graph(ckt)
+    with np.errstate(all="ignore"):
+        assert np.isnan(g.kcl(np.zeros(g.n))).any()
+    kw = {} if anderson is None else {"anderson": anderson}
+    sol = solve_circuit(ckt, tol=tol, **kw).check()
+    vec, *_, why = op_deck(deck, tmp_path, options=CHECK_OPTIONS)
+    assert not why, why
+    ref = np.array([vec[f"v({n})"] for n in ckt.node_names()])
+    assert rel_l1(sol.states[0][0, ckt.external], ref) <= 1e-12
+
+
 def test_a_current_source_into_diodes_with_rs_only():
     """Nodes without a linear conductance, driven by a current source alone: the drive was added to an integer
     array (numpy's sum over no branches) and lost, every potential 0. D2 and D3 are alike, so v(c) = v(b)/2;
