@@ -49,7 +49,7 @@ def load_digits(seed: int = 0, n_val: int = 360, n_test: int = 360) -> dict[str,
 
     d = _load()
     x, y = d.data.astype(np.float64) / 16.0, d.target.astype(np.int64)
-    idx = _permutation(len(x), seed, "Digits' images", n_val=n_val, n_test=n_test)
+    idx, (n_val, n_test) = _permutation(len(x), seed, "Digits' images", n_val=n_val, n_test=n_test)
     parts = {"test": idx[:n_test], "val": idx[n_test:n_test + n_val], "train": idx[n_test + n_val:]}
     return {k: Split(x[i], y[i]) for k, i in parts.items()}
 
@@ -58,17 +58,16 @@ class DatasetError(ValidationError):
     """A data file is missing or malformed; the message says which and what is expected."""
 
 
-def _permutation(n: int, seed: int, of: str, **held_out: int) -> np.ndarray:
-    """The seeded permutation of ``n`` samples (``of``: what they are) that a split takes its parts from, after
-    checking the sizes of the parts ``held_out`` (``n_val``, ``n_test``): each a whole number >= 1, leaving >= 1
-    sample for training (a negative size made test and training samples overlap; ``load_mnist``'s ``n_val = 0``
-    left no training set)."""
-    for key, k in held_out.items():
-        check_int(k, key, 1)
-    if sum(held_out.values()) >= n:
+def _permutation(n: int, seed: int | None, of: str, **held_out: int) -> tuple[np.ndarray, list[int]]:
+    """(the seeded permutation of ``n`` samples (``of``: what they are) that a split takes its parts from, the sizes
+    of the parts ``held_out`` (``n_val``, ``n_test``) as ints), after checking those: each a whole number >= 1,
+    leaving >= 1 sample for training (a negative size made test and training samples overlap; ``load_mnist``'s
+    ``n_val = 0`` left no training set). ``seed`` None: a fresh random split."""
+    sizes = [check_int(k, key, 1) for key, k in held_out.items()]
+    if sum(sizes) >= n:
         raise ValidationError(f"{' + '.join(held_out)} must be < {n} ({of}: some must be left to train on), got "
-                              f"{' + '.join(str(k) for k in held_out.values())}")
-    return np.random.default_rng(check_int(seed, "seed", 0)).permutation(n)
+                              f"{' + '.join(map(str, sizes))}")
+    return np.random.default_rng(None if seed is None else check_int(seed, "seed", 0)).permutation(n), sizes
 
 
 _IDX = {  # split: (images, labels) file stems
@@ -150,7 +149,7 @@ def load_mnist(data_dir, n_val: int = 5000, seed: int = 0) -> dict[str, Split]:
                 found = span if whole else f"{a.dtype} {span}".rstrip() + " (integers needed)"
                 raise DatasetError(f"{split}: {what} 0..{top}, found {found}")
         out[split] = Split(x.reshape(len(x), -1).astype(np.float64) / 255.0, y.astype(np.int64))
-    perm = _permutation(len(out["train"].x), seed, f"the training images in {d}", n_val=n_val)
+    perm, (n_val,) = _permutation(len(out["train"].x), seed, f"the training images in {d}", n_val=n_val)
     tr, va = perm[:-n_val], perm[-n_val:]
     x, y = out["train"].x, out["train"].y
     out["train"], out["val"] = Split(x[tr], y[tr]), Split(x[va], y[va])

@@ -21,7 +21,7 @@ from .constants import MAX_GAIN, OSANA_IS, OSANA_VD, OSANA_VOFF, R_OFF, R_ON
 from .elements import Element, Ideal, Linear, Pwl, Shockley, element_from_meta
 from .files import atomic_write, numpy_kind
 from .topology import Layered
-from .validation import ValidationError, check_inputs, check_int
+from .validation import ValidationError, check_inputs, check_int, plain, real, whole
 
 __all__ = ["Network", "Amplifier", "NetworkFormatError", "load_network", "save_network", "random_network"]
 
@@ -50,7 +50,7 @@ class Amplifier:
 
     def __post_init__(self):
         for name in ("A", "C"):
-            object.__setattr__(self, name, _plain(getattr(self, name)))
+            object.__setattr__(self, name, plain(getattr(self, name)))
             val = getattr(self, name)
             if not (_number(val) and 0 < val <= MAX_GAIN):
                 raise NetworkFormatError(f"meta.amplifier.{name} must be a number in (0, {MAX_GAIN:g}], got {val!r}")
@@ -85,7 +85,7 @@ class Network:
         self.b = [_float_array(x, f"b{l}", 1) for l, x in enumerate(self.b, 1)]
         self.lo = [_float_array(x, f"lo{l}", 1, allow_inf=True) for l, x in enumerate(self.lo, 1)]
         self.hi = [_float_array(x, f"hi{l}", 1, allow_inf=True) for l, x in enumerate(self.hi, 1)]
-        self.input_gain, self.r_on, self.r_off = (_plain(x) for x in (self.input_gain, self.r_on, self.r_off))
+        self.input_gain, self.r_on, self.r_off = (plain(x) for x in (self.input_gain, self.r_on, self.r_off))
         self._validate()
 
     # ---- structure ----
@@ -151,8 +151,9 @@ class Network:
     def g_nudge(self, beta: float) -> float:
         """Conductance (S) of each nudging branch (output to its target source; paired: ``v+`` to ``v−`` plus
         target): ``1/(1/β + R_on)`` when nudged (β ≠ 0), ``1/R_off`` (0 if ``R_off = inf``) in the free phase."""
-        if not _number(_plain(beta)):  # (a string or None raised TypeError in math.isfinite)
+        if not real(beta):  # (a string or None raised TypeError in math.isfinite)
             raise ValidationError(f"beta must be a number (S), got {beta!r}")
+        beta = float(plain(beta))
         if not math.isfinite(beta) or beta * self.r_on <= -1:
             limit = 1 / self.r_on if self.r_on else math.inf
             raise ValidationError(f"beta = {beta:g} S: a nudge needs a finite beta, and a negative one |beta| < "
@@ -237,12 +238,6 @@ class Network:
             raise NetworkFormatError(f"meta.switch.R_on must be a finite number >= 0 Ω, got {self.r_on!r}")
         if not (_number(self.r_off) and self.r_off > 0):
             raise NetworkFormatError(f"meta.switch.R_off must be > 0 Ω or null (infinite), got {self.r_off!r}")
-
-
-def _plain(x: Any) -> Any:
-    """A NumPy scalar as the Python number it holds (``np.float32(40)``, ``np.int64(2)`` were refused as "not a
-    number", and JSON cannot write them); anything else unchanged."""
-    return x.item() if isinstance(x, np.generic) else x
 
 
 def _number(x: Any) -> bool:
@@ -422,13 +417,13 @@ def random_network(
     """
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence | np.ndarray):
         raise ValidationError(f"sizes must be a list of layer sizes [n_0, ..., n_L], got {sizes!r}")
-    sizes = [check_int(_plain(n), f"sizes[{k}]", 1) for k, n in enumerate(sizes)]
+    sizes = [check_int(n, f"sizes[{k}]", 1) for k, n in enumerate(sizes)]
     for name, val, low in (("g_mean", g_mean, "> 0"), ("bias", bias, ">= 0")):
-        val = _plain(val)
-        if val is not None and not (_number(val) and math.isfinite(val) and (val > 0 if low == "> 0" else val >= 0)):
+        if val is not None and not (real(val) and math.isfinite(val) and (val > 0 if low == "> 0" else val >= 0)):
             raise ValidationError(f"{name} must be a finite number {low}, got {val!r}")
-    if isinstance(_plain(seed), int):  # (or None, or a Generator)
-        check_int(_plain(seed), "seed", 0)
+    g_mean, bias = (None if v is None else float(plain(v)) for v in (g_mean, bias))
+    if whole(seed) is not None:  # (or None, or a Generator)
+        check_int(seed, "seed", 0)
     rng = np.random.default_rng(seed)
     if isinstance(element, str):
         kinds = {
@@ -451,9 +446,9 @@ def random_network(
         if init == "uniform" or (init == "sparse" and l == 1):
             G.append(rng.uniform(0.0, 2.0 * gm, (sizes[l - 1], sizes[l])))
         elif init == "sparse":
-            if not (isinstance(fan_in, int) and not isinstance(fan_in, bool) and 1 <= fan_in):
+            if whole(fan_in) is None or whole(fan_in) < 1:
                 raise ValidationError(f"init 'sparse' needs fan_in, a whole number >= 1, got {fan_in!r}")
-            k = min(fan_in, sizes[l - 1])
+            k = min(whole(fan_in), sizes[l - 1])
             if k == 1:  # every input feeds as many nodes as the others, ±1 (independent draws would leave 37 % unfed)
                 n = sizes[l - 1]
                 rows = np.concatenate([rng.permutation(n) for _ in range(-(-sizes[l] // n))])[None, :sizes[l]]

@@ -23,7 +23,7 @@ from .constants import ESTIMATORS
 from .ep import Gradient, beta_floor, ep_gradient, implicit_gradient, loss, over_samples, safe_beta
 from .network import Network, NetworkFormatError, load_network, save_network
 from .solver import solve
-from .validation import ValidationError, check_tol
+from .validation import ValidationError, check_tol, whole
 
 __all__ = ["TrainConfig", "TrainState", "TrainingDiverged", "step", "train", "evaluate", "save_checkpoint",
            "load_checkpoint"]
@@ -81,7 +81,7 @@ class TrainConfig:
         """Check every field, once, for the library, ``drn train`` and ``drn compare`` alike: ValidationError whose
         message begins with the field's name (``rates`` checks the number of rates against a network)."""
         def integer(x: object, low: int) -> bool:
-            return isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= low
+            return whole(x) is not None and whole(x) >= low
 
         def finite(x: object) -> bool:
             return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
@@ -111,6 +111,9 @@ class TrainConfig:
         for ok, rule, got in checks:
             if not ok:
                 raise ValidationError(f"{rule}, got {got}")
+        for name in ("epochs", "batch_size", "max_sweeps", "seed"):  # (as ints: 1e4 or a NumPy int is one)
+            if getattr(self, name) is not None:
+                setattr(self, name, whole(getattr(self, name)))
         check_tol(self.tol, "tol")
         check_tol(self.eval_tol, "eval_tol")
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: ``drn --help`` loads this module (see studies/cli.py)
     import numpy as np
 
-__all__ = ["ValidationError", "check_array", "check_inputs", "check_int", "check_timeout", "check_tol", "MAX_TIMEOUT"]
+__all__ = ["ValidationError", "check_array", "check_inputs", "check_int", "check_timeout", "check_tol", "plain", "real",
+           "whole", "MAX_TIMEOUT"]
 
 #: The longest time limit (s) one ngspice run accepts: a day (a ``.dc`` sweep of n samples gets up to 21 times it).
 MAX_TIMEOUT = 86400.0
@@ -76,34 +77,56 @@ def check_timeout(t: float | None, name: str = "timeout") -> float | None:
     return t
 
 
-def _real(x: Any) -> bool:
-    """A real number, Python's or NumPy's (not a bool, not a string that holds one)."""
+def plain(x: Any) -> Any:
+    """A NumPy scalar or 0-d array as the Python number it holds (``np.float32(40)``, or a value read from an
+    ``.npz`` file); anything else unchanged."""
+    return x.item() if getattr(x, "ndim", None) == 0 and hasattr(x, "item") else x
+
+
+def real(x: Any) -> bool:
+    """A real number (Python's, NumPy's, a 0-d array of one, a Fraction or a Decimal), not a bool and not a string
+    that holds one."""
+    import decimal
     import numbers
 
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+    x = plain(x)
+    return isinstance(x, (numbers.Real, decimal.Decimal)) and not isinstance(x, bool)
+
+
+def whole(x: Any) -> int | None:
+    """``x`` as an int if it is a whole number (an int, a real number without a fraction such as 1e4, NumPy's or a
+    0-d array of one), else None (bools, strings, 1.7, NaN, inf)."""
+    import math
+    import numbers
+
+    x = plain(x)
+    if isinstance(x, numbers.Integral) and not isinstance(x, bool):
+        return int(x)
+    if real(x) and math.isfinite(x) and float(x).is_integer():
+        return int(x)
+    return None
 
 
 def check_int(x: Any, name: str, low: int, high: int | None = None) -> int:
-    """A whole number (Python's or NumPy's, not a bool or a float) in ``[low, high]`` (``high`` None: no upper
-    bound), as an int; else ValidationError naming ``name`` (a float such as 1.7 was cut to 1, inf or NaN raised
-    OverflowError or ValueError)."""
-    import numbers
-
+    """A whole number (``whole``) in ``[low, high]`` (``high`` None: no upper bound), as an int; else
+    ValidationError naming ``name`` (a float such as 1.7 was cut to 1, inf or NaN raised OverflowError or
+    ValueError)."""
     rule = f"{name} must be >= {low}" if high is None else f"{name} must be in [{low}, {high}]"
-    if not isinstance(x, numbers.Integral) or isinstance(x, bool):
+    n = whole(x)
+    if n is None:
         raise ValidationError(f"{rule} (a whole number), got {x!r}")
-    if not (low <= x and (high is None or x <= high)):
-        raise ValidationError(f"{rule}, got {x}")
-    return int(x)
+    if not (low <= n and (high is None or n <= high)):
+        raise ValidationError(f"{rule}, got {n}")
+    return n
 
 
 def check_tol(tol: Any, name: str = "tol") -> float:
     """A solver's relative tolerance: a number in (0, 1) (at 1 or more the stop accepts a KCL residual as large as
     ``I_ref`` itself: states 9 % off were reported converged), as a float; else ValidationError naming ``name``
     (a string is not a number: ``"1e-3"`` passed this check, then broke the solver)."""
-    if not _real(tol):
+    if not real(tol):
         raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {tol!r}")
-    t = float(tol)
+    t = float(plain(tol))
     if not 0 < t < 1:  # (NaN fails too)
         raise ValidationError(f"{name} must be a finite number > 0 and < 1, got {t:g}")
     return t

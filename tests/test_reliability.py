@@ -862,6 +862,31 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_written(tmp_path, monkey
     assert not any(tmp_path.iterdir())
 
 
+def test_numbers_a_researcher_passes_are_numbers():
+    """The checks above refused ordinary numbers (review helper-55): ``max_sweeps=1e4``, 0-d arrays (values read
+    from an .npz file) for ``max_sweeps``, ``tol`` and ``beta``, ``anderson=np.float64(5.0)``, ``Decimal`` tolerances,
+    ``load_digits(seed=None)``, a NumPy ``fan_in``; whole numbers come out as ints."""
+    from decimal import Decimal
+
+    from cdsolver.datasets import load_digits
+    from cdsolver.train import TrainConfig
+
+    net = random_network([4, 3, 2], "shockley", seed=np.int64(0), g_mean=np.array(0.3), init="sparse",
+                         fan_in=np.int64(2))
+    v0 = net.encode(np.ones((1, 2)))
+    for kw in (dict(max_sweeps=1e4), dict(max_sweeps=np.array(500)), dict(anderson=np.float64(5.0)),
+               dict(tol=np.array(1e-8)), dict(tol=Decimal("0.001")),
+               dict(beta=np.array(0.01), targets=np.zeros((1, 2)))):
+        assert solve(net, v0, **kw).converged.all(), kw
+    assert len(load_digits(seed=None)["train"].x) == 1077
+    assert len(load_digits(n_val=np.int64(100), n_test=100.0)["test"].x) == 100
+    cfg = TrainConfig(epochs=2.0, batch_size=np.int64(16))
+    assert (cfg.epochs, cfg.batch_size) == (2, 16) and type(cfg.epochs) is int and type(cfg.batch_size) is int
+    for bad in (1.5, True, "3", float("nan")):
+        with pytest.raises(ValueError, match="epochs >= 0 is required"):
+            TrainConfig(epochs=bad)
+
+
 def test_solver_counts_and_tolerances_of_the_wrong_type_are_validation_errors():
     """``solve(..., max_sweeps=1.7)`` ran 1 sweep; ``inf``, ``nan``, ``"abc"``, ``None`` raised OverflowError,
     ValueError, TypeError; ``tol="1e-3"`` passed the check and then raised TypeError in the solver (and
