@@ -11,6 +11,7 @@ mirrors its element's NumPy reference in ``elements``; the bounds and the Anders
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from llvmlite import ir
@@ -27,6 +28,7 @@ _WARM_STEP = 1e-3
 # (the NumPy reference stops at eps*(|v| + Vd), which exceeds v's rounding where |v| << Vd)
 _ERR = 0.25 * _EPS
 _NEGLIGIBLE = math.log(1e-3 * _EPS)  # ln of a diode current (in units of a*Vd) that cannot move v
+_FLOAT_MIN = sys.float_info.min  # the smallest normal float64
 
 
 @njit(cache=True, error_model="numpy")
@@ -56,10 +58,11 @@ def _omega_step(t, w):
 # nearest grid point's value (one gather in the vectorised pass) and steps from it by the Taylor polynomial of
 # degree 3, whose derivatives follow from the value: ω = t₀ − ln ω, d ln ω/dt = 1/(1 + ω), then −ω/(1 + ω)³ and
 # ω(2ω − 1)/(1 + ω)⁵ (the cubic Hermite interpolant it replaced read two points, and a second gather costs
-# 0.5-0.8 ns per node on Zen 4: the read took 1.2-1.35x as long). Within 2e-9 of ln ω everywhere (1.81e-9 at
-# most, tests/test_kernels.py), so the node voltage starts within 2e-9·Vd and the Newton step that follows leaves
-# ~2e-18·Vd: at most one transcendental before it. (The diode current at the solution is a·Vd·ω ≈ a·Vd·t: most
-# hidden nodes of a trained Fashion-MNIST network sit at t = 40-600.)
+# 0.5-0.8 ns per node on Zen 4: the read took 1.2-1.35x as long). Within 2e-9 of ln ω everywhere (1.870e-9 at
+# most, at a near-grid midpoint, t = -0.53125; the Hermite's 1.869e-9: tests/test_kernels.py), so the node voltage
+# starts within 2e-9·Vd and the Newton step that follows leaves ~2e-18·Vd: at most one transcendental before it.
+# (The diode current at the solution is a·Vd·ω ≈ a·Vd·t: most hidden nodes of a trained Fashion-MNIST network sit
+# at t = 40-600.)
 _LNW_MID, _LNW_END = 64.0, 1088.0
 _LNW_H = 1.0 / 16.0  # the near grid's step
 
@@ -85,7 +88,8 @@ _LNW_VAL = np.concatenate((_ln_omega_grid(_LNZ_CUTOFF, _LNW_H, _LNW_N), _ln_omeg
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _ln_omega_read(t):
-    """ln ω(t) from the grids, for ``_LNZ_CUTOFF < t < _LNW_END`` (elsewhere a finite value of no meaning), without
+    """ln ω(t) from the grids, for ``_LNZ_CUTOFF < t < _LNW_END`` (elsewhere a value of no meaning, inf or NaN
+    at t = ±inf, ±1e308 or NaN: never used there), without
     branches (so a loop over nodes is vectorised): the Taylor polynomial of degree 3 about the nearest point of the
     near grid (steps of 1/16) where its step count is below its last point, else of the far grid (steps of 1),
     the derivatives from the point's value through one division."""
@@ -238,12 +242,13 @@ def _newton_step(v, a, c1, Is, Vd, ef, er):
 def _closed_form_step(v, a, c1, Is, Vd, big, kq, up):
     """The closed form's Newton step, ``_newton_step``'s (new v, the error it leaves) for a small correction of a
     start within 2e-9·Vd, from the larger side's exponential ``big`` (the upper side's where ``up``) and ``kq``,
-    the two sides' product (``kp``; 0 where the smaller side is negligible), with one division where
-    ``_newton_step`` takes three (the smaller side ``kq/big``, ``1/slope``, ``f/slope``): ``f`` and the slope are
-    taken times ``s = big`` (1 where ``big`` is 0), so that ``s·small = kq``, and the step is a product (its
-    extra rounding, an ulp of a step within ~1e-9 of ``v``, is far below an ulp of ``v``). Where ``big²``
-    overflows (``big`` > 1e154: ``ln(Is/(a·Vd))`` below -340), NaN with ``inf`` error: the node is redone
-    alone."""
+    the two sides' product (``kp``; 0 where the smaller side is negligible), with one division where the warm
+    step takes three (``_newton_pass``'s smaller side ``kp/big``; ``_newton_step``'s ``1/slope`` and
+    ``f/slope``): ``f`` and the slope are taken times ``s = big`` (1 where ``big`` is 0), so that
+    ``s·small = kq``, and the step is a product (its extra rounding, an ulp of a step within ~1e-9 of ``v``, is
+    far below an ulp of ``v``). Where ``big²`` is not a normal float (``big`` above 1e154, ``ln(Is/(a·Vd))``
+    below about -348, or below 1.5e-154 but not 0, ``ln(Is/(a·Vd))`` above about 342: the diode term would be
+    lost), NaN with ``inf`` error: the node is redone alone."""
     pos = big > 0.0
     s = big if pos else 1.0
     sb, ss = big * big, kq if pos else 0.0  # s·big, s·small
@@ -251,7 +256,7 @@ def _closed_form_step(v, a, c1, Is, Vd, big, kq, up):
     R = 1.0 / (s * a + (sb + ss) * (Is / Vd))  # 1/(s·slope)
     step = (s * (a * v - c1) + Is * (sd if up else -sd)) * R  # s·f/(s·slope)
     err = abs(sd) * R * (Is / (2.0 * Vd * Vd)) * step * step  # |f''| step²/(2 f'): |d|·s/(s·slope)·...
-    finite = sb < math.inf and R > 0.0
+    finite = sb < math.inf and (sb >= _FLOAT_MIN or not pos) and R > 0.0
     return (v - step if finite else math.nan), (err if finite else math.inf)
 
 

@@ -62,8 +62,8 @@ def _numba():
         except ImportError:
             _compiled = False
         except ValueError as e:  # (numba refuses some of its settings while it loads: NUMBA_NUM_THREADS=0)
-            raise ValidationError(f"numba did not load: {e} (environment: NUMBA_NUM_THREADS="
-                                  f"{os.environ.get('NUMBA_NUM_THREADS', '(unset)')})") from None
+            given = ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("NUMBA_"))
+            raise ValidationError(f"numba did not load: {e} (environment: {given or 'no NUMBA_ settings'})") from None
         else:
             try:
                 from . import _numba_kernels

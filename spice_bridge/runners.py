@@ -351,11 +351,13 @@ def run(net: Network, v0: np.ndarray, *, runner: str = "batch", beta: float = 0.
                         for k, (vec, t, why, it) in zip(parts[i], res):
                             _store(out, net, k, vec, t, why, it, wall, reason, iters)
                         done = i + 1
-                except multiprocessing.TimeoutError:  # joblib stops every worker: the unfinished tasks fail
-                    for p in parts[done:]:
+                except multiprocessing.TimeoutError:  # joblib stops every worker: the uncollected tasks fail
+                    for i, p in enumerate(parts[done:], done):
+                        why = (f"its worker task of {len(p)} samples took more than {limit:.3g} s ({timeout:.3g} s "
+                               f"per sample)" if i == done else f"not collected: worker task {done} (samples "
+                               f"{parts[done][0]}-{parts[done][-1]}) timed out, and joblib stops every worker")
                         for k in p:
-                            reason[k] = (f"ngspice (shared) timed out: its worker task of {len(p)} samples took "
-                                         f"more than {limit:.3g} s ({timeout:.3g} s per sample)")
+                            reason[k] = f"ngspice (shared) timed out: {why}"
             else:
                 todo, charges = np.arange(B), []
                 if runner == "batch":

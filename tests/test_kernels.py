@@ -135,9 +135,9 @@ def test_warm_start_rejected_where_the_slope_overflows(numba_backend):
 
 def test_closed_form_step_where_the_scaled_slope_overflows(numba_backend):
     """The closed form's step takes f and the slope times the larger side's exponential ``big``: where ``big²``
-    overflows (Is/(a·Vd) ~ 1e-157, so the root lies ~370 Vd beyond its rail) it reports NaN with an infinite
-    error, so the node is redone alone, and the update still equals the reference; where ``big`` is 0 (no diode
-    conducts) the step is the linear node's."""
+    overflows (Is/(a·Vd) ~ 1e-157, so the root lies ~370 Vd beyond its rail) or underflows, it reports NaN with an
+    infinite error, so the node is redone alone, and the update still equals the reference; where ``big`` is 0 (no
+    diode conducts) the step is the linear node's."""
     from cdsolver import _numba_kernels as nk
     nan_step = nk._closed_form_step(1.0, 1.0, 2.0, 1e-200, 0.025, 1e160, 0.0, True)
     assert np.isnan(nan_step[0]) and nan_step[1] == np.inf
@@ -149,6 +149,12 @@ def test_closed_form_step_where_the_scaled_slope_overflows(numba_backend):
     v, _ = kernels.update(el, a, lo, hi, c.copy())
     beyond = (np.abs(v[0, :2]) - 0.5) / el.Vd  # (exp(355)² overflows)
     assert np.all(beyond > 355) and agree(el, v, a, c, lo, hi) <= 1e-15
+    # big² below the normal floats (Is/(a·Vd) ~ 1e201: the root lies ~460 Vd inside the rail, big ~ 1e-200): the
+    # diode term was lost, and the node kept c'/a = 35 V, final, where the root is 7.14 V (review helper-55)
+    el = Shockley(1e100, 0.05)
+    a, lo, hi, c = np.array([1e-100]), np.array([-1000.0]), np.array([30.0]), np.array([[35e-100, 100e-100]]).T
+    v, _ = kernels.update(el, a, lo, hi, c.copy())
+    assert abs(v[0, 0] - 7.1405077572032) < 1e-13 and agree(el, v, a, c, lo, hi) <= 1e-15
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # (the reference's overflows are handled, not reported)
@@ -196,8 +202,11 @@ def test_closed_form_starts_within_2e_9_of_ln_omega(numba_backend):
     within 2e-9·Vd and its one Newton step is final)."""
     from scipy.special import wrightomega
     from cdsolver import _numba_kernels as nk
+    mid = np.concatenate([-12.0 + (np.arange(1216) + 0.5) / 16.0, 64.0 + np.arange(1024) + 0.5])  # (the read's
+    # worst: halfway from its nearest point, 1.870e-9 at t = -0.53125)
     t = np.concatenate([np.linspace(-12.0, 2e3, 400_003)[1:], -12.0 + np.arange(1, 1217) / 16.0,
-                        64.0 + np.arange(1025.0), np.geomspace(2e3, 1e300, 2000)])
+                        64.0 + np.arange(1025.0), np.geomspace(2e3, 1e300, 2000), mid, np.nextafter(mid, -np.inf),
+                        np.nextafter(mid, np.inf)])
     got = np.array([nk._ln_omega(x) for x in t])
     want = np.log(wrightomega(t).real)
     assert np.abs(got - want).max() <= 2e-9
