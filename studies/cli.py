@@ -273,6 +273,8 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.data_dir is not None and args.dataset == "digits":
         raise CliError("--data-dir: --dataset digits ships with scikit-learn and reads no folder (give --dataset "
                        "mnist or fashion-mnist)")
+    if args.data_dir is not None:  # (recorded absolute: --resume from another folder must not read other data)
+        args.data_dir = os.path.abspath(args.data_dir)
     if args.invert is not None and args.amplifier is None:
         raise CliError("--invert applies to amplifiers: give --amplifier A C too")
     args.invert = args.invert or INVERT
@@ -465,14 +467,16 @@ def _training_record(path: Path) -> dict | None:
 
 def _resolved_run(run: dict, n_train: int, input_gain: float) -> dict:
     """``run`` (options as recorded) with the data-dependent defaults (``None``) of --batch-size, --lr and
-    --average resolved for ``n_train`` samples (one lr: a list of one) and --input-gain's set to ``input_gain``."""
+    --average resolved for ``n_train`` samples (one lr: a list of one), --input-gain's set to ``input_gain`` and
+    --data-dir absolute (from the current folder)."""
     import numpy as np
 
     from cdsolver.train import TrainConfig
 
     c = TrainConfig(batch_size=run["batch_size"], lr=run["lr"], average=run["average"]).resolved(n_train)
     return {**run, "batch_size": c.batch_size, "lr": [float(x) for x in np.atleast_1d(c.lr)], "average": c.average,
-            "input_gain": input_gain if run["input_gain"] is None else run["input_gain"]}
+            "input_gain": input_gain if run["input_gain"] is None else run["input_gain"],
+            "data_dir": run["data_dir"] and os.path.abspath(run["data_dir"])}  # (relative in older checkpoints)
 
 
 def _as_option(key: str, value) -> str:

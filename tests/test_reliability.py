@@ -887,6 +887,29 @@ def test_numbers_a_researcher_passes_are_numbers():
             TrainConfig(epochs=bad)
 
 
+def test_resume_from_another_folder_never_reads_other_data(tmp_path, monkeypatch, capsys):
+    """A checkpoint recorded ``--data-dir`` as given: a relative folder, resumed from another working folder, named
+    other data and passed the options check (helper-54; stopped only if the sample counts differed). It is
+    recorded absolute now, and a relative one of an older checkpoint is read from the current folder."""
+    rng = np.random.default_rng(0)
+    for where in ("a", "b"):  # the same relative path d/ under two folders, other images in each
+        (tmp_path / where / "d").mkdir(parents=True)
+        np.savez(tmp_path / where / "d" / "mnist.npz", x_train=rng.integers(0, 256, (5010, 2, 2), dtype=np.uint8),
+                 y_train=rng.integers(0, 10, 5010), x_test=rng.integers(0, 256, (5, 2, 2), dtype=np.uint8),
+                 y_test=rng.integers(0, 10, 5))
+    out = str(tmp_path / "t.npz")
+    args = ["train", "--dataset", "mnist", "--data-dir", "d", "--hidden", "2", "--out", out]
+    monkeypatch.chdir(tmp_path / "a")
+    assert main([*args, "--epochs", "1"]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    capsys.readouterr()
+    assert main([*args, "--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"--data-dir was '{tmp_path / 'a' / 'd'}', now '{tmp_path / 'b' / 'd'}'" in err, err
+    monkeypatch.chdir(tmp_path / "a")
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+
+
 def test_solver_counts_and_tolerances_of_the_wrong_type_are_validation_errors():
     """``solve(..., max_sweeps=1.7)`` ran 1 sweep; ``inf``, ``nan``, ``"abc"``, ``None`` raised OverflowError,
     ValueError, TypeError; ``tol="1e-3"`` passed the check and then raised TypeError in the solver (and
