@@ -382,13 +382,18 @@ def check_states(net: Network, states, batch: int, name: str, finite: bool = Tru
     return [check_array(s, f"{name} v{l}", (batch, n), finite) for l, (s, n) in enumerate(zip(states, sizes), 1)]
 
 
+def _inputs(net: Network, v0) -> np.ndarray:
+    """``v0`` as ``net``'s checked input voltages (V, ``(batch, n_0)``); TypeError if ``net`` is no Network."""
+    if not isinstance(net, Network):
+        raise TypeError(f"network must be a cdsolver.Network, got {type(net).__name__}")
+    return check_array(v0, "v0 (input voltages)", (None, net.sizes[0]))
+
+
 def _diagnosed(net: Network, v0, states, targets=None):
     """(v0, states, targets) of ``kcl``, ``energy`` and ``max_branch_current``, checked: shapes that broadcast
     gave numbers of another problem (states of one sample against inputs of three: three energies); NaN and inf
     states are allowed (a failed sample's)."""
-    if not isinstance(net, Network):
-        raise TypeError(f"network must be a cdsolver.Network, got {type(net).__name__}")
-    v0 = check_array(v0, "v0 (input voltages)", (None, net.sizes[0]))
+    v0 = _inputs(net, v0)
     states = check_states(net, states, len(v0), "states", finite=False)
     if targets is not None:
         targets = check_array(targets, "targets", (len(v0), net.n_classes))
@@ -396,10 +401,7 @@ def _diagnosed(net: Network, v0, states, targets=None):
 
 
 def _validate(net: Network, v0, beta, targets, init, tol, max_sweeps, anderson):
-    if not isinstance(net, Network):
-        raise TypeError(f"network must be a cdsolver.Network, got {type(net).__name__}")
-    n = net.sizes
-    v0 = check_array(v0, "v0 (input voltages)", (None, n[0]))
+    v0 = _inputs(net, v0)
     B = v0.shape[0]
     net.g_nudge(beta)  # (a ValidationError where the nudge is undefined)
     if targets is not None:
